@@ -1,0 +1,65 @@
+# marginflow -- top-level build.
+#   make            library (build/libmarginflow.a) and CLI (build/marginflow)
+#   make test       build and run the whole test suite
+#   make asan       the test suite under AddressSanitizer + UBSan (build-asan/)
+#   make demo       install dependencies (Debian, as root), build, run the demo
+#   make bench      bench/train-small
+# Variables: CC, OPT (default -O2), BLAS (default -lopenblas), BUILD.
+
+CC      ?= gcc
+OPT     ?= -O2
+BUILD   ?= build
+BLAS    ?= -lopenblas
+WARN    := -Wall -Wextra -pedantic -Werror
+CFLAGS  ?= $(OPT) -g
+ALLCFLAGS := -std=c11 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -D_POSIX_C_SOURCE=200809L \
+             -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu -MMD -MP
+LDLIBS  := $(BLAS) -llapacke -lcjson -lz -lm $(EXTRA_LDLIBS)
+
+LIB_SRC := $(wildcard src/*.c)
+CLI_SRC := $(wildcard cli/*.c)
+TEST_SRC := $(wildcard tests/test_*.c)
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all test asan demo bench clean deps
+all: $(BUILD)/libmarginflow.a $(BUILD)/marginflow $(TEST_BIN)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALLCFLAGS) -c $< -o $@
+
+$(BUILD)/libmarginflow.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/marginflow: $(CLI_OBJ) $(BUILD)/libmarginflow.a
+	$(CC) $(ALLCFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libmarginflow.a $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmarginflow.a
+	$(CC) $(ALLCFLAGS) -o $@ $< $(BUILD)/libmarginflow.a $(LDLIBS)
+
+test: all
+	BUILD=$(BUILD) tests/run-tests
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 \
+	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  EXTRA_LDLIBS="-fsanitize=address,undefined" test
+
+deps:
+	scripts/install-deps
+
+demo: deps
+	$(MAKE) all
+	scripts/demo
+
+bench: all
+	bench/train-small
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)

@@ -1,0 +1,443 @@
+/*
+ * marginflow.h -- the whole public API of libmarginflow.
+ *
+ * marginflow trains small homogeneous networks by gradient descent / gradient
+ * flow on exponential, logistic or cross-entropy loss for extremely long
+ * horizons, and measures the quantities of the margin-maximization theory:
+ * normalized margin, smoothed margin, per-layer margin, loss and norm rates.
+ * The mathematics is in shared/THEORY.md; the papers it cites are the
+ * specification:
+ *   [LL20]  Lyu & Li, Gradient Descent Maximizes the Margin of Homogeneous
+ *           Neural Networks, ICLR 2020 (arXiv:1906.05890).
+ *   [VSS22] Vardi, Shamir & Srebro, On Margin Maximization in Linear and ReLU
+ *           Networks, NeurIPS 2022 (arXiv:2110.02732).
+ *   [LLWA21] Lyu, Li, Wang & Arora, Gradient Descent on Two-layer Nets: Margin
+ *           Maximization and Simplicity Bias, NeurIPS 2021 (arXiv:2110.13905).
+ *
+ * Conventions
+ *  - Every public name is mf_ / MF_. Internal helpers live in src/internal.h.
+ *  - Functions that can fail return an int error code (mf_error, MF_OK = 0)
+ *    and, when given a non-NULL mf_err *, fill it with a sentence saying what
+ *    went wrong (file, line, column, what was expected). Error codes are
+ *    separate from run outcomes (mf_outcome).
+ *  - The library never prints and never exits. Diagnostics go through the
+ *    caller-set log callback in mf_callbacks.
+ *  - Every allocation goes through one hook (mf_set_allocator) so tests can
+ *    fail the k-th allocation. Every mf_x_free(NULL) is a no-op.
+ *  - Losses are kept in the log domain: a "log_loss" is the natural log of
+ *    the SUM over samples of ell(q_n). Nothing exp()s a large argument.
+ *  - Arrays are flat, row-major, double precision; shapes are in comments.
+ */
+#ifndef MARGINFLOW_H
+#define MARGINFLOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MF_VERSION "0.1.0"
+#define MF_MAX_LAYERS 16
+#define MF_SPEC_LEN 256
+#define MF_ERR_LEN 512
+
+/* ------------------------------------------------------------------------ */
+/* Errors, allocation, logging                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef enum mf_error {
+    MF_OK = 0,
+    MF_ERR_NOMEM,       /* an allocation failed */
+    MF_ERR_IO,          /* a file could not be opened, read, written, renamed */
+    MF_ERR_PARSE,       /* a file or string is not in the expected format */
+    MF_ERR_INVALID,     /* an argument or setting is out of its allowed range */
+    MF_ERR_DIM,         /* dimensions do not match (data vs model, checkpoint vs model) */
+    MF_ERR_CORRUPT,     /* a binary file fails its magic, version or checksum */
+    MF_ERR_FOREIGN,     /* a checkpoint belongs to another model/data/config */
+    MF_ERR_UNSUPPORTED, /* a valid request this build or model does not support */
+    MF_ERR_NONSEPARABLE,/* data not linearly separable through the origin */
+    MF_ERR_NUMERIC,     /* a numerical routine failed (non-finite input, no convergence) */
+    MF_ERR_CALLBACK     /* a user callback returned failure */
+} mf_error;
+
+/* Detailed error: code plus a human sentence. */
+typedef struct mf_err {
+    int code;
+    char msg[MF_ERR_LEN];
+} mf_err;
+
+/* Short static description of an error code ("out of memory", ...). */
+const char *mf_strerror(int code);
+
+/* Replace the allocator used by the whole library (NULL for any argument
+ * restores the libc default for all three). Not thread-safe: call before use. */
+void mf_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
+                      void (*free_fn)(void *));
+
+/* Log levels for the log callback. */
+enum { MF_LOG_ERROR = 0, MF_LOG_WARN = 1, MF_LOG_INFO = 2, MF_LOG_DEBUG = 3 };
+
+/* ------------------------------------------------------------------------ */
+/* Random numbers (xoshiro256**, seeded by splitmix64): deterministic across   */
+/* platforms, state is plain data so checkpoints can store it.               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mf_rng {
+    uint64_t s[4];
+} mf_rng;
+
+void mf_rng_seed(mf_rng *r, uint64_t seed);
+uint64_t mf_rng_next(mf_rng *r);
+double mf_rng_uniform(mf_rng *r);  /* in [0, 1), 53 bits */
+double mf_rng_normal(mf_rng *r);   /* standard normal (Box-Muller, no caching) */
+
+/* ------------------------------------------------------------------------ */
+/* Data                                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A labelled data set, dense.
+ *  x: [n][d] row-major features.
+ *  Binary data (num_classes == 0): y[n] in {-1, +1}, cls == NULL.
+ *  Multi-class data (num_classes = C >= 2): cls[n] in 0..C-1, and y == NULL.
+ *  (Files whose labels are all -1/+1 are binary; labels that are all
+ *  non-negative integers are class indices.) */
+typedef struct mf_data {
+    int n, d;
+    int num_classes;   /* 0 = binary with y = +-1; C >= 2 = multi-class */
+    double *x;         /* [n][d] */
+    double *y;         /* [n] or NULL */
+    int *cls;          /* [n] or NULL */
+    char desc[MF_SPEC_LEN]; /* e.g. "builtin:B" or "file:foo.svm (libsvm)" */
+} mf_data;
+
+/* Allocate an empty data set of n samples, d features (zeroed). If
+ * num_classes == 0, y is allocated; otherwise cls. */
+int mf_data_new(int n, int d, int num_classes, mf_data **out, mf_err *e);
+void mf_data_free(mf_data *data);
+
+/* Load a data file. format: "libsvm" (liblinear/libsvm text, 1-based sparse
+ * indices), "csv" (label in the first column), or NULL to choose by extension
+ * (.csv -> csv, anything else -> libsvm). Errors name file, line and column:
+ * unreadable/empty file, ragged rows, non-numeric fields, NaN/Inf features,
+ * bad labels, duplicate or unsorted indices. For libsvm, d = largest index
+ * seen, unless min_d > that (pass 0 otherwise). */
+int mf_data_load(const char *path, const char *format, int min_d, mf_data **out, mf_err *e);
+
+/* Build a data set from a spec string:
+ *   builtin:B | builtin:C | builtin:D | builtin:G | builtin:R1 | builtin:sym4
+ *       the known-answer sets of THEORY.md section 4;
+ *   gauss:n=200,d=20,margin=0.1,seed=3
+ *       linearly separable through the origin with a planted margin;
+ *   symmetric:n=..,d=..,margin=..,seed=..   gauss plus the mirror (-x, -y) of
+ *       every point (2n points);
+ *   anything else is a file path, loaded with mf_data_load(spec, format, 0).
+ * format may be NULL. */
+int mf_data_from_spec(const char *spec, const char *format, mf_data **out, mf_err *e);
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef enum mf_model_kind {
+    MF_MODEL_LINEAR = 0,   /* Phi = W x, W [n_out][d]; L = 1 */
+    MF_MODEL_FC_LINEAR,    /* Phi = W_K ... W_2 W_1 x, W_1 [M][d], W_l [M][M], W_K [n_out][M]; L = K */
+    MF_MODEL_DIAG,         /* Phi = <w_1 o ... o w_K, x>, w_l [d]; L = K; binary only */
+    MF_MODEL_RELU2,        /* Phi = sum_k a_k sigma(<w_k, x~>), W [M][d~], a [M]; L = 2
+                              (L = 1 with fix_outer); x~ = (x, 1) with bias; binary only */
+    MF_MODEL_MLP,          /* Phi = W_{K+1} sigma(W_K ... sigma(W_1 x)); L = K + 1 */
+    MF_MODEL_SKIP_LINEAR,  /* Phi = (1 + w2) <w1, x>, w1 [d], w2 scalar; NOT homogeneous
+                              (construction G); nominal L = 2 */
+    MF_MODEL_RELU2_OUTBIAS /* Phi = sum_k a_k sigma(<w_k, x>) + b; NOT homogeneous; nominal L = 2 */
+} mf_model_kind;
+
+/* A named view into the flat parameter vector theta: entries
+ * theta[offset .. offset + rows*cols), row-major [rows][cols]. */
+typedef struct mf_layer {
+    char name[16];     /* "W1", "a", "w2", "b", ... */
+    size_t offset;
+    int rows, cols;
+} mf_layer;
+
+/* A model: architecture and parameter layout; the parameters themselves are a
+ * separate flat double array theta[n_params]. sigma(z) = z for z > 0 and
+ * alpha * z otherwise; its derivative used at z == 0 exactly is alpha (0 for
+ * ReLU): this choice lies in the Clarke interval [alpha, 1] and is used
+ * consistently by forward/backward and the analysis code. */
+typedef struct mf_model {
+    mf_model_kind kind;
+    char spec[MF_SPEC_LEN]; /* canonical spec string, e.g. "relu2:width=100,alpha=0" */
+    int d;                  /* input dimension of the data */
+    int n_out;              /* 1 for binary data, C for multi-class */
+    int degree;             /* L: homogeneity order (nominal for non-homogeneous models) */
+    int homogeneous;        /* 1 if Phi(c theta) = c^L Phi(theta) for c > 0 */
+    int depth;              /* K for fc-linear/diag; number of hidden layers for mlp */
+    int width;              /* M for fc-linear / relu2 / relu2-outbias */
+    int widths[MF_MAX_LAYERS]; /* mlp hidden widths */
+    double alpha;           /* leaky slope (0 = ReLU) */
+    int bias;               /* relu2: hidden bias as an extra constant input coordinate */
+    int fix_outer;          /* relu2: outer weights fixed (a_k = +1 for even k, -1 for odd) */
+    size_t n_params;
+    int n_layers;           /* number of parameter groups ("layers" for norms) */
+    mf_layer layers[MF_MAX_LAYERS];
+} mf_model;
+
+/* Parse a model spec for data of dimension d with num_classes as in mf_data
+ * (0 = binary, n_out = 1; C >= 2: n_out = C, only for linear, fc-linear, mlp).
+ * Specs:
+ *   linear
+ *   fc-linear:depth=K,width=M          (defaults K=2, M=d)
+ *   diag:depth=K                       (default K=2)
+ *   relu2:width=M,alpha=A[,bias][,fix-outer]   (defaults M=10, A=0)
+ *   mlp:widths=M1,M2,...,alpha=A       (widths separated by '/' or ',' ; default A=0)
+ *   skip-linear
+ *   relu2-outbias:width=M,alpha=A
+ * Errors: MF_ERR_PARSE with the offending token, MF_ERR_UNSUPPORTED for
+ * multi-class on a binary-only model. */
+int mf_model_parse(const char *spec, int d, int num_classes, mf_model **out, mf_err *e);
+void mf_model_free(mf_model *m);
+
+/* Opaque workspace holding activations for batches of up to max_batch
+ * samples. Allocated once; forward/backward never allocate. */
+typedef struct mf_work mf_work;
+int mf_work_new(const mf_model *m, int max_batch, mf_work **out, mf_err *e);
+void mf_work_free(mf_work *w);
+
+/* Forward pass on a batch.
+ *   x: [n][d]   out: [n][n_out]   (n <= max_batch of w)
+ * Keeps the activations in w for a following mf_model_backward on the same
+ * theta and x. */
+void mf_model_forward(const mf_model *m, mf_work *w, const double *theta,
+                      const double *x, int n, double *out);
+
+/* Backward pass after mf_model_forward(m, w, theta, x, n, ...):
+ *   dout: [n][n_out]   grad: [n_params]
+ * Sets grad = sum_i J_i^T dout_i, J_i = d out_i / d theta. Parameters that
+ * are not trained (fix-outer) get gradient 0 (they are not in theta). */
+void mf_model_backward(const mf_model *m, mf_work *w, const double *theta,
+                       const double *x, int n, const double *dout, double *grad);
+
+/* Initialization. kind: "gauss" (every entry i.i.d. N(0, scale^2)),
+ * "balanced" (relu2 / relu2-outbias only: w_k ~ N(0, scale^2 I),
+ * a_k = s_k ||w_k|| with s_k a random sign; b = 0). */
+int mf_model_init(const mf_model *m, const char *kind, double scale, mf_rng *rng,
+                  double *theta, mf_err *e);
+
+/* Euclidean norm of layer l of theta, and of all of theta. */
+double mf_layer_norm(const mf_model *m, const double *theta, int l);
+double mf_param_norm(const mf_model *m, const double *theta);
+
+/* Human-readable parameter order into buf ("index name[row][col]" lines);
+ * returns the number of characters that would have been written (snprintf). */
+size_t mf_model_layout(const mf_model *m, char *buf, size_t cap);
+
+/* ------------------------------------------------------------------------ */
+/* Losses, margins, metrics (log domain)                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef enum mf_loss_kind {
+    MF_LOSS_EXP = 0,    /* ell(q) = e^{-q} */
+    MF_LOSS_LOGISTIC,   /* ell(q) = log(1 + e^{-q}) */
+    MF_LOSS_CE          /* cross-entropy; for binary data identical to logistic */
+} mf_loss_kind;
+
+/* Margins from network outputs.
+ *  out: [n][n_out]. Binary: q_n = y_n out_n. Multi-class:
+ *  q_n = out_{n,y} - max_{j != y} out_{n,j}. Writes q[n] (may be NULL) and
+ *  returns q_min. */
+double mf_margins(const mf_data *data, const double *out, int n_out, double *q);
+
+/* Loss in the log domain and its normalized gradient with respect to outputs.
+ * Exact problem: given outputs z = out, with the smooth per-sample margin
+ *   binary:       s_n = y_n z_n
+ *   multi-class:  s_n = -log sum_{j != y_n} e^{-(z_{n,y} - z_{n,j})}
+ * (exp on multi-class is Lyu & Li's sum_j e^{-(z_y - z_j)}; logistic and CE on
+ * multi-class are both the cross-entropy log(1 + sum_{j!=y} e^{z_j - z_y})),
+ * compute
+ *   *log_loss = log sum_n ell(s_n)   (natural log, exact at any level)
+ *   gout[n][n_out] = (d Loss / d z) / Loss     (may be NULL)
+ *   wts[n] = -ell'(s_n) / Loss                 (softmax weights; may be NULL)
+ * [LL20] section 2 / THEORY.md section 2. No exp() of a positive argument
+ * larger than log(DBL_MAX) is ever taken. Returns MF_ERR_NUMERIC if an
+ * output is non-finite (then *log_loss = NAN). idx (may be NULL): the batch
+ * rows out[i] correspond to data sample idx[i]; n = batch size. */
+int mf_loss_eval(mf_loss_kind loss, const mf_data *data, const int *idx, int n,
+                 const double *out, int n_out, double *log_loss, double *gout,
+                 double *wts);
+
+/* log ell(0): log 1 = 0 for exp, log log 2 for logistic/CE. */
+double mf_loss_log_ell0(mf_loss_kind loss);
+
+/* Smoothed normalized margin from the log loss, [LL20] Def./THEORY.md s.1:
+ *   exp:       -log_loss / ||theta||^L
+ *   logistic:  -log(expm1(Loss)) / ||theta||^L, computed stably from log_loss. */
+double mf_smoothed_margin(mf_loss_kind loss, double log_loss, double norm, int degree);
+
+/* Everything a metrics row holds. */
+typedef struct mf_metrics {
+    long long step;
+    double time_log;        /* natural log of the flow time t (-INFINITY when t = 0) */
+    double log10_loss;
+    double norm;            /* ||theta|| */
+    double q_min;
+    double normalized_margin;   /* q_min / ||theta||^L */
+    double smoothed_margin;
+    double layer_margin;        /* q_min / prod_l ||W_l|| */
+    double lr;                  /* current step size (alpha for scaled/lyu-li, dtau for flow) */
+    double train_error;         /* fraction of samples with q_n <= 0 */
+    double balancedness;        /* max_k |a_k^2 - ||w_k||^2| (two-layer), max_l |
+                                   ||W_{l+1}||^2 - ||W_l||^2 | (deeper), 0 for linear */
+} mf_metrics;
+
+/* Compute every metric except step/time_log/lr at theta. out (may be NULL:
+ * then the forward pass is done here in w, which must hold data->n samples)
+ * are the outputs on the full data set. */
+int mf_metrics_eval(const mf_model *m, mf_work *w, const mf_data *data, mf_loss_kind loss,
+                    const double *theta, const double *out, mf_metrics *mt, mf_err *e);
+
+/* ------------------------------------------------------------------------ */
+/* Training                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef enum mf_optimizer_kind {
+    MF_OPT_GD = 0,   /* theta -= lr * grad Loss */
+    MF_OPT_SCALED,   /* theta -= lr * grad Loss / Loss  ([LL20] loss-based rate) */
+    MF_OPT_LYU_LI,   /* scaled step with [LL20] App. schedule: accept -> lr *= r_u, reject -> roll back, lr /= r_d */
+    MF_OPT_FLOW,     /* gradient flow, adaptive embedded RK in rescaled time */
+    MF_OPT_SGD       /* mini-batch SGD on the batch MEAN loss (PyTorch convention) */
+} mf_optimizer_kind;
+
+typedef enum mf_outcome {
+    MF_OUT_RUNNING = 0,
+    MF_OUT_LOSS_TARGET,   /* log10 Loss <= until_log10_loss */
+    MF_OUT_STEP_BUDGET,   /* max_steps reached */
+    MF_OUT_TIME_TARGET,   /* flow time >= until_time */
+    MF_OUT_WALL_BUDGET,   /* wall_seconds elapsed */
+    MF_OUT_NONFINITE,     /* non-finite loss or gradient; theta is the last good state */
+    MF_OUT_STALLED,       /* the step no longer changes theta (or lr underflowed) */
+    MF_OUT_INTERRUPTED    /* should_stop callback asked to stop */
+} mf_outcome;
+
+const char *mf_outcome_name(mf_outcome o);   /* "loss-target", "step-budget", ... */
+const char *mf_optimizer_name(mf_optimizer_kind k); /* "gd", "scaled", ... */
+const char *mf_loss_name(mf_loss_kind k);          /* "exp", "logistic", "ce" */
+int mf_optimizer_from_name(const char *s, mf_optimizer_kind *k);  /* MF_OK or MF_ERR_INVALID */
+int mf_loss_from_name(const char *s, mf_loss_kind *k);
+
+/* Training settings. Unset real-valued criteria are NAN. */
+typedef struct mf_train_settings {
+    mf_loss_kind loss;          /* default exp */
+    mf_optimizer_kind optimizer;/* default scaled */
+    double lr;                  /* default 0.1: step (gd/sgd), alpha (scaled), alpha_0 (lyu-li), initial dtau (flow) */
+    double tol;                 /* flow: local error tolerance per unit rescaled time, default 1e-6 */
+    double lr_up, lr_down;      /* lyu-li: 2^{1/5}, 2^{1/10} */
+    int batch;                  /* sgd: default 32 */
+    long long max_steps;        /* default 10000; 0 = unlimited */
+    double until_log10_loss;    /* NAN = off */
+    double until_time;          /* NAN = off */
+    double wall_seconds;        /* NAN = off */
+    int log_points;             /* default 200 */
+    long long checkpoint_every; /* 0 = off (default) */
+    uint64_t seed;              /* sgd batch order; default 1 */
+} mf_train_settings;
+
+void mf_train_settings_default(mf_train_settings *s);
+/* NULL if valid, else a static sentence naming the bad field and its range. */
+const char *mf_train_settings_validate(const mf_train_settings *s);
+
+/* The complete state of a run; what a checkpoint holds. */
+typedef struct mf_train_state {
+    long long step;      /* accepted steps so far */
+    long long rejected;  /* rolled-back steps (lyu-li, flow) */
+    double time_log;     /* log t, t = flow time (sum of lr/Loss for scaled, lr for gd) */
+    double lr;           /* current step size */
+    double log_loss;     /* at theta (full data) */
+    mf_rng rng;
+    size_t n_params;
+    double *theta;       /* [n_params], owned by the state */
+} mf_train_state;
+
+int mf_train_state_new(size_t n_params, mf_train_state **out, mf_err *e);
+void mf_train_state_free(mf_train_state *s);
+
+/* Whether metrics are logged at step s (log-spaced schedule of the settings:
+ * step 0 and round(10^(i/k)), k = log_points / log10(max_steps) per decade,
+ * or log_points/6 per decade when max_steps = 0). */
+int mf_is_log_step(const mf_train_settings *s, long long step);
+
+typedef struct mf_callbacks {
+    void *user;
+    void (*log)(void *user, int level, const char *msg);
+    /* Called at every logged step and at the final step. Non-zero return: stop with MF_ERR_CALLBACK. */
+    int (*on_metrics)(void *user, const mf_metrics *m);
+    /* Called about every progress_seconds of wall time (default 0.5 s). */
+    void (*on_progress)(void *user, const mf_metrics *m, double steps_per_second);
+    double progress_seconds;
+    /* Called every settings.checkpoint_every steps. Non-zero: MF_ERR_CALLBACK. */
+    int (*on_checkpoint)(void *user, const mf_train_state *s);
+    /* Polled every step; non-zero: stop with MF_OUT_INTERRUPTED. */
+    int (*should_stop)(void *user);
+} mf_callbacks;
+
+typedef struct mf_train_result {
+    mf_outcome outcome;
+    mf_metrics final;          /* metrics at the final state */
+    long long steps, rejected;
+    double wall_seconds;
+    double steps_per_second;
+} mf_train_result;
+
+/* Train. state holds theta (initial parameters, or a resumed state) and is
+ * updated in place to the final state. The run continues from state->step,
+ * so a state loaded from a checkpoint gives bit-identical metrics to an
+ * uninterrupted run (same build, same threads). cb may be NULL.
+ * Returns an error code (MF_OK also when the run ended by a non-finite
+ * outcome: that is an outcome, in result->outcome). */
+int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
+             mf_train_state *state, const mf_callbacks *cb, mf_train_result *result,
+             mf_err *e);
+
+/* ------------------------------------------------------------------------ */
+/* Files                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Checkpoint: binary, magic "MFCKPT\r\n", version, CRC-32 (zlib) over the
+ * payload, written atomically (temp file, fsync, rename). fingerprint ties it
+ * to a configuration (e.g. CRC of the run's config.json); a checkpoint whose
+ * fingerprint or n_params differs is refused with MF_ERR_FOREIGN. */
+int mf_checkpoint_write(const char *path, const mf_train_state *s, uint32_t fingerprint,
+                        mf_err *e);
+/* Reads into a new state. expect_fingerprint / expect_n_params checked. */
+int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t expect_n_params,
+                       mf_train_state **out, mf_err *e);
+
+/* Write a whole buffer to path atomically (temp file in the same folder,
+ * fsync, rename). */
+int mf_write_file_atomic(const char *path, const void *buf, size_t len, mf_err *e);
+
+/* Parameters as text: first line "# marginflow params v1 n=<n_params> model=<spec>",
+ * then one value per line, %.17g, C locale. Reading accepts that format or a
+ * plain list of numbers separated by whitespace/commas ('#' comments). */
+int mf_params_write(const char *path, const mf_model *m, const double *theta, mf_err *e);
+int mf_params_read(const char *path, size_t n_params, double *theta, mf_err *e);
+/* Parse "v1,v2,..." (exactly n values) into theta. */
+int mf_params_parse(const char *list, size_t n_params, double *theta, mf_err *e);
+
+/* Format a value as %.17g in the C locale regardless of the process locale. */
+void mf_format_double(char *buf, size_t cap, double v);
+/* Format t = exp(time_log) exactly as a decimal, also beyond double range
+ * ("3.1415926535897931e+10000"); "0" when time_log = -INFINITY. */
+void mf_format_log_value(char *buf, size_t cap, double time_log);
+
+/* CSV header line of metrics rows (no newline) and one row (no newline).
+ * Columns: step,time,log10_time,log10_loss,norm,q_min,normalized_margin,
+ * smoothed_margin,layer_margin,lr,train_error,balancedness. log10_time is
+ * empty at t = 0. */
+const char *mf_metrics_csv_header(void);
+void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MARGINFLOW_H */

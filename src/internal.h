@@ -1,0 +1,36 @@
+/*
+ * internal.h -- helpers shared by the library's source files. Not public:
+ * names here are mf__ (two underscores) so they never clash with the API.
+ */
+#ifndef MF_INTERNAL_H
+#define MF_INTERNAL_H
+
+#include "marginflow.h"
+#include <stdarg.h>
+#include <stddef.h>
+
+/* Allocation through the hook set by mf_set_allocator. mf__calloc zeroes and
+ * checks n * size for overflow. mf__free(NULL) is a no-op. */
+void *mf__malloc(size_t size);
+void *mf__calloc(size_t n, size_t size);
+void *mf__realloc(void *p, size_t size);
+void mf__free(void *p);
+char *mf__strdup(const char *s);
+
+/* Fill e (may be NULL) with code and a printf-style message; returns code. */
+int mf__err(mf_err *e, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* log(e^a + e^b), exact for a or b = -INFINITY. */
+double mf__lse2(double a, double b);
+
+/* CRC-32 (zlib's) of a buffer. */
+uint32_t mf__crc32(const void *buf, size_t len);
+
+/* strtod in the C locale, whatever the process locale. *end as strtod. */
+double mf__strtod_c(const char *s, char **end);
+
+#endif
