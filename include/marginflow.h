@@ -330,7 +330,7 @@ typedef struct mf_train_settings {
     mf_loss_kind loss;          /* default exp */
     mf_optimizer_kind optimizer;/* default scaled */
     double lr;                  /* default 0.1: step (gd/sgd), alpha (scaled), alpha_0 (lyu-li), initial dtau (flow) */
-    double tol;                 /* flow: local error tolerance per unit rescaled time, default 1e-6 */
+    double tol;                 /* flow: local error per step <= tol (1 + ||theta||), default 1e-6 */
     double lr_up, lr_down;      /* lyu-li: 2^{1/5}, 2^{1/10} */
     int batch;                  /* sgd: default 32 */
     long long max_steps;        /* default 10000; 0 = unlimited */
@@ -348,7 +348,7 @@ const char *mf_train_settings_validate(const mf_train_settings *s);
 
 /* The complete state of a run; what a checkpoint holds. */
 typedef struct mf_train_state {
-    long long step;      /* accepted steps so far */
+    long long step;      /* accepted steps so far (rejected attempts are not steps) */
     long long rejected;  /* rolled-back steps (lyu-li, flow) */
     double time_log;     /* log t, t = flow time (sum of lr/Loss for scaled, lr for gd) */
     double lr;           /* current step size */
@@ -358,6 +358,8 @@ typedef struct mf_train_state {
     double *theta;       /* [n_params], owned by the state */
 } mf_train_state;
 
+/* A fresh state: step 0, t = 0 (time_log = -INFINITY), lr = 0 (meaning:
+ * mf_train starts from settings.lr), theta zeroed, rng seeded with 1. */
 int mf_train_state_new(size_t n_params, mf_train_state **out, mf_err *e);
 void mf_train_state_free(mf_train_state *s);
 

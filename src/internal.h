@@ -27,6 +27,9 @@ int mf__err(mf_err *e, int code, const char *fmt, ...)
 /* log(e^a + e^b), exact for a or b = -INFINITY. */
 double mf__lse2(double a, double b);
 
+/* True margin of sample i from outputs out[n][n_out] (loss.c). */
+double mf__margin(const mf_data *data, const double *out, int n_out, int i);
+
 /* CRC-32 (zlib's) of a buffer. */
 uint32_t mf__crc32(const void *buf, size_t len);
 

@@ -66,8 +66,9 @@ void *mf__malloc(size_t size) { return g_malloc(size ? size : 1); }
 
 void *mf__calloc(size_t n, size_t size) {
     if (size && n > (size_t)-1 / size) return NULL;
-    void *p = g_malloc(n * size ? n * size : 1);
-    if (p) memset(p, 0, n * size);
+    size_t bytes = n * size;
+    void *p = g_malloc(bytes ? bytes : 1);
+    if (p) memset(p, 0, bytes);
     return p;
 }
 
