@@ -487,11 +487,7 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
         trainer_free(&t);
         return rc;
     }
-    if (st->step == 0 && st->time_log == 0 && st->lr == 0) {
-        /* fresh state from mf_train_state_new: t = 0, lr from settings */
-        st->time_log = -INFINITY;
-    }
-    if (st->step == 0 && st->lr == 0) st->lr = s->lr;
+    if (st->lr == 0) st->lr = s->lr; /* a fresh state (mf_train_state_new) */
 
     double progress_every = cb && cb->progress_seconds > 0 ? cb->progress_seconds : 0.5;
     t.t0 = now_seconds();
