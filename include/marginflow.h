@@ -338,6 +338,9 @@ typedef struct mf_train_settings {
     double until_time;          /* NAN = off */
     double wall_seconds;        /* NAN = off */
     int log_points;             /* default 200 */
+    long long log_horizon;      /* steps the log schedule is spread over; 0 = max_steps
+                                   (10^6 when max_steps = 0). Keep it fixed when resuming
+                                   with other stopping criteria, so rows stay identical. */
     long long checkpoint_every; /* 0 = off (default) */
     uint64_t seed;              /* sgd batch order; default 1 */
 } mf_train_settings;
@@ -364,8 +367,8 @@ int mf_train_state_new(size_t n_params, mf_train_state **out, mf_err *e);
 void mf_train_state_free(mf_train_state *s);
 
 /* Whether metrics are logged at step s (log-spaced schedule of the settings:
- * step 0 and round(10^(i/k)), k = log_points / log10(max_steps) per decade,
- * or log_points/6 per decade when max_steps = 0). */
+ * step 0 and round(10^(i/k)), k = log_points / log10(H) per decade, where
+ * H = log_horizon, or max_steps when that is 0, or 10^6 when both are 0). */
 int mf_is_log_step(const mf_train_settings *s, long long step);
 
 typedef struct mf_callbacks {

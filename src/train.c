@@ -56,6 +56,7 @@ const char *mf_train_settings_validate(const mf_train_settings *s) {
     if (!isnan(s->wall_seconds) && !(s->wall_seconds > 0 && isfinite(s->wall_seconds)))
         return "wall_seconds: must be a finite number > 0 (or unset)";
     if (s->log_points < 0) return "log_points: must be >= 0";
+    if (s->log_horizon < 0) return "log_horizon: must be >= 0 (0 = max_steps)";
     if (s->checkpoint_every < 0) return "checkpoint_every: must be >= 0 (0 = off)";
     if (s->max_steps == 0 && isnan(s->until_log10_loss) && isnan(s->until_time) &&
         isnan(s->wall_seconds))
@@ -101,7 +102,8 @@ int mf_optimizer_from_name(const char *s, mf_optimizer_kind *k) {
 /* Log-spaced schedule: step 0 and every round(10^(i/k)), i = 0, 1, ...,
  * with k points per decade (see marginflow.h). */
 static double points_per_decade(const mf_train_settings *s) {
-    double decades = s->max_steps > 1 ? log10((double)s->max_steps) : 6.0;
+    long long h = s->log_horizon > 0 ? s->log_horizon : s->max_steps;
+    double decades = h > 1 ? log10((double)h) : 6.0;
     return s->log_points / decades;
 }
 
