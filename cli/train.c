@@ -87,7 +87,7 @@ static void train_help(void) {
         "                         skip-linear, relu2-outbias:width=M,alpha=A (default linear)\n"
         "training:\n"
         "  --loss L               exp|logistic|ce (default exp)\n"
-        "  --optimizer O          gd|scaled|lyu-li|flow|sgd (default scaled)\n"
+        "  --optimizer O          gd|scaled|lyu-li|flow|sgd (default lyu-li)\n"
         "  --lr X                 step size / alpha / initial dtau (default 0.1)\n"
         "  --tol X                flow: local error tolerance (default 1e-6)\n"
         "  --batch N              sgd: batch size (default 32)\n"

@@ -328,7 +328,7 @@ int mf_loss_from_name(const char *s, mf_loss_kind *k);
 /* Training settings. Unset real-valued criteria are NAN. */
 typedef struct mf_train_settings {
     mf_loss_kind loss;          /* default exp */
-    mf_optimizer_kind optimizer;/* default scaled */
+    mf_optimizer_kind optimizer;/* default lyu-li: the schedule with rollback is safe at any width; fixed-lr scaled GD can diverge */
     double lr;                  /* default 0.1: step (gd/sgd), alpha (scaled), alpha_0 (lyu-li), initial dtau (flow) */
     double tol;                 /* flow: local error per step <= tol (1 + ||theta||), default 1e-6 */
     double lr_up, lr_down;      /* lyu-li: 2^{1/5}, 2^{1/10} */

@@ -24,7 +24,7 @@
 void mf_train_settings_default(mf_train_settings *s) {
     memset(s, 0, sizeof *s);
     s->loss = MF_LOSS_EXP;
-    s->optimizer = MF_OPT_SCALED;
+    s->optimizer = MF_OPT_LYU_LI;
     s->lr = 0.1;
     s->tol = 1e-6;
     s->lr_up = pow(2.0, 1.0 / 5.0);

@@ -98,7 +98,7 @@ for o in --data --format --model --loss --optimizer --lr --tol --batch --steps \
     --init-scale --seed --init-params --init-file --out -q --quiet --resume --help; do
     check "--help lists $o" grep -q -- "$o" "$T/help"
 done
-for d in "default linear" "default exp" "default scaled" "default 0.1" "default 1e-6" \
+for d in "default linear" "default exp" "default lyu-li" "default 0.1" "default 1e-6" \
     "default 32" "default 10000" "default 200" "default 1000" "default gauss" "default 1)" \
     "runs/train-YYYYmmdd-HHMMSS" "130 interrupted" "4 run ended non-finite"; do
     check "--help says '$d'" grep -q -- "$d" "$T/help"
@@ -163,7 +163,7 @@ expect_rc 0 $? "layout"
 check "layout lists 4 parameters" grep -q "n_params 4" "$T/layout"
 
 # -------------------------------------------------------------- resume
-G="--data gauss:n=50,d=5 --model relu2:width=10 --steps 300 --checkpoint-every 100 -q"
+G="--data gauss:n=50,d=5 --model relu2:width=10 --optimizer scaled --steps 300 --checkpoint-every 100 -q"
 "$MF" train $G --out "$T/full"
 expect_rc 0 $? "uninterrupted run"
 # stop early through a stopping criterion that does not move the log-step
