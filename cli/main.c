@@ -18,6 +18,7 @@ char **cli_argv;
 static const cli_command commands[] = {
     {"train", cli_train, "train a model on a data set; writes a run directory"},
     {"layout", cli_layout, "print the parameter order of a model (for --init-params)"},
+    {"maxmargin", mf_cli_maxmargin, "multi-start search for the best normalized margin (a search)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -70,6 +70,7 @@ typedef struct mf_local_result {
     double best_gain;            /* max over radii of best_gamma / gamma0 - 1 */
     double *best_theta;          /* [n_params], owned */
     int evaluations;
+    int failures;                /* trials whose SLSQP run reached no feasible point */
 } mf_local_result;
 
 int mf_local_search(const mf_model *m, const mf_data *data, const double *theta,
