@@ -34,6 +34,7 @@ extern char **cli_argv;
 int cli_train(int argc, char **argv);
 int cli_layout(int argc, char **argv);
 int mf_cli_maxmargin(int argc, char **argv);
+int cli_svm(int argc, char **argv);
 
 /* Print "marginflow: <message>\n" to stderr. */
 void cli_error(const char *fmt, ...)

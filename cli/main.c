@@ -18,6 +18,7 @@ char **cli_argv;
 static const cli_command commands[] = {
     {"train", cli_train, "train a model on a data set; writes a run directory"},
     {"layout", cli_layout, "print the parameter order of a model (for --init-params)"},
+    {"svm", cli_svm, "exact max-margin reference (l2 SVM / l1 LP) of a data set"},
     {"maxmargin", mf_cli_maxmargin, "multi-start search for the best normalized margin (a search)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -38,7 +39,8 @@ static void usage(FILE *f) {
             "  marginflow --version          print the version\n"
             "\n"
             "exit codes: 0 finished, 1 I/O or other error, 2 bad usage or bad input,\n"
-            "            4 run ended non-finite, 130 interrupted\n");
+            "            3 data not linearly separable (svm), 4 run ended non-finite,\n"
+            "            130 interrupted\n");
 }
 
 static const cli_command *find(const char *name) {

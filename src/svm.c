@@ -1,0 +1,732 @@
+/*
+ * svm.c -- exact max-margin references for linear predictors through the
+ * origin (THEORY.md section 3): the l2 hard-margin SVM, solved as a
+ * least-distance program by Lawson-Hanson NNLS with LAPACK least-squares
+ * solves and a support-set polish, and the l1-margin LP, solved by GLPK.
+ * Both report residuals and a duality bracket so a caller can see how exact
+ * the reference value is; data that is not separable through the origin is
+ * reported with a Gordan certificate instead of a number.
+ *
+ * Notation (as in mf_svm.h): z_n = y_n x_n, Z = [N][d] with rows z_n,
+ * q_n(w) = <w, z_n>. Internal work arrays are column-major where they feed
+ * LAPACK (stated at each one), row-major [N][d] otherwise.
+ */
+#include "mf_svm.h"
+#include "internal.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <glpk.h>
+#include <lapacke.h>
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------- settings */
+
+void mf_svm_settings_default(mf_svm_settings *s) {
+    s->sep_tol = 1e-12;
+    s->support_tol = 1e-12;
+    s->active_tol = 1e-9;
+    s->max_iter = 0;
+    s->polish = 1;
+}
+
+const char *mf_svm_settings_validate(const mf_svm_settings *s) {
+    if (!s) return "settings: NULL";
+    if (!(s->sep_tol >= 0 && s->sep_tol < 1)) return "sep_tol must be in [0, 1)";
+    if (!(s->support_tol >= 0 && s->support_tol < 1)) return "support_tol must be in [0, 1)";
+    if (!(s->active_tol >= 0 && s->active_tol < 1)) return "active_tol must be in [0, 1)";
+    if (s->max_iter < 0) return "max_iter must be >= 0 (0 = 3 n + 100)";
+    if (s->polish != 0 && s->polish != 1) return "polish must be 0 or 1";
+    return NULL;
+}
+
+const char *mf_svm_status_name(int status) {
+    switch (status) {
+    case MF_SVM_SOLVED: return "solved";
+    case MF_SVM_NONSEPARABLE: return "nonseparable";
+    default: return "unknown";
+    }
+}
+
+const char *mf_svm_norm_name(int norm) {
+    switch (norm) {
+    case MF_SVM_L2: return "l2";
+    case MF_SVM_L1: return "l1";
+    default: return "unknown";
+    }
+}
+
+int mf_svm_norm_from_name(const char *s, mf_svm_norm *norm) {
+    if (s && !strcmp(s, "l2")) {
+        *norm = MF_SVM_L2;
+        return MF_OK;
+    }
+    if (s && !strcmp(s, "l1")) {
+        *norm = MF_SVM_L1;
+        return MF_OK;
+    }
+    return MF_ERR_INVALID;
+}
+
+void mf_svm_result_free(mf_svm_result *r) {
+    if (!r) return;
+    mf__free(r->w);
+    mf__free(r->alpha);
+    mf__free(r->support);
+    mf__free(r->certificate);
+    mf__free(r);
+}
+
+/* <a, b> for a, b [d]. */
+static double dot(int d, const double *a, const double *b) {
+    double s = 0.0;
+    for (int i = 0; i < d; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* ------------------------------------------------- LAPACK least squares */
+
+/* A dgels workspace sized once by a workspace query for the largest problem
+ * it will see (the optimal size is monotone in m and n), so every solve goes
+ * through LAPACKE_dgels_work without allocation outside mf__malloc. */
+typedef struct lsq {
+    double *work;
+    lapack_int lwork;
+} lsq;
+
+static int lsq_init(lsq *q, int m, int n) {
+    double opt = 0, a = 0, b = 0;
+    int ld = m > n ? m : n;
+    q->work = NULL;
+    lapack_int info = LAPACKE_dgels_work(LAPACK_COL_MAJOR, 'N', m, n, 1, &a, m > 1 ? m : 1, &b,
+                                         ld > 1 ? ld : 1, &opt, -1);
+    if (info != 0) return MF_ERR_NUMERIC;
+    q->lwork = (lapack_int)opt;
+    if (q->lwork < 1) q->lwork = 1;
+    q->work = mf__malloc(sizeof(double) * (size_t)q->lwork);
+    return q->work ? MF_OK : MF_ERR_NOMEM;
+}
+
+/* Full-rank least squares by LAPACK dgels (Householder QR for m >= n, LQ
+ * with the minimum-norm solution for m < n):
+ *   m >= n: x = argmin ||A x - b||;   m < n: x = argmin { ||x|| : A x = b }.
+ * A: [m][n] column-major, lda = m, overwritten. b: [max(m, n)], holds b on
+ * entry (first m entries) and x on exit (first n entries). Returns LAPACK's
+ * info: 0 ok, > 0 A is exactly rank deficient. */
+static lapack_int lsq_solve(lsq *q, int m, int n, double *A, double *b) {
+    int ld = m > n ? m : n;
+    return LAPACKE_dgels_work(LAPACK_COL_MAJOR, 'N', m, n, 1, A, m, b, ld, q->work, q->lwork);
+}
+
+/* ------------------------------------------------------ NNLS for the LDP */
+
+/* Lawson & Hanson (1974), ch. 23, algorithm NNLS, applied to the matrix of
+ * their algorithm LDP for the constraints Z w >= 1:
+ *   minimize || E u - f ||_2  subject to u >= 0,
+ *   E = [Z^T; 1^T]  ([m][N], m = d + 1; column j is (z_j, 1)),  f = e_m.
+ * The active-set method keeps a passive set P whose columns of E are linearly
+ * independent (|P| <= m) and solves the unconstrained least-squares problem on
+ * P by dgels at each step; it terminates in finitely many steps in exact
+ * arithmetic. Termination test: the negative gradient g = E^T (f - E u) has
+ * g_j <= tol for every j outside P. The classical safeguard is kept: a column
+ * entering P whose least-squares coefficient comes out non-positive (a
+ * roundoff artefact) is put back and barred until u next changes.
+ *
+ * Z: [N][d] row-major. On MF_OK u[N] >= 0 is the solution and *iters the
+ * number of outer iterations (columns entered). MF_ERR_NUMERIC when more
+ * than max_iter columns entered or an inner loop did not end. */
+typedef struct nnls {
+    int N, d, m;
+    const double *Z; /* [N][d] */
+    double *u;       /* [N] */
+    double *g;       /* [N] */
+    double *r;       /* [m] f - E u */
+    double *A;       /* [m][m] column-major: E_P */
+    double *s;       /* [m] right-hand side / LS solution on P */
+    int *P;          /* [m] passive indices */
+    int np;
+    unsigned char *in_p, *barred; /* [N] */
+    lsq q;
+} nnls;
+
+static void nnls_free(nnls *w) {
+    mf__free(w->u);
+    mf__free(w->g);
+    mf__free(w->r);
+    mf__free(w->A);
+    mf__free(w->s);
+    mf__free(w->P);
+    mf__free(w->in_p);
+    mf__free(w->barred);
+    mf__free(w->q.work);
+}
+
+static int nnls_init(nnls *w, const double *Z, int N, int d) {
+    memset(w, 0, sizeof *w);
+    w->N = N;
+    w->d = d;
+    w->m = d + 1;
+    w->Z = Z;
+    size_t m = (size_t)w->m, n = (size_t)N;
+    w->u = mf__calloc(n, sizeof(double));
+    w->g = mf__calloc(n, sizeof(double));
+    w->r = mf__calloc(m, sizeof(double));
+    w->A = mf__calloc(m * m, sizeof(double));
+    w->s = mf__calloc(m, sizeof(double));
+    w->P = mf__calloc(m, sizeof(int));
+    w->in_p = mf__calloc(n, 1);
+    w->barred = mf__calloc(n, 1);
+    if (!w->u || !w->g || !w->r || !w->A || !w->s || !w->P || !w->in_p || !w->barred)
+        return MF_ERR_NOMEM;
+    return lsq_init(&w->q, w->m, w->m);
+}
+
+/* s[0..np) = argmin || E_P s - f || by dgels. Returns LAPACK info. */
+static lapack_int nnls_ls(nnls *w) {
+    int m = w->m, d = w->d;
+    for (int k = 0; k < w->np; k++) {
+        const double *z = w->Z + (size_t)w->P[k] * d;
+        double *col = w->A + (size_t)k * m;
+        for (int i = 0; i < d; i++) col[i] = z[i];
+        col[d] = 1.0;
+    }
+    for (int i = 0; i < m; i++) w->s[i] = 0.0;
+    w->s[d] = 1.0;
+    return lsq_solve(&w->q, m, w->np, w->A, w->s);
+}
+
+/* g = E^T (f - E u) over all N columns, from the passive entries of u. */
+static void nnls_gradient(nnls *w) {
+    int d = w->d;
+    for (int i = 0; i < d; i++) w->r[i] = 0.0;
+    double sum_u = 0.0;
+    for (int k = 0; k < w->np; k++) {
+        int j = w->P[k];
+        cblas_daxpy(d, -w->u[j], w->Z + (size_t)j * d, 1, w->r, 1);
+        sum_u += w->u[j];
+    }
+    w->r[d] = 1.0 - sum_u;
+    /* g[N] = Z[N][d] r[d] + r_d */
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, w->N, d, 1.0, w->Z, d, w->r, 1, 0.0, w->g, 1);
+    for (int j = 0; j < w->N; j++) w->g[j] += w->r[d];
+}
+
+static void nnls_remove(nnls *w, int k) {
+    w->in_p[w->P[k]] = 0;
+    w->P[k] = w->P[--w->np];
+}
+
+static int nnls_run(nnls *w, double tol, int max_iter, int *iters) {
+    int it = 0, changed = 1;
+    double rr_prev = INFINITY;
+    for (;;) {
+        nnls_gradient(w);
+        /* Each accepted u lowers ||r|| strictly in exact arithmetic; when it
+         * no longer does, the remaining progress is roundoff: stop. */
+        double rr = dot(w->m, w->r, w->r);
+        if (changed && rr >= rr_prev) break;
+        if (changed) rr_prev = rr;
+        changed = 0;
+        int t = -1;
+        double gmax = tol;
+        for (int j = 0; j < w->N; j++) {
+            if (w->in_p[j] || w->barred[j]) continue;
+            if (w->g[j] > gmax) {
+                gmax = w->g[j];
+                t = j;
+            }
+        }
+        if (t < 0 || w->np == w->m) break;
+        if (++it > max_iter) {
+            *iters = it;
+            return MF_ERR_NUMERIC;
+        }
+        w->P[w->np++] = t;
+        w->in_p[t] = 1;
+        int first = 1, inner = 0;
+        for (;;) {
+            lapack_int info = nnls_ls(w);
+            if (info < 0) return MF_ERR_NUMERIC;
+            /* the entering column's coefficient (it is last in P on the
+             * first inner pass) */
+            if (first && (info > 0 || w->s[w->np - 1] <= 0.0)) {
+                nnls_remove(w, w->np - 1);
+                w->barred[t] = 1;
+                break;
+            }
+            if (info > 0) return MF_ERR_NUMERIC;
+            first = 0;
+            int all_pos = 1;
+            for (int k = 0; k < w->np; k++)
+                if (w->s[k] <= 0.0) all_pos = 0;
+            if (all_pos) {
+                for (int k = 0; k < w->np; k++) w->u[w->P[k]] = w->s[k];
+                memset(w->barred, 0, (size_t)w->N);
+                changed = 1;
+                break;
+            }
+            /* step from u towards s until the first coefficient hits 0 */
+            double step = 2.0;
+            int kmin = -1;
+            for (int k = 0; k < w->np; k++) {
+                if (w->s[k] > 0.0) continue;
+                double uj = w->u[w->P[k]];
+                double a = uj / (uj - w->s[k]);
+                if (a < step) {
+                    step = a;
+                    kmin = k;
+                }
+            }
+            for (int k = 0; k < w->np; k++) {
+                int j = w->P[k];
+                w->u[j] += step * (w->s[k] - w->u[j]);
+            }
+            w->u[w->P[kmin]] = 0.0;
+            for (int k = w->np - 1; k >= 0; k--) {
+                if (w->u[w->P[k]] <= 0.0) {
+                    w->u[w->P[k]] = 0.0;
+                    nnls_remove(w, k);
+                }
+            }
+            memset(w->barred, 0, (size_t)w->N);
+            changed = 1;
+            if (++inner > 3 * w->m + 10) return MF_ERR_NUMERIC;
+        }
+    }
+    *iters = it;
+    return MF_OK;
+}
+
+/* ---------------------------------------------------------- residuals */
+
+/* KKT residuals of (P2)/(D2) at (w, alpha) (definitions in mf_svm.h), with
+ * the duality bracket. q: [N] scratch; v: [d] scratch. */
+static void l2_residuals(const double *Z, int N, int d, const double *w, const double *alpha,
+                         double active_tol, double *q, double *v, mf_svm_result *r) {
+    double ww = dot(d, w, w), sum_a = 0.0, comp = 0.0, qmin = INFINITY;
+    int n_active = 0;
+    for (int i = 0; i < d; i++) v[i] = 0.0;
+    for (int n = 0; n < N; n++) {
+        const double *z = Z + (size_t)n * d;
+        q[n] = dot(d, w, z);
+        if (q[n] < qmin) qmin = q[n];
+        if (fabs(q[n] - 1.0) <= active_tol) n_active++;
+        sum_a += alpha[n];
+        if (alpha[n] != 0.0) {
+            double c = alpha[n] * fabs(q[n] - 1.0);
+            if (c > comp) comp = c;
+            cblas_daxpy(d, alpha[n], z, 1, v, 1);
+        }
+    }
+    double diff = 0.0;
+    for (int i = 0; i < d; i++) diff += (w[i] - v[i]) * (w[i] - v[i]);
+    double primal_obj = 0.5 * ww, dual_obj = sum_a - 0.5 * dot(d, v, v);
+    r->q_min = qmin;
+    r->n_active = n_active;
+    r->primal_residual = qmin < 1.0 ? 1.0 - qmin : 0.0;
+    r->dual_residual = sqrt(diff / ww);
+    r->complementarity = sum_a > 0 ? comp / sum_a : INFINITY;
+    r->gap = fabs(primal_obj - dual_obj) / primal_obj;
+    r->kkt_residual = fmax(fmax(r->primal_residual, r->dual_residual),
+                           fmax(r->complementarity, r->gap));
+    r->gamma = 1.0 / sqrt(ww);
+    r->gamma_lower = qmin > 0 ? qmin / sqrt(ww) : 0.0;
+    r->gamma_upper = dual_obj > 0 ? 1.0 / sqrt(2.0 * dual_obj) : INFINITY;
+}
+
+/* support = { n : alpha_n > tol * max alpha }, ascending. */
+static int set_support(mf_svm_result *r, const double *alpha, int N, double tol) {
+    double amax = 0.0;
+    for (int n = 0; n < N; n++)
+        if (alpha[n] > amax) amax = alpha[n];
+    int k = 0;
+    for (int n = 0; n < N; n++)
+        if (alpha[n] > 0.0 && alpha[n] > tol * amax) k++;
+    r->support = mf__malloc(sizeof(int) * (size_t)(k ? k : 1));
+    if (!r->support) return MF_ERR_NOMEM;
+    r->n_support = 0;
+    for (int n = 0; n < N; n++)
+        if (alpha[n] > 0.0 && alpha[n] > tol * amax) r->support[r->n_support++] = n;
+    return MF_OK;
+}
+
+/* --------------------------------------------------- separability test */
+
+/* Minimum-norm point of conv{z_n} by the LDP/NNLS above on Zs = Z / scale
+ * (scale = max_n ||z_n||, so the columns of E are O(1)). With u the NNLS
+ * solution and c = u / sum u (u != 0 always: the first column entered has
+ * g_j = 1 > tol), p = Zs^T c is that point in units of scale: NNLS minimizes
+ * t^2 ||Zs^T c||^2 + (t - 1)^2 over t >= 0 and c in the simplex, which for
+ * each c is monotone in ||Zs^T c||. Writes c[N] and returns ||p|| (relative). */
+static int min_norm_point(const double *Zs, int N, int d, int max_iter, double *c,
+                          double *pnorm, int *iters, double *pbuf) {
+    nnls w;
+    int rc = nnls_init(&w, Zs, N, d);
+    if (rc) {
+        nnls_free(&w);
+        return rc;
+    }
+    /* g_j = <(z_j, 1), r> is computed with an absolute error of order
+     * eps (1 + ||z_j||) ||r||, ||r|| <= 1 */
+    double zmax = 0.0;
+    for (int j = 0; j < N; j++) {
+        const double *z = Zs + (size_t)j * d;
+        zmax = fmax(zmax, sqrt(dot(d, z, z)));
+    }
+    rc = nnls_run(&w, 64.0 * DBL_EPSILON * (1.0 + zmax), max_iter, iters);
+    if (rc == MF_OK) {
+        double t = 0.0;
+        for (int j = 0; j < N; j++) t += w.u[j];
+        for (int i = 0; i < d; i++) pbuf[i] = 0.0;
+        for (int j = 0; j < N; j++) {
+            c[j] = t > 0 ? w.u[j] / t : 0.0;
+            if (c[j] != 0.0) cblas_daxpy(d, c[j], Zs + (size_t)j * d, 1, pbuf, 1);
+        }
+        *pnorm = sqrt(dot(d, pbuf, pbuf));
+        if (!(t > 0) || !isfinite(*pnorm)) rc = MF_ERR_NUMERIC;
+    }
+    nnls_free(&w);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- l2 */
+
+/* Polish: S = support of alpha (k indices). Solve, by LAPACK dgels,
+ *   w = argmin { ||w|| : Z_S w = 1 }     (LQ of Z_S, [k][d], k <= d)
+ *   alpha_S = argmin || Z_S^T a - w ||   (QR of Z_S^T, [d][k])
+ * i.e. the exact KKT point of (P2) restricted to the constraints in S. On
+ * success writes w2[d], alpha2[N] (zero off S) and returns MF_OK; returns
+ * MF_ERR_NUMERIC if Z_S is rank deficient, k > d, or some alpha_S <= 0 (S was
+ * not the support of an optimum). */
+static int l2_polish(const double *Z, int N, int d, const double *alpha, double *w2,
+                     double *alpha2) {
+    int k = 0;
+    for (int n = 0; n < N; n++)
+        if (alpha[n] > 0.0) k++;
+    if (k == 0 || k > d) return MF_ERR_NUMERIC;
+    int *S = mf__malloc(sizeof(int) * (size_t)k);
+    double *A = mf__malloc(sizeof(double) * (size_t)k * (size_t)d);
+    double *b = mf__malloc(sizeof(double) * (size_t)d);
+    lsq q = {NULL, 0};
+    int rc = (S && A && b) ? lsq_init(&q, d, d) : MF_ERR_NOMEM;
+    if (rc) goto done;
+    k = 0;
+    for (int n = 0; n < N; n++)
+        if (alpha[n] > 0.0) S[k++] = n;
+    /* A = Z_S, [k][d] column-major */
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < d; j++) A[(size_t)j * k + i] = Z[(size_t)S[i] * d + j];
+    for (int i = 0; i < d; i++) b[i] = i < k ? 1.0 : 0.0;
+    if (lsq_solve(&q, k, d, A, b) != 0) {
+        rc = MF_ERR_NUMERIC;
+        goto done;
+    }
+    memcpy(w2, b, sizeof(double) * (size_t)d);
+    /* A = Z_S^T, [d][k] column-major */
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < d; j++) A[(size_t)i * d + j] = Z[(size_t)S[i] * d + j];
+    memcpy(b, w2, sizeof(double) * (size_t)d);
+    if (lsq_solve(&q, d, k, A, b) != 0) {
+        rc = MF_ERR_NUMERIC;
+        goto done;
+    }
+    for (int n = 0; n < N; n++) alpha2[n] = 0.0;
+    for (int i = 0; i < k; i++) {
+        if (!(b[i] > 0.0)) rc = MF_ERR_NUMERIC;
+        alpha2[S[i]] = b[i];
+    }
+done:
+    mf__free(S);
+    mf__free(A);
+    mf__free(b);
+    mf__free(q.work);
+    return rc;
+}
+
+/* (P2)/(D2) given separable data: second NNLS pass on Z / gamma_est, where
+ * gamma_est = ||p|| from the first pass, so the min-norm point has norm ~1
+ * and the LDP's gradient g_j = t ||p||^2 (1 - q_j) carries q_j to full
+ * relative accuracy; then w = p / ||p||^2, alpha = c / ||p||^2 (back in
+ * the units of Z), then the polish, keeping whichever has the smaller
+ * kkt_residual. */
+static int l2_solve(const double *Z, int N, int d, double gamma_est, const mf_svm_settings *s,
+                    int max_iter, mf_svm_result *r, mf_err *e) {
+    size_t nd = (size_t)N * d;
+    double *Zg = mf__malloc(sizeof(double) * nd);
+    double *c = mf__malloc(sizeof(double) * (size_t)N);
+    double *q = mf__malloc(sizeof(double) * (size_t)N);
+    double *p = mf__malloc(sizeof(double) * (size_t)d);
+    double *v = mf__malloc(sizeof(double) * (size_t)d);
+    double *w2 = mf__malloc(sizeof(double) * (size_t)d);
+    double *a2 = mf__malloc(sizeof(double) * (size_t)N);
+    r->w = mf__malloc(sizeof(double) * (size_t)d);
+    r->alpha = mf__malloc(sizeof(double) * (size_t)N);
+    int rc = MF_OK;
+    if (!Zg || !c || !q || !p || !v || !w2 || !a2 || !r->w || !r->alpha) {
+        rc = mf__err(e, MF_ERR_NOMEM, "svm: out of memory (n = %d, d = %d)", N, d);
+        goto done;
+    }
+    for (size_t i = 0; i < nd; i++) Zg[i] = Z[i] / gamma_est;
+    double pn;
+    int it = 0;
+    rc = min_norm_point(Zg, N, d, max_iter, c, &pn, &it, p);
+    r->iterations += it;
+    if (rc == MF_ERR_NOMEM) {
+        rc = mf__err(e, rc, "svm: out of memory (n = %d, d = %d)", N, d);
+        goto done;
+    }
+    if (rc) {
+        rc = mf__err(e, rc, "svm: NNLS did not converge in %d iterations", max_iter);
+        goto done;
+    }
+    /* In Zg units w' = p / ||p||^2 and alpha' = c / ||p||^2; with
+     * Z = gamma_est Zg: w = w' / gamma_est, alpha = alpha' / gamma_est^2. */
+    double pp = pn * pn;
+    for (int i = 0; i < d; i++) r->w[i] = p[i] / pp / gamma_est;
+    for (int n = 0; n < N; n++) r->alpha[n] = c[n] / pp / (gamma_est * gamma_est);
+    l2_residuals(Z, N, d, r->w, r->alpha, s->active_tol, q, v, r);
+    if (s->polish && l2_polish(Z, N, d, r->alpha, w2, a2) == MF_OK) {
+        mf_svm_result t = *r;
+        l2_residuals(Z, N, d, w2, a2, s->active_tol, q, v, &t);
+        if (t.kkt_residual <= r->kkt_residual) {
+            *r = t;
+            memcpy(r->w, w2, sizeof(double) * (size_t)d);
+            memcpy(r->alpha, a2, sizeof(double) * (size_t)N);
+            r->polished = 1;
+        }
+    }
+    if (set_support(r, r->alpha, N, s->support_tol)) rc = mf__err(e, MF_ERR_NOMEM, "svm: out of memory");
+done:
+    mf__free(Zg);
+    mf__free(c);
+    mf__free(q);
+    mf__free(p);
+    mf__free(v);
+    mf__free(w2);
+    mf__free(a2);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- l1 */
+
+/* (P1) minimize sum_j (p_j + m_j) s.t. sum_j z_nj (p_j - m_j) >= 1, p, m >= 0,
+ * by GLPK's simplex (dual simplex, falling back to primal: the all-zero
+ * basis is dual feasible since the costs are positive), with GLPK's
+ * automatic scaling and without presolve (so duals and the basis exist).
+ * Residuals are recomputed here (definitions in mf_svm.h). */
+static int l1_solve(const double *Z, int N, int d, const mf_svm_settings *s,
+                    mf_svm_result *r, mf_err *e) {
+    size_t nz = 0, nd = (size_t)N * d;
+    for (size_t i = 0; i < nd; i++)
+        if (Z[i] != 0.0) nz += 2;
+    int *ia = mf__malloc(sizeof(int) * (nz + 1));
+    int *ja = mf__malloc(sizeof(int) * (nz + 1));
+    double *ar = mf__malloc(sizeof(double) * (nz + 1));
+    double *v = mf__malloc(sizeof(double) * (size_t)d);
+    r->w = mf__malloc(sizeof(double) * (size_t)d);
+    r->alpha = mf__malloc(sizeof(double) * (size_t)N);
+    glp_prob *lp = NULL;
+    int rc = MF_OK, term = glp_term_out(GLP_OFF);
+    if (!ia || !ja || !ar || !v || !r->w || !r->alpha) {
+        rc = mf__err(e, MF_ERR_NOMEM, "svm: out of memory (n = %d, d = %d)", N, d);
+        goto done;
+    }
+    if (nz > (size_t)(INT32_MAX - 1)) {
+        rc = mf__err(e, MF_ERR_UNSUPPORTED, "svm l1: too many nonzeros for GLPK (%zu)", nz);
+        goto done;
+    }
+    lp = glp_create_prob();
+    glp_set_obj_dir(lp, GLP_MIN);
+    glp_add_rows(lp, N);
+    for (int n = 1; n <= N; n++) glp_set_row_bnds(lp, n, GLP_LO, 1.0, 0.0);
+    glp_add_cols(lp, 2 * d);
+    for (int j = 1; j <= 2 * d; j++) {
+        glp_set_col_bnds(lp, j, GLP_LO, 0.0, 0.0);
+        glp_set_obj_coef(lp, j, 1.0);
+    }
+    size_t k = 0;
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < d; j++) {
+            double a = Z[(size_t)n * d + j];
+            if (a == 0.0) continue;
+            ++k;
+            ia[k] = n + 1, ja[k] = j + 1, ar[k] = a;
+            ++k;
+            ia[k] = n + 1, ja[k] = d + j + 1, ar[k] = -a;
+        }
+    glp_load_matrix(lp, (int)nz, ia, ja, ar);
+    glp_scale_prob(lp, GLP_SF_AUTO);
+    glp_smcp parm;
+    glp_init_smcp(&parm);
+    parm.msg_lev = GLP_MSG_OFF;
+    parm.meth = GLP_DUALP;
+    parm.presolve = GLP_OFF;
+    int ret = glp_simplex(lp, &parm);
+    int st = glp_get_status(lp);
+    r->iterations += glp_get_it_cnt(lp);
+    if (ret != 0 || st != GLP_OPT) {
+        rc = mf__err(e, MF_ERR_NUMERIC,
+                     "svm l1: GLPK simplex failed (glp_simplex returned %d, status %d) on data "
+                     "the NNLS test found separable",
+                     ret, st);
+        goto done;
+    }
+    double l1 = 0.0, sum_a = 0.0, comp = 0.0, qmin = INFINITY;
+    for (int j = 0; j < d; j++) {
+        r->w[j] = glp_get_col_prim(lp, j + 1) - glp_get_col_prim(lp, d + j + 1);
+        l1 += fabs(r->w[j]);
+    }
+    for (int i = 0; i < d; i++) v[i] = 0.0;
+    int n_active = 0;
+    for (int n = 0; n < N; n++) {
+        const double *z = Z + (size_t)n * d;
+        double a = glp_get_row_dual(lp, n + 1);
+        r->alpha[n] = a > 0.0 ? a : 0.0; /* GLPK may leave -0 or -1e-17 on basic rows */
+        double qn = dot(d, r->w, z);
+        if (qn < qmin) qmin = qn;
+        if (fabs(qn - 1.0) <= s->active_tol) n_active++;
+        sum_a += r->alpha[n];
+        if (r->alpha[n] != 0.0) {
+            double c = r->alpha[n] * fabs(qn - 1.0);
+            if (c > comp) comp = c;
+            cblas_daxpy(d, r->alpha[n], z, 1, v, 1);
+        }
+    }
+    comp = sum_a > 0 ? comp / sum_a : INFINITY;
+    double vinf = 0.0, ccol = 0.0;
+    for (int j = 0; j < d; j++) {
+        if (fabs(v[j]) > vinf) vinf = fabs(v[j]);
+        if (r->w[j] != 0.0) {
+            double sg = r->w[j] > 0 ? 1.0 : -1.0;
+            double c = fabs(r->w[j]) * fabs(1.0 - sg * v[j]);
+            if (c > ccol) ccol = c;
+        }
+    }
+    ccol /= l1;
+    r->q_min = qmin;
+    r->n_active = n_active;
+    r->primal_residual = qmin < 1.0 ? 1.0 - qmin : 0.0;
+    r->dual_residual = vinf > 1.0 ? vinf - 1.0 : 0.0;
+    r->complementarity = fmax(comp, ccol);
+    r->gap = fabs(l1 - sum_a) / l1;
+    r->kkt_residual = fmax(fmax(r->primal_residual, r->dual_residual),
+                           fmax(r->complementarity, r->gap));
+    r->gamma = 1.0 / l1;
+    r->gamma_diag2 = 0.5 / l1;
+    r->gamma_lower = qmin > 0 ? qmin / l1 : 0.0;
+    r->gamma_upper = sum_a > 0 ? fmax(1.0, vinf) / sum_a : INFINITY;
+    double ae, re_pe, re_pb, re_de, re_db;
+    int ai, ri;
+    glp_check_kkt(lp, GLP_SOL, GLP_KKT_PE, &ae, &ai, &re_pe, &ri);
+    glp_check_kkt(lp, GLP_SOL, GLP_KKT_PB, &ae, &ai, &re_pb, &ri);
+    glp_check_kkt(lp, GLP_SOL, GLP_KKT_DE, &ae, &ai, &re_de, &ri);
+    glp_check_kkt(lp, GLP_SOL, GLP_KKT_DB, &ae, &ai, &re_db, &ri);
+    r->lp_kkt_primal = fmax(re_pe, re_pb);
+    r->lp_kkt_dual = fmax(re_de, re_db);
+    if (set_support(r, r->alpha, N, s->support_tol)) rc = mf__err(e, MF_ERR_NOMEM, "svm: out of memory");
+done:
+    if (lp) glp_delete_prob(lp);
+    glp_term_out(term);
+    mf__free(ia);
+    mf__free(ja);
+    mf__free(ar);
+    mf__free(v);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- solve */
+
+int mf_svm_solve(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *settings,
+                 mf_svm_result **out, mf_err *e) {
+    if (out) *out = NULL;
+    if (!data || !out) return mf__err(e, MF_ERR_INVALID, "svm: data and out must not be NULL");
+    mf_svm_settings def;
+    mf_svm_settings_default(&def);
+    const mf_svm_settings *s = settings ? settings : &def;
+    const char *why = mf_svm_settings_validate(s);
+    if (why) return mf__err(e, MF_ERR_INVALID, "svm settings: %s", why);
+    if (norm != MF_SVM_L2 && norm != MF_SVM_L1)
+        return mf__err(e, MF_ERR_INVALID, "svm: norm must be l2 or l1 (got %d)", (int)norm);
+    if (data->num_classes != 0 || !data->y)
+        return mf__err(e, MF_ERR_UNSUPPORTED,
+                       "svm: needs binary data with labels -1/+1 (%s has %d classes)",
+                       data->desc, data->num_classes);
+    int N = data->n, d = data->d;
+    if (N < 1 || d < 1 || !data->x)
+        return mf__err(e, MF_ERR_INVALID, "svm: empty data set (n = %d, d = %d)", N, d);
+    for (int n = 0; n < N; n++) {
+        if (data->y[n] != 1.0 && data->y[n] != -1.0)
+            return mf__err(e, MF_ERR_INVALID, "svm: label of sample %d is %.17g, not -1 or +1",
+                           n + 1, data->y[n]);
+        for (int j = 0; j < d; j++)
+            if (!isfinite(data->x[(size_t)n * d + j]))
+                return mf__err(e, MF_ERR_INVALID, "svm: feature %d of sample %d is not finite",
+                               j + 1, n + 1);
+    }
+    int max_iter = s->max_iter ? s->max_iter : 3 * N + 100;
+    size_t nd = (size_t)N * d;
+    mf_svm_result *r = mf__calloc(1, sizeof *r);
+    double *Z = mf__malloc(sizeof(double) * nd);
+    double *Zs = mf__malloc(sizeof(double) * nd);
+    double *c = mf__malloc(sizeof(double) * (size_t)N);
+    double *p = mf__malloc(sizeof(double) * (size_t)d);
+    int rc = MF_OK;
+    if (!r || !Z || !Zs || !c || !p) {
+        rc = mf__err(e, MF_ERR_NOMEM, "svm: out of memory (n = %d, d = %d)", N, d);
+        goto done;
+    }
+    r->norm = norm;
+    r->d = d;
+    r->n = N;
+    /* Z = rows y_n x_n; scale = max_n ||z_n|| */
+    double scale = 0.0;
+    for (int n = 0; n < N; n++) {
+        for (int j = 0; j < d; j++) Z[(size_t)n * d + j] = data->y[n] * data->x[(size_t)n * d + j];
+        double zn = sqrt(dot(d, Z + (size_t)n * d, Z + (size_t)n * d));
+        if (zn > scale) scale = zn;
+    }
+    if (!(scale > 0.0)) scale = 1.0; /* all x = 0: the NNLS finds c = e_1, p = 0 */
+    for (size_t i = 0; i < nd; i++) Zs[i] = Z[i] / scale;
+    double pn = 0.0;
+    int it = 0;
+    rc = min_norm_point(Zs, N, d, max_iter, c, &pn, &it, p);
+    r->iterations = it;
+    if (rc == MF_ERR_NOMEM) {
+        mf__err(e, rc, "svm: out of memory (n = %d, d = %d)", N, d);
+        goto done;
+    }
+    if (rc) {
+        mf__err(e, rc, "svm: NNLS did not converge in %d iterations", max_iter);
+        goto done;
+    }
+    if (pn <= s->sep_tol) {
+        /* Gordan certificate: c >= 0, sum c = 1, ||Z^T c|| measured in the
+         * original units. */
+        r->status = MF_SVM_NONSEPARABLE;
+        r->certificate = c;
+        c = NULL;
+        for (int i = 0; i < d; i++) p[i] = 0.0;
+        for (int n = 0; n < N; n++)
+            if (r->certificate[n] != 0.0) cblas_daxpy(d, r->certificate[n], Z + (size_t)n * d, 1, p, 1);
+        r->certificate_norm = sqrt(dot(d, p, p));
+        if (set_support(r, r->certificate, N, 0.0)) rc = mf__err(e, MF_ERR_NOMEM, "svm: out of memory");
+        goto done;
+    }
+    r->status = MF_SVM_SOLVED;
+    if (norm == MF_SVM_L2)
+        rc = l2_solve(Z, N, d, pn * scale, s, max_iter, r, e);
+    else
+        rc = l1_solve(Z, N, d, s, r, e);
+done:
+    mf__free(Z);
+    mf__free(Zs);
+    mf__free(c);
+    mf__free(p);
+    if (rc) {
+        mf_svm_result_free(r);
+        return rc;
+    }
+    *out = r;
+    return MF_OK;
+}
