@@ -33,8 +33,10 @@ extern char **cli_argv;
 
 int cli_train(int argc, char **argv);
 int cli_layout(int argc, char **argv);
+int cli_reproduce(int argc, char **argv);
 int mf_cli_maxmargin(int argc, char **argv);
 int cli_svm(int argc, char **argv);
+int mf_cli_analyze(int argc, char **argv);
 
 /* Print "marginflow: <message>\n" to stderr. */
 void cli_error(const char *fmt, ...)
@@ -75,5 +77,12 @@ cJSON *cli_json_str(cJSON *obj, const char *name, const char *s); /* NULL -> nul
 
 /* Write a cJSON tree (formatted, trailing newline) atomically. */
 int cli_json_write(const char *path, const cJSON *root, mf_err *e);
+
+/* Run-directory files shared by train and reproduce (rundir.c): the settings
+ * as a JSON object (with_stopping = 0 leaves out the stopping criteria), and
+ * DIR/summary.json of a finished run (error printed; returns an mf_error). */
+cJSON *cli_settings_json(const mf_train_settings *s, int with_stopping);
+int cli_write_summary(const char *dir, const mf_train_settings *s, const mf_data *d,
+                      const mf_model *m, const mf_train_result *r);
 
 #endif

@@ -19,6 +19,7 @@ static const cli_command commands[] = {
     {"train", cli_train, "train a model on a data set; writes a run directory"},
     {"layout", cli_layout, "print the parameter order of a model (for --init-params)"},
     {"svm", cli_svm, "exact max-margin reference (l2 SVM / l1 LP) of a data set"},
+    {"analyze", mf_cli_analyze, "KKT certificates and optimality verdict for a trained run"},
     {"maxmargin", mf_cli_maxmargin, "multi-start search for the best normalized margin (a search)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -1,0 +1,429 @@
+/*
+ * analyze.c -- `marginflow analyze`: KKT certificate and optimality verdict
+ * of a trained parameter vector for the max-margin problem (P) of THEORY.md
+ * section 3 (library: mf_analyze in src/analyze.c).
+ *
+ *   marginflow analyze RUN_DIR [options]
+ *       reads RUN_DIR/config.json (model spec, data path/format, loss, as
+ *       written by `marginflow train`) and RUN_DIR/params.txt, writes
+ *       RUN_DIR/analysis.json (atomically) and prints a short summary.
+ *   marginflow analyze --model M --data D [--format F] --params FILE [--loss L]
+ *       the same without a run directory (analysis.json only with --out).
+ * Every number in analysis.json is written %.17g in the C locale (exact
+ * round trip); non-finite values are null. Exit status: 0 whatever the
+ * verdict, 1 on I/O or memory failure, 2 on bad usage or bad input.
+ */
+#include "cli.h"
+#include "mf_analyze.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int mf_cli_analyze(int argc, char **argv);
+
+static void analyze_help(void) {
+    printf(
+        "usage: marginflow analyze RUN_DIR [options]\n"
+        "       marginflow analyze --model M --data D --params FILE [options]\n"
+        "\n"
+        "Is theta a KKT point of the max-margin problem (P) (THEORY.md s.3), and is it a\n"
+        "global optimum, a local optimum, or neither? Rescales theta to q_min = 1, solves\n"
+        "the multiplier NNLS (Clarke coefficients free at ReLU kinks), compares with the\n"
+        "closed-form optimum where one is known, and runs the second-order test (smooth\n"
+        "points), the directional test (kinks) and local SLSQP re-solves.\n"
+        "\n"
+        "inputs (a run directory, or all of --model/--data/--params):\n"
+        "  RUN_DIR              a directory written by `marginflow train`: reads\n"
+        "                       config.json and params.txt, writes analysis.json\n"
+        "  --model SPEC         model spec (as for train)\n"
+        "  --data SPEC          data spec or file (as for train)\n"
+        "  --format F           data file format: libsvm | csv (default: by extension)\n"
+        "  --params FILE        parameters (params.txt format or a plain list)\n"
+        "  --loss L             exp | logistic | ce, for Lyu & Li's certificate\n"
+        "                       (default: the run's loss, else exp)\n"
+        "options:\n"
+        "  --layer L            per-layer problem P_L, other layers frozen (default -1:\n"
+        "                       the whole network); a convex QP for linear nets and the\n"
+        "                       output layer of relu2/mlp, other layers are refused\n"
+        "  --kkt-tol X          relative KKT residual accepted as KKT (default 1e-3)\n"
+        "  --act-tol X          active set q_n <= 1 + X (default 1e-3)\n"
+        "  --zero-tol X         pre-activation |z| <= X ||w|| ||x|| is a kink (default 1e-6)\n"
+        "  --global-tol X       |gamma / gamma* - 1| <= X is global (default 1e-4)\n"
+        "  --trials N           SLSQP starts per radius in the local search (default 8)\n"
+        "  --seed N             seed of the local search (default 1)\n"
+        "  --out FILE           write the analysis JSON to FILE (default:\n"
+        "                       RUN_DIR/analysis.json with a run directory, none otherwise)\n"
+        "  --json               print the analysis JSON to stdout instead of the summary\n"
+        "  -q, --quiet          print nothing (files are still written)\n"
+        "  -h, --help           this help\n"
+        "\n"
+        "verdicts: global, local-certified, local-evidence, not-local, not-kkt,\n"
+        "          non-homogeneous (see the reason line for what is proved).\n"
+        "exit codes: 0 analysed (any verdict), 1 I/O or other error, 2 bad usage or input\n");
+}
+
+/* ------------------------------------------------------------- helpers */
+
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 14, n = 0;
+    char *t = malloc(cap);
+    while (t) {
+        size_t got = fread(t + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+        if (n + 1 == cap) {
+            char *t2 = realloc(t, cap *= 2);
+            if (!t2) free(t);
+            t = t2;
+        }
+    }
+    fclose(f);
+    if (t) t[n] = '\0';
+    return t;
+}
+
+static cJSON *num_array(cJSON *obj, const char *name, const double *v, int n) {
+    cJSON *arr = cJSON_AddArrayToObject(obj, name);
+    for (int i = 0; arr && i < n; i++) {
+        char b[40];
+        if (isfinite(v[i])) {
+            mf_format_double(b, sizeof b, v[i]);
+            cJSON_AddItemToArray(arr, cJSON_CreateRaw(b));
+        } else {
+            cJSON_AddItemToArray(arr, cJSON_CreateNull());
+        }
+    }
+    return arr;
+}
+
+static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_data *d,
+                            mf_loss_kind loss, const mf_analyze_settings *s) {
+    cJSON *r = cJSON_CreateObject();
+    if (!r) return NULL;
+    cli_json_str(r, "format", "marginflow-analysis");
+    cli_json_int(r, "version", 1);
+    cli_json_str(r, "library_version", MF_VERSION);
+    cli_json_str(r, "model", m->spec);
+    cli_json_str(r, "data", d->desc);
+    cli_json_str(r, "loss", mf_loss_name(loss));
+    cJSON *sj = cJSON_AddObjectToObject(r, "settings");
+    if (sj) {
+        cli_json_num(sj, "kkt_tol", s->kkt_tol);
+        cli_json_num(sj, "act_tol", s->act_tol);
+        cli_json_num(sj, "zero_tol", s->zero_tol);
+        cli_json_num(sj, "global_tol", s->global_tol);
+        cli_json_num(sj, "hess_h", s->hess_h);
+        cli_json_int(sj, "local_trials", s->local_trials);
+        cli_json_int(sj, "seed", (long long)s->seed);
+        cli_json_int(sj, "max_patterns", s->max_patterns);
+        cli_json_int(sj, "layer", s->layer);
+    }
+    cli_json_str(r, "verdict", mf_verdict_name(a->verdict));
+    cli_json_str(r, "verdict_reason", a->verdict_reason);
+    cli_json_int(r, "n", a->n);
+    cli_json_int(r, "n_params", a->n_params);
+    cli_json_int(r, "degree", a->degree);
+    cJSON_AddBoolToObject(r, "homogeneous", a->homogeneous != 0);
+    cli_json_num(r, "q_min", a->q_min);
+    cli_json_num(r, "norm", a->norm);
+    cli_json_num(r, "gamma", a->gamma);
+    cli_json_num(r, "layer_margin", a->layer_margin);
+    num_array(r, "theta_tilde", a->theta_tilde, a->n_params);
+    cJSON *k = cJSON_AddObjectToObject(r, "kkt");
+    if (k) {
+        cli_json_num(k, "eps", a->eps);
+        cli_json_num(k, "delta", a->delta);
+        cli_json_num(k, "euler_lhs", a->euler_lhs);
+        cli_json_num(k, "euler_rhs", a->euler_rhs);
+        cli_json_int(k, "n_active", a->n_active);
+        cli_json_int(k, "n_kinks", a->n_kinks);
+        num_array(k, "lambda", a->lambda, a->n);
+        cJSON *act = cJSON_AddArrayToObject(k, "active");
+        for (int i = 0; act && i < a->n; i++)
+            if (a->active[i]) cJSON_AddItemToArray(act, cJSON_CreateNumber(i));
+    }
+    cJSON *ll = cJSON_AddObjectToObject(r, "lyu_li");
+    if (ll) {
+        cli_json_num(ll, "beta", a->ll_beta);
+        cli_json_num(ll, "eps", a->ll_eps);
+        cli_json_num(ll, "delta", a->ll_delta);
+    }
+    cJSON *g = cJSON_AddObjectToObject(r, "global");
+    if (g) {
+        cJSON_AddBoolToObject(g, "known", a->has_global != 0);
+        cli_json_num(g, "gamma_star", a->gamma_star);
+        cli_json_str(g, "source", a->has_global ? a->global_source : NULL);
+        cli_json_num(g, "ratio", a->ratio);
+    }
+    cJSON *so = cJSON_AddObjectToObject(r, "second_order");
+    if (so) {
+        cJSON_AddBoolToObject(so, "done", a->second_order_done != 0);
+        cli_json_str(so, "hessian_method", a->second_order_done ? a->hessian_method : NULL);
+        cli_json_num(so, "min_eig", a->min_eig);
+        if (a->dir) num_array(so, "dir", a->dir, a->n_params);
+        else cJSON_AddNullToObject(so, "dir");
+        num_array(so, "gain", a->gain, 4);
+    }
+    if (a->directional) {
+        const mf_directional_result *dr = a->directional;
+        cJSON *dj = cJSON_AddObjectToObject(r, "directional");
+        if (dj) {
+            cJSON_AddBoolToObject(dj, "searched", dr->searched != 0);
+            cli_json_int(dj, "n_zero", dr->n_zero);
+            cli_json_int(dj, "n_patterns", dr->n_patterns);
+            cJSON_AddBoolToObject(dj, "found", dr->found != 0);
+            cli_json_num(dj, "best_inner", dr->best_inner);
+            if (dr->d) num_array(dj, "d", dr->d, a->n_params);
+            else cJSON_AddNullToObject(dj, "d");
+            num_array(dj, "gain", dr->gain, 4);
+        }
+    } else {
+        cJSON_AddNullToObject(r, "directional");
+    }
+    if (a->local) {
+        const mf_local_result *lr = a->local;
+        cJSON *lj = cJSON_AddObjectToObject(r, "local_search");
+        if (lj) {
+            num_array(lj, "radii", lr->radii, lr->n_radii);
+            cli_json_int(lj, "trials", lr->trials);
+            cli_json_int(lj, "seed", (long long)lr->seed);
+            cli_json_num(lj, "gamma0", lr->gamma0);
+            num_array(lj, "best_gamma", lr->best_gamma, lr->n_radii);
+            cli_json_num(lj, "best_gain", lr->best_gain);
+            cli_json_int(lj, "evaluations", lr->evaluations);
+            if (lr->best_theta) num_array(lj, "best_theta", lr->best_theta, a->n_params);
+        }
+    } else {
+        cJSON_AddNullToObject(r, "local_search");
+    }
+    cJSON *lj = cJSON_AddObjectToObject(r, "layer");
+    if (lj) {
+        cli_json_int(lj, "layer", a->layer);
+        cli_json_num(lj, "opt", a->layer_opt);
+        cli_json_num(lj, "value", a->layer_value);
+    }
+    return r;
+}
+
+static void print_summary(const mf_analysis *a, const mf_model *m, const mf_data *d,
+                          const mf_analyze_settings *s) {
+    printf("analysis of %s on %s\n", m->spec, d->desc);
+    printf("  gamma         %.10g  (q_min %.6g, ||theta|| %.6g, layer margin %.6g)\n", a->gamma,
+           a->q_min, a->norm, a->layer_margin);
+    if (a->has_global)
+        printf("  gamma*        %.10g  (%s)  ratio %.8g\n", a->gamma_star, a->global_source, a->ratio);
+    else
+        printf("  gamma*        unknown\n");
+    if (a->homogeneous && isfinite(a->eps)) {
+        printf("  KKT           eps %.3g (tol %.3g), delta %.3g, active %d of %d, kinks %d\n", a->eps,
+               s->kkt_tol, a->delta, a->n_active, a->n, a->n_kinks);
+        printf("  Euler         ||theta~||^2 = %.10g  vs  L sum lambda = %.10g\n", a->euler_lhs,
+               a->euler_rhs);
+        printf("  Lyu-Li        beta %.12g, eps %.3g (relative %.3g), delta %.3g\n", a->ll_beta,
+               a->ll_eps, a->ll_eps / sqrt(a->euler_lhs), a->ll_delta);
+    }
+    if (a->second_order_done)
+        printf("  second order  min eigenvalue %.6g on the critical subspace (%s); gains %.3g %.3g "
+               "%.3g %.3g at eps 1e-1..1e-4\n",
+               a->min_eig, a->hessian_method, a->gain[0], a->gain[1], a->gain[2], a->gain[3]);
+    if (a->directional)
+        printf("  directional   %s (%d zero pre-activations, %d patterns), min <theta, d> %.6g\n",
+               a->directional->found ? "descent direction found" : "no descent direction",
+               a->directional->n_zero, a->directional->n_patterns, a->directional->best_inner);
+    if (a->local)
+        printf("  local search  best gain %.3g over radii 1e-1..1e-4, %d starts each (seed %llu)\n",
+               a->local->best_gain, a->local->trials, (unsigned long long)a->local->seed);
+    if (a->layer >= 0)
+        printf("  layer %d       P_%d optimum %.10g, value at theta~ %.10g\n", a->layer, a->layer,
+               a->layer_opt, a->layer_value);
+    printf("  verdict       %s\n", mf_verdict_name(a->verdict));
+    printf("  reason        %s\n", a->verdict_reason);
+}
+
+/* ---------------------------------------------------------------- main */
+
+int mf_cli_analyze(int argc, char **argv) {
+    const char *run_dir = NULL, *model_spec = NULL, *data_spec = NULL, *format = NULL,
+               *params = NULL, *loss_name = NULL, *out_path = NULL, *val;
+    int json = 0, quiet = 0;
+    mf_analyze_settings s;
+    mf_analyze_settings_default(&s);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int r;
+        long long ll;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            analyze_help();
+            return CLI_EXIT_OK;
+        }
+        if (!strcmp(a, "--json")) { json = 1; continue; }
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { quiet = 1; continue; }
+#define STR_OPT(name, var)                                                                   \
+    if ((r = cli_opt(argc, argv, &i, name, &val)) != 0) {                                    \
+        if (r < 0) return CLI_EXIT_USAGE;                                                    \
+        var = val;                                                                           \
+        continue;                                                                            \
+    }
+#define NUM_OPT(name, var)                                                                   \
+    if ((r = cli_opt(argc, argv, &i, name, &val)) != 0) {                                    \
+        if (r < 0 || cli_parse_double(name, val, &var)) return CLI_EXIT_USAGE;               \
+        continue;                                                                            \
+    }
+        STR_OPT("--model", model_spec)
+        STR_OPT("--data", data_spec)
+        STR_OPT("--format", format)
+        STR_OPT("--params", params)
+        STR_OPT("--loss", loss_name)
+        STR_OPT("--out", out_path)
+        NUM_OPT("--kkt-tol", s.kkt_tol)
+        NUM_OPT("--act-tol", s.act_tol)
+        NUM_OPT("--zero-tol", s.zero_tol)
+        NUM_OPT("--global-tol", s.global_tol)
+#undef STR_OPT
+#undef NUM_OPT
+        if ((r = cli_opt(argc, argv, &i, "--layer", &val)) != 0) {
+            if (r < 0 || cli_parse_ll("--layer", val, -1, MF_MAX_LAYERS - 1, &ll)) return CLI_EXIT_USAGE;
+            s.layer = (int)ll;
+            continue;
+        }
+        if ((r = cli_opt(argc, argv, &i, "--trials", &val)) != 0) {
+            if (r < 0 || cli_parse_ll("--trials", val, 0, 100000, &ll)) return CLI_EXIT_USAGE;
+            s.local_trials = (int)ll;
+            continue;
+        }
+        if ((r = cli_opt(argc, argv, &i, "--seed", &val)) != 0) {
+            if (r < 0 || cli_parse_ll("--seed", val, 0, 9007199254740992LL, &ll)) return CLI_EXIT_USAGE;
+            s.seed = (uint64_t)ll;
+            continue;
+        }
+        if (a[0] == '-' && a[1] != '\0') {
+            cli_error("analyze: unknown option '%s' (see marginflow analyze --help)", a);
+            return CLI_EXIT_USAGE;
+        }
+        if (run_dir) {
+            cli_error("analyze: more than one run directory ('%s' and '%s')", run_dir, a);
+            return CLI_EXIT_USAGE;
+        }
+        run_dir = a;
+    }
+    const char *bad = mf_analyze_settings_validate(&s);
+    if (bad) {
+        cli_error("analyze: %s", bad);
+        return CLI_EXIT_USAGE;
+    }
+
+    int rc = CLI_EXIT_OK;
+    cJSON *config = NULL;
+    char *params_path = NULL, *analysis_path = NULL;
+    mf_data *data = NULL;
+    mf_model *m = NULL;
+    double *theta = NULL;
+    mf_analysis *an = NULL;
+    mf_err e;
+    e.code = 0;
+    e.msg[0] = '\0';
+    mf_loss_kind loss = MF_LOSS_EXP;
+    const char *cfg_loss = NULL;
+
+    if (run_dir) {
+        if (model_spec || data_spec || params) {
+            cli_error("analyze: give either RUN_DIR or --model/--data/--params, not both");
+            return CLI_EXIT_USAGE;
+        }
+        char *cpath = cli_join(run_dir, "config.json");
+        char *text = cpath ? read_text(cpath) : NULL;
+        if (!text) {
+            cli_error("analyze: cannot read %s: %s", cpath ? cpath : run_dir, strerror(errno));
+            free(cpath);
+            return CLI_EXIT_USAGE;
+        }
+        config = cJSON_Parse(text);
+        free(text);
+        const cJSON *dj = cJSON_GetObjectItemCaseSensitive(config, "data");
+        const cJSON *mj = cJSON_GetObjectItemCaseSensitive(config, "model");
+        const cJSON *sj = cJSON_GetObjectItemCaseSensitive(config, "settings");
+        const cJSON *dp = cJSON_GetObjectItemCaseSensitive(dj, "path");
+        const cJSON *ds = cJSON_GetObjectItemCaseSensitive(dj, "spec");
+        const cJSON *df = cJSON_GetObjectItemCaseSensitive(dj, "format");
+        const cJSON *ms = cJSON_GetObjectItemCaseSensitive(mj, "spec");
+        const cJSON *lj = cJSON_GetObjectItemCaseSensitive(sj, "loss");
+        data_spec = cJSON_IsString(dp) ? dp->valuestring : cJSON_IsString(ds) ? ds->valuestring : NULL;
+        model_spec = cJSON_IsString(ms) ? ms->valuestring : NULL;
+        if (!format && cJSON_IsString(df)) format = df->valuestring;
+        if (cJSON_IsString(lj)) cfg_loss = lj->valuestring;
+        if (!config || !data_spec || !model_spec) {
+            cli_error("analyze: %s is not a marginflow config (needs data.path or data.spec and "
+                      "model.spec)",
+                      cpath);
+            free(cpath);
+            cJSON_Delete(config);
+            return CLI_EXIT_USAGE;
+        }
+        free(cpath);
+        params_path = cli_join(run_dir, "params.txt");
+        params = params_path;
+        if (!out_path) out_path = analysis_path = cli_join(run_dir, "analysis.json");
+    } else if (!model_spec || !data_spec || !params) {
+        cli_error("analyze: give a RUN_DIR, or all of --model, --data and --params (see --help)");
+        return CLI_EXIT_USAGE;
+    }
+    if (!loss_name) loss_name = cfg_loss;
+    if (loss_name && mf_loss_from_name(loss_name, &loss) != MF_OK) {
+        cli_error("analyze: --loss: unknown loss '%s' (valid: exp, logistic, ce)", loss_name);
+        rc = CLI_EXIT_USAGE;
+        goto done;
+    }
+
+    int lr = mf_data_from_spec(data_spec, format, &data, &e);
+    if (!lr) lr = mf_model_parse(model_spec, data->d, data->num_classes, &m, &e);
+    if (!lr) {
+        theta = malloc(sizeof(double) * (m->n_params ? m->n_params : 1));
+        if (!theta) {
+            cli_error("analyze: out of memory");
+            rc = CLI_EXIT_ERROR;
+            goto done;
+        }
+        lr = mf_params_read(params, m->n_params, theta, &e);
+    }
+    if (!lr) lr = mf_analyze(m, data, theta, loss, &s, &an, &e);
+    if (lr) {
+        cli_error("analyze: %s", e.msg[0] ? e.msg : mf_strerror(lr));
+        rc = cli_exit_for(lr, 1);
+        goto done;
+    }
+    cJSON *aj = analysis_json(an, m, data, loss, &s);
+    if (!aj) {
+        cli_error("analyze: out of memory building the JSON");
+        rc = CLI_EXIT_ERROR;
+        goto done;
+    }
+    if (out_path && cli_json_write(out_path, aj, &e) != MF_OK) {
+        cli_error("analyze: %s", e.msg);
+        rc = CLI_EXIT_ERROR;
+    }
+    if (!quiet) {
+        if (json) {
+            char *t = cJSON_Print(aj);
+            if (t) puts(t);
+            cJSON_free(t);
+        } else {
+            print_summary(an, m, data, &s);
+            if (out_path && rc == CLI_EXIT_OK) printf("  written       %s\n", out_path);
+        }
+    }
+    cJSON_Delete(aj);
+done:
+    mf_analysis_free(an);
+    free(theta);
+    mf_model_free(m);
+    mf_data_free(data);
+    cJSON_Delete(config);
+    free(params_path);
+    free(analysis_path);
+    return rc;
+}
