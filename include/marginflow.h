@@ -332,6 +332,9 @@ typedef struct mf_train_settings {
     double lr;                  /* default 0.1: step (gd/sgd), alpha (scaled), alpha_0 (lyu-li), initial dtau (flow) */
     double tol;                 /* flow: local error per step <= tol (1 + ||theta||), default 1e-6 */
     double lr_up, lr_down;      /* lyu-li: 2^{1/5}, 2^{1/10} */
+    double max_rel_step;        /* lyu-li: a step longer than max_rel_step * ||theta|| is
+                                   rolled back like a loss increase (our safeguard against
+                                   norm blow-up on homogeneous nets); default 0.1, 0 = off */
     int batch;                  /* sgd: default 32 */
     long long max_steps;        /* default 10000; 0 = unlimited */
     double until_log10_loss;    /* NAN = off */
@@ -432,7 +435,9 @@ int mf_params_parse(const char *list, size_t n_params, double *theta, mf_err *e)
 /* Format a value as %.17g in the C locale regardless of the process locale. */
 void mf_format_double(char *buf, size_t cap, double v);
 /* Format t = exp(time_log) exactly as a decimal, also beyond double range
- * ("3.1415926535897931e+10000"); "0" when time_log = -INFINITY. */
+ * ("3.1415926535897931e+10000"); "0" when time_log = -INFINITY. The exponent
+ * can have up to 308 digits: a buffer of MF_LOG_VALUE_LEN always suffices. */
+#define MF_LOG_VALUE_LEN 360
 void mf_format_log_value(char *buf, size_t cap, double time_log);
 
 /* CSV header line of metrics rows (no newline) and one row (no newline).

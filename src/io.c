@@ -352,8 +352,10 @@ void mf_format_log_value(char *buf, size_t cap, double time_log) {
         E += 1.0;
         snprintf(m, sizeof m, "%.16f", 1.0);
     }
-    long long ex = (long long)E;
-    snprintf(buf, cap, "%se%c%02lld", m, ex < 0 ? '-' : '+', ex < 0 ? -ex : ex);
+    /* E is an integer-valued double, possibly beyond long long (time_log up
+     * to ~1e308 when the loss itself is near -1e308 in logs): print it with
+     * %.0f, which is exact for integer-valued doubles. */
+    snprintf(buf, cap, "%se%c%02.0f", m, E < 0 ? '-' : '+', fabs(E));
     if (cloc) uselocale(old);
 }
 
@@ -478,7 +480,7 @@ const char *mf_metrics_csv_header(void) {
 /* One CSV row: step as an integer, time via mf_format_log_value, log10_time =
  * time_log / ln 10 (empty when t = 0), every other column %.17g. */
 void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap) {
-    char t[64], lt[40];
+    char t[MF_LOG_VALUE_LEN], lt[40];
     char v[9][40];
     mf_format_log_value(t, sizeof t, m->time_log);
     if (m->time_log == -INFINITY)

@@ -29,6 +29,7 @@ void mf_train_settings_default(mf_train_settings *s) {
     s->tol = 1e-6;
     s->lr_up = pow(2.0, 1.0 / 5.0);
     s->lr_down = pow(2.0, 1.0 / 10.0);
+    s->max_rel_step = 0.1;
     s->batch = 32;
     s->max_steps = 10000;
     s->until_log10_loss = NAN;
@@ -47,6 +48,8 @@ const char *mf_train_settings_validate(const mf_train_settings *s) {
     if (!(s->tol > 0) || !(s->tol < 1)) return "tol: must be in (0, 1)";
     if (!(s->lr_up > 1) || !isfinite(s->lr_up)) return "lr_up: must be a finite number > 1";
     if (!(s->lr_down > 1) || !isfinite(s->lr_down)) return "lr_down: must be a finite number > 1";
+    if (!(s->max_rel_step >= 0) || !isfinite(s->max_rel_step))
+        return "max_rel_step: must be a finite number >= 0 (0 = off)";
     if (s->batch < 1) return "batch: must be >= 1";
     if (s->max_steps < 0) return "max_steps: must be >= 0 (0 = unlimited)";
     if (!isnan(s->until_log10_loss) && !isfinite(s->until_log10_loss))
@@ -269,12 +272,25 @@ static mf_outcome step_plain(trainer *t, mf_train_state *st) {
 static mf_outcome step_lyu_li(trainer *t, mf_train_state *st) {
     size_t P = t->m->n_params;
     memcpy(t->theta_prev, st->theta, P * sizeof(double));
+    double gn = 0, tn = 0;
+    for (size_t i = 0; i < P; i++) {
+        gn += t->cur.grad[i] * t->cur.grad[i];
+        tn += st->theta[i] * st->theta[i];
+    }
+    gn = sqrt(gn);
+    tn = sqrt(tn);
     for (;;) {
         if (!axpy_changed(st->theta, t->theta_prev, st->lr, t->cur.grad, P)) {
             memcpy(st->theta, t->theta_prev, P * sizeof(double));
             return MF_OUT_STALLED;
         }
-        if (evaluate(t, st->theta, &t->cand, 1) && t->cand.log_loss < st->log_loss) {
+        /* Our safeguard (not in [LL20]): on a homogeneous net the loss keeps
+         * falling along any step that mostly scales theta up, so alpha would
+         * grow without bound and the norm explode (for L >= 3 in finitely many
+         * steps). A step longer than max_rel_step ||theta|| is rejected like a
+         * loss increase. */
+        int too_long = t->s->max_rel_step > 0 && tn > 0 && st->lr * gn > t->s->max_rel_step * tn;
+        if (!too_long && evaluate(t, st->theta, &t->cand, 1) && t->cand.log_loss < st->log_loss) {
             add_time(st, log(st->lr) - st->log_loss);
             st->lr *= t->s->lr_up;
             swap_sets(t);

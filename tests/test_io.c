@@ -315,6 +315,15 @@ TEST(log_values) {
     /* tiny t below double range */
     mf_format_log_value(b, sizeof b, -23026.0);
     CHECK(strstr(b, "e-10001") != NULL, "tiny: '%s'", b);
+
+    /* exponents beyond long long (time_log ~ 1e300 after a loss near
+     * -1e300 in logs): exact digits of the exponent, no overflow */
+    char big[MF_LOG_VALUE_LEN];
+    mf_format_log_value(big, sizeof big, 1e300);
+    CHECK(strstr(big, "e+434294481903251") != NULL && !strstr(big, "--"), "huge: '%s'", big);
+    mf_format_log_value(big, sizeof big, -1.7e308);
+    CHECK(strncmp(big, "1.0000000000000000e-73830061923552", 34) == 0 && strlen(big) == 328,
+          "huge negative (%zu chars): '%s'", strlen(big), big);
 }
 
 /* Split a CSV line in place into at most 16 fields; returns the count. */
