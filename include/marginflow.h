@@ -393,7 +393,7 @@ typedef struct mf_train_result {
     mf_metrics final;          /* metrics at the final state */
     long long steps, rejected;
     double wall_seconds;
-    double steps_per_second;
+    double steps_per_second;   /* steps of the step loop per second (setup excluded) */
 } mf_train_result;
 
 /* Train. state holds theta (initial parameters, or a resumed state) and is

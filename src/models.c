@@ -632,7 +632,10 @@ static void chain_forward(mf_work *w, const double *theta, const double *x, int 
         const double *W = (l == L - 1 && w->fixed_last) ? w->afix : theta + D->off;
         double *Z = (l == L - 1) ? out : w->h[l];
         int k = (l == 0) ? d : D->c; /* inputs actually multiplied */
-        mm_nt(n, D->r, k, in, ldin, W, D->c, Z, D->r);          /* Z [n][r] = in [n][k] W[:, :k]^T */
+        if (D->r == 1 && (double)n * k > MF__SMALL_GEMM)        /* Z [n] = in [n][k] w, w = W[0][:k] */
+            cblas_dgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0, in, ldin, W, 1, 0.0, Z, 1);
+        else
+            mm_nt(n, D->r, k, in, ldin, W, D->c, Z, D->r);      /* Z [n][r] = in [n][k] W[:, :k]^T */
         if (l == 0 && w->in_bias)                               /* Z[i][j] += W[j][d] (x~_d = 1) */
             for (int i = 0; i < n; i++)
                 for (int j = 0; j < D->r; j++) Z[(size_t)i * D->r + j] += W[(size_t)j * D->c + d];
@@ -674,7 +677,10 @@ static void chain_backward(mf_work *w, const double *theta, const double *x, int
         const int ldh = (l == 0) ? d : D->c, k = (l == 0) ? d : D->c;
         if (!fixed) {
             double *gW = grad + D->off;
-            mm_tn(D->r, k, n, G, D->r, Hin, ldh, gW, D->c);     /* dW[:, :k] = G^T H_l */
+            if (D->r == 1 && (double)n * k > MF__SMALL_GEMM)    /* dw [k] = H_l^T g, g = G [n] */
+                cblas_dgemv(CblasRowMajor, CblasTrans, n, k, 1.0, Hin, ldh, G, 1, 0.0, gW, 1);
+            else
+                mm_tn(D->r, k, n, G, D->r, Hin, ldh, gW, D->c); /* dW[:, :k] = G^T H_l */
             if (l == 0 && w->in_bias) {                        /* dW[:, d] = sum_i G[i][:] */
                 for (int j = 0; j < D->r; j++) {
                     double s = 0.0;
@@ -685,12 +691,25 @@ static void chain_backward(mf_work *w, const double *theta, const double *x, int
         }
         if (l == 0) break;
         double *Gn = bufs[l % 2];
-        mm_nn(n, D->c, D->r, G, D->r, W, D->c, Gn, D->c);       /* dH_l [n][c] = G W */
-        if (w->dense[l - 1].act) {                             /* G_{l-1} = dH_l o sigma'(Z_{l-1}) */
-            const double *H = w->h[l - 1];
-            size_t cnt = (size_t)n * D->c;
-            for (size_t t = 0; t < cnt; t++)
-                if (!(H[t] > 0.0)) Gn[t] *= alpha;
+        const double *H = w->h[l - 1];
+        const int c = D->c;
+        if (D->r == 1 && w->dense[l - 1].act) {
+            /* one output row: dH_l = g w^T is an outer product; fused with the
+             * mask, G_{l-1}[i][t] = sigma'(Z_{l-1}[i][t]) g_i w_t (one pass) */
+            for (int i = 0; i < n; i++) {
+                const double gi = G[i], *hr = H + (size_t)i * c;
+                double *gr = Gn + (size_t)i * c;
+                for (int t = 0; t < c; t++) {
+                    double v = gi * W[t];
+                    gr[t] = hr[t] > 0.0 ? v : alpha * v;
+                }
+            }
+        } else {
+            mm_nn(n, c, D->r, G, D->r, W, c, Gn, c);            /* dH_l [n][c] = G W */
+            if (w->dense[l - 1].act) {                         /* G_{l-1} = dH_l o sigma'(Z_{l-1}) */
+                size_t cnt = (size_t)n * c;
+                for (size_t t = 0; t < cnt; t++) Gn[t] = H[t] > 0.0 ? Gn[t] : alpha * Gn[t];
+            }
         }
         G = Gn;
     }

@@ -15,6 +15,7 @@
  */
 #include "internal.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -120,6 +121,26 @@ int mf_is_log_step(const mf_train_settings *s, long long step) {
         if (llround(pow(10.0, (double)i / k)) == step) return 1;
     }
     return 0;
+}
+
+/* A lower bound on the first log step after step (>= 1), so the step loop
+ * calls mf_is_log_step (three pow() calls) only at the log steps instead of
+ * at every step. Every log step is v_i = round(10^(i/k)) for some i >= 0 and
+ * v_i does not decrease with i, so scanning i upwards from an index with
+ * v_i <= step, the first v_i > step that mf_is_log_step accepts is the next
+ * log step. The scan is cut after 64 indices (many points per decade at small
+ * steps), and step + 1 is returned then: always a safe lower bound. */
+static long long next_log_step(const mf_train_settings *s, long long step) {
+    if (s->log_points <= 0) return LLONG_MAX;
+    double k = points_per_decade(s);
+    long long i = (long long)floor(k * log10((double)step + 1.0)) - 2;
+    if (i < 0) i = 0;
+    while (i > 0 && llround(pow(10.0, (double)i / k)) > step) i--;
+    for (int tries = 0; tries < 64; tries++, i++) {
+        long long v = llround(pow(10.0, (double)i / k));
+        if (v > step && mf_is_log_step(s, v)) return v;
+    }
+    return step + 1;
 }
 
 /* ---------------------------------------------------------- trainer */
@@ -511,6 +532,8 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
     t.t0 = now_seconds();
     double next_progress = t.t0 + progress_every;
     long long steps_done = 0;
+    double t0_loop = t.t0;
+    long long next_log = st->step + 1; /* first step the loop checks for a log row */
     mf_outcome out = MF_OUT_RUNNING;
 
     if (!evaluate(&t, st->theta, &t.cur, s->optimizer != MF_OPT_SGD)) {
@@ -521,6 +544,7 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
         st->log_loss = t.cur.log_loss;
         if (mf_is_log_step(s, st->step) && (rc = emit(&t, st, e))) goto done;
     }
+    t0_loop = now_seconds(); /* steps_per_second: the step loop only, not the setup */
 
     while (out == MF_OUT_RUNNING) {
         out = check_stop(&t, st);
@@ -536,7 +560,11 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
             logf_cb(cb, MF_LOG_ERROR, "non-finite loss or gradient; stopped at the last good state");
         if (out != MF_OUT_RUNNING) break;
         steps_done++;
-        int log_now = mf_is_log_step(s, st->step);
+        int log_now = 0;
+        if (st->step >= next_log) { /* only then can st->step be a log step */
+            log_now = mf_is_log_step(s, st->step);
+            next_log = next_log_step(s, st->step);
+        }
         int ckpt_now = s->checkpoint_every > 0 && st->step % s->checkpoint_every == 0;
         if (s->optimizer == MF_OPT_SGD) {
             int B = s->batch < data->n ? s->batch : data->n;
@@ -588,7 +616,10 @@ done:
     result->steps = st->step;
     result->rejected = st->rejected;
     result->wall_seconds = now_seconds() - t.t0;
-    result->steps_per_second = result->wall_seconds > 0 ? steps_done / result->wall_seconds : 0;
+    {
+        double loop_seconds = now_seconds() - t0_loop;
+        result->steps_per_second = loop_seconds > 0 ? steps_done / loop_seconds : 0;
+    }
     trainer_free(&t);
     return rc;
 }

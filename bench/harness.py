@@ -1,0 +1,341 @@
+#!/usr/bin/python3
+"""harness.py -- the driver behind bench/run: marginflow against PyTorch and
+against the machine's own DGEMM rate (issue 5).
+
+For every workload in WORKLOADS:
+  1. bench/mfexport writes the data set, the parameter layout and the initial
+     parameters (fan-in scaled Gaussian, fixed seed) to a folder; marginflow
+     gets them through --data SPEC --init-file, PyTorch (bench/torch_train.py)
+     through the files, so both train the same problem in float64.
+  2. check: both run K_CHECK full-batch GD steps on the sum loss (marginflow
+     --optimizer gd); the losses must agree to 1e-9 relative.
+  3. calibrate the step counts so one timed run lasts about TARGET_S seconds,
+     then REPS repetitions, alternating which side runs first. marginflow's
+     rate is summary.json's steps_per_second (the step loop only; metrics at
+     --log-points 20 rows, --checkpoint-every 0); PyTorch's is the timed loop
+     after a warm-up. Peak RSS of each process comes from wait4().
+DGEMM rate: bench/dgemm_peak (OpenBLAS, same thread count), run before and
+after the workloads. Writes bench/results.md and bench/steps.png.
+
+To add a workload (e.g. a CNN once the models exist): append a dict to
+WORKLOADS; torch_train.py must know how to build the model from layout.txt.
+"""
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("BENCH_BUILD", os.path.join(ROOT, "build", "bench"))
+MF = os.path.join(BUILD, "marginflow")
+EXPORT = os.path.join(BUILD, "mfexport")
+PEAK = os.path.join(BUILD, "dgemm_peak")
+PY = "/usr/bin/python3"
+TORCH = os.path.join(ROOT, "bench", "torch_train.py")
+OUTMD = os.environ.get("BENCH_MD", os.path.join(ROOT, "bench", "results.md"))
+OUTPNG = os.environ.get("BENCH_PNG", os.path.join(ROOT, "bench", "steps.png"))
+THREADS = int(os.environ.get("THREADS", "1"))
+REPS = int(os.environ.get("REPS", "5"))
+TARGET_S = float(os.environ.get("TARGET_S", "1.0"))
+K_CHECK = 10
+WORK = os.path.join(BUILD, "work")
+
+# name, data, model, loss, lr (GD on the sum loss), target ratio, and whether
+# the DGEMM-fraction target applies.
+WORKLOADS = [
+    dict(name="tiny", data="builtin:sym4", model="relu2:width=20,alpha=0.5", loss="exp",
+         lr=0.01, target=50.0),
+    dict(name="small", data="gauss:n=100,d=20", model="relu2:width=100", loss="exp",
+         lr=1e-3, target=10.0),
+    dict(name="medium", data="gauss:n=1000,d=100", model="relu2:width=1000", loss="exp",
+         lr=1e-6, target=1.5),
+    dict(name="large", data="gauss:n=4096,d=256", model="mlp:widths=1024,1024", loss="exp",
+         lr=1e-7, target=1.0, peak_target=0.60),
+    dict(name="diag3", data="gauss:n=200,d=50", model="diag:depth=3", loss="exp",
+         lr=1e-3, target=None),
+    dict(name="fclin3", data="gauss:n=200,d=50", model="fc-linear:depth=3,width=50", loss="exp",
+         lr=1e-4, target=None),
+]
+ENV = dict(os.environ, OPENBLAS_NUM_THREADS=str(THREADS), OMP_NUM_THREADS=str(THREADS),
+           LC_ALL="C")
+
+
+def run(cmd):
+    """Run cmd; return (stdout, peak RSS in KiB, wall seconds)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    out = p.stdout.read()
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    el = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.exit("bench: %s failed (%d): %s" % (" ".join(cmd), p.returncode, err.decode()))
+    return out.decode(), ru.ru_maxrss, el
+
+
+def layout(d):
+    lines = open(os.path.join(d, "layout.txt")).read().split("\n")
+    return lines[0], [tuple(int(v) for v in l.split()[1:]) for l in lines[1:] if l.strip()]
+
+
+def flops_per_step(spec, layers, n, d):
+    """Forward + backward multiply-adds x 2 of one full-batch step."""
+    kind = spec.split(":")[0]
+    if kind == "diag":
+        return 4.0 * n * d + 4.0 * len(layers) * d
+    rc = [r * c for (_, r, c) in layers]
+    return 2.0 * n * sum(rc) + 2.0 * n * sum(rc) + 2.0 * n * sum(rc[1:])
+
+
+def mf_run(w, wd, steps, extra=()):
+    rd = os.path.join(wd, "mfrun")
+    shutil.rmtree(rd, ignore_errors=True)
+    cmd = [MF, "train", "-q", "--data", w["data"], "--model", w["model"], "--init-file",
+           os.path.join(wd, "init.txt"), "--loss", w["loss"], "--optimizer", "gd", "--lr",
+           repr(w["lr"]), "--steps", str(steps), "--log-points", "20", "--checkpoint-every", "0",
+           "--out", rd] + list(extra)
+    _, rss, _ = run(cmd)
+    s = json.load(open(os.path.join(rd, "summary.json")))
+    if s["outcome"] != "step-budget":
+        sys.exit("bench: marginflow %s ended %s" % (w["name"], s["outcome"]))
+    return s, rss
+
+
+def pt_run(w, wd, steps, mode):
+    out, rss, _ = run([PY, TORCH, "--dir", wd, "--loss", w["loss"], "--lr", repr(w["lr"]),
+                       "--steps", str(steps), "--threads", str(THREADS), "--mode", mode])
+    return json.loads(out), rss
+
+
+def peak():
+    out, _, _ = run([PEAK, "2048", "5"])
+    f = out.split()
+    return float(f[3]), float(f[5])
+
+
+def med(v):
+    return statistics.median(v)
+
+
+def bench_workload(w):
+    wd = os.path.join(WORK, w["name"])
+    os.makedirs(wd, exist_ok=True)
+    run([EXPORT, w["data"], w["model"], "1", "1", wd])
+    spec, layers = layout(wd)
+    n = sum(1 for _ in open(os.path.join(wd, "data.csv")))
+    d = len(open(os.path.join(wd, "data.csv")).readline().split(",")) - 1
+    fl = flops_per_step(spec, layers, n, d)
+    # check: same loss after K_CHECK steps
+    s, _ = mf_run(w, wd, K_CHECK)
+    mf_loss = 10.0 ** s["final"]["log10_loss"]
+    p, _ = pt_run(w, wd, K_CHECK, "check")
+    rel = abs(mf_loss - p["loss"]) / abs(p["loss"])
+    # calibrate
+    cal = 3 if fl > 1e9 else 20 if fl > 1e8 else 2000
+    s, _ = mf_run(w, wd, cal)
+    mf_steps = max(3, int(s["steps_per_second"] * TARGET_S))
+    p, _ = pt_run(w, wd, 3 if fl > 1e9 else 20 if fl > 1e8 else 200, "time")
+    pt_steps = max(3, int(p["steps_per_second"] * TARGET_S))
+    mf_r, pt_r, mf_rss, pt_rss = [], [], [], []
+    for rep in range(REPS):
+        for side in (("mf", "pt") if rep % 2 == 0 else ("pt", "mf")):
+            if side == "mf":
+                s, rss = mf_run(w, wd, mf_steps)
+                mf_r.append(s["steps_per_second"])
+                mf_rss.append(rss)
+            else:
+                p, rss = pt_run(w, wd, pt_steps, "time")
+                pt_r.append(p["steps_per_second"])
+                pt_rss.append(rss)
+    return dict(w, spec=spec, n=n, d=d, flops=fl, check_rel=rel, mf_loss=mf_loss,
+                pt_loss=p.get("loss"), mf=mf_r, pt=pt_r, mf_steps=mf_steps, pt_steps=pt_steps,
+                mf_rss=max(mf_rss), pt_rss=max(pt_rss), torch=p["torch"])
+
+
+def time_to_margin():
+    """Workload 6: wall time until the normalized margin of tiny (init sigma
+    1e-6, [LLWA21] setting of THEORY.md sec. 4) is within 1e-3 of
+    gamma* = 0.41926."""
+    gstar, tol = 0.41926, 1e-3
+    w = dict(WORKLOADS[0])
+    wd = os.path.join(WORK, "margin")
+    os.makedirs(wd, exist_ok=True)
+    run([EXPORT, w["data"], w["model"], "1", "1e-6", wd])
+    res = []
+    for opt, lr in (("lyu-li", 0.1), ("flow", 0.1), ("gd", 0.02)):
+        steps, found = 1000, None
+        while found is None and steps <= 10 ** 8:
+            rd = os.path.join(wd, "mfrun")
+            shutil.rmtree(rd, ignore_errors=True)
+            _, _, el = run([MF, "train", "-q", "--data", w["data"], "--model", w["model"],
+                            "--init-file", os.path.join(wd, "init.txt"), "--loss", "exp",
+                            "--optimizer", opt, "--lr", repr(lr), "--steps", str(steps),
+                            "--log-points", "2000", "--checkpoint-every", "0", "--out", rd])
+            rows = open(os.path.join(rd, "metrics.csv")).read().split("\n")
+            hdr = rows[0].split(",")
+            ig, ist = hdr.index("normalized_margin"), hdr.index("step")
+            for r in rows[1:]:
+                f = r.split(",")
+                if len(f) > ig and f[ig] and abs(float(f[ig]) - gstar) <= tol:
+                    found = int(f[ist])
+                    break
+            if found is None:
+                last = rows[-2].split(",")[ig]
+                if el > 5 or steps >= 10 ** 7:
+                    break
+                steps *= 10
+        if found is None:
+            res.append(("marginflow " + opt, lr, None, el, float(last)))
+            continue
+        rd = os.path.join(wd, "mfrun")
+        shutil.rmtree(rd, ignore_errors=True)
+        _, _, el = run([MF, "train", "-q", "--data", w["data"], "--model", w["model"],
+                        "--init-file", os.path.join(wd, "init.txt"), "--loss", "exp",
+                        "--optimizer", opt, "--lr", repr(lr), "--steps", str(found),
+                        "--log-points", "20", "--checkpoint-every", "0", "--out", rd])
+        s = json.load(open(os.path.join(rd, "summary.json")))
+        res.append(("marginflow " + opt, lr, found, s["wall_seconds"],
+                    s["final"]["normalized_margin"]))
+    out, _, _ = run([PY, TORCH, "--dir", wd, "--loss", "exp", "--lr", "0.02", "--threads",
+                     str(THREADS), "--mode", "margin", "--target", repr(gstar), "--wall", "20"])
+    p = json.loads(out)
+    res.append(("PyTorch gd", 0.02, p["steps"] if p["reached"] else None, p["seconds"],
+                p["normalized_margin"]))
+    return res
+
+
+def fmt(v):
+    return "%.3g" % v if v < 1000 else "%.0f" % v
+
+
+def main():
+    os.makedirs(WORK, exist_ok=True)
+    cpu = "?"
+    for l in open("/proc/cpuinfo"):
+        if l.startswith("model name"):
+            cpu = l.split(":", 1)[1].strip()
+            break
+    flags = open("/proc/cpuinfo").read()
+    isa = "AVX-512" if " avx512f" in flags else ("AVX2" if " avx2" in flags else "SSE")
+    mfver = run([MF, "--version"])[0].strip()
+    blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libopenblas.so.0")
+    gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    raw = os.path.join(WORK, "raw.json")
+    if os.environ.get("REPORT_ONLY"):  # re-format the last run's numbers
+        r = json.load(open(raw))
+        results, ttm, pk0, pk1, load0, load1 = (r["results"], r["ttm"], r["pk0"], r["pk1"],
+                                                r["load0"], r["load1"])
+    else:
+        load0 = os.getloadavg()
+        pk0 = peak()
+        results = []
+        for w in WORKLOADS:
+            sel = os.environ.get("ONLY")
+            if sel and w["name"] not in sel.split(","):
+                continue
+            print("bench: %s ..." % w["name"], file=sys.stderr, flush=True)
+            results.append(bench_workload(w))
+        pk1 = peak()
+        ttm = time_to_margin() if not os.environ.get("ONLY") else []
+        load1 = os.getloadavg()
+
+        json.dump(dict(results=results, ttm=ttm, pk0=pk0, pk1=pk1, load0=load0, load1=load1),
+                  open(raw, "w"))
+    pk = max(pk0[0], pk1[0])  # the machine's rate: the better of the two measurements
+
+    L = []
+    L.append("# marginflow vs PyTorch: benchmark results (issue 5)\n")
+    L.append("Generated by `bench/run` on %s.\n" % time.strftime("%Y-%m-%d %H:%M %Z"))
+    L.append("| | |\n|---|---|")
+    L.append("| CPU | %s (%d cores visible, %s) |" % (cpu, os.cpu_count(), isa))
+    L.append("| threads | %d (OPENBLAS_NUM_THREADS, torch.set_num_threads) |" % THREADS)
+    L.append("| marginflow | %s, built -O3 -march=native (no -ffast-math) |" % mfver)
+    L.append("| PyTorch | %s (Debian python3-torch), %s |" % (
+        results[0]["torch"] if results else "?", platform.python_version()))
+    L.append("| BLAS | OpenBLAS (%s), used by both sides |" % os.path.basename(blas))
+    L.append("| compiler | %s |" % gcc)
+    L.append("| DGEMM rate | %.1f GFLOP/s (2048^3, %d thread(s); median of 5 trials %.1f before, "
+             "%.1f after the workloads, the better one is the reference; best trial %.1f) |" % (pk, THREADS, pk0[0], pk1[0], max(pk0[1], pk1[1])))
+    L.append("| load average | %.2f at start, %.2f at end (shared machine) |" % (load0[0],
+                                                                                 load1[0]))
+    L.append("| repetitions | %d per side, alternating which side runs first; medians |\n" % REPS)
+    L.append("| workload | model on data | FLOP/step | marginflow steps/s | PyTorch steps/s "
+             "| ratio | target | met | mf GFLOP/s | %% of DGEMM | RSS mf / torch (MiB) | "
+             "loss check (rel. diff after %d steps) |" % K_CHECK)
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        m, p = med(r["mf"]), med(r["pt"])
+        ratio = m / p
+        g = r["flops"] * m * 1e-9
+        met = "-"
+        if r["target"]:
+            ok = ratio >= r["target"]
+            if r.get("peak_target"):
+                ok = ok and g / pk >= r["peak_target"]
+            met = "yes" if ok else "**no**"
+        tgt = ("%gx" % r["target"]) if r["target"] else "-"
+        if r.get("peak_target"):
+            tgt += ", %d%% DGEMM" % (100 * r["peak_target"])
+        L.append("| %s | `%s` on `%s` (n=%d, d=%d) | %.3g | %s (%s-%s) | %s (%s-%s) | %.2fx | %s | "
+                 "%s | %.2f | %.1f%% | %.0f / %.0f | %.1e %s |" % (
+                     r["name"], r["spec"], r["data"], r["n"], r["d"], r["flops"], fmt(m),
+                     fmt(min(r["mf"])), fmt(max(r["mf"])), fmt(p), fmt(min(r["pt"])),
+                     fmt(max(r["pt"])), ratio, tgt, met, g, 100 * g / pk, r["mf_rss"] / 1024,
+                     r["pt_rss"] / 1024, r["check_rel"], "ok" if r["check_rel"] <= 1e-9 else
+                     "**FAIL**"))
+    L.append("")
+    L.append("Ratios: marginflow steps/s / PyTorch steps/s, medians of the same run. FLOP/step "
+             "counts forward + backward (2 per multiply-add; no input gradient). Both sides: "
+             "float64, full-batch GD on the sum loss (%s), same data, same initial parameters "
+             "(bench/mfexport), same threads. Timed runs: marginflow %s steps, PyTorch %s steps "
+             "per repetition (about %.1f s each). PyTorch's RSS includes the Python interpreter "
+             "and libtorch." % (", ".join(sorted({r["loss"] for r in results})),
+                                "/".join(str(r["mf_steps"]) for r in results),
+                                "/".join(str(r["pt_steps"]) for r in results), TARGET_S))
+    if ttm:
+        L.append("\n## Time to margin (workload 6)\n")
+        L.append("tiny (`relu2:width=20,alpha=0.5` on sym4, exp loss), initial parameters "
+                 "N(0, 1e-12/fan-in); limit gamma* = 0.41926 (THEORY.md sec. 4); reached when "
+                 "|gamma - gamma*| <= 1e-3. marginflow: first logged step (2000 log-spaced rows) "
+                 "meeting it, then the wall time of a run of exactly that many steps.\n")
+        L.append("| run | step size | steps | wall s | normalized margin |")
+        L.append("|---|---|---|---|---|")
+        for name, lr, st, sec, g in ttm:
+            L.append("| %s | %g | %s | %.3g | %.5f |" % (name, lr, st if st else "not reached",
+                                                      sec, g))
+    L.append("\n![steps/s vs FLOP per step](steps.png)\n")
+    notes = os.path.join(ROOT, "bench", "notes.md")
+    if os.path.exists(notes):
+        L.append(open(notes).read())
+    open(OUTMD, "w").write("\n".join(L) + "\n")
+
+    dat = os.path.join(WORK, "plot.dat")
+    with open(dat, "w") as f:
+        for r in sorted(results, key=lambda r: r["flops"]):
+            f.write("%g %g %g %s\n" % (r["flops"], med(r["mf"]), med(r["pt"]), r["name"]))
+    gp = """set terminal pngcairo size 900,600
+set output '%s'
+set logscale xy
+set xlabel 'FLOP per step (forward + backward)'
+set ylabel 'steps per second (median)'
+set title 'full-batch GD, float64, %d thread(s): marginflow vs PyTorch'
+set grid
+set key top right
+plot '%s' using 1:2 with linespoints pt 7 title 'marginflow', \\
+     '%s' using 1:3 with linespoints pt 5 title 'PyTorch', \\
+     '%s' using 1:2:4 with labels offset 0,1 notitle
+""" % (OUTPNG, THREADS, dat, dat, dat)
+    if shutil.which("gnuplot"):
+        subprocess.run(["gnuplot"], input=gp, text=True, check=False)
+    print("\n".join(L))
+
+
+if __name__ == "__main__":
+    main()
