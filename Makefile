@@ -4,6 +4,9 @@
 #   make asan       the test suite under AddressSanitizer + UBSan (build-asan/)
 #   make demo       install dependencies (Debian, as root), build, run the demo
 #   make bench      bench/train-small
+#   make fuzz       libFuzzer harnesses tests/fuzz/fuzz_*.c (clang, ASan+UBSan) in build-fuzz/
+#   make fuzz-smoke each harness for FUZZ_SECONDS (default 20) from tests/fuzz/corpus/
+#   make valgrind   the unit test programs under valgrind memcheck (tests/valgrind)
 # Variables: CC, OPT (default -O2), BLAS (default -lopenblas), BUILD.
 
 CC      ?= gcc
@@ -24,7 +27,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test asan demo bench clean deps
+.PHONY: all test asan demo bench clean deps fuzz fuzz-smoke valgrind
 all: $(BUILD)/libmarginflow.a $(BUILD)/marginflow $(TEST_BIN)
 
 $(BUILD)/%.o: %.c
@@ -49,6 +52,36 @@ asan:
 	  EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  EXTRA_LDLIBS="-fsanitize=address,undefined" test
 
+# libFuzzer: the library is rebuilt with clang, ASan, UBSan and coverage
+# instrumentation (-fsanitize=fuzzer-no-link); each harness links libFuzzer.
+FUZZ_CC ?= clang
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 20
+FUZZ_CFLAGS := -std=c11 $(WARN) -O1 -g -fno-omit-frame-pointer -D_POSIX_C_SOURCE=200809L \
+               -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu \
+               -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/%.o)
+
+fuzz: $(FUZZ_BIN)
+
+$(FUZZ_DIR)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_DIR)/libmarginflow.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_DIR)/libmarginflow.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libmarginflow.a $(LDLIBS)
+
+fuzz-smoke: fuzz
+	tests/fuzz/smoke $(FUZZ_DIR) $(FUZZ_SECONDS)
+
+valgrind: all
+	BUILD=$(BUILD) tests/valgrind
+
 deps:
 	scripts/install-deps
 
@@ -60,6 +93,6 @@ bench: all
 	bench/train-small
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(FUZZ_OBJ:.o=.d)

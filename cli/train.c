@@ -128,33 +128,11 @@ static void train_help(void) {
 
 /* ----------------------------------------------------------- config text */
 
-/* The configuration as JSON. with_stopping = 0 leaves out the stopping
- * criteria (and argv, version, data description): its unformatted text is
- * what the checkpoint fingerprint is computed from, so it must be built the
- * same way from the command line and from config.json. */
-static cJSON *settings_json(const mf_train_settings *s, int with_stopping) {
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    cli_json_str(o, "loss", mf_loss_name(s->loss));
-    cli_json_str(o, "optimizer", mf_optimizer_name(s->optimizer));
-    cli_json_num(o, "lr", s->lr);
-    cli_json_num(o, "tol", s->tol);
-    cli_json_num(o, "lr_up", s->lr_up);
-    cli_json_num(o, "lr_down", s->lr_down);
-    cli_json_int(o, "batch", s->batch);
-    cli_json_int(o, "log_points", s->log_points);
-    cli_json_int(o, "log_horizon", s->log_horizon);
-    cli_json_int(o, "checkpoint_every", s->checkpoint_every);
-    cli_json_int(o, "seed", (long long)s->seed);
-    if (with_stopping) {
-        cli_json_int(o, "max_steps", s->max_steps);
-        cli_json_num(o, "until_log10_loss", s->until_log10_loss);
-        cli_json_num(o, "until_time", s->until_time);
-        cli_json_num(o, "wall_seconds", s->wall_seconds);
-    }
-    return o;
-}
-
+/* The configuration as JSON (settings through cli_settings_json, rundir.c).
+ * full = 0 leaves out the stopping criteria (and argv, version, data
+ * description): its unformatted text is what the checkpoint fingerprint is
+ * computed from, so it must be built the same way from the command line and
+ * from config.json. */
 static cJSON *config_json(const train_opts *o, const mf_data *d, const mf_model *m,
                           int full) {
     cJSON *root = cJSON_CreateObject();
@@ -190,7 +168,7 @@ static cJSON *config_json(const train_opts *o, const mf_data *d, const mf_model 
         cli_json_str(ij, "params", o->init_params);
         cli_json_str(ij, "file", o->init_file);
     }
-    cJSON_AddItemToObject(root, "settings", settings_json(&o->s, full));
+    cJSON_AddItemToObject(root, "settings", cli_settings_json(&o->s, full));
     return root;
 }
 
@@ -377,60 +355,6 @@ static void cb_progress(void *user, const mf_metrics *m, double sps) {
 }
 
 /* ------------------------------------------------------------ run files */
-
-static int write_summary(const run_ctx *c, const train_opts *o, const mf_data *d,
-                         const mf_model *m, const mf_train_result *r) {
-    cJSON *root = cJSON_CreateObject();
-    if (!root) return MF_ERR_NOMEM;
-    cli_json_str(root, "format", "marginflow-summary");
-    cli_json_int(root, "version", 1);
-    cli_json_str(root, "library_version", MF_VERSION);
-    cli_json_str(root, "outcome", mf_outcome_name(r->outcome));
-    cli_json_int(root, "steps", r->steps);
-    cli_json_int(root, "rejected", r->rejected);
-    cli_json_num(root, "wall_seconds", r->wall_seconds);
-    cli_json_num(root, "steps_per_second", r->steps_per_second);
-    cJSON *f = cJSON_AddObjectToObject(root, "final");
-    if (f) {
-        char t[64];
-        const mf_metrics *mt = &r->final;
-        cli_json_int(f, "step", mt->step);
-        mf_format_log_value(t, sizeof t, mt->time_log);
-        cli_json_str(f, "time", t);
-        cli_json_num(f, "log_time", mt->time_log);
-        cli_json_num(f, "log10_loss", mt->log10_loss);
-        cli_json_num(f, "norm", mt->norm);
-        cli_json_num(f, "q_min", mt->q_min);
-        cli_json_num(f, "normalized_margin", mt->normalized_margin);
-        cli_json_num(f, "smoothed_margin", mt->smoothed_margin);
-        cli_json_num(f, "layer_margin", mt->layer_margin);
-        cli_json_num(f, "lr", mt->lr);
-        cli_json_num(f, "train_error", mt->train_error);
-        cli_json_num(f, "balancedness", mt->balancedness);
-    }
-    cJSON *mj = cJSON_AddObjectToObject(root, "model");
-    if (mj) {
-        cli_json_str(mj, "spec", m->spec);
-        cli_json_int(mj, "n_params", (long long)m->n_params);
-        cli_json_int(mj, "degree", m->degree);
-        cJSON_AddBoolToObject(mj, "homogeneous", m->homogeneous != 0);
-    }
-    cJSON *dj = cJSON_AddObjectToObject(root, "data");
-    if (dj) {
-        cli_json_str(dj, "desc", d->desc);
-        cli_json_int(dj, "n", d->n);
-        cli_json_int(dj, "d", d->d);
-        cli_json_int(dj, "num_classes", d->num_classes);
-    }
-    cJSON_AddItemToObject(root, "settings", settings_json(&o->s, 1));
-    char *path = cli_join(c->dir, "summary.json");
-    mf_err e = {0, ""};
-    int rc = path ? cli_json_write(path, root, &e) : MF_ERR_NOMEM;
-    if (rc) cli_error("%s", e.msg);
-    free(path);
-    cJSON_Delete(root);
-    return rc;
-}
 
 /* Keep the header and the rows with step < step of DIR/metrics.csv
  * (rewritten atomically), so the resumed run appends exactly what an
@@ -719,6 +643,9 @@ int cli_train(int argc, char **argv) {
         }
         train_opts fromcfg;
         memset(&fromcfg, 0, sizeof fromcfg);
+        /* settings config.json does not record (e.g. max_rel_step, which no
+         * option sets) keep their defaults, as in the original run */
+        mf_train_settings_default(&fromcfg.s);
         rc = load_config(o.resume_dir, &fromcfg, &cfg_tree);
         if (rc) return rc;
         if (set_mask & 1) fromcfg.s.max_steps = o.s.max_steps;
@@ -815,6 +742,21 @@ int cli_train(int argc, char **argv) {
             exit_code = rc;
             goto out;
         }
+        /* Before config.json marks the folder as a run, write (atomically)
+         * what --resume needs: the step-0 checkpoint and the metrics header.
+         * A SIGKILL at any later moment leaves a resumable run; one before it
+         * leaves no config.json, and the same command starts afresh. */
+        char *cp0 = cli_join(dir, "checkpoint.bin"), *mp0 = cli_join(dir, "metrics.csv");
+        char hdr[512];
+        snprintf(hdr, sizeof hdr, "%s\n", mf_metrics_csv_header());
+        rc = cp0 && mp0 ? mf_checkpoint_write(cp0, state, fp, &e) : MF_ERR_NOMEM;
+        if (rc == MF_OK) rc = mf_write_file_atomic(mp0, hdr, strlen(hdr), &e);
+        free(cp0);
+        free(mp0);
+        if (rc) {
+            cli_error("%s", e.msg);
+            goto out;
+        }
     }
 
     /* config.json (rewritten on resume: the stopping criteria may change) */
@@ -847,14 +789,9 @@ int cli_train(int argc, char **argv) {
         exit_code = rc;
         goto out;
     }
-    ctx.metrics = fopen(metrics_path, o.resume_dir ? "ab" : "wb");
+    ctx.metrics = fopen(metrics_path, "ab"); /* the header is already there */
     if (!ctx.metrics) {
         cli_error("cannot open %s: %s", metrics_path, strerror(errno));
-        goto out;
-    }
-    if (!o.resume_dir &&
-        (fprintf(ctx.metrics, "%s\n", mf_metrics_csv_header()) < 0 || fflush(ctx.metrics))) {
-        cli_error("cannot write %s: %s", metrics_path, strerror(errno));
         goto out;
     }
 
@@ -914,7 +851,7 @@ int cli_train(int argc, char **argv) {
             goto out;
         }
     }
-    if (write_summary(&ctx, &o, data, model, &res)) goto out;
+    if (cli_write_summary(dir, &o.s, data, model, &res)) goto out;
 
     char *qdir = cli_shell_quote(1, &dir);
     if (res.outcome == MF_OUT_INTERRUPTED) {

@@ -113,7 +113,10 @@ typedef struct mf_data {
 } mf_data;
 
 /* Allocate an empty data set of n samples, d features (zeroed). If
- * num_classes == 0, y is allocated; otherwise cls. */
+ * num_classes == 0, y is allocated; otherwise cls. Every data set is dense
+ * with n * d <= 2^28 entries (2 GiB of doubles); larger sizes are refused
+ * with MF_ERR_INVALID (mf_data_new, gauss/symmetric specs) or MF_ERR_PARSE
+ * (data files, at the largest feature index). */
 int mf_data_new(int n, int d, int num_classes, mf_data **out, mf_err *e);
 void mf_data_free(mf_data *data);
 

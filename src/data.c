@@ -27,12 +27,19 @@
 #define MAX_CLASS_INDEX 999999
 /* Longest token quoted in an error message before it is cut with "...". */
 #define QUOTE_MAX 48
+/* Largest dense data matrix: n * d <= 2^28 entries (2 GiB of doubles, e.g.
+ * CIFAR-10's 50000 x 3072 = 1.5e8 fits). Checked by mf_data_new
+ * (MF_ERR_INVALID), and earlier, with a message naming the cause, by the
+ * generators and the file readers, so that a 15-byte libsvm line
+ * "1 2000000000:1" or the spec gauss:n=1000000,d=100000 is refused at once
+ * instead of asking for gigabytes. */
+#define MAX_ENTRIES ((size_t)1 << 28)
 
 /* ------------------------------------------------------------ allocation */
 
 /* Allocate an n x d data set with zeroed x and y (num_classes == 0) or cls
- * (num_classes >= 2). n >= 0, d >= 0. MF_ERR_INVALID for bad sizes,
- * MF_ERR_NOMEM when an allocation fails (nothing leaks). */
+ * (num_classes >= 2). n >= 0, d >= 0, n * d <= MAX_ENTRIES. MF_ERR_INVALID
+ * for bad sizes, MF_ERR_NOMEM when an allocation fails (nothing leaks). */
 int mf_data_new(int n, int d, int num_classes, mf_data **out, mf_err *e) {
     if (!out) return mf__err(e, MF_ERR_INVALID, "mf_data_new: out is NULL");
     *out = NULL;
@@ -43,6 +50,10 @@ int mf_data_new(int n, int d, int num_classes, mf_data **out, mf_err *e) {
         return mf__err(e, MF_ERR_INVALID,
                        "mf_data_new: num_classes must be 0 (binary) or >= 2, got %d",
                        num_classes);
+    if ((size_t)n * (size_t)d > MAX_ENTRIES)
+        return mf__err(e, MF_ERR_INVALID,
+                       "mf_data_new: %d x %d = %zu entries exceed the limit of %zu (2^28)", n, d,
+                       (size_t)n * (size_t)d, MAX_ENTRIES);
     mf_data *D = mf__calloc(1, sizeof *D);
     if (!D) return mf__err(e, MF_ERR_NOMEM, "mf_data_new: out of memory");
     D->n = n;
@@ -230,6 +241,7 @@ typedef struct loader {
     double *val;
     size_t nnz, idx_cap, val_cap;
     int max_index;
+    long max_index_line, max_index_col; /* where max_index was seen */
     /* csv: values of all samples, [n][d] */
     int csv_fields;             /* fields per row, 0 until the first row */
     long csv_fields_line;
@@ -407,7 +419,11 @@ static int libsvm_line(loader *L, char *s, size_t len) {
                         isinf(v) && vl > 0 && (vs[vl - 1] >= '0' && vs[vl - 1] <= '9')
                             ? " (overflows to infinity)"
                             : "");
-        if (prev > L->max_index) L->max_index = prev;
+        if (prev > L->max_index) {
+            L->max_index = prev;
+            L->max_index_line = L->r.line;
+            L->max_index_col = col;
+        }
         if (v != 0.0) {
             if (grow((void **)&L->idx, &L->idx_cap, L->nnz + 1, sizeof *L->idx) ||
                 grow((void **)&L->val, &L->val_cap, L->nnz + 1, sizeof *L->val))
@@ -615,6 +631,16 @@ int mf_data_load(const char *path, const char *format, int min_d, mf_data **out,
             L.r.line = L.first_line;
             rc = lerr(&L, MF_ERR_PARSE, 1,
                       "no features: every sample is empty (give min_d or 'idx:val' entries)");
+        } else if ((size_t)L.n * (size_t)d > MAX_ENTRIES) {
+            long col = 1;
+            if (!csv && d == L.max_index) {
+                L.r.line = L.max_index_line;
+                col = L.max_index_col;
+            }
+            rc = lerr(&L, MF_ERR_PARSE, col,
+                      "%d samples x %d features = %zu entries exceed the limit of %zu (2^28) "
+                      "for a dense data set",
+                      L.n, d, (size_t)L.n * (size_t)d, MAX_ENTRIES);
         }
     }
     mf_data *D = NULL;
@@ -816,6 +842,12 @@ static int gauss_spec(const char *spec, const char *kind, const char *args, int 
         if (!*p)
             return mf__err(e, MF_ERR_INVALID, "data spec '%s': trailing ','", spec);
     }
+    unsigned long long rows = mirror ? 2 * n : n;
+    if (rows * d > (unsigned long long)MAX_ENTRIES) /* n, d < 2^31: no overflow */
+        return mf__err(e, MF_ERR_INVALID,
+                       "data spec '%s': %llu samples x %llu features = %llu entries exceed the "
+                       "limit of %zu (2^28)",
+                       spec, rows, d, rows * d, MAX_ENTRIES);
     mf_data *D = NULL;
     int rc = gauss_set((int)n, (int)d, margin, seed, mirror, &D, e);
     if (rc) return rc;

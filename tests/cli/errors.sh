@@ -1,0 +1,208 @@
+#!/bin/sh
+# errors.sh -- every class of bad input to `marginflow train` and the error it
+# gets (needs ${BUILD:-build}/marginflow). One list of cases drives both the
+# test and the table docs/errors.md:
+#   tests/cli/errors.sh           run every case, check its exit code and that
+#                                 its message matches the case's pattern, and
+#                                 check docs/errors.md is up to date;
+#   tests/cli/errors.sh --write   the same, then (re)write docs/errors.md.
+# Each case runs in a scratch folder with relative file names, so the
+# messages in the table hold no machine-specific paths. Every case must also
+# leave no run directory behind (nothing half-made). Prints "N passed,
+# N failed"; exits 1 on any failure.
+
+BUILD=${BUILD:-build}
+case "$BUILD" in /*) ;; *) BUILD="$(pwd)/$BUILD" ;; esac
+MF="$BUILD/marginflow"
+ROOT=$(pwd)
+DOC="$ROOT/docs/errors.md"
+WRITE=0
+[ "$1" = "--write" ] && WRITE=1
+pass=0
+fail=0
+T=$(mktemp -d "${TMPDIR:-/tmp}/mf-cli-errors.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+
+ok() { pass=$((pass + 1)); }
+bad() {
+    fail=$((fail + 1))
+    echo "FAIL: $*" >&2
+}
+
+if [ ! -x "$MF" ]; then
+    echo "errors.sh: $MF not built"
+    echo "tests/cli/errors.sh: 0 passed, 1 failed"
+    exit 1
+fi
+
+cd "$T" || exit 1
+# ------------------------------------------------------------ input files
+printf '' >empty.svm
+printf '# only a comment\n\n' >comments.svm
+printf '+1 1:0.5\nabc 1:1\n' >label-text.svm
+printf '+1 1:0.5\n0.5 1:1\n' >label-frac.svm
+printf '2 1:0.5\n-1 1:1\n' >label-mixed.svm
+printf '+1 1:0.5 3\n' >no-colon.svm
+printf '+1 0:0.5\n' >index-zero.svm
+printf '+1 2:0.5 2:1\n' >index-dup.svm
+printf '+1 3:0.5 2:1\n' >index-order.svm
+printf '+1 1:abc\n' >value-text.svm
+printf '+1 1:2.5x\n' >value-trailing.svm
+printf '+1 1:nan\n' >value-nan.svm
+printf '+1 1:1e999\n' >value-overflow.svm
+printf '+1 2000000000:1\n' >index-huge.svm
+printf '+1\n-1\n' >no-features.svm
+printf '+1,1,2\n-1,3\n' >ragged.csv
+printf '+1,1,2\n-1,3,x\n' >field-text.csv
+printf '+1,1,2\n-1,,4\n' >field-empty.csv
+printf '+1\n-1\n' >one-column.csv
+printf '+1,1,inf\n' >field-inf.csv
+printf '1,2\n3;4\n' >params-bad.txt
+printf '0 1:1\n1 2:1\n2 1:1 2:1\n' >multi.svm
+printf '1\n2\nnan\n' >params-nan.txt
+printf '1\n2\n' >params-short.txt
+# a finished run, and damaged copies of it
+"$MF" train --data builtin:B --model linear --steps 20 -q --out run >/dev/null 2>&1
+"$MF" train --data builtin:C --model linear --steps 20 -q --out other >/dev/null 2>&1
+for r in corrupt truncated foreign badjson badmetrics; do cp -r run "$r"; done
+python3 - <<'EOF'
+b = bytearray(open('corrupt/checkpoint.bin', 'rb').read()); b[40] ^= 1
+open('corrupt/checkpoint.bin', 'wb').write(b)
+b = open('truncated/checkpoint.bin', 'rb').read()
+open('truncated/checkpoint.bin', 'wb').write(b[:len(b) - 9])
+open('badjson/config.json', 'w').write('{"format": "marginflow-config", ')
+t = open('badmetrics/metrics.csv').read()
+open('badmetrics/metrics.csv', 'w').write('step;time\n' + t.split('\n', 1)[1])
+EOF
+cp other/checkpoint.bin foreign/checkpoint.bin
+
+# ------------------------------------------------------------ the cases
+ROWS="$T/rows.md"
+: >"$ROWS"
+n_case=0
+# case_ CLASS CODE EXIT REGEX ARGS...: run `marginflow train [--out out] ARGS`
+# (--out out unless ARGS resume a run), expect exit EXIT and a first stderr
+# line matching REGEX, and no folder out/ afterwards; CODE is the library
+# error (documentation: the CLI maps it to the exit code). The scratch
+# folder's absolute path (data files are resolved with realpath) is cut
+# from the message in the table.
+case_() {
+    class=$1 code=$2 want=$3 re=$4
+    shift 4
+    n_case=$((n_case + 1))
+    rm -rf out
+    if [ "$1" = "--resume" ]; then
+        "$MF" train "$@" >out.txt 2>err.txt </dev/null
+    else
+        "$MF" train --out out "$@" >out.txt 2>err.txt </dev/null
+    fi
+    rc=$?
+    msg=$(head -n 1 err.txt | sed "s|$T/||g")
+    if [ "$rc" -eq "$want" ]; then ok; else bad "$class: exit $rc, want $want ($msg)"; fi
+    if printf '%s\n' "$msg" | grep -Eq -- "$re"; then ok; else bad "$class: message '$msg' lacks /$re/"; fi
+    if [ ! -e out ]; then ok; else bad "$class: left a run directory"; fi
+    cmd=$(printf '%s ' "$@" | sed 's/ $//')
+    esc=$(printf '%s' "$msg" | sed 's/|/\\|/g')
+    printf '| %s | `marginflow train %s` | %s | %s | %s |\n' "$class" "$cmd" "$code" "$rc" "$esc" >>"$ROWS"
+}
+# a section heading row
+section() { printf '| **%s** | | | | |\n' "$1" >>"$ROWS"; }
+
+P=MF_ERR_PARSE I=MF_ERR_INVALID IO=MF_ERR_IO
+section "data files: libsvm"
+case_ "file does not exist" "$IO" 2 "nosuch\\.svm:1:1: cannot open" --data nosuch.svm
+case_ "empty file" "$P" 2 "empty\\.svm:1:1: no samples .*empty" --data empty.svm
+case_ "only comments / blank lines" "$P" 2 "comments\\.svm:3:1: no samples" --data comments.svm
+case_ "label not a number" "$P" 2 "label-text\\.svm:2:1: expected a label" --data label-text.svm
+case_ "label neither +-1 nor a class index" "$P" 2 "label-frac\\.svm:2:1: bad label '0\\.5'" --data label-frac.svm
+case_ "labels mix -1 and class indices" "$P" 2 "label-mixed\\.svm:2:1: bad label '-1'" --data label-mixed.svm
+case_ "entry without ':'" "$P" 2 "no-colon\\.svm:1:10: expected 'idx:val'" --data no-colon.svm
+case_ "feature index < 1" "$P" 2 "index-zero\\.svm:1:4: expected a feature index" --data index-zero.svm
+case_ "duplicate feature index" "$P" 2 "index-dup\\.svm:1:10: duplicate feature index 2" --data index-dup.svm
+case_ "feature indices not increasing" "$P" 2 "index-order\\.svm:1:10: feature indices must be strictly increasing" --data index-order.svm
+case_ "value not a number" "$P" 2 "value-text\\.svm:1:6: expected a number" --data value-text.svm
+case_ "characters after a value" "$P" 2 "value-trailing\\.svm:1:6: .*trailing" --data value-trailing.svm
+case_ "NaN value" "$P" 2 "value-nan\\.svm:1:6: expected a finite number" --data value-nan.svm
+case_ "value overflows to Inf" "$P" 2 "value-overflow\\.svm:1:6: .*overflows to infinity" --data value-overflow.svm
+case_ "index beyond the size limit (n*d > 2^28)" "$P" 2 "index-huge\\.svm:1:4: .*exceed the limit" --data index-huge.svm
+case_ "no features at all" "$P" 2 "no-features\\.svm:1:1: no features" --data no-features.svm
+section "data files: CSV"
+case_ "ragged rows" "$P" 2 "ragged\\.csv:2:5: expected 3 fields" --data ragged.csv
+case_ "field not a number" "$P" 2 "field-text\\.csv:2:6: expected a number in field 3" --data field-text.csv
+case_ "empty field" "$P" 2 "field-empty\\.csv:2:4: .*empty field" --data field-empty.csv
+case_ "label only, no features" "$P" 2 "one-column\\.csv:1:1: expected at least 2 fields" --data one-column.csv
+case_ "Inf value" "$P" 2 "field-inf\\.csv:1:6: expected a finite number" --data field-inf.csv
+case_ "unknown --format" "(CLI)" 2 "--format: expected libsvm or csv, got 'arff'" --data ragged.csv --format arff
+section "data specs"
+case_ "unknown builtin set" "$I" 2 "unknown builtin data set 'Z'" --data builtin:Z
+case_ "unknown generator key" "$I" 2 "unknown key 'm'" --data gauss:n=10,m=3
+case_ "generator value out of range" "$I" 2 "n must be an integer in 1\\.\\." --data gauss:n=0
+case_ "generator key given twice" "$I" 2 "key 'd' given twice" --data gauss:d=2,d=3
+case_ "negative margin" "$I" 2 "margin must be a finite number >= 0" --data gauss:margin=-1
+case_ "generated set beyond the size limit" "$I" 2 "exceed the limit" --data gauss:n=100000,d=100000
+section "model specs"
+case_ "unknown model" "$P" 2 "unknown model 'resnet'" --data builtin:B --model resnet
+case_ "unknown option" "$P" 2 "unknown option 'depth=2' for relu2" --data builtin:B --model relu2:depth=2
+case_ "width not a positive integer" "$P" 2 "width must be an integer in \\[1," --data builtin:B --model relu2:width=0
+case_ "alpha outside [0, 1]" "$P" 2 "alpha must be a finite number in \\[0, 1\\]" --data builtin:B --model relu2:alpha=2
+case_ "option given twice" "$P" 2 "option 'width=3' given twice" --data builtin:B --model relu2:width=2,width=3
+case_ "mlp without widths" "$P" 2 "mlp needs widths=" --data builtin:B --model mlp
+case_ "multi-class data on a binary-only model" "MF_ERR_UNSUPPORTED" 2 "supports binary data only" --data multi.svm --model diag
+section "initial parameters"
+case_ "--init-params: wrong count" "(CLI)" 2 "expected 2 values for linear, got 3" --data builtin:B --init-params 1,2,3
+case_ "--init-params: not a number" "$P" 2 "expected a number, found 'x'" --data builtin:B --init-params 1,x
+case_ "--init-params: NaN" "$P" 2 "value 'nan' is not finite" --data builtin:B --init-params 1,nan
+case_ "--init-file: missing" "$IO" 2 "cannot open nosuch\\.txt" --data builtin:B --init-file nosuch.txt
+case_ "--init-file: not a number" "$P" 2 "params-bad\\.txt:2:1: expected a number, found '3;4'" --data builtin:B --init-file params-bad.txt
+case_ "--init-file: NaN" "$P" 2 "params-nan\\.txt:3:1: value 'nan' is not finite" --data builtin:B --init-file params-nan.txt
+case_ "--init-file: wrong count" "MF_ERR_DIM" 2 "params-short\\.txt: expected 3 values, found 2" --data builtin:B --model skip-linear --init-file params-short.txt
+case_ "--init: unknown kind" "(CLI)" 2 "--init: expected gauss or balanced" --data builtin:B --init uniform
+section "settings"
+case_ "--lr not a number" "(CLI)" 2 "--lr: expected a finite number, got 'abc'" --data builtin:B --lr abc
+case_ "--lr not finite" "(CLI)" 2 "--lr: expected a finite number, got 'inf'" --data builtin:B --lr inf
+case_ "--lr <= 0" "$I" 2 "lr: must be a finite number > 0" --data builtin:B --lr -1
+case_ "--tol outside (0, 1)" "$I" 2 "tol: must be in \\(0, 1\\)" --data builtin:B --tol 2
+case_ "--steps not an integer" "(CLI)" 2 "--steps: expected an integer, got '1e3'" --data builtin:B --steps 1e3
+case_ "--steps 0 with no other criterion" "$I" 2 "needs another stopping criterion" --data builtin:B --steps 0
+case_ "unknown --optimizer" "(CLI)" 2 "optimizer" --data builtin:B --optimizer adam
+case_ "unknown --loss" "(CLI)" 2 "loss" --data builtin:B --loss hinge
+case_ "unknown option" "(CLI)" 2 "unknown option '--frobnicate'" --data builtin:B --frobnicate 1
+case_ "option without its value" "(CLI)" 2 "--seed needs a value" --data builtin:B --seed
+case_ "--data missing" "(CLI)" 2 "--data is required" --model linear
+section "resume"
+case_ "no such run" "(CLI)" 2 "cannot resume: cannot open nosuch/config\\.json" --resume nosuch
+case_ "config.json not JSON" "(CLI)" 2 "cannot resume: badjson/config\\.json is not valid JSON" --resume badjson
+case_ "checkpoint bit flipped" "MF_ERR_CORRUPT" 2 "cannot resume: corrupt/checkpoint\\.bin: checkpoint checksum mismatch" --resume corrupt
+case_ "checkpoint truncated" "MF_ERR_CORRUPT" 2 "cannot resume: truncated/checkpoint\\.bin: checkpoint length mismatch" --resume truncated
+case_ "checkpoint of another run" "MF_ERR_FOREIGN" 2 "cannot resume: foreign/checkpoint\\.bin: checkpoint belongs to another configuration" --resume foreign
+case_ "metrics.csv header damaged" "(CLI)" 2 "cannot resume: badmetrics/metrics\\.csv:1:1: not a marginflow metrics file" --resume badmetrics
+case_ "a setting other than a stopping criterion" "(CLI)" 2 "--lr cannot be combined with --resume" --resume run --lr 0.5
+case_ "--out names an existing run" "(CLI)" 2 "already holds a run" --data builtin:B --out run
+
+{
+    echo "# Bad input and the error it gets"
+    echo
+    echo "Generated by \`tests/cli/errors.sh --write\` from the cases it tests (\`make test\`"
+    echo "fails when this file is out of date). Each command runs in a scratch folder, with"
+    echo "\`--out out\` added unless it resumes a run. *library error* is the \`mf_error\` code"
+    echo "behind the message (\`(CLI)\` for checks made by the command itself), *exit* the exit"
+    echo "status (2 = bad usage or bad input), *message* the first line on stderr. No case leaves"
+    echo "a run directory behind. Numerical faults during training are outcomes, not errors: a"
+    echo "run that meets a non-finite loss or gradient stops with outcome \`non-finite\` (exit 4)."
+    echo
+    echo "| input class | command | library error | exit | message |"
+    echo "| --- | --- | --- | --- | --- |"
+    cat "$ROWS"
+} >"$T/errors.md"
+
+if [ "$WRITE" -eq 1 ]; then
+    mkdir -p "$ROOT/docs" && cp "$T/errors.md" "$DOC" && echo "wrote $DOC ($n_case cases)"
+fi
+if cmp -s "$T/errors.md" "$DOC"; then
+    ok
+else
+    bad "docs/errors.md is out of date: run tests/cli/errors.sh --write (BUILD=$BUILD)"
+    diff "$DOC" "$T/errors.md" 2>&1 | head -n 10 >&2
+fi
+echo "tests/cli/errors.sh: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
