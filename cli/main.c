@@ -21,6 +21,7 @@ static const cli_command commands[] = {
     {"svm", cli_svm, "exact max-margin reference (l2 SVM / l1 LP) of a data set"},
     {"analyze", mf_cli_analyze, "KKT certificates and optimality verdict for a trained run"},
     {"maxmargin", mf_cli_maxmargin, "multi-start search for the best normalized margin (a search)"},
+    {"reproduce", cli_reproduce, "run the papers' claims as checks; figures and a report"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

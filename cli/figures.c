@@ -1,0 +1,536 @@
+/*
+ * figures.c -- the figures and the report of `marginflow reproduce`.
+ *
+ * Every figure is a gnuplot script DIR/<claim>/fig-<kind>.gp that reads the
+ * run directories' metrics.csv (or a small .dat file written next to it) and
+ * writes fig-<kind>.png and fig-<kind>.svg; the script is kept so it can be
+ * edited and re-run (`cd DIR/<claim> && gnuplot fig-margin.gp`). Flow times
+ * reach 10^10000 and beyond, so time axes are log10 t taken from the
+ * log10_time column (never t itself):
+ *   margin   normalized (solid) and smoothed (dashed) margin vs log10 t, gamma*
+ *   loss     log10 Loss vs log10 t with the [LL20] reference
+ *            Loss ~ 1 / (t (ln t)^{2-2/L}); below it log10(Loss t) vs
+ *            log10 ln t, where the reference is a line of slope -(2-2/L)
+ *   norm     log10 ||theta|| vs log10 ln t with the reference slope 1/L
+ *   cosine   [LLWA21] cos(w_k, mu) of every hidden unit vs log10 t (and with
+ *            w_svm when the claim gives "w_ref")
+ *   neurons  2-D data: the data points and the unit directions w_k (arrows,
+ *            length ||w_k|| / max ||w||, colour = sign of a_k) at the start,
+ *            at alignment and at the end
+ *   sweep    outcome fractions per group, or the escape times vs ln(1/sigma)
+ *            with the fitted and the predicted slope
+ * The report (report.md, report.html) is assembled from the claims'
+ * result.json files.
+ */
+#define _XOPEN_SOURCE 700
+#include "reproduce.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LN10 2.302585092994045684
+
+/* snprintf that truncates silently (paths in messages may be long). */
+static void fmt(char *buf, size_t cap, const char *f, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+static void fmt(char *buf, size_t cap, const char *f, ...) {
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(buf, cap, f, ap);
+    va_end(ap);
+}
+
+static FILE *open_in(const rp_claim *c, const char *name) {
+    char p[1400];
+    fmt(p, sizeof p, "%s/%s", c->dir, name);
+    return fopen(p, "w");
+}
+
+/* Common header: PNG first; the caller's plot is replayed for SVG. */
+static void gp_head(FILE *f, const char *title, const char *kind) {
+    fprintf(f, "# marginflow reproduce figure; edit and re-run: gnuplot fig-%s.gp\n", kind);
+    fprintf(f, "set datafile separator ','\nset datafile missing ''\nset key outside right\n");
+    fprintf(f, "set grid\nset title \"%s\" noenhanced\n", title);
+}
+
+/* Emit `body` twice: once for PNG, once for SVG. */
+static void gp_both(FILE *f, const char *kind, const char *body, int tall) {
+    fprintf(f, "set terminal pngcairo size 1000,%d font ',10'\nset output 'fig-%s.png'\nset termoption noenhanced\n%s",
+            tall ? 900 : 560, kind, body);
+    fprintf(f, "unset multiplot\nset terminal svg size 1000,%d dynamic font 'Helvetica,11'\n"
+               "set output 'fig-%s.svg'\nset termoption noenhanced\n%s",
+            tall ? 900 : 560, kind, body);
+    fprintf(f, "unset multiplot\nset output\n");
+}
+
+static int run_gnuplot(const rp_claim *c, const char *kind) {
+    char *dp = (char *)c->dir;
+    char *q = cli_shell_quote(1, &dp);
+    char cmd[2048];
+    fmt(cmd, sizeof cmd, "cd %s && gnuplot fig-%s.gp >/dev/null 2>fig-%s.log", q ? q : ".",
+             kind, kind);
+    free(q);
+    int rc = system(cmd);
+    if (rc == 0) { /* keep gnuplot's log only when it failed */
+        char lp[1400];
+        fmt(lp, sizeof lp, "%s/fig-%s.log", c->dir, kind);
+        remove(lp);
+    }
+    return rc == 0 ? 0 : -1;
+}
+
+/* Append to a growing body string. */
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+} sbuf;
+
+static void sb(sbuf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void sb(sbuf *b, const char *fmt, ...) {
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) return;
+        if (b->p && b->n + (size_t)k < b->cap) {
+            b->n += (size_t)k;
+            return;
+        }
+        size_t nc = (b->cap + (size_t)k + 1) * 2;
+        char *p2 = realloc(b->p, nc);
+        if (!p2) return;
+        b->p = p2;
+        b->cap = nc;
+    }
+}
+
+/* The runs drawn: at most 12 (the first ones). */
+static int n_drawn(const rp_claim *c) {
+    return c->nruns < 12 ? c->nruns : 12;
+}
+
+static int fig_margin(const rp_claim *c, FILE *f) {
+    sbuf b = {0};
+    /* horizons beyond t = 10^100 are drawn against log10 log10 t */
+    double xmax = 0;
+    for (int i = 0; i < n_drawn(c); i++)
+        if (c->runs[i].done && c->runs[i].nrows)
+            xmax = fmax(xmax, c->runs[i].rows[c->runs[i].nrows - 1].time_log / LN10);
+    const char *xe = xmax > 100 ? "($3 > 0 ? log10($3) : 1/0)" : "3";
+    sb(&b, "set xlabel '%s'\nset ylabel 'margin'\n",
+       xmax > 100 ? "log10 log10 t (flow time; t > 1)" : "log10 t (flow time)");
+    if (isfinite(c->gamma_star)) sb(&b, "set yrange [0:%.6g]\n", 1.15 * c->gamma_star);
+    sb(&b, "plot ");
+    int k = 0;
+    for (int i = 0; i < n_drawn(c); i++) {
+        if (!c->runs[i].done) continue;
+        sb(&b, "%s'%s/metrics.csv' skip 1 using %s:7 with lines lw 2 lc %d title '%s normalized'",
+           k ? ", \\\n     " : "", c->runs[i].name, xe, i + 1, c->runs[i].name);
+        if (c->nruns <= 4)
+            sb(&b, ", '%s/metrics.csv' skip 1 using %s:8 with lines dt 2 lc %d title '%s smoothed'",
+               c->runs[i].name, xe, i + 1, c->runs[i].name);
+        k++;
+    }
+    if (isfinite(c->gamma_star)) sb(&b, ", %.9g with lines lc rgb 'black' dt 3 title 'gamma* = %.6g'",
+                                   c->gamma_star, c->gamma_star);
+    sb(&b, "\n");
+    if (k) gp_both(f, "margin", b.p, 0);
+    free(b.p);
+    return k ? 0 : 1;
+}
+
+static int fig_loss(const rp_claim *c, FILE *f, int norm) {
+    const rp_run *r = NULL;
+    for (int i = 0; i < c->nruns && !r; i++)
+        if (c->runs[i].done && c->runs[i].nrows > 2) r = &c->runs[i];
+    if (!r) return 1;
+    const mf_metrics *e = &r->rows[r->nrows - 1];
+    if (!(e->time_log > LN10)) return 1; /* needs t > 10 */
+    int L = r->model->degree;
+    double p = 2.0 - 2.0 / L;
+    double xe = e->time_log / LN10, le = e->log10_loss;
+    double xl = log10(e->time_log); /* log10 ln t at the end */
+    sbuf b = {0};
+    if (!norm) {
+        /* reference through the last row: log10 L = -x - p log10(x ln10) + c */
+        double c0 = le + xe + p * xl;
+        sb(&b, "set multiplot layout 2,1\n");
+        sb(&b, "set xlabel 'log10 t'\nset ylabel 'log10 Loss'\n");
+        sb(&b, "plot [0:*] ");
+        for (int i = 0, k = 0; i < n_drawn(c); i++)
+            if (c->runs[i].done)
+                sb(&b, "%s'%s/metrics.csv' skip 1 using 3:4 with lines lw 2 lc %d title '%s'",
+                   k++ ? ", " : "", c->runs[i].name, i + 1, c->runs[i].name);
+        sb(&b, ", x > 0 ? -x - %.6g * log10(x * log(10)) + %.9g : 1/0 with lines dt 2 lc rgb "
+               "'black' title 'Theta(1 / (t (ln t)^%.3g))'\n",
+           p, c0, p);
+        sb(&b, "set xlabel 'log10 ln t'\nset ylabel 'log10 (Loss t)'\n");
+        sb(&b, "plot ");
+        for (int i = 0, k = 0; i < n_drawn(c); i++)
+            if (c->runs[i].done)
+                sb(&b, "%s'%s/metrics.csv' skip 1 using ($3 > 0.5 ? log10($3 * log(10)) : 1/0):($4 + "
+                       "$3) with lines lw 2 lc %d title '%s'",
+                   k++ ? ", " : "", c->runs[i].name, i + 1, c->runs[i].name);
+        sb(&b, ", %.9g - %.6g * (x - %.9g) with lines dt 2 lc rgb 'black' title 'slope -(2-2/L) = "
+               "%.3g'\n",
+           le + xe, p, xl, -p);
+    } else {
+        double ne = log10(e->norm);
+        sb(&b, "set xlabel 'log10 ln t'\nset ylabel 'log10 ||theta||'\nplot ");
+        for (int i = 0, k = 0; i < n_drawn(c); i++)
+            if (c->runs[i].done)
+                sb(&b, "%s'%s/metrics.csv' skip 1 using ($3 > 0.5 ? log10($3 * log(10)) : 1/0):(log10($5)) "
+                       "with lines lw 2 lc %d title '%s'",
+                   k++ ? ", " : "", c->runs[i].name, i + 1, c->runs[i].name);
+        sb(&b, ", %.9g + (x - %.9g) / %d.0 with lines dt 2 lc rgb 'black' title '(ln t)^{1/L}, L = %d'\n",
+           ne, xl, L, L);
+    }
+    gp_both(f, norm ? "norm" : "loss", b.p, !norm);
+    free(b.p);
+    return 0;
+}
+
+/* The first run with snapshots of a relu2 model. */
+static const rp_run *snap_run(const rp_claim *c) {
+    for (int i = 0; i < c->nruns; i++)
+        if (c->runs[i].done && c->runs[i].snapshots && c->runs[i].model->kind == MF_MODEL_RELU2 &&
+            c->runs[i].model->layers[0].rows <= 64)
+            return &c->runs[i];
+    return NULL;
+}
+
+static int fig_cosine(const rp_claim *c, FILE *f) {
+    const rp_run *r = snap_run(c);
+    if (!r || !c->has_mu) return 1;
+    int M = r->model->layers[0].rows;
+    char dn[256];
+    fmt(dn, sizeof dn, "fig-cosine.dat");
+    FILE *d = open_in(c, dn);
+    if (!d) return -1;
+    double cs[64], cw[64];
+    fprintf(d, "# log10_time,cos(w_k,mu) k=1..%d%s\n", M, c->has_wref ? ",cos(w_k,w_ref) k=1..M" : "");
+    for (int k = 0; k < r->nrows; k++) {
+        if (!isfinite(r->rows[k].time_log)) continue;
+        const double *th = r->snaps + (size_t)k * r->model->n_params;
+        rp_unit_cosines(r->model, th, c->mu, cs);
+        if (c->has_wref) rp_unit_cosines(r->model, th, c->wref, cw);
+        fprintf(d, "%.9g", r->rows[k].time_log / LN10);
+        for (int j = 0; j < M; j++) fprintf(d, ",%.9g", cs[j]);
+        for (int j = 0; c->has_wref && j < M; j++) fprintf(d, ",%.9g", cw[j]);
+        fputc('\n', d);
+    }
+    fclose(d);
+    sbuf b = {0};
+    sb(&b, "set xlabel 'log10 t'\nset ylabel 'cosine'\nset yrange [-1.05:1.05]\n");
+    sb(&b, "plot for [k=2:%d] 'fig-cosine.dat' skip 1 using 1:k with lines lc rgb '#1f77b4' notitle", M + 1);
+    if (c->has_wref)
+        sb(&b, ", for [k=%d:%d] 'fig-cosine.dat' skip 1 using 1:k with lines lc rgb '#d62728' dt 2 "
+               "notitle, NaN lc rgb '#1f77b4' title 'cos(w_k, mu)', NaN lc rgb '#d62728' dt 2 title "
+               "'cos(w_k, w_svm)'",
+           M + 2, 2 * M + 1);
+    else
+        sb(&b, ", NaN lc rgb '#1f77b4' title 'cos(w_k, mu)'");
+    sb(&b, "\n");
+    gp_both(f, "cosine", b.p, 0);
+    free(b.p);
+    return 0;
+}
+
+static int fig_neurons(const rp_claim *c, FILE *f) {
+    const rp_run *r = snap_run(c);
+    if (!r || r->data->d != 2 || r->nrows < 2) return 1;
+    int M = r->model->layers[0].rows;
+    const mf_layer *A = &r->model->layers[1];
+    /* three moments: start, first row where every |cos| >= align_thr (or the
+     * middle), end */
+    int pick[3] = {0, r->nrows / 2, r->nrows - 1};
+    double cs[64];
+    for (int k = 0; k < r->nrows && c->has_mu; k++) {
+        rp_unit_cosines(r->model, r->snaps + (size_t)k * r->model->n_params, c->mu, cs);
+        double mn = 1;
+        for (int j = 0; j < M; j++) mn = fmin(mn, fabs(cs[j]));
+        if (mn >= (c->align_thr > 0 ? c->align_thr : 0.9999)) {
+            pick[1] = k;
+            break;
+        }
+    }
+    FILE *d = open_in(c, "fig-neurons.dat");
+    if (!d) return -1;
+    double xmax = 0;
+    for (int n = 0; n < r->data->n; n++)
+        for (int j = 0; j < 2; j++) xmax = fmax(xmax, fabs(r->data->x[2 * n + j]));
+    for (int p = 0; p < 3; p++) {
+        const double *th = r->snaps + (size_t)pick[p] * r->model->n_params;
+        double wmax = 0;
+        for (int k = 0; k < M; k++) {
+            const double *w = th + r->model->layers[0].offset + (size_t)k * r->model->layers[0].cols;
+            wmax = fmax(wmax, hypot(w[0], w[1]));
+        }
+        fprintf(d, "# block %d: step %lld\n", p, r->rows[pick[p]].step);
+        for (int k = 0; k < M; k++) {
+            const double *w = th + r->model->layers[0].offset + (size_t)k * r->model->layers[0].cols;
+            double s = wmax > 0 ? xmax / wmax : 0;
+            fprintf(d, "0,0,%.9g,%.9g,%d\n", w[0] * s, w[1] * s, th[A->offset + (size_t)k] >= 0 ? 1 : 2);
+        }
+        fprintf(d, "\n\n");
+    }
+    fprintf(d, "# block 3: data x1,x2,label\n");
+    for (int n = 0; n < r->data->n; n++)
+        fprintf(d, "%.9g,%.9g,%d\n", r->data->x[2 * n], r->data->x[2 * n + 1], r->data->y[n] > 0 ? 1 : 2);
+    fclose(d);
+    sbuf b = {0};
+    double lim = 1.15 * xmax;
+    sb(&b, "set multiplot layout 1,3\nset size ratio -1\nset key off\nunset title\n");
+    sb(&b, "set xrange [%.4g:%.4g]\nset yrange [%.4g:%.4g]\n", -lim, lim, -lim, lim);
+    for (int p = 0; p < 3; p++) {
+        char tb[64];
+        mf_format_log_value(tb, sizeof tb, r->rows[pick[p]].time_log);
+        sb(&b, "set title \"%s: step %lld, t = %.6s\" noenhanced\n",
+           p == 0 ? "start" : p == 1 ? "aligned" : "end", r->rows[pick[p]].step, tb);
+        sb(&b, "plot 'fig-neurons.dat' index 3 using 1:2:($3 == 1 ? 7 : 6) with points pt variable "
+               "lc rgb 'gray40' ps 1.2, 'fig-neurons.dat' index %d using 1:2:3:4:($5 == 1 ? 0x1f77b4 : "
+               "0xd62728) with vectors lw 1.5 lc rgb variable\n",
+           p);
+    }
+    gp_both(f, "neurons", b.p, 0);
+    free(b.p);
+    return 0;
+}
+
+static int fig_sweep(const rp_claim *c, FILE *f) {
+    if (c->n_groups == 0 || !c->sweep_kind[0]) return 1;
+    FILE *d = open_in(c, "fig-sweep.dat");
+    if (!d) return -1;
+    for (int g = 0; g < c->n_groups; g++) fprintf(d, "%.9g,%.9g\n", c->group_x[g], c->group_y[g]);
+    fclose(d);
+    sbuf b = {0};
+    if (!strcmp(c->sweep_kind, "fraction")) {
+        sb(&b, "set xlabel 'group (vary value)'\nset ylabel 'fraction reaching a suboptimal limit'\n"
+               "set yrange [0:1.05]\nset boxwidth 0.6 relative\nset style fill solid 0.5\n"
+               "plot 'fig-sweep.dat' using 0:2:xticlabels(1) with boxes lc rgb '#1f77b4' title "
+               "'fraction'\n");
+    } else {
+        double mx = 0, my = 0;
+        for (int g = 0; g < c->n_groups; g++) mx += c->group_x[g], my += c->group_y[g];
+        mx /= c->n_groups, my /= c->n_groups;
+        sb(&b, "set xlabel 'ln(1/sigma_init)'\nset ylabel 'escape time t_esc'\n"
+               "plot 'fig-sweep.dat' using 1:2 with points pt 7 ps 1.5 title 'measured', "
+               "%.9g + %.9g * x with lines lw 2 title 'fit, slope %.4g', "
+               "%.9g + %.9g * (x - %.9g) with lines dt 2 lc rgb 'black' title 'predicted slope 1/lambda "
+               "= %.4g'\n",
+           c->fit_icpt, c->fit_slope, c->fit_slope, my, c->pred_slope, mx, c->pred_slope);
+    }
+    gp_both(f, "sweep", b.p, 0);
+    free(b.p);
+    return 0;
+}
+
+int rp_figure(const rp_claim *c, const char *kind) {
+    char name[64];
+    fmt(name, sizeof name, "fig-%s.gp", kind);
+    char title[256];
+    fmt(title, sizeof title, "%s: %s", c->name, kind);
+    FILE *f = open_in(c, name);
+    if (!f) return -1;
+    gp_head(f, title, kind);
+    int r;
+    if (!strcmp(kind, "margin")) r = fig_margin(c, f);
+    else if (!strcmp(kind, "loss")) r = fig_loss(c, f, 0);
+    else if (!strcmp(kind, "norm")) r = fig_loss(c, f, 1);
+    else if (!strcmp(kind, "cosine")) r = fig_cosine(c, f);
+    else if (!strcmp(kind, "neurons")) r = fig_neurons(c, f);
+    else if (!strcmp(kind, "sweep")) r = fig_sweep(c, f);
+    else r = 1;
+    fclose(f);
+    if (r != 0) {
+        char p[1400];
+        fmt(p, sizeof p, "%s/%s", c->dir, name);
+        remove(p);
+        return r;
+    }
+    return run_gnuplot(c, kind);
+}
+
+/* ------------------------------------------------------------ report */
+
+static void html_esc(FILE *f, const char *s) {
+    for (; s && *s; s++) {
+        if (*s == '<') fputs("&lt;", f);
+        else if (*s == '>') fputs("&gt;", f);
+        else if (*s == '&') fputs("&amp;", f);
+        else fputc(*s, f);
+    }
+}
+
+static const char *js(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static void setting_line(const cJSON *r, char *b, size_t cap) {
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(r, "until_log10_loss");
+    const cJSON *sb_ = cJSON_GetObjectItemCaseSensitive(r, "steps_budget");
+    char bud[96] = "";
+    if (cJSON_IsNumber(u)) fmt(bud, sizeof bud, "until log10 Loss <= %g", u->valuedouble);
+    if (cJSON_IsNumber(sb_) && sb_->valuedouble > 0)
+        fmt(bud + strlen(bud), sizeof bud - strlen(bud), "%s%.0f steps", bud[0] ? ", " : "",
+                 sb_->valuedouble);
+    fmt(b, cap, "data %s, model %s, init %s, %s loss, %s lr %g, %s", js(r, "data"), js(r, "model"),
+             js(r, "init"), js(r, "loss"), js(r, "optimizer"),
+             cJSON_GetObjectItemCaseSensitive(r, "lr") ? cJSON_GetObjectItemCaseSensitive(r, "lr")->valuedouble : 0,
+             bud);
+}
+
+static double jnumv(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+int rp_report(const char *dir, char *const *names, int n, int quick) {
+    char pm[1200], ph[1200];
+    fmt(pm, sizeof pm, "%s/report.md", dir);
+    fmt(ph, sizeof ph, "%s/report.html", dir);
+    FILE *md = fopen(pm, "w"), *h = fopen(ph, "w");
+    if (!md || !h) {
+        if (md) fclose(md);
+        if (h) fclose(h);
+        cli_error("cannot write %s", pm);
+        return -1;
+    }
+    fprintf(md, "# marginflow reproduce%s\n\nmarginflow %s. Each claim: statement, setting, measured "
+                "vs expected, verdict, figures. Run directories are under each claim's folder.\n\n",
+            quick ? " (quick)" : "", MF_VERSION);
+    fprintf(h, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>marginflow reproduce</title>\n"
+               "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+               ".PASS{color:#070}.FAIL{color:#b00}.ERROR{color:#b60}img{max-width:100%%}"
+               "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%%}table{border-collapse:collapse}"
+               "</style></head><body>\n<h1>marginflow reproduce%s</h1>\n<p>marginflow %s</p>\n"
+               "<table><tr><th>claim</th><th>verdict</th><th>paper</th></tr>\n",
+            quick ? " (quick)" : "", MF_VERSION);
+    cJSON **res = calloc((size_t)n + 1, sizeof *res);
+    fprintf(md, "| claim | verdict | paper |\n|---|---|---|\n");
+    for (int i = 0; res && i < n; i++) {
+        char p[1400];
+        fmt(p, sizeof p, "%s/%s/result.json", dir, names[i]);
+        FILE *f = fopen(p, "rb");
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            long len = ftell(f);
+            fseek(f, 0, SEEK_SET);
+            char *t = len >= 0 ? malloc((size_t)len + 1) : NULL;
+            if (t && fread(t, 1, (size_t)len, f) == (size_t)len) {
+                t[len] = '\0';
+                res[i] = cJSON_Parse(t);
+            }
+            free(t);
+            fclose(f);
+        }
+        const char *st = res[i] ? js(res[i], "status") : "ERROR";
+        fprintf(md, "| [%s](#%s) | %s | %s |\n", names[i], names[i], st, res[i] ? js(res[i], "paper") : "");
+        fprintf(h, "<tr><td><a href=\"#%s\">%s</a></td><td class=\"%s\">%s</td><td>", names[i], names[i],
+                st, st);
+        html_esc(h, res[i] ? js(res[i], "paper") : "");
+        fprintf(h, "</td></tr>\n");
+    }
+    fprintf(md, "\n");
+    fprintf(h, "</table>\n");
+    for (int i = 0; res && i < n; i++) {
+        const cJSON *r = res[i];
+        fprintf(md, "## <a id=\"%s\"></a>%s: %s\n\n", names[i], names[i], r ? js(r, "title") : "");
+        fprintf(h, "<h2 id=\"%s\">%s: ", names[i], names[i]);
+        html_esc(h, r ? js(r, "title") : "");
+        fprintf(h, "</h2>\n");
+        if (!r) {
+            fprintf(md, "No result (the claim did not run).\n\n");
+            fprintf(h, "<p class=\"ERROR\">No result.</p>\n");
+            continue;
+        }
+        const char *st = js(r, "status");
+        fprintf(md, "**%s** -- %s (%s)\n\n%s\n\n", st, js(r, "paper"), js(r, "reference"), js(r, "statement"));
+        fprintf(md, "- measured: %s\n- expected: %s\n\n", js(r, "measured"), js(r, "expected"));
+        fprintf(h, "<p><b class=\"%s\">%s</b> &mdash; ", st, st);
+        html_esc(h, js(r, "paper"));
+        fprintf(h, " (");
+        html_esc(h, js(r, "reference"));
+        fprintf(h, ")</p>\n<p>");
+        html_esc(h, js(r, "statement"));
+        fprintf(h, "</p>\n<ul><li>measured: ");
+        html_esc(h, js(r, "measured"));
+        fprintf(h, "</li><li>expected: ");
+        html_esc(h, js(r, "expected"));
+        fprintf(h, "</li></ul>\n");
+        const cJSON *checks = cJSON_GetObjectItemCaseSensitive(r, "checks"), *ck;
+        if (cJSON_GetArraySize(checks) > 1) {
+            fprintf(md, "| check | status | measured | expected |\n|---|---|---|---|\n");
+            fprintf(h, "<table><tr><th>check</th><th>status</th><th>measured</th><th>expected</th></tr>\n");
+            cJSON_ArrayForEach(ck, checks) {
+                fprintf(md, "| %s | %s | %s | %s |\n", js(ck, "quantity"), js(ck, "status"),
+                        js(ck, "measured"), js(ck, "expected"));
+                fprintf(h, "<tr><td>%s</td><td class=\"%s\">%s</td><td>", js(ck, "quantity"),
+                        js(ck, "status"), js(ck, "status"));
+                html_esc(h, js(ck, "measured"));
+                fprintf(h, "</td><td>");
+                html_esc(h, js(ck, "expected"));
+                fprintf(h, "</td></tr>\n");
+            }
+            fprintf(md, "\n");
+            fprintf(h, "</table>\n");
+        }
+        const cJSON *runs = cJSON_GetObjectItemCaseSensitive(r, "runs"), *ru;
+        int nr = cJSON_GetArraySize(runs), k = 0;
+        fprintf(md, "Setting (%d run%s):\n\n| run | setting | outcome | steps | log10 t | log10 Loss | "
+                    "normalized margin |\n|---|---|---|---|---|---|---|\n",
+                nr, nr == 1 ? "" : "s");
+        fprintf(h, "<table><tr><th>run</th><th>setting</th><th>outcome</th><th>steps</th><th>log10 t</th>"
+                   "<th>log10 Loss</th><th>normalized margin</th></tr>\n");
+        cJSON_ArrayForEach(ru, runs) {
+            if (k++ >= 24) {
+                fprintf(md, "| ... | %d more runs in %s/ | | | | | |\n", nr - 24, names[i]);
+                fprintf(h, "<tr><td colspan=7>... %d more runs</td></tr>\n", nr - 24);
+                break;
+            }
+            char set[1024];
+            setting_line(ru, set, sizeof set);
+            fprintf(md, "| [%s](%s/%s/) | %s | %s | %.0f | %.6g | %.6g | %.9g |\n", js(ru, "name"), names[i],
+                    js(ru, "name"), set, js(ru, "outcome"), jnumv(ru, "steps"), jnumv(ru, "log10_time"),
+                    jnumv(ru, "log10_loss"), jnumv(ru, "normalized_margin"));
+            fprintf(h, "<tr><td><a href=\"%s/%s/\">%s</a></td><td>", names[i], js(ru, "name"), js(ru, "name"));
+            html_esc(h, set);
+            fprintf(h, "</td><td>%s</td><td>%.0f</td><td>%.6g</td><td>%.6g</td><td>%.9g</td></tr>\n",
+                    js(ru, "outcome"), jnumv(ru, "steps"), jnumv(ru, "log10_time"), jnumv(ru, "log10_loss"),
+                    jnumv(ru, "normalized_margin"));
+        }
+        fprintf(md, "\n");
+        fprintf(h, "</table>\n");
+        const cJSON *figs = cJSON_GetObjectItemCaseSensitive(r, "figures"), *fg;
+        cJSON_ArrayForEach(fg, figs) {
+            if (!cJSON_IsString(fg)) continue;
+            fprintf(md, "![%s](%s/%s.png) ([svg](%s/%s.svg), [script](%s/%s.gp))\n\n", fg->valuestring,
+                    names[i], fg->valuestring, names[i], fg->valuestring, names[i], fg->valuestring);
+            fprintf(h, "<p><img src=\"%s/%s.png\" alt=\"%s\"><br><a href=\"%s/%s.svg\">svg</a> "
+                       "<a href=\"%s/%s.gp\">script</a></p>\n",
+                    names[i], fg->valuestring, fg->valuestring, names[i], fg->valuestring, names[i],
+                    fg->valuestring);
+        }
+    }
+    fprintf(h, "</body></html>\n");
+    for (int i = 0; res && i < n; i++) cJSON_Delete(res[i]);
+    free(res);
+    int bad = fclose(md) != 0;
+    bad |= fclose(h) != 0;
+    if (bad) cli_error("cannot write %s", pm);
+    return bad ? -1 : 0;
+}

@@ -1,0 +1,73 @@
+/*
+ * reproduce.h -- what cli/reproduce.c (experiments, runs, checks) and
+ * cli/figures.c (gnuplot figures, report.md / report.html) share. Internal to
+ * the CLI; the names are rp_ to keep them apart from the library's mf_.
+ */
+#ifndef MF_CLI_REPRODUCE_H
+#define MF_CLI_REPRODUCE_H
+
+#include "cli.h"
+
+/* One expanded training run of a claim: its setting and what came out. */
+typedef struct rp_run {
+    char name[160];           /* directory name under DIR/<claim>/ */
+    char base[64];            /* the run's name in the experiment file */
+    char data_spec[MF_SPEC_LEN];
+    char model_spec[MF_SPEC_LEN];
+    char init_desc[256];      /* "params 1,1,1,-1" or "gauss scale 1e-06 seed 3" */
+    double *init_params;      /* [n_init] or NULL */
+    int n_init;
+    char init_kind[32];
+    double init_scale;
+    uint64_t seed;
+    int has_vary;
+    double vary;              /* value of the claim's varied quantity */
+    int snapshots;            /* keep theta at every logged step */
+    mf_train_settings s;
+    /* results */
+    int done;                 /* trained without error */
+    char err[MF_ERR_LEN];
+    mf_data *data;
+    mf_model *model;
+    double *theta;            /* [n_params] final parameters */
+    mf_train_result res;
+    int nrows, caprows;
+    mf_metrics *rows;         /* one per logged step */
+    double *snaps;            /* [nrows][n_params] when snapshots */
+} rp_run;
+
+/* Everything the figures need from a claim. */
+typedef struct rp_claim {
+    char name[128];
+    char dir[1024];           /* DIR/<claim> */
+    double gamma_star;        /* NAN if none */
+    int nruns;
+    rp_run *runs;
+    /* cosine data: the reference directions, d entries each, or NULL */
+    int has_mu, has_wref;
+    double mu[64], wref[64];
+    double align_thr;
+    /* sweep data (fraction / escape checks) */
+    int n_groups;
+    double group_x[64], group_y[64], group_y2[64];
+    int n_dead;               /* fraction: runs that never separated the data */
+    char sweep_kind[32];      /* "fraction" or "escape" or "" */
+    double fit_slope, fit_icpt, pred_slope;
+    int degree;               /* homogeneity order of the first run's model */
+} rp_claim;
+
+/* Write fig-<kind>.gp in c->dir and run gnuplot on it (PNG and SVG next to
+ * it). kind: margin, loss, norm, cosine, neurons, sweep. Returns 0 if the
+ * figure was drawn, 1 if it does not apply to the claim (nothing written),
+ * -1 if gnuplot failed or is missing (the script is kept). */
+int rp_figure(const rp_claim *c, const char *kind);
+
+/* Assemble DIR/report.md and DIR/report.html from DIR/<claim>/result.json of
+ * the claims named in names[]. Returns 0 or -1 (message printed). */
+int rp_report(const char *dir, char *const *names, int n, int quick);
+
+/* Cosines of every hidden unit's incoming weights with ref (first d
+ * coordinates) for a relu2 model: cos[M]. Units with zero weights get 0. */
+void rp_unit_cosines(const mf_model *m, const double *theta, const double *ref, double *cos);
+
+#endif
