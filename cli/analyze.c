@@ -14,7 +14,6 @@
  * verdict, 1 on I/O or memory failure, 2 on bad usage or bad input.
  */
 #include "cli.h"
-#include "mf_analyze.h"
 
 #include <errno.h>
 #include <math.h>

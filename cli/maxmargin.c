@@ -15,7 +15,6 @@
  * none did (or on memory failure), 2 on bad usage or bad input.
  */
 #include "cli.h"
-#include "mf_analyze.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -27,7 +27,6 @@
  */
 #define _XOPEN_SOURCE 700
 #include "reproduce.h"
-#include "mf_analyze.h"
 
 #include <ctype.h>
 #include <dirent.h>

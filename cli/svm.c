@@ -5,10 +5,10 @@
  * nets) or the l1-margin LP (the global optimum for depth-2 diagonal nets),
  * with the support vectors, the residuals that certify the answer, or, for
  * data that is not separable through the origin, the Gordan certificate.
- * Uses only the public API (marginflow.h, mf_svm.h) and cJSON.
+ * Uses only the public API (marginflow.h) and cJSON.
  */
 #include "cli.h"
-#include "mf_svm.h"
+#include "marginflow.h"
 
 #include <math.h>
 #include <stdio.h>

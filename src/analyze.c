@@ -2,7 +2,7 @@
  * analyze.c -- KKT certificates and optimality verdicts for the max-margin
  * problem of THEORY.md section 3,
  *     (P)  minimize 1/2 ||theta||^2  subject to  q_n(theta) >= 1 for all n,
- * at a trained parameter vector theta (sections A and C of mf_analyze.h).
+ * at a trained parameter vector theta (sections A and C of marginflow.h).
  *
  * What it computes, in order (mf_analyze):
  *  1. the rescaled point theta~ = theta / q_min^{1/L}, the only point of the
@@ -16,7 +16,7 @@
  *     eps = ||theta~|| sqrt(2 (1 - beta)), beta = cos(theta, -grad Loss));
  *  4. the global optimum where a closed form is known (THEORY.md s.3:
  *     linear, fully-connected linear, diagonal, two-layer leaky ReLU on
- *     symmetric data), from the exact SVM references of mf_svm.h;
+ *     symmetric data), from the exact SVM references of marginflow.h;
  *  5. the second-order test at smooth points ([VSS22] sec. 4: the Lagrangian
  *     Hessian on the critical cone), the directional first-order test at
  *     kinks and the local constrained re-solves of local.c;
@@ -28,8 +28,6 @@
  * dgesvd for null spaces, dsyev for the reduced Hessian), column-major.
  */
 #include "internal.h"
-#include "mf_analyze.h"
-#include "mf_svm.h"
 
 #include <lapacke.h>
 #include <math.h>
@@ -191,7 +189,7 @@ static void jacobian_with(const mf_model *m, const mf_data *data, mf_work *w, co
     }
 }
 
-/* Contract in mf_analyze.h. J is [N][n_params] row-major. */
+/* Contract in marginflow.h. J is [N][n_params] row-major. */
 int mf_margin_jacobian(const mf_model *m, const mf_data *data, const double *theta, double *q,
                        double *J, mf_err *e) {
     int rc = check_inputs(m, data, theta, e);
@@ -278,7 +276,7 @@ static int preact_scaled(const mf_model *m, const double *theta, const mf_data *
     return MF_OK;
 }
 
-/* Contract in mf_analyze.h. */
+/* Contract in marginflow.h. */
 int mf_model_preactivations(const mf_model *m, const double *theta, const mf_data *data,
                             double *pre, mf_err *e) {
     int rc = check_inputs(m, data, theta, e);
@@ -1121,7 +1119,7 @@ static int soft_fail(int rc, const mf_err *se, char *note, size_t cap, const cha
 }
 
 /*
- * mf_analyze -- contract in mf_analyze.h; the steps are in the file comment.
+ * mf_analyze -- contract in marginflow.h; the steps are in the file comment.
  * All of the analysis is at theta~ except Lyu & Li's certificate, which uses
  * the loss gradient at the given theta (only its direction matters).
  */

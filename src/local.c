@@ -2,7 +2,7 @@
  * local.c -- search-based and LP-based tests of local optimality for the
  * max-margin problem of THEORY.md section 3,
  *     (P)  minimize 1/2 ||theta||^2  subject to  q_n(theta) >= 1 for all n,
- * section B of mf_analyze.h:
+ * section B of marginflow.h:
  *
  *  - mf_directional_test: the first-order test at a non-smooth point of
  *    [VSS22] (Vardi, Shamir & Srebro, NeurIPS 2022): a direction d that keeps
@@ -25,7 +25,6 @@
  * competing class.
  */
 #include "internal.h"
-#include "mf_analyze.h"
 
 #include <glpk.h>
 #include <math.h>

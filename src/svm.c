@@ -7,11 +7,10 @@
  * the reference value is; data that is not separable through the origin is
  * reported with a Gordan certificate instead of a number.
  *
- * Notation (as in mf_svm.h): z_n = y_n x_n, Z = [N][d] with rows z_n,
+ * Notation (as in marginflow.h): z_n = y_n x_n, Z = [N][d] with rows z_n,
  * q_n(w) = <w, z_n>. Internal work arrays are column-major where they feed
  * LAPACK (stated at each one), row-major [N][d] otherwise.
  */
-#include "mf_svm.h"
 #include "internal.h"
 
 #include <cblas.h>
@@ -300,7 +299,7 @@ static int nnls_run(nnls *w, double tol, int max_iter, int *iters) {
 
 /* ---------------------------------------------------------- residuals */
 
-/* KKT residuals of (P2)/(D2) at (w, alpha) (definitions in mf_svm.h), with
+/* KKT residuals of (P2)/(D2) at (w, alpha) (definitions in marginflow.h), with
  * the duality bracket. q: [N] scratch; v: [d] scratch. */
 static void l2_residuals(const double *Z, int N, int d, const double *w, const double *alpha,
                          double active_tol, double *q, double *v, mf_svm_result *r) {
@@ -514,7 +513,7 @@ done:
  * by GLPK's simplex (dual simplex, falling back to primal: the all-zero
  * basis is dual feasible since the costs are positive), with GLPK's
  * automatic scaling and without presolve (so duals and the basis exist).
- * Residuals are recomputed here (definitions in mf_svm.h). */
+ * Residuals are recomputed here (definitions in marginflow.h). */
 static int l1_solve(const double *Z, int N, int d, const mf_svm_settings *s,
                     mf_svm_result *r, mf_err *e) {
     size_t nz = 0, nd = (size_t)N * d;

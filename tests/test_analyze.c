@@ -8,8 +8,6 @@
  * margin Jacobian against finite differences and the pre-activations of D.
  */
 #include "marginflow.h"
-#include "mf_analyze.h"
-#include "mf_svm.h"
 #include "test.h"
 
 #include <math.h>

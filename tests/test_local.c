@@ -11,7 +11,7 @@
  *  - maxmargin finds 1/(2 sqrt 2) on D, 1 on B, sqrt(5)/2 on sym4;
  *  - bad inputs return the documented error codes.
  */
-#include "mf_analyze.h"
+#include "marginflow.h"
 #include "test.h"
 
 #include <math.h>

@@ -7,7 +7,6 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "marginflow.h"
-#include "mf_svm.h"
 #include "test.h"
 
 #include <math.h>
