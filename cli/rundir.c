@@ -21,6 +21,7 @@ cJSON *cli_settings_json(const mf_train_settings *s, int with_stopping) {
     cli_json_num(o, "tol", s->tol);
     cli_json_num(o, "lr_up", s->lr_up);
     cli_json_num(o, "lr_down", s->lr_down);
+    cli_json_num(o, "max_rel_step", s->max_rel_step);
     cli_json_int(o, "batch", s->batch);
     cli_json_int(o, "log_points", s->log_points);
     cli_json_int(o, "log_horizon", s->log_horizon);

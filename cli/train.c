@@ -90,6 +90,8 @@ static void train_help(void) {
         "  --optimizer O          gd|scaled|lyu-li|flow|sgd (default lyu-li)\n"
         "  --lr X                 step size / alpha / initial dtau (default 0.1)\n"
         "  --tol X                flow: local error tolerance (default 1e-6)\n"
+        "  --max-rel-step X       lyu-li: roll back steps longer than X ||theta||\n"
+        "                         (our safeguard; 0 = off, default 0.1)\n"
         "  --batch N              sgd: batch size (default 32)\n"
         "  --seed N               init and sgd order, 0..2^53 (default 1)\n"
         "stopping (the first criterion met ends the run):\n"
@@ -272,6 +274,7 @@ static int load_config(const char *dir, train_opts *o, cJSON **tree) {
     s->tol = jnum(sj, "tol", 0, &err);
     s->lr_up = jnum(sj, "lr_up", 0, &err);
     s->lr_down = jnum(sj, "lr_down", 0, &err);
+    if (jget(sj, "max_rel_step")) s->max_rel_step = jnum(sj, "max_rel_step", 0, &err);
     s->batch = (int)jll(sj, "batch", -1000000000, 1000000000, &err);
     s->log_points = (int)jll(sj, "log_points", -1000000000, 1000000000, &err);
     s->log_horizon = jll(sj, "log_horizon", 0, MAX_JSON_INT, &err);
@@ -426,13 +429,13 @@ static size_t count_values(const char *s) {
 enum {
     O_RESUME, O_STEPS, O_UNTIL_LOSS, O_UNTIL_TIME, O_WALL, O_DATA, O_FORMAT, O_MODEL, O_LOSS,
     O_OPTIMIZER, O_LR, O_TOL, O_BATCH, O_LOG_POINTS, O_CKPT, O_SEED, O_INIT, O_INIT_SCALE,
-    O_INIT_PARAMS, O_INIT_FILE, O_OUT, O_LOG_HORIZON
+    O_INIT_PARAMS, O_INIT_FILE, O_OUT, O_LOG_HORIZON, O_MAX_REL_STEP
 };
 static const char *const opt_names[] = {
     "--resume", "--steps", "--until-log10-loss", "--until-time", "--wall-seconds", "--data",
     "--format", "--model", "--loss", "--optimizer", "--lr", "--tol", "--batch", "--log-points",
     "--checkpoint-every", "--seed", "--init", "--init-scale", "--init-params", "--init-file",
-    "--out", "--log-horizon"};
+    "--out", "--log-horizon", "--max-rel-step"};
 #define N_OPTS (int)(sizeof opt_names / sizeof opt_names[0])
 
 /* Parse the command line into o. Returns -1 to continue, else an exit code.
@@ -513,6 +516,9 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
             break;
         case O_TOL:
             if (cli_parse_double(name, v, &o->s.tol)) return CLI_EXIT_USAGE;
+            break;
+        case O_MAX_REL_STEP:
+            if (cli_parse_double(name, v, &o->s.max_rel_step)) return CLI_EXIT_USAGE;
             break;
         case O_BATCH:
         case O_LOG_POINTS:
