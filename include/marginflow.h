@@ -382,6 +382,10 @@ typedef struct mf_callbacks {
     void (*log)(void *user, int level, const char *msg);
     /* Called at every logged step and at the final step. Non-zero return: stop with MF_ERR_CALLBACK. */
     int (*on_metrics)(void *user, const mf_metrics *m);
+    /* Called right after on_metrics with the parameters of that row
+     * (theta[n_params], read-only, valid during the call), e.g. for
+     * per-neuron directions over time. Non-zero return: MF_ERR_CALLBACK. */
+    int (*on_snapshot)(void *user, const mf_metrics *m, const double *theta);
     /* Called about every progress_seconds of wall time (default 0.5 s). */
     void (*on_progress)(void *user, const mf_metrics *m, double steps_per_second);
     double progress_seconds;

@@ -468,6 +468,8 @@ static int emit(trainer *t, const mf_train_state *st, mf_err *e) {
     t->last_emitted = st->step;
     if (t->cb && t->cb->on_metrics && t->cb->on_metrics(t->cb->user, &t->last))
         return mf__err(e, MF_ERR_CALLBACK, "the metrics callback failed at step %lld", st->step);
+    if (t->cb && t->cb->on_snapshot && t->cb->on_snapshot(t->cb->user, &t->last, st->theta))
+        return mf__err(e, MF_ERR_CALLBACK, "the snapshot callback failed at step %lld", st->step);
     return MF_OK;
 }
 
