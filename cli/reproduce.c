@@ -19,11 +19,10 @@
  * N failed`. --jobs N runs claims in N forked processes; every claim is
  * deterministic given its seeds, so the results do not depend on N.
  *
- * Snapshots: the library's callbacks do not expose theta, so a run with
- * snapshots is trained in segments that end at the logged steps (mf_train
- * continues from state->step; the row re-emitted at a segment's start is
- * dropped). A claim that the implementation cannot meet is reported as FAIL
- * with its numbers: nothing here is tuned to the outcome.
+ * Snapshots: runs with "snapshots" keep theta at every logged row through the
+ * library's on_snapshot callback (snapshots.csv). A claim that the
+ * implementation cannot meet is reported as FAIL with its numbers: nothing
+ * here is tuned to the outcome.
  */
 #define _XOPEN_SOURCE 700
 #include "reproduce.h"
@@ -366,15 +365,12 @@ static void free_runs(rp_run *r, int n) {
 typedef struct run_cb {
     rp_run *r;
     FILE *metrics;
-    long long last_step;
     int failed;
 } run_cb;
 
 static int on_metrics(void *user, const mf_metrics *m) {
     run_cb *c = user;
     rp_run *r = c->r;
-    if (m->step == c->last_step) return 0; /* re-emitted at a segment start */
-    c->last_step = m->step;
     if (r->nrows == r->caprows) {
         int nc = r->caprows ? 2 * r->caprows : 256;
         mf_metrics *n2 = realloc(r->rows, sizeof *n2 * (size_t)nc);
@@ -387,13 +383,24 @@ static int on_metrics(void *user, const mf_metrics *m) {
         }
         r->caprows = nc;
     }
-    if (r->snapshots) /* filled at the segment's end; NAN marks "not yet" */
+    if (r->snapshots) /* filled by on_snapshot; NAN if it never comes */
         for (size_t j = 0; j < r->model->n_params; j++)
             r->snaps[(size_t)r->nrows * r->model->n_params + j] = NAN;
     r->rows[r->nrows++] = *m;
     char row[1024];
     mf_metrics_csv_row(m, row, sizeof row);
     fprintf(c->metrics, "%s\n", row);
+    return 0;
+}
+
+/* The parameters of the row on_metrics has just appended (the library calls
+ * this right after on_metrics with the same row). */
+static int on_snapshot(void *user, const mf_metrics *m, const double *theta) {
+    run_cb *c = user;
+    rp_run *r = c->r;
+    if (!r->snapshots || r->nrows == 0 || r->rows[r->nrows - 1].step != m->step) return 0;
+    memcpy(r->snaps + (size_t)(r->nrows - 1) * r->model->n_params, theta,
+           r->model->n_params * sizeof(double));
     return 0;
 }
 
@@ -444,18 +451,11 @@ static int write_config(const char *dir, const rp_run *r, const char *claim) {
     return rc ? -1 : 0;
 }
 
-/* Next logged step after step (0 if none within reach). */
-static long long next_log_step(const mf_train_settings *s, long long step) {
-    for (long long k = step + 1; k < step + 50000000LL; k++)
-        if (mf_is_log_step(s, k)) return k;
-    return 0;
-}
-
 /* Train run r into dir; on failure r->err says why. */
 static void train_run(rp_run *r, const char *dir, const char *claim) {
     mf_err e = {0, ""};
     mf_train_state *st = NULL;
-    run_cb c = {r, NULL, -1, 0};
+    run_cb c = {r, NULL, 0};
     if (mf_data_from_spec(r->data_spec, NULL, &r->data, &e) ||
         mf_model_parse(r->model_spec, r->data->d, r->data->num_classes, &r->model, &e)) {
         fmt(r->err, sizeof r->err, "%s", e.msg);
@@ -496,38 +496,8 @@ static void train_run(rp_run *r, const char *dir, const char *claim) {
     cb.user = &c;
     cb.on_metrics = on_metrics;
     cb.log = on_log;
-    int rc;
-    if (!r->snapshots) {
-        rc = mf_train(m, r->data, &r->s, st, &cb, &r->res, &e);
-    } else {
-        /* segments ending at the logged steps; theta kept after each */
-        mf_train_settings seg = r->s;
-        long long total = r->s.max_steps;
-        double wall = 0;
-        for (;;) {
-            long long nx = next_log_step(&r->s, st->step);
-            if (nx == 0 || (total > 0 && nx > total)) nx = total;
-            seg.max_steps = nx;
-            int before = r->nrows;
-            rc = mf_train(m, r->data, &seg, st, &cb, &r->res, &e);
-            wall += r->res.wall_seconds;
-            if (rc || c.failed) break;
-            /* theta belongs to the last row written in this segment */
-            for (int i = before > 0 ? before - 1 : 0; i < r->nrows; i++)
-                if (r->rows[i].step == st->step)
-                    memcpy(r->snaps + (size_t)i * m->n_params, st->theta,
-                           m->n_params * sizeof(double));
-            if (r->res.outcome != MF_OUT_STEP_BUDGET || nx == 0 ||
-                (total > 0 && st->step >= total))
-                break;
-        }
-        r->res.wall_seconds = wall;
-        /* rows not at a segment end (none expected) get the closest earlier theta */
-        for (int i = 1; i < r->nrows; i++) {
-            double *si = r->snaps + (size_t)i * m->n_params;
-            if (si[0] != si[0]) memcpy(si, si - m->n_params, m->n_params * sizeof(double));
-        }
-    }
+    if (r->snapshots) cb.on_snapshot = on_snapshot;
+    int rc = mf_train(m, r->data, &r->s, st, &cb, &r->res, &e);
     if (fclose(c.metrics) != 0) rc = rc ? rc : MF_ERR_IO;
     c.metrics = NULL;
     if (c.failed) {
