@@ -12,30 +12,8 @@
 #  - --help lists every option with its default; bad input exits 2.
 # Prints "N passed, N failed"; exits 1 on any failure.
 
-BUILD=${BUILD:-build}
-case "$BUILD" in /*) ;; *) BUILD="$(pwd)/$BUILD" ;; esac
-MF="$BUILD/marginflow"
-pass=0
-fail=0
-T=$(mktemp -d "${TMPDIR:-/tmp}/mf-cli-analyze.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*" >&2
-}
-check() {
-    d=$1
-    shift
-    if "$@"; then ok; else bad "$d"; fi
-}
-expect_rc() {
-    if [ "$2" -eq "$1" ]; then ok; else bad "$3: exit $2, want $1"; fi
-}
-expect_msg() {
-    if grep -Eq -- "$2" "$1"; then ok; else bad "$3: message '$(cat "$1")' lacks /$2/"; fi
-}
+. "$(dirname "$0")/lib.sh"
+cli_test_init analyze
 # near FILE EXPR WANT TOL DESCRIPTION: |json expr - want| <= tol
 near() {
     if python3 -c "
@@ -45,7 +23,6 @@ ok = v is not None and abs(v - float(sys.argv[3])) <= float(sys.argv[4])
 print(v) if not ok else None
 sys.exit(0 if ok else 1)" "$1" "$2" "$3" "$4"; then ok; else bad "$5: want $3 +- $4"; fi
 }
-json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
 
 if [ ! -x "$MF" ] || ! "$MF" analyze --help >/dev/null 2>&1; then
     echo "analyze.sh: $MF not built or without the analyze command"
@@ -130,5 +107,4 @@ printf '1 0 0 1 1 1\n' >"$T/d.txt"
 expect_rc 2 $? "--layer on a hidden ReLU layer"
 expect_msg "$T/err" "per-layer problem" "unsupported layer explained"
 
-echo "tests/cli/analyze.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_test_done

@@ -13,35 +13,8 @@
 #    the resume hint, and the run then resumes.
 # Prints "N passed, N failed"; exits 1 on any failure.
 
-BUILD=${BUILD:-build}
-case "$BUILD" in /*) ;; *) BUILD="$(pwd)/$BUILD" ;; esac
-MF="$BUILD/marginflow"
-pass=0
-fail=0
-T=$(mktemp -d "${TMPDIR:-/tmp}/mf-cli-train.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*" >&2
-}
-# check DESCRIPTION COMMAND...: passes when COMMAND succeeds
-check() {
-    d=$1
-    shift
-    if "$@"; then ok; else bad "$d"; fi
-}
-# expect_rc WANT GOT DESCRIPTION
-expect_rc() {
-    if [ "$2" -eq "$1" ]; then ok; else bad "$3: exit $2, want $1"; fi
-}
-# expect_msg FILE REGEX DESCRIPTION
-expect_msg() {
-    if grep -Eq -- "$2" "$1"; then ok; else bad "$3: message '$(cat "$1")' lacks /$2/"; fi
-}
-# json FILE EXPR: print a python expression of the parsed JSON d
-json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+. "$(dirname "$0")/lib.sh"
+cli_test_init train
 
 if [ ! -x "$MF" ]; then
     echo "train.sh: $MF not built"
@@ -251,5 +224,4 @@ check "resumed past step $k (now $k2)" test "$k2" -gt "$k"
 check "metrics steps strictly increase after resume" awk -F, '
     NR > 2 && $1 + 0 <= prev { bad = 1 } NR > 1 { prev = $1 + 0 } END { exit bad }' "$S/metrics.csv"
 
-echo "tests/cli/train.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_test_done

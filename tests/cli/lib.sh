@@ -1,0 +1,48 @@
+# lib.sh -- the helpers every tests/cli/*.sh sources (not a test itself:
+# tests/run-tests runs *.sh files, and this one only defines functions).
+#
+#   . "$(dirname "$0")/lib.sh"; cli_test_init NAME
+#   check "what" cmd args...   expect_rc WANT GOT "what"   expect_msg FILE REGEX "what"
+#   json FILE EXPR             cli_test_done
+#
+# Sets MF (the marginflow binary, absolute), T (a temp folder removed on exit),
+# and counts checks in pass/fail.
+
+cli_test_init() {
+    CLI_TEST_NAME=$1
+    BUILD=${BUILD:-build}
+    case "$BUILD" in /*) ;; *) BUILD="$(pwd)/$BUILD" ;; esac
+    MF=${MARGINFLOW:-$BUILD/marginflow}
+    pass=0
+    fail=0
+    T=$(mktemp -d "${TMPDIR:-/tmp}/mf-cli-$CLI_TEST_NAME.XXXXXX") || exit 1
+    trap 'rm -rf "$T"' EXIT
+}
+
+ok() { pass=$((pass + 1)); }
+bad() {
+    fail=$((fail + 1))
+    echo "FAIL: $*" >&2
+}
+# check DESCRIPTION COMMAND...: passes when COMMAND succeeds
+check() {
+    d=$1
+    shift
+    if "$@"; then ok; else bad "$d"; fi
+}
+# expect_rc WANT GOT DESCRIPTION
+expect_rc() {
+    if [ "$2" -eq "$1" ]; then ok; else bad "$3: exit $2, want $1"; fi
+}
+# expect_msg FILE REGEX DESCRIPTION
+expect_msg() {
+    if grep -Eq -- "$2" "$1"; then ok; else bad "$3: message '$(cat "$1")' lacks /$2/"; fi
+}
+# json FILE EXPR: print a python expression of the parsed JSON d
+json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+# Print the closing line and return the status.
+cli_test_done() {
+    echo "tests/cli/$CLI_TEST_NAME.sh: $pass passed, $fail failed"
+    [ "$fail" -eq 0 ]
+}
