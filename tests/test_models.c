@@ -552,6 +552,9 @@ TEST(blas_path) {
         {"mlp:widths=64/48,alpha=0.2", 3}, {"mlp:widths=40", 0}, {"relu2:width=64,alpha=0.1,bias", 0},
         {"relu2:width=64,fix-outer,bias", 0}, {"relu2-outbias:width=64,alpha=0", 0},
         {"fc-linear:depth=3,width=40", 2}, {"linear", 5}, {"diag:depth=2", 0},
+        /* 256 x 121 x 40 = 1.24e6 multiply-adds: above MF__BIG_GEMM (1e6), so
+         * relu2's backward takes its large-size (transposed dW) path */
+        {"relu2:width=256,alpha=0.1,bias", 0},
     };
     mf_rng rng;
     mf_rng_seed(&rng, 99);
