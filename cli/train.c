@@ -21,6 +21,7 @@
 #define _XOPEN_SOURCE 700 /* realpath, localtime_r (POSIX 2008 XSI) */
 #include "cli.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -614,6 +615,27 @@ static int write_command(const char *dir, const char *prefix, int fresh) {
     return rc;
 }
 
+/* Remove the temporary files "NAME.tmp.<pid>" that an atomic write killed
+ * before its rename left in the run directory dir (a SIGKILL during a
+ * checkpoint write). Only called on --resume, when no writer of this run can
+ * be alive. Failures are ignored: the files are garbage either way. */
+static void remove_stale_tmp(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL) {
+        const char *t = strstr(ent->d_name, ".tmp.");
+        if (!t || t == ent->d_name || !t[5]) continue;
+        const char *p = t + 5;
+        while (*p >= '0' && *p <= '9') p++;
+        if (*p) continue; /* not NAME.tmp.<digits> */
+        char *path = cli_join(dir, ent->d_name);
+        if (path) remove(path);
+        free(path);
+    }
+    closedir(d);
+}
+
 /* --------------------------------------------------------------- train */
 
 int cli_train(int argc, char **argv) {
@@ -707,6 +729,7 @@ int cli_train(int argc, char **argv) {
         dir = malloc(strlen(o.resume_dir) + 1);
         if (!dir) goto out;
         strcpy(dir, o.resume_dir);
+        remove_stale_tmp(dir);
         char *cp = cli_join(dir, "checkpoint.bin");
         rc = cp ? mf_checkpoint_read(cp, fp, model->n_params, &state, &e) : MF_ERR_NOMEM;
         free(cp);
@@ -866,9 +889,10 @@ int cli_train(int argc, char **argv) {
                 res.steps, qdir ? qdir : dir);
         exit_code = CLI_EXIT_INTERRUPTED;
     } else if (res.outcome == MF_OUT_NONFINITE) {
-        fprintf(stderr, "marginflow: the run ended non-finite at step %lld; %s holds the last "
-                        "finite state\n",
-                res.steps, dir);
+        fprintf(stderr, "marginflow: the loss or gradient became non-finite (NaN or Inf) in "
+                        "step %lld; the last good state (step %lld) is saved in %s/params.txt "
+                        "and %s/checkpoint.bin\n",
+                res.steps + 1, res.steps, dir, dir);
         exit_code = CLI_EXIT_NONFINITE;
     } else {
         exit_code = CLI_EXIT_OK;

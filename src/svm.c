@@ -485,7 +485,12 @@ static int l2_solve(const double *Z, int N, int d, double gamma_est, const mf_sv
     for (int i = 0; i < d; i++) r->w[i] = p[i] / pp / gamma_est;
     for (int n = 0; n < N; n++) r->alpha[n] = c[n] / pp / (gamma_est * gamma_est);
     l2_residuals(Z, N, d, r->w, r->alpha, s->active_tol, q, v, r);
-    if (s->polish && l2_polish(Z, N, d, r->alpha, w2, a2) == MF_OK) {
+    int prc = s->polish ? l2_polish(Z, N, d, r->alpha, w2, a2) : MF_ERR_NUMERIC;
+    if (prc == MF_ERR_NOMEM) { /* not a failed polish: report it, never a different answer */
+        rc = mf__err(e, MF_ERR_NOMEM, "svm: out of memory");
+        goto done;
+    }
+    if (prc == MF_OK) {
         mf_svm_result t = *r;
         l2_residuals(Z, N, d, w2, a2, s->active_tol, q, v, &t);
         if (t.kkt_residual <= r->kkt_residual) {

@@ -15,8 +15,10 @@
  */
 #include "internal.h"
 
+#include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -160,6 +162,8 @@ typedef struct {
     mf_work *w;
     evalset cur, cand;
     double *theta_prev; /* [P] */
+    double time_prev;   /* sgd: time_log of the state in theta_prev */
+    long long prev_step;/* sgd: step of the state in theta_prev, -1 if none */
     double *k2, *k3;    /* [P] flow stages */
     int *perm;          /* [n] sgd order */
     double *xb;         /* [batch][d] sgd batch */
@@ -314,6 +318,7 @@ static mf_outcome step_lyu_li(trainer *t, mf_train_state *st) {
         if (!too_long && evaluate(t, st->theta, &t->cand, 1) && t->cand.log_loss < st->log_loss) {
             add_time(st, log(st->lr) - st->log_loss);
             st->lr *= t->s->lr_up;
+            if (st->lr > DBL_MAX) st->lr = DBL_MAX; /* inf / lr_down would stay inf */
             swap_sets(t);
             st->log_loss = t->cur.log_loss;
             st->step++;
@@ -395,6 +400,7 @@ static mf_outcome step_flow(trainer *t, mf_train_state *st) {
             st->step++;
             double f = err > 0 ? 0.9 * pow(err, -1.0 / 3.0) : 4.0;
             st->lr = h * (f > 4.0 ? 4.0 : f < 0.2 ? 0.2 : f);
+            if (st->lr > DBL_MAX) st->lr = DBL_MAX; /* inf * 0.25 would stay inf */
             return MF_OUT_RUNNING;
         }
         st->rejected++;
@@ -404,6 +410,20 @@ static mf_outcome step_flow(trainer *t, mf_train_state *st) {
         if (t->cb && t->cb->should_stop && t->cb->should_stop(t->cb->user))
             return MF_OUT_INTERRUPTED;
     }
+}
+
+/* SGD found a non-finite value at the current state (checked only on a batch,
+ * or on the full data at log/checkpoint/epoch steps): undo the step that
+ * produced it when theta_prev still holds its predecessor, so the run ends at
+ * the last state whose loss was finite. */
+static mf_outcome sgd_undo(trainer *t, mf_train_state *st) {
+    if (t->prev_step >= 0 && t->prev_step == st->step - 1) {
+        memcpy(st->theta, t->theta_prev, t->m->n_params * sizeof(double));
+        st->time_log = t->time_prev;
+        st->step--;
+        t->prev_step = -1;
+    }
+    return MF_OUT_NONFINITE;
 }
 
 /*
@@ -442,14 +462,21 @@ static mf_outcome step_sgd(trainer *t, mf_train_state *st) {
     mf_model_forward(m, t->w, st->theta, t->xb, nb, t->cand.out);
     if (mf_loss_eval(t->s->loss, D, idx, nb, t->cand.out, m->n_out, &lb, t->cand.gout, NULL) ||
         !(lb < INFINITY))
-        return MF_OUT_NONFINITE;
+        return sgd_undo(t, st);
     mf_model_backward(m, t->w, st->theta, t->xb, nb, t->cand.gout, t->cand.grad);
-    if (!all_finite(t->cand.grad, P)) return MF_OUT_NONFINITE;
+    if (!all_finite(t->cand.grad, P)) return sgd_undo(t, st);
     memcpy(t->theta_prev, st->theta, P * sizeof(double));
+    t->time_prev = st->time_log;
+    t->prev_step = -1;
     double a = st->lr * exp(lb - log((double)nb));
     if (!axpy_changed(st->theta, t->theta_prev, a, t->cand.grad, P)) return MF_OUT_STALLED;
+    if (!all_finite(st->theta, P)) { /* the step itself overflowed: never accept it */
+        memcpy(st->theta, t->theta_prev, P * sizeof(double));
+        return MF_OUT_NONFINITE;
+    }
     add_time(st, log(st->lr) - t->log_n);
     st->step++;
+    t->prev_step = st->step - 1;
     return MF_OUT_RUNNING;
 }
 
@@ -523,6 +550,7 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
     t.log_n = log((double)data->n);
     t.last_emitted = -1;
     t.steps_at_start = st->step;
+    t.prev_step = -1;
     int rc = trainer_init(&t, e);
     if (rc) {
         trainer_free(&t);
@@ -558,8 +586,12 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
         case MF_OPT_FLOW: out = step_flow(&t, st); break;
         case MF_OPT_SGD: out = step_sgd(&t, st); break;
         }
-        if (out == MF_OUT_NONFINITE)
-            logf_cb(cb, MF_LOG_ERROR, "non-finite loss or gradient; stopped at the last good state");
+        if (out == MF_OUT_NONFINITE) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "non-finite loss or gradient in step %lld; stopped at the "
+                     "last good state (step %lld)", st->step + 1, st->step);
+            logf_cb(cb, MF_LOG_ERROR, msg);
+        }
         if (out != MF_OUT_RUNNING) break;
         steps_done++;
         int log_now = 0;
@@ -573,9 +605,11 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
             long long per_epoch = (data->n + B - 1) / B;
             if (log_now || ckpt_now || st->step % per_epoch == 0) {
                 if (!evaluate(&t, st->theta, &t.cur, 0)) {
-                    memcpy(st->theta, t.theta_prev, m->n_params * sizeof(double));
-                    evaluate(&t, st->theta, &t.cur, 0);
-                    out = MF_OUT_NONFINITE;
+                    out = sgd_undo(&t, st); /* back to the state before this step */
+                    char msg[160];
+                    snprintf(msg, sizeof msg, "non-finite loss at step %lld; stopped at the last "
+                             "good state (step %lld)", st->step + 1, st->step);
+                    logf_cb(cb, MF_LOG_ERROR, msg);
                     break;
                 }
                 st->log_loss = t.cur.log_loss;
@@ -596,7 +630,7 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
             }
         }
     }
-    if (s->optimizer == MF_OPT_SGD && out != MF_OUT_NONFINITE) {
+    if (s->optimizer == MF_OPT_SGD) { /* the full-data loss at the final theta */
         evaluate(&t, st->theta, &t.cur, 0);
         st->log_loss = t.cur.log_loss;
     }

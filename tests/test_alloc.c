@@ -19,12 +19,20 @@
  * (libsvm and CSV files of 300 rows, so the growable arrays reallocate),
  * mf_model_parse + mf_work_new for every model kind, mf_train (20-step runs
  * of gd, scaled, lyu-li, flow, sgd), mf_checkpoint_write/read and
- * mf_params_write/read.
- * Not covered yet: svm and analyze (in progress elsewhere).
+ * mf_params_write/read, mf_svm_solve (l2 and l1, a separable and a
+ * non-separable set), mf_analyze at the known-answer points B, D and R1 of
+ * THEORY.md section 4, mf_directional_test, mf_local_search, mf_maxmargin.
+ * Results after an absorbed failure are compared with the reference: svm by
+ * gamma and status (bit-equal), analyze by verdict, gamma and eps, the local
+ * tests by their reported numbers.
+ * Not reached by the hook: GLPK (l1 LP, directional test), NLopt (SLSQP in
+ * local search / maxmargin / analyze) and OpenBLAS / LAPACKE allocate
+ * internally with their own malloc; their failures cannot be injected here.
  */
 #include "marginflow.h"
 #include "test.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -361,6 +369,191 @@ TEST(checkpoints_and_params) {
     mf_model_free(c.m);
 }
 
+/* ------------------------------------------------------- svm */
+
+typedef struct {
+    const mf_data *data;
+    mf_svm_norm norm;
+    int status;
+    double gamma;
+} svm_ctx;
+
+static int op_svm(void *ctx, mf_err *e) {
+    svm_ctx *c = ctx;
+    mf_svm_result *r = (mf_svm_result *)1;
+    int rc = mf_svm_solve(c->data, c->norm, NULL, &r, e);
+    if (rc) return r == NULL ? rc : -1;
+    int same = r->status == c->status && r->gamma == c->gamma;
+    mf_svm_result_free(r);
+    return same ? MF_OK : -1;
+}
+
+static mf_data *data_of(int n, int d, const double *x, const double *y) {
+    mf_data *D = NULL;
+    mf_err e;
+    if (mf_data_new(n, d, 0, &D, &e)) return NULL;
+    memcpy(D->x, x, sizeof(double) * (size_t)n * d);
+    memcpy(D->y, y, sizeof(double) * (size_t)n);
+    return D;
+}
+
+TEST(svm_l2_and_l1) {
+    /* sym4 (separable, gamma_svm = sqrt(5)/2) and a set with opposite
+     * copies of one point (non-separable) */
+    mf_data *D[2] = {NULL, NULL};
+    mf_err e;
+    int rc = mf_data_from_spec("builtin:sym4", NULL, &D[0], &e);
+    CHECK(rc == MF_OK, "sym4: %s", e.msg);
+    double x2[6] = {1, 2, -1, -2, 0.5, 0.1}, y2[3] = {1, 1, -1};
+    D[1] = data_of(3, 2, x2, y2);
+    for (int k = 0; k < 2; k++) {
+        if (!D[k]) continue;
+        for (int norm = 0; norm < 2; norm++) {
+            svm_ctx c = {D[k], (mf_svm_norm)norm, 0, 0};
+            mf_svm_result *r = NULL;
+            rc = mf_svm_solve(D[k], c.norm, NULL, &r, &e);
+            CHECK(rc == MF_OK, "svm reference: %s", e.msg);
+            if (rc) continue;
+            c.status = r->status;
+            c.gamma = r->gamma;
+            CHECK_EQ_INT(r->status, k == 0 ? MF_SVM_SOLVED : MF_SVM_NONSEPARABLE);
+            if (k == 0 && norm == 0) CHECK_NEAR(r->gamma, sqrt(5.0) / 2, 1e-12);
+            mf_svm_result_free(r);
+            char name[64];
+            snprintf(name, sizeof name, "svm %s %s", mf_svm_norm_name(norm),
+                     k ? "nonseparable" : "sym4");
+            long n = inject(name, op_svm, &c);
+            CHECK(n >= 3, "%s: %ld allocation requests, want >= 3", name, n);
+        }
+        mf_data_free(D[k]);
+    }
+}
+
+/* ------------------------------------------------------- analysis */
+
+typedef struct {
+    const mf_model *m;
+    const mf_data *data;
+    const double *theta;
+    mf_analyze_settings s;
+    mf_verdict verdict;
+    double gamma, eps;
+} analyze_ctx;
+
+static int op_analyze(void *ctx, mf_err *e) {
+    analyze_ctx *c = ctx;
+    mf_analysis *a = (mf_analysis *)1;
+    int rc = mf_analyze(c->m, c->data, c->theta, MF_LOSS_EXP, &c->s, &a, e);
+    if (rc) return a == NULL ? rc : -1;
+    int same = a->verdict == c->verdict && a->gamma == c->gamma && a->eps == c->eps;
+    mf_analysis_free(a);
+    return same ? MF_OK : -1;
+}
+
+typedef struct {
+    int which; /* 0 directional, 1 local search, 2 maxmargin */
+    const mf_model *m;
+    const mf_data *data;
+    const double *theta;
+    double ref; /* best_inner / best_gain / best_gamma of the clean run */
+} local_ctx;
+
+static int op_local(void *ctx, mf_err *e) {
+    local_ctx *c = ctx;
+    const double radii[2] = {1e-2, 1e-1};
+    double v = 0;
+    int rc;
+    if (c->which == 0) {
+        mf_directional_result *r = (mf_directional_result *)1;
+        rc = mf_directional_test(c->m, c->data, c->theta, 1e-3, 1e-6, 16, &r, e);
+        if (rc) return r == NULL ? rc : -1;
+        v = r->best_inner;
+        mf_directional_result_free(r);
+    } else if (c->which == 1) {
+        mf_local_result *r = (mf_local_result *)1;
+        rc = mf_local_search(c->m, c->data, c->theta, radii, 2, 2, 3, &r, e);
+        if (rc) return r == NULL ? rc : -1;
+        v = r->best_gain;
+        mf_local_result_free(r);
+    } else {
+        mf_maxmargin_result *r = (mf_maxmargin_result *)1;
+        rc = mf_maxmargin(c->m, c->data, 3, 5, 1e-6, &r, e);
+        if (rc) return r == NULL ? rc : -1;
+        v = r->best_gamma;
+        mf_maxmargin_result_free(r);
+    }
+    if (isnan(c->ref)) {
+        c->ref = v;
+        return MF_OK;
+    }
+    return v == c->ref ? MF_OK : -1;
+}
+
+TEST(analysis_and_local_tests) {
+    struct {
+        const char *data, *model;
+        double theta[18];
+        mf_verdict verdict;
+    } cs[] = {
+        /* B: u = v = (1, 0), a KKT point that is not a local optimum */
+        {"builtin:B", "diag:depth=2", {1, 0, 1, 0}, MF_VERDICT_NOT_LOCAL},
+        /* D: w1 = (1, 0), w2 = (0, 1), v = (1, 1); pre-activations at 0 */
+        {"builtin:D", "relu2:width=2,alpha=0", {1, 0, 0, 1, 1, 1}, MF_VERDICT_NOT_LOCAL},
+        /* R1: W_l = e1 e1^T, the global optimum 3^{-3/2} */
+        {"builtin:R1", "fc-linear:depth=3,width=3", {0}, MF_VERDICT_GLOBAL},
+    };
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        mf_err e;
+        mf_data *D = NULL;
+        mf_model *m = NULL;
+        int rc = mf_data_from_spec(cs[i].data, NULL, &D, &e);
+        if (!rc) rc = mf_model_parse(cs[i].model, D->d, 0, &m, &e);
+        CHECK(rc == MF_OK && m->n_params <= 18, "setup %s: %s", cs[i].data, e.msg);
+        if (rc) {
+            mf_data_free(D);
+            continue;
+        }
+        if (i == 2)
+            for (int l = 0; l < 3; l++) cs[i].theta[m->layers[l].offset] = 1.0;
+        analyze_ctx c;
+        memset(&c, 0, sizeof c);
+        c.m = m;
+        c.data = D;
+        c.theta = cs[i].theta;
+        mf_analyze_settings_default(&c.s);
+        c.s.local_trials = 1;
+        mf_analysis *a = NULL;
+        rc = mf_analyze(m, D, c.theta, MF_LOSS_EXP, &c.s, &a, &e);
+        CHECK(rc == MF_OK, "analyze reference %s: %s", cs[i].data, e.msg);
+        if (!rc) {
+            CHECK_EQ_INT(a->verdict, cs[i].verdict);
+            c.verdict = a->verdict;
+            c.gamma = a->gamma;
+            c.eps = a->eps;
+            mf_analysis_free(a);
+            char name[64];
+            snprintf(name, sizeof name, "analyze %s", cs[i].data);
+            long n = inject(name, op_analyze, &c);
+            CHECK(n >= 5, "%s: %ld allocation requests, want >= 5", name, n);
+        }
+        if (i == 1) { /* the local tests at D */
+            const char *names[3] = {"directional test D", "local search D", "maxmargin D"};
+            for (int w = 0; w < 3; w++) {
+                local_ctx lc = {w, m, D, cs[i].theta, NAN};
+                mf_err e2;
+                rc = op_local(&lc, &e2); /* sets the reference */
+                CHECK(rc == MF_OK, "%s reference: %s", names[w], e2.msg);
+                if (rc) continue;
+                if (w == 0) CHECK(lc.ref < 0, "directional test at D: best <theta, d> = %g, want < 0", lc.ref);
+                long n = inject(names[w], op_local, &lc);
+                CHECK(n >= 3, "%s: %ld allocation requests, want >= 3", names[w], n);
+            }
+        }
+        mf_model_free(m);
+        mf_data_free(D);
+    }
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/mf-test-alloc.XXXXXX");
     if (!mkdtemp(g_dir)) {
@@ -371,6 +564,8 @@ int main(void) {
     RUN(models_and_workspaces);
     RUN(training_every_optimizer);
     RUN(checkpoints_and_params);
+    RUN(svm_l2_and_l1);
+    RUN(analysis_and_local_tests);
     const char *names[] = {"a.svm", "a.csv", "ck.bin", "p.txt"};
     for (int i = 0; i < 4; i++) remove(tpath(names[i]));
     rmdir(g_dir);

@@ -13,7 +13,8 @@
 #    (S = its checkpoint's step + 50) and compared with an uninterrupted
 #    S-step run. Checks: every resume finds a valid checkpoint (never exit 2
 #    "cannot resume"); the final metrics.csv, params.txt and checkpoint.bin
-#    are byte-identical (cmp); at least 20 kills happened.
+#    are byte-identical (cmp); at least 20 kills happened; --resume removed
+#    every stale NAME.tmp.PID (none left after the final resume).
 #    Two workloads: relu2 with the default lyu-li schedule, and mini-batch
 #    SGD (whose batch order must survive the resume).
 # About 15 s in all. KEEP=1 keeps the scratch folder. Prints "N passed,
@@ -66,6 +67,7 @@ crash_run() {
     restarts=0
     resumes=0
     bad_resumes=0
+    tmps=0
     while [ "$kills" -lt "$KILLS" ]; do
         if [ -f "$R/config.json" ]; then
             resumes=$((resumes + 1))
@@ -83,13 +85,15 @@ crash_run() {
         rc=$?
         if [ "$rc" -eq 137 ]; then
             kills=$((kills + 1))
+            # a kill inside a checkpoint write leaves checkpoint.bin.tmp.PID
+            # (removed by the next --resume)
+            [ -d "$R" ] && tmps=$((tmps + $(find "$R" -name 'checkpoint.bin.tmp.*' | wc -l)))
             continue
         fi
         [ "$mode" = resume ] && bad_resumes=$((bad_resumes + 1))
         bad "$name: $mode after $kills kills exited $rc: $(cat "$T/err")"
         break
     done
-    tmps=$(find "$R" -name 'checkpoint.bin.tmp.*' | wc -l)
     step=$(od -An -t d8 -j 24 -N 8 "$R/checkpoint.bin" 2>/dev/null | tr -d ' ')
     [ -n "$step" ] || step=0
     final=$((step + 50))
@@ -97,6 +101,8 @@ crash_run() {
     rc=$?
     [ "$rc" -eq 0 ] || bad_resumes=$((bad_resumes + 1))
     check "$name: final resume exits 0 (got $rc: $(cat "$T/err"))" test "$rc" -eq 0
+    left=$(find "$R" -name '*.tmp.*' | wc -l)
+    check "$name: no stale temporary files after the final resume ($left left)" test "$left" -eq 0
     "$MF" train "$@" --steps "$final" --out "$T/$name-ref" >/dev/null 2>&1
     check "$name: uninterrupted run exits 0" test $? -eq 0
     echo "$name: $kills SIGKILLs at random moments over $step steps; $resumes resumes," \

@@ -61,6 +61,7 @@ printf '1,2\n3;4\n' >params-bad.txt
 printf '0 1:1\n1 2:1\n2 1:1 2:1\n' >multi.svm
 printf '1\n2\nnan\n' >params-nan.txt
 printf '1\n2\n' >params-short.txt
+printf '+1 1:1\n-1 1:1\n' >nonsep.svm
 # a finished run, and damaged copies of it
 "$MF" train --data builtin:B --model linear --steps 20 -q --out run >/dev/null 2>&1
 "$MF" train --data builtin:C --model linear --steps 20 -q --out other >/dev/null 2>&1
@@ -178,6 +179,28 @@ case_ "checkpoint of another run" "MF_ERR_FOREIGN" 2 "cannot resume: foreign/che
 case_ "metrics.csv header damaged" "(CLI)" 2 "cannot resume: badmetrics/metrics\\.csv:1:1: not a marginflow metrics file" --resume badmetrics
 case_ "a setting other than a stopping criterion" "(CLI)" 2 "--lr cannot be combined with --resume" --resume run --lr 0.5
 case_ "--out names an existing run" "(CLI)" 2 "already holds a run" --data builtin:B --out run
+section "numerical faults during training (an outcome: the run directory is kept)"
+# gd with lr 1 on non-separable data: w <- w - 2 sinh(w) overflows in step 5.
+# Expect exit 4, a message naming the step and where the last good state is,
+# and params.txt / checkpoint.bin equal to those of a run stopped at step 4.
+n_case=$((n_case + 1))
+rm -rf out nf4
+"$MF" train --out out --data nonsep.svm --model linear --optimizer gd --lr 1 --init-params 1 \
+    --steps 100 -q >out.txt 2>err.txt </dev/null
+rc=$?
+msg=$(tail -n 1 err.txt | sed "s|$T/||g")
+if [ "$rc" -eq 4 ]; then ok; else bad "non-finite run: exit $rc, want 4 ($msg)"; fi
+re='non-finite \(NaN or Inf\) in step 5; the last good state \(step 4\) is saved in out/params\.txt and out/checkpoint\.bin'
+if printf '%s\n' "$msg" | grep -Eq -- "$re"; then ok; else bad "non-finite run: message '$msg' lacks /$re/"; fi
+"$MF" train --out nf4 --data nonsep.svm --model linear --optimizer gd --lr 1 --init-params 1 \
+    --steps 4 -q >/dev/null 2>&1
+if cmp -s out/params.txt nf4/params.txt; then ok; else bad "non-finite run: params.txt differs from the 4-step run"; fi
+if [ "$(od -An -t d8 -j 24 -N 8 out/checkpoint.bin | tr -d ' ')" = 4 ]; then ok; else bad "non-finite run: checkpoint.bin is not at step 4"; fi
+printf '| %s | `marginflow train %s` | %s | %s | %s |\n' "non-finite loss or gradient mid-run (last stderr line)" \
+    "--data nonsep.svm --model linear --optimizer gd --lr 1 --init-params 1 --steps 100" \
+    "(outcome non-finite)" "$rc" "$msg" >>"$ROWS"
+
+rm -rf out
 
 {
     echo "# Bad input and the error it gets"
