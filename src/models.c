@@ -1023,17 +1023,14 @@ int mf_model_init(const mf_model *m, const char *kind, double scale, mf_rng *rng
 double mf_layer_norm(const mf_model *m, const double *theta, int l) {
     if (l < 0 || l >= m->n_layers) return NAN;
     const mf_layer *ly = &m->layers[l];
-    size_t cnt = (size_t)ly->rows * ly->cols;
-    double s = 0.0;
-    for (size_t i = 0; i < cnt; i++) s += theta[ly->offset + i] * theta[ly->offset + i];
-    return sqrt(s);
+    return cblas_dnrm2(ly->rows * ly->cols, theta + ly->offset, 1);
 }
 
-/* ||theta||_2 over all n_params entries. */
+/* ||theta||_2 over all n_params entries. BLAS's dnrm2 scales as it sums, so
+ * the norm stays finite up to DBL_MAX (a plain sum of squares overflows once
+ * ||theta|| passes ~1e154, which long runs do reach). */
 double mf_param_norm(const mf_model *m, const double *theta) {
-    double s = 0.0;
-    for (size_t i = 0; i < m->n_params; i++) s += theta[i] * theta[i];
-    return sqrt(s);
+    return cblas_dnrm2((int)m->n_params, theta, 1);
 }
 
 /* Append to buf at *len (snprintf semantics: counts what would be written). */
