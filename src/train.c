@@ -15,6 +15,8 @@
  */
 #include "internal.h"
 
+#include <cblas.h>
+
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -297,13 +299,7 @@ static mf_outcome step_plain(trainer *t, mf_train_state *st) {
 static mf_outcome step_lyu_li(trainer *t, mf_train_state *st) {
     size_t P = t->m->n_params;
     memcpy(t->theta_prev, st->theta, P * sizeof(double));
-    double gn = 0, tn = 0;
-    for (size_t i = 0; i < P; i++) {
-        gn += t->cur.grad[i] * t->cur.grad[i];
-        tn += st->theta[i] * st->theta[i];
-    }
-    gn = sqrt(gn);
-    tn = sqrt(tn);
+    double gn = cblas_dnrm2((int)P, t->cur.grad, 1), tn = mf_param_norm(t->m, st->theta);
     for (;;) {
         if (!axpy_changed(st->theta, t->theta_prev, st->lr, t->cur.grad, P)) {
             memcpy(st->theta, t->theta_prev, P * sizeof(double));
@@ -351,9 +347,7 @@ static mf_outcome step_flow(trainer *t, mf_train_state *st) {
     size_t P = t->m->n_params;
     double *th = st->theta, *y = t->theta_prev;
     const double *k1 = t->cur.grad; /* the stage values are -G; signs folded below */
-    double tnorm = 0;
-    for (size_t i = 0; i < P; i++) tnorm += th[i] * th[i];
-    tnorm = sqrt(tnorm);
+    double tnorm = mf_param_norm(t->m, th);
     for (;;) {
         double h = st->lr;
         int ok;
