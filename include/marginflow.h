@@ -759,6 +759,9 @@ typedef struct mf_analysis {
     /* non-smooth and search-based tests */
     mf_directional_result *directional; /* NULL if not run */
     mf_local_result *local;             /* NULL if not run */
+    double gamma_polished;              /* normalized margin of the KKT point SLSQP reaches
+                                           from theta~ itself (the reference for search
+                                           gains); NAN if not run or infeasible */
     /* per-layer problem P_l (settings.layer >= 0) */
     int layer;
     double layer_opt;               /* optimal value of the convex per-layer problem, NAN if n/a */

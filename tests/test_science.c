@@ -138,9 +138,38 @@ TEST(sym4_trend_towards_gamma_star) {
           eps[2]);
 }
 
+/* [VSS22]: a two-layer ReLU net whose limit has no pre-activation at 0 is
+ * a local optimum. A trained (not exactly converged) run must be judged
+ * local-certified with the SLSQP searches on: gains that only reflect the
+ * run's remaining distance from its limit (~1e-5 here) are measured against
+ * the KKT point polished from theta~ and do not count as certificates. */
+TEST(smooth_relu2_local_with_search) {
+    trained t;
+    CHECK_EQ_INT(train_to(&t, "gauss:n=16,d=2,margin=0.2,seed=2", "relu2:width=2,alpha=0", NULL, 0.5,
+                          1, MF_OPT_FLOW, -10000),
+                 MF_OK);
+    mf_analysis *a = analyze(&t, 1);
+    CHECK(a != NULL, "analysis failed");
+    if (a) {
+        CHECK_EQ_INT(a->n_kinks, 0);
+        CHECK(a->eps < 1e-4, "eps %g", a->eps);
+        CHECK(a->min_eig > 0.5, "min eigenvalue %g", a->min_eig);
+        CHECK(a->local != NULL, "the search must have run");
+        CHECK(!isnan(a->gamma_polished) && a->gamma_polished >= a->gamma * (1 - 1e-12),
+              "polished %g vs gamma %g", a->gamma_polished, a->gamma);
+        CHECK_EQ_INT(a->verdict, MF_VERDICT_LOCAL_CERTIFIED);
+        printf("smooth relu2: eps %.3g delta %.3g gain %.3g polished/gamma - 1 = %.3g, %s\n", a->eps,
+               a->delta, a->local ? a->local->best_gain : NAN, a->gamma_polished / a->gamma - 1,
+               mf_verdict_name(a->verdict));
+    }
+    mf_analysis_free(a);
+    trained_free(&t);
+}
+
 int main(void) {
     RUN(C_asymmetric_reaches_global);
     RUN(B_trained_not_local);
     RUN(sym4_trend_towards_gamma_star);
+    RUN(smooth_relu2_local_with_search);
     return TEST_REPORT();
 }
