@@ -19,6 +19,11 @@
  *            at alignment and at the end
  *   sweep    outcome fractions per group, or the escape times vs ln(1/sigma)
  *            with the fitted and the predicted slope
+ *   layer-margin  the per-layer margin q_min / prod_l ||W_l|| vs log10 t
+ *   kkt      NNLS eps, delta and Lyu & Li's eps (mf_analyze) at up to 16
+ *            logged snapshots vs log10 t (runs with snapshots)
+ *   regions  2-D data: Phi(x) / q_min of the final parameters over a grid
+ *            (sign = decision region, |.| >= 1 beyond the margin), data on top
  * The report (report.md, report.html) is assembled from the claims'
  * result.json files.
  */
@@ -122,7 +127,9 @@ static int n_drawn(const rp_claim *c) {
     return c->nruns < 12 ? c->nruns : 12;
 }
 
-static int fig_margin(const rp_claim *c, FILE *f) {
+/* Normalized (and smoothed) margin vs log10 t; layer != 0: the per-layer
+ * margin q_min / prod_l ||W_l|| (metrics.csv column 9) instead. */
+static int fig_margin(const rp_claim *c, FILE *f, int layer) {
     sbuf b = {0};
     /* horizons beyond t = 10^100 are drawn against log10 log10 t */
     double xmax = 0;
@@ -130,26 +137,133 @@ static int fig_margin(const rp_claim *c, FILE *f) {
         if (c->runs[i].done && c->runs[i].nrows)
             xmax = fmax(xmax, c->runs[i].rows[c->runs[i].nrows - 1].time_log / LN10);
     const char *xe = xmax > 100 ? "($3 > 0 ? log10($3) : 1/0)" : "3";
-    sb(&b, "set xlabel '%s'\nset ylabel 'margin'\n",
-       xmax > 100 ? "log10 log10 t (flow time; t > 1)" : "log10 t (flow time)");
-    if (isfinite(c->gamma_star)) sb(&b, "set yrange [0:%.6g]\n", 1.15 * c->gamma_star);
+    sb(&b, "set xlabel '%s'\nset ylabel '%s'\n",
+       xmax > 100 ? "log10 log10 t (flow time; t > 1)" : "log10 t (flow time)",
+       layer ? "per-layer margin q_min / prod_l ||W_l||" : "margin");
+    if (isfinite(c->gamma_star) && !layer) sb(&b, "set yrange [0:%.6g]\n", 1.15 * c->gamma_star);
     sb(&b, "plot ");
     int k = 0;
     for (int i = 0; i < n_drawn(c); i++) {
         if (!c->runs[i].done) continue;
-        sb(&b, "%s'%s/metrics.csv' skip 1 using %s:7 with lines lw 2 lc %d title '%s normalized'",
-           k ? ", \\\n     " : "", c->runs[i].name, xe, i + 1, c->runs[i].name);
-        if (c->nruns <= 4)
+        sb(&b, "%s'%s/metrics.csv' skip 1 using %s:%d with lines lw 2 lc %d title '%s %s'",
+           k ? ", \\\n     " : "", c->runs[i].name, xe, layer ? 9 : 7, i + 1, c->runs[i].name,
+           layer ? "per-layer" : "normalized");
+        if (c->nruns <= 4 && !layer)
             sb(&b, ", '%s/metrics.csv' skip 1 using %s:8 with lines dt 2 lc %d title '%s smoothed'",
                c->runs[i].name, xe, i + 1, c->runs[i].name);
         k++;
     }
-    if (isfinite(c->gamma_star)) sb(&b, ", %.9g with lines lc rgb 'black' dt 3 title 'gamma* = %.6g'",
-                                   c->gamma_star, c->gamma_star);
+    if (isfinite(c->gamma_star) && !layer)
+        sb(&b, ", %.9g with lines lc rgb 'black' dt 3 title 'gamma* = %.6g'", c->gamma_star, c->gamma_star);
     sb(&b, "\n");
-    if (k) gp_both(f, "margin", b.p, 0);
+    if (k) gp_both(f, layer ? "layer-margin" : "margin", b.p, 0);
     free(b.p);
     return k ? 0 : 1;
+}
+
+/* KKT residuals over time: for up to 4 runs with snapshots, mf_analyze's NNLS
+ * eps and delta and Lyu & Li's certificate eps at up to 16 separating logged
+ * rows evenly spaced in row index (the rows are log-spaced in steps). */
+static int fig_kkt(const rp_claim *c, FILE *f) {
+    FILE *d = open_in(c, "fig-kkt.dat");
+    if (!d) return -1;
+    int blocks = 0;
+    double xmax = 0;
+    char names[4][160];
+    for (int i = 0; i < c->nruns && blocks < 4; i++) {
+        const rp_run *r = &c->runs[i];
+        if (!r->done || !r->snapshots || r->nrows < 2) continue;
+        int k0 = 0;
+        while (k0 < r->nrows && !(r->rows[k0].q_min > 0)) k0++;
+        if (r->nrows - k0 < 2) continue;
+        fprintf(d, "# block %d: %s; log10_time,eps,delta,lyu_li_eps\n", blocks, r->name);
+        int npick = r->nrows - k0 < 16 ? r->nrows - k0 : 16, wrote = 0, last = -1;
+        for (int p = 0; p < npick; p++) {
+            int k = k0 + (int)((double)p * (r->nrows - 1 - k0) / (npick - 1) + 0.5);
+            if (k == last) continue;
+            last = k;
+            double ep, de, ll;
+            if (rp_kkt_at(r, k, &ep, &de, &ll)) continue;
+            fprintf(d, "%.9g,%.9g,%.9g,%.9g\n", r->rows[k].time_log / LN10, ep, de, ll);
+            xmax = fmax(xmax, r->rows[k].time_log / LN10);
+            wrote++;
+        }
+        fprintf(d, "\n\n");
+        if (wrote) fmt(names[blocks], sizeof names[blocks], "%s", r->name), blocks++;
+    }
+    fclose(d);
+    if (!blocks) {
+        char p[1400];
+        fmt(p, sizeof p, "%s/fig-kkt.dat", c->dir);
+        remove(p);
+        return 1;
+    }
+    const char *xe = xmax > 100 ? "($1 > 0 ? log10($1) : 1/0)" : "1";
+    sbuf b = {0};
+    sb(&b, "set xlabel '%s'\nset ylabel 'residual'\nset logscale y\nset format y '10^{%%T}'\n"
+           "set termoption enhanced\nplot ",
+       xmax > 100 ? "log10 log10 t (flow time; t > 1)" : "log10 t (flow time)");
+    for (int i = 0; i < blocks; i++)
+        sb(&b, "%s'fig-kkt.dat' index %d using %s:($2 > 0 ? $2 : 1/0) with linespoints pt 7 lw 2 lc %d "
+               "title '%s NNLS eps', '' index %d using %s:($3 > 0 ? $3 : 1/0) with linespoints pt 6 dt 2 "
+               "lc %d title '%s delta', '' index %d using %s:($4 > 0 ? $4 : 1/0) with lines dt 3 lc %d "
+               "title '%s Lyu-Li eps'",
+           i ? ", \\\n     " : "", i, xe, i + 1, names[i], i, xe, i + 1, names[i], i, xe, i + 1, names[i]);
+    sb(&b, "\n");
+    gp_both(f, "kkt", b.p, 0);
+    free(b.p);
+    return 0;
+}
+
+/* Decision regions of the first finished run on 2-D binary data: Phi(x) / q_min
+ * of the final parameters over a 161 x 161 grid (clipped to [-2, 2]; |value|
+ * >= 1 is beyond the margin), the data (filled: +1, open: -1) on top. */
+static int fig_regions(const rp_claim *c, FILE *f) {
+    const rp_run *r = NULL;
+    for (int i = 0; i < c->nruns && !r; i++)
+        if (c->runs[i].done && c->runs[i].data->d == 2 && c->runs[i].data->num_classes == 0)
+            r = &c->runs[i];
+    if (!r) return 1;
+    enum { G = 161 };
+    double xmax = 0;
+    for (int n = 0; n < r->data->n; n++)
+        for (int j = 0; j < 2; j++) xmax = fmax(xmax, fabs(r->data->x[2 * n + j]));
+    double lim = 1.25 * (xmax > 0 ? xmax : 1), qm = r->res.final.q_min;
+    if (!(qm > 0)) qm = 1;
+    mf_work *w = NULL;
+    mf_err e = {0, ""};
+    double *xs = malloc(sizeof(double) * 2 * G), *out = malloc(sizeof(double) * G);
+    FILE *d = open_in(c, "fig-regions.dat");
+    if (!xs || !out || !d || mf_work_new(r->model, G, &w, &e)) {
+        free(xs), free(out), mf_work_free(w);
+        if (d) fclose(d);
+        return -1;
+    }
+    for (int iy = 0; iy < G; iy++) {
+        double y = -lim + 2 * lim * iy / (G - 1);
+        for (int ix = 0; ix < G; ix++) xs[2 * ix] = -lim + 2 * lim * ix / (G - 1), xs[2 * ix + 1] = y;
+        mf_model_forward(r->model, w, r->theta, xs, G, out);
+        for (int ix = 0; ix < G; ix++)
+            fprintf(d, "%.6g,%.6g,%.6g\n", xs[2 * ix], y, fmax(-2, fmin(2, out[ix] / qm)));
+        fputc('\n', d);
+    }
+    fprintf(d, "\n# data x1,x2,label\n");
+    for (int n = 0; n < r->data->n; n++)
+        fprintf(d, "%.9g,%.9g,%d\n", r->data->x[2 * n], r->data->x[2 * n + 1], r->data->y[n] > 0 ? 1 : 2);
+    fclose(d);
+    free(xs), free(out), mf_work_free(w);
+    sbuf b = {0};
+    sb(&b, "set size ratio -1\nset xrange [%.4g:%.4g]\nset yrange [%.4g:%.4g]\nset xlabel 'x1'\n"
+           "set ylabel 'x2'\nset key top left opaque box\nset cbrange [-2:2]\nset cblabel 'Phi(x) / q_min'\n"
+           "set palette defined (-2 '#d62728', -1 '#f4b6b6', -0.001 '#fbe5e5', 0.001 '#e3eef9', 1 '#a9c9ec', 2 "
+           "'#1f77b4')\nset title \"%s: decision regions of %s (final parameters)\" noenhanced\n"
+           "plot 'fig-regions.dat' index 0 using 1:2:3 with image notitle, "
+           "'' index 1 using 1:2:($3 == 1 ? 7 : 6) with points pt variable ps 1.5 lc rgb 'black' "
+           "title 'data (filled: +1, open: -1)'\n",
+       -lim, lim, -lim, lim, c->name, r->name);
+    gp_both(f, "regions", b.p, 0);
+    free(b.p);
+    return 0;
 }
 
 static int fig_loss(const rp_claim *c, FILE *f, int norm) {
@@ -347,7 +461,10 @@ int rp_figure(const rp_claim *c, const char *kind) {
     if (!f) return -1;
     gp_head(f, title, kind);
     int r;
-    if (!strcmp(kind, "margin")) r = fig_margin(c, f);
+    if (!strcmp(kind, "margin")) r = fig_margin(c, f, 0);
+    else if (!strcmp(kind, "layer-margin")) r = fig_margin(c, f, 1);
+    else if (!strcmp(kind, "kkt")) r = fig_kkt(c, f);
+    else if (!strcmp(kind, "regions")) r = fig_regions(c, f);
     else if (!strcmp(kind, "loss")) r = fig_loss(c, f, 0);
     else if (!strcmp(kind, "norm")) r = fig_loss(c, f, 1);
     else if (!strcmp(kind, "cosine")) r = fig_cosine(c, f);

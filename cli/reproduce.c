@@ -745,10 +745,15 @@ static void ck_rate(const cJSON *ck, rp_run *runs, int n, int norm, check_out *o
     o->pass = cnt ? ok : -1;
 }
 
-/* The analysis verdict ([VSS22]) of the final parameters of the runs. */
+/* The analysis verdict ([VSS22]) of the final parameters of the runs.
+ * "layer": l analyzes the per-layer problem P_l (other layers frozen);
+ * "layer": "all" does so for every layer of every run. "local_trials": 0
+ * leaves out the SLSQP re-solves, so the verdict rests on the certificates
+ * (KKT residual, closed-form optimum, second-order and directional tests). */
 static void ck_verdict(const cJSON *ck, rp_run *runs, int n, check_out *o) {
     const char *sel = jstr(ck, "run", NULL);
     const cJSON *ex = jget(ck, "expect");
+    int all_layers = cJSON_IsString(jget(ck, "layer")) && !strcmp(jstr(ck, "layer", ""), "all");
     int cnt = 0, ok = 1;
     o->measured[0] = '\0';
     fmt(o->expected, sizeof o->expected, "verdict ");
@@ -760,37 +765,55 @@ static void ck_verdict(const cJSON *ck, rp_run *runs, int n, check_out *o) {
         cJSON_ArrayForEach(e1, ex) cat(o->expected, sizeof o->expected, "%s%s", k++ ? "|" : "",
                                         cJSON_IsString(e1) ? e1->valuestring : "?");
     }
+    if (all_layers) cat(o->expected, sizeof o->expected, " for every layer");
     mf_analyze_settings as;
     mf_analyze_settings_default(&as);
     as.local_trials = (int)jnum(ck, "local_trials", as.local_trials);
-    as.layer = (int)jnum(ck, "layer", -1);
     for (int i = 0; i < n; i++) {
         rp_run *r = &runs[i];
         if (!selected(r, sel)) continue;
-        mf_analysis *a = NULL;
-        mf_err e = {0, ""};
-        if (mf_analyze(r->model, r->data, r->theta, r->s.loss, &as, &a, &e)) {
-            o->pass = -1;
-            fmt(o->measured, sizeof o->measured, "%s: analysis failed: %s", r->name, e.msg);
-            return;
+        int l0 = all_layers ? 0 : (int)jnum(ck, "layer", -1);
+        int l1 = all_layers ? r->model->n_layers - 1 : l0;
+        for (int l = l0; l <= l1; l++) {
+            mf_analysis *a = NULL;
+            mf_err e = {0, ""};
+            as.layer = l;
+            if (mf_analyze(r->model, r->data, r->theta, r->s.loss, &as, &a, &e)) {
+                o->pass = -1;
+                fmt(o->measured, sizeof o->measured, "%s: analysis failed: %s", r->name, e.msg);
+                return;
+            }
+            const char *v = mf_verdict_name(a->verdict);
+            int hit = 0;
+            if (cJSON_IsString(ex)) hit = !strcmp(ex->valuestring, v);
+            const cJSON *e1;
+            if (cJSON_IsArray(ex))
+                cJSON_ArrayForEach(e1, ex) if (cJSON_IsString(e1) && !strcmp(e1->valuestring, v)) hit = 1;
+            ok &= hit;
+            cnt++;
+            if (cnt > 6) {
+                mf_analysis_free(a);
+                continue;
+            }
+            if (l >= 0) {
+                cat(o->measured, sizeof o->measured, "%s%s layer %d (%s): verdict %s (P_l %.9g vs optimum %.9g)",
+                    cnt > 1 ? "; " : "", r->base, l, r->model->layers[l].name, v, a->layer_value,
+                    a->layer_opt);
+            } else {
+                cat(o->measured, sizeof o->measured, "%sverdict %s (gamma %.6g, eps %.2g, delta %.2g, kinks %d",
+                    cnt > 1 ? "; " : "", v, a->gamma, a->eps, a->delta, a->n_kinks);
+                if (a->has_global) cat(o->measured, sizeof o->measured, ", gamma* %.6g", a->gamma_star);
+                if (a->second_order_done)
+                    cat(o->measured, sizeof o->measured, ", min eigenvalue on the critical subspace %.3g",
+                        a->min_eig);
+                if (a->local)
+                    cat(o->measured, sizeof o->measured, ", local search gain %.2g", a->local->best_gain);
+                cat(o->measured, sizeof o->measured, ")");
+            }
+            mf_analysis_free(a);
         }
-        const char *v = mf_verdict_name(a->verdict);
-        int hit = 0;
-        if (cJSON_IsString(ex)) hit = !strcmp(ex->valuestring, v);
-        const cJSON *e1;
-        if (cJSON_IsArray(ex))
-            cJSON_ArrayForEach(e1, ex) if (cJSON_IsString(e1) && !strcmp(e1->valuestring, v)) hit = 1;
-        ok &= hit;
-        cnt++;
-        if (cnt <= 3) {
-            cat(o->measured, sizeof o->measured, "%sverdict %s (gamma %.6g, eps %.2g", cnt > 1 ? "; " : "",
-                v, a->gamma, a->eps);
-            if (a->has_global) cat(o->measured, sizeof o->measured, ", gamma* %.6g", a->gamma_star);
-            cat(o->measured, sizeof o->measured, ")");
-        }
-        mf_analysis_free(a);
     }
-    if (cnt > 3) cat(o->measured, sizeof o->measured, "; ... (%d runs)", cnt);
+    if (cnt > 6) cat(o->measured, sizeof o->measured, "; ... (%d analyses)", cnt);
     o->pass = cnt ? ok : -1;
 }
 
@@ -1008,9 +1031,244 @@ static void ck_nonzero_global(const cJSON *ck, rp_run *runs, int n, check_out *o
     fmt(o->expected, sizeof o->expected, "all, gamma* = %.6g +- %.2g", gs, tol);
 }
 
+/* gamma_svm and w_svm (unit, d entries) of binary data by mf_svm_solve;
+ * returns gamma_svm or NAN. */
+static double svm_of(const mf_data *d, double *wsvm) {
+    mf_svm_result *sv = NULL;
+    mf_err e = {0, ""};
+    double g = NAN;
+    if (mf_svm_solve(d, MF_SVM_L2, NULL, &sv, &e) == 0 && sv->status == MF_SVM_SOLVED) {
+        double nw = 0;
+        for (int j = 0; j < d->d; j++) nw += sv->w[j] * sv->w[j];
+        for (int j = 0; j < d->d && wsvm; j++) wsvm[j] = sv->w[j] / sqrt(nw);
+        g = sv->gamma;
+    }
+    mf_svm_result_free(sv);
+    return g;
+}
+
+/* Least squares v = argmin ||X v - f|| (X [n][d], d <= 64) by the normal
+ * equations and Gaussian elimination with partial pivoting; returns the
+ * relative residual ||X v - f|| / ||f|| (NAN if X^T X is singular). */
+static double linear_fit(const double *x, const double *f, int n, int d, double *v) {
+    double G[64][65];
+    for (int i = 0; i < d; i++) {
+        for (int j = 0; j < d; j++) G[i][j] = 0;
+        G[i][d] = 0;
+        for (int k = 0; k < n; k++) {
+            for (int j = 0; j < d; j++) G[i][j] += x[(size_t)k * d + i] * x[(size_t)k * d + j];
+            G[i][d] += x[(size_t)k * d + i] * f[k];
+        }
+    }
+    for (int c = 0; c < d; c++) {
+        int p = c;
+        for (int i = c + 1; i < d; i++)
+            if (fabs(G[i][c]) > fabs(G[p][c])) p = i;
+        if (!(fabs(G[p][c]) > 1e-300)) return NAN;
+        for (int j = 0; j <= d; j++) {
+            double t = G[c][j];
+            G[c][j] = G[p][j], G[p][j] = t;
+        }
+        for (int i = 0; i < d; i++) {
+            if (i == c) continue;
+            double m = G[i][c] / G[c][c];
+            for (int j = c; j <= d; j++) G[i][j] -= m * G[c][j];
+        }
+    }
+    for (int i = 0; i < d; i++) v[i] = G[i][d] / G[i][i];
+    double rr = 0, ff = 0;
+    for (int k = 0; k < n; k++) {
+        double z = -f[k];
+        for (int j = 0; j < d; j++) z += x[(size_t)k * d + j] * v[j];
+        rr += z * z, ff += f[k] * f[k];
+    }
+    return ff > 0 ? sqrt(rr / ff) : NAN;
+}
+
+/* [LLWA21] "the network computes an (almost) linear function / is a linear
+ * classifier": the outputs Phi(x_n) = y_n q_n of the final parameters are
+ * fitted by <v, x_n> (least squares over the data); measured: the relative
+ * residual and cos(v, w_svm). For relu2 also how close the hidden units are
+ * to one line: min_k |cos(w_k, w_top)| over the units carrying at least 1e-3
+ * of the largest |a_k| ||w_k|| (w_top: the unit carrying the most); when
+ * every unit is on the line +-v, sign Phi(x) = sign <v, x> wherever both
+ * output signs are present: a linear classifier. Passes when the residual
+ * <= tol (when given), cos >= cos_min (when given) and the collinearity >=
+ * collinear_min (when given). */
+static void ck_linear(const cJSON *ck, rp_run *runs, int n, check_out *o) {
+    const char *sel = jstr(ck, "run", NULL);
+    double tol = jnum(ck, "tol", INFINITY), cmin = jnum(ck, "cos_min", NAN);
+    double colmin = jnum(ck, "collinear_min", NAN);
+    int cnt = 0, ok = 1;
+    o->measured[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        rp_run *r = &runs[i];
+        if (!selected(r, sel)) continue;
+        const mf_data *d = r->data;
+        if (d->num_classes != 0 || d->d > 64) {
+            o->pass = -1;
+            fmt(o->measured, sizeof o->measured, "linear needs binary data with d <= 64");
+            return;
+        }
+        double *q = malloc(sizeof(double) * (size_t)d->n);
+        double v[64], ws[64];
+        mf_err e = {0, ""};
+        if (!q || mf_margin_jacobian(r->model, d, r->theta, q, NULL, &e)) {
+            free(q);
+            o->pass = -1;
+            fmt(o->measured, sizeof o->measured, "%s: %s", r->name, q ? e.msg : "out of memory");
+            return;
+        }
+        for (int k = 0; k < d->n; k++) q[k] *= d->y[k]; /* Phi(x_n) */
+        double res = linear_fit(d->x, q, d->n, d->d, v);
+        free(q);
+        double gs = svm_of(d, ws), dot = 0, nv = 0;
+        for (int j = 0; j < d->d; j++) dot += v[j] * ws[j], nv += v[j] * v[j];
+        double cs = isnan(gs) || !(nv > 0) ? NAN : dot / sqrt(nv);
+        double col = NAN;
+        if (r->model->kind == MF_MODEL_RELU2 && !r->model->bias) {
+            const mf_layer *W = &r->model->layers[0], *A = &r->model->layers[1];
+            int top = 0;
+            double mass[512], mx = 0;
+            for (int k = 0; k < W->rows && k < 512; k++) {
+                const double *w = r->theta + W->offset + (size_t)k * W->cols;
+                double nw = 0;
+                for (int j = 0; j < W->cols; j++) nw += w[j] * w[j];
+                mass[k] = fabs(r->theta[A->offset + (size_t)k]) * sqrt(nw);
+                if (mass[k] > mx) mx = mass[k], top = k;
+            }
+            col = 1;
+            for (int k = 0; k < W->rows && k < 512; k++) {
+                if (!(mass[k] >= 1e-3 * mx)) continue;
+                const double *w = r->theta + W->offset + (size_t)k * W->cols;
+                const double *t = r->theta + W->offset + (size_t)top * W->cols;
+                double dt = 0, n1 = 0, n2 = 0;
+                for (int j = 0; j < W->cols; j++) dt += w[j] * t[j], n1 += w[j] * w[j], n2 += t[j] * t[j];
+                col = fmin(col, fabs(dt) / sqrt(n1 * n2));
+            }
+        }
+        ok &= (isinf(tol) || res <= tol) && (isnan(cmin) || cs >= cmin) &&
+              (isnan(colmin) || col >= colmin);
+        cnt++;
+        if (cnt <= 3) {
+            cat(o->measured, sizeof o->measured, "%srelative residual of the best linear fit %.3g, "
+                "cos(v, w_svm) %.6f", cnt > 1 ? "; " : "", res, cs);
+            if (!isnan(col))
+                cat(o->measured, sizeof o->measured, ", units on one line: min |cos(w_k, w_top)| %.6f", col);
+        }
+    }
+    if (cnt > 3) cat(o->measured, sizeof o->measured, "; ... (%d runs)", cnt);
+    o->pass = cnt ? ok : -1;
+    o->expected[0] = '\0';
+    if (!isinf(tol)) cat(o->expected, sizeof o->expected, "residual <= %.3g", tol);
+    if (!isnan(cmin)) cat(o->expected, sizeof o->expected, "%scos >= %.6g", o->expected[0] ? ", " : "", cmin);
+    if (!isnan(colmin))
+        cat(o->expected, sizeof o->expected, "%smin |cos(w_k, w_top)| >= %.6g", o->expected[0] ? ", " : "",
+            colmin);
+}
+
+/* [LLWA21] the trained limit against the best margin achievable by the same
+ * architecture: mf_maxmargin (SLSQP multi-start, `starts` from `seed`; a
+ * search, so "best" is a lower bound on gamma*). Measured: the final
+ * normalized margin, the best found, their ratio, gamma_svm and
+ * (1 + alpha) gamma_svm / 4. Passes when ratio <= max_ratio for every run. */
+static void ck_below_best(const cJSON *ck, rp_run *runs, int n, check_out *o) {
+    const char *sel = jstr(ck, "run", NULL);
+    double mr = jnum(ck, "max_ratio", 1);
+    int starts = (int)jnum(ck, "starts", 20), cnt = 0, ok = 1;
+    uint64_t seed = (uint64_t)jnum(ck, "seed", 1);
+    o->measured[0] = '\0';
+    double best = NAN;
+    for (int i = 0; i < n; i++) {
+        rp_run *r = &runs[i];
+        if (!selected(r, sel)) continue;
+        if (isnan(best) || i == 0 || strcmp(runs[i - 1].model_spec, r->model_spec) ||
+            strcmp(runs[i - 1].data_spec, r->data_spec)) {
+            mf_maxmargin_result *mm = NULL;
+            mf_err e = {0, ""};
+            if (mf_maxmargin(r->model, r->data, starts, seed, 1e-6, &mm, &e)) {
+                o->pass = -1;
+                fmt(o->measured, sizeof o->measured, "%s: maxmargin failed: %s", r->name, e.msg);
+                return;
+            }
+            best = mm->best_gamma;
+            mf_maxmargin_result_free(mm);
+        }
+        double g = r->res.final.normalized_margin, ratio = g / best;
+        double gs = r->data->num_classes == 0 ? svm_of(r->data, NULL) : NAN;
+        ok &= ratio <= mr;
+        cnt++;
+        if (cnt <= 3)
+            cat(o->measured, sizeof o->measured, "%strained %.6g, best found %.6g (%d starts), ratio %.4f; "
+                "gamma_svm %.6g, (1+alpha) gamma_svm / 4 = %.6g", cnt > 1 ? "; " : "", g, best, starts,
+                ratio, gs, (1 + r->model->alpha) * gs / 4);
+    }
+    if (cnt > 3) cat(o->measured, sizeof o->measured, "; ... (%d runs)", cnt);
+    o->pass = cnt ? ok : -1;
+    fmt(o->expected, sizeof o->expected, "trained / best <= %.4g", mr);
+}
+
+int rp_kkt_at(const rp_run *r, int k, double *eps, double *delta, double *lleps) {
+    mf_analyze_settings as;
+    mf_analyze_settings_default(&as);
+    as.local_trials = 0;
+    mf_analysis *a = NULL;
+    mf_err e = {0, ""};
+    const double *th = r->snaps + (size_t)k * r->model->n_params;
+    if (!(r->rows[k].q_min > 0) || isnan(th[0]) ||
+        mf_analyze(r->model, r->data, th, r->s.loss, &as, &a, &e))
+        return -1;
+    *eps = a->eps, *delta = a->delta;
+    if (lleps) *lleps = a->ll_eps;
+    mf_analysis_free(a);
+    return 0;
+}
+
+/* [LL20] "(eps, delta) -> 0": the NNLS eps of the snapshots at a sequence of
+ * horizons (first logged rows with log10 Loss <= h for h in "horizons")
+ * strictly decreases. Needs snapshots. */
+static void ck_kkt_horizons(const cJSON *ck, rp_run *runs, int n, check_out *o) {
+    const char *sel = jstr(ck, "run", NULL);
+    const cJSON *hs = jget(ck, "horizons"), *h;
+    int cnt = 0, ok = 1;
+    o->measured[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        rp_run *r = &runs[i];
+        if (!selected(r, sel)) continue;
+        if (!r->snapshots || !cJSON_IsArray(hs)) {
+            o->pass = -1;
+            fmt(o->measured, sizeof o->measured, "run %s: kkt_horizons needs snapshots and \"horizons\"",
+                r->name);
+            return;
+        }
+        cat(o->measured, sizeof o->measured, "%s%s eps", cnt ? "; " : "", r->base);
+        double prev = INFINITY;
+        int m = 0;
+        cJSON_ArrayForEach(h, hs) {
+            int k = 0;
+            while (k < r->nrows && !(r->rows[k].log10_loss <= h->valuedouble)) k++;
+            double ep, de;
+            if (k == r->nrows || rp_kkt_at(r, k, &ep, &de, NULL)) {
+                cat(o->measured, sizeof o->measured, " %g: n/a", h->valuedouble);
+                ok = 0;
+                continue;
+            }
+            cat(o->measured, sizeof o->measured, "%s %.3g (log10 Loss %.3g)", m ? "," : "", ep,
+                r->rows[k].log10_loss);
+            ok &= ep < prev;
+            prev = ep;
+            m++;
+        }
+        cnt++;
+    }
+    o->pass = cnt ? ok : -1;
+    fmt(o->expected, sizeof o->expected, "eps strictly decreasing over the horizons");
+}
+
 /* ------------------------------------------------------------ one claim */
 
-static const char *const fig_kinds[] = {"margin", "loss", "norm", "cosine", "neurons", "sweep"};
+static const char *const fig_kinds[] = {"margin", "loss",    "norm",    "cosine",      "neurons",
+                                        "sweep",  "kkt", "regions", "layer-margin"};
 
 /* Run claim `name` from its file; write DIR/<name>/result.json. Returns 0. */
 static int run_claim(const char *expdir, const char *name, const char *outdir, int quick) {
@@ -1075,6 +1333,9 @@ static int run_claim(const char *expdir, const char *name, const char *outdir, i
             else if (!strcmp(q, "escape_slope")) ck_escape(ck, runs, nruns, &o, &cl);
             else if (!strcmp(q, "trend")) ck_trend(ck, runs, nruns, &o);
             else if (!strcmp(q, "nonzero_global")) ck_nonzero_global(ck, runs, nruns, &o);
+            else if (!strcmp(q, "linear")) ck_linear(ck, runs, nruns, &o);
+            else if (!strcmp(q, "below_best")) ck_below_best(ck, runs, nruns, &o);
+            else if (!strcmp(q, "kkt_horizons")) ck_kkt_horizons(ck, runs, nruns, &o);
             else {
                 o.pass = -1;
                 fmt(o.measured, sizeof o.measured, "unknown quantity '%s'", q);

@@ -70,4 +70,10 @@ int rp_report(const char *dir, char *const *names, int n, int quick);
  * coordinates) for a relu2 model: cos[M]. Units with zero weights get 0. */
 void rp_unit_cosines(const mf_model *m, const double *theta, const double *ref, double *cos);
 
+/* NNLS (eps, delta) of (P) and Lyu & Li's certificate eps (lleps may be NULL)
+ * for the snapshot of logged row k of r (mf_analyze without the local
+ * search). Returns 0, or -1 if the row is not separating, has no snapshot or
+ * the analysis fails. */
+int rp_kkt_at(const rp_run *r, int k, double *eps, double *delta, double *lleps);
+
 #endif

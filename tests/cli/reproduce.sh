@@ -9,6 +9,8 @@
 #    report.md / report.html name every claim; the figures exist as .gp (and
 #    .png/.svg with gnuplot);
 #  - --jobs 1 gives the same lines as --jobs 2 (deterministic);
+#  - snapshots.csv (on_snapshot) has one NaN-free row per metrics row, and the
+#    per-layer verdict check covers every layer;
 #  - a claim whose expected value is wrong prints FAIL with the measured
 #    number and exits 1; an unknown claim exits 2; --list lists the claims.
 # Prints "N passed, N failed"; exits 1 on any failure.
@@ -60,6 +62,15 @@ check "B measured 0.5" grep -Eq "^PASS vardi-B-not-local: normalized_margin 0\.(
 
 "$MF" reproduce $CLAIMS --quick --jobs 1 --out "$T/b" >"$T/out1" 2>&1
 check "--jobs 1 and --jobs 2 print the same lines" cmp -s "$T/out1" "$T/out2"
+
+# snapshots through on_snapshot: one theta row per metrics row, no NaN; the
+# per-layer verdict check (every layer of three linear nets: global)
+"$MF" reproduce llwa21-sym4-align vardi-layer-global --quick --out "$T/s" >"$T/outs" 2>&1
+check "snapshot claims pass" grep -q "^2 passed, 0 failed$" "$T/outs"
+S="$T/s/llwa21-sym4-align/main"
+check "one snapshot per logged row" test "$(grep -vc '^#' "$S/snapshots.csv")" -eq "$(wc -l <"$S/metrics.csv")"
+check "snapshots hold no NaN" sh -c "! grep -qi nan '$S/snapshots.csv'"
+check "layer verdicts cover every layer (3 + 2 + 3)" grep -q "(8 analyses)" "$T/s/vardi-layer-global/result.json"
 
 # a wrong expectation must FAIL, with the measured number
 mkdir -p "$T/exp"
