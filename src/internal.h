@@ -30,6 +30,9 @@ double mf__lse2(double a, double b);
 /* True margin of sample i from outputs out[n][n_out] (loss.c). */
 double mf__margin(const mf_data *data, const double *out, int n_out, int i);
 
+/* ||x||_2, finite whenever the result is (scaled second pass when needed). */
+double mf__norm2(const double *x, size_t n);
+
 /* CRC-32 (zlib's) of a buffer. */
 uint32_t mf__crc32(const void *buf, size_t len);
 

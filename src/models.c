@@ -1023,14 +1023,13 @@ int mf_model_init(const mf_model *m, const char *kind, double scale, mf_rng *rng
 double mf_layer_norm(const mf_model *m, const double *theta, int l) {
     if (l < 0 || l >= m->n_layers) return NAN;
     const mf_layer *ly = &m->layers[l];
-    return cblas_dnrm2(ly->rows * ly->cols, theta + ly->offset, 1);
+    return mf__norm2(theta + ly->offset, (size_t)ly->rows * ly->cols);
 }
 
-/* ||theta||_2 over all n_params entries. BLAS's dnrm2 scales as it sums, so
- * the norm stays finite up to DBL_MAX (a plain sum of squares overflows once
- * ||theta|| passes ~1e154, which long runs do reach). */
+/* ||theta||_2 over all n_params entries, finite up to DBL_MAX (a plain sum
+ * of squares overflows once ||theta|| passes ~1e154, which long runs reach). */
 double mf_param_norm(const mf_model *m, const double *theta) {
-    return cblas_dnrm2((int)m->n_params, theta, 1);
+    return mf__norm2(theta, m->n_params);
 }
 
 /* Append to buf at *len (snprintf semantics: counts what would be written). */

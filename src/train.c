@@ -15,7 +15,6 @@
  */
 #include "internal.h"
 
-#include <cblas.h>
 
 #include <float.h>
 #include <limits.h>
@@ -299,7 +298,7 @@ static mf_outcome step_plain(trainer *t, mf_train_state *st) {
 static mf_outcome step_lyu_li(trainer *t, mf_train_state *st) {
     size_t P = t->m->n_params;
     memcpy(t->theta_prev, st->theta, P * sizeof(double));
-    double gn = cblas_dnrm2((int)P, t->cur.grad, 1), tn = mf_param_norm(t->m, st->theta);
+    double gn = mf__norm2(t->cur.grad, P), tn = mf_param_norm(t->m, st->theta);
     for (;;) {
         if (!axpy_changed(st->theta, t->theta_prev, st->lr, t->cur.grad, P)) {
             memcpy(st->theta, t->theta_prev, P * sizeof(double));

@@ -5,6 +5,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "internal.h"
 
+#include <float.h>
 #include <locale.h>
 #include <math.h>
 #include <stdio.h>
@@ -135,6 +136,24 @@ double mf__lse2(double a, double b) {
     }
     if (a == -INFINITY) return -INFINITY;
     return a + log1p(exp(b - a));
+}
+
+/* ||x||_2 without overflow or underflow: the plain sum of squares, and when
+ * that is not a normal finite number (||x|| beyond ~1e154 or below ~1e-154)
+ * a second pass scaled by max |x_i|. (OpenBLAS's x86-64 dnrm2 relies on x87
+ * extended range instead of scaling, which valgrind does not emulate, so the
+ * result would depend on where the code runs.) */
+double mf__norm2(const double *x, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += x[i] * x[i];
+    if (isfinite(s) && (s == 0.0 || s >= DBL_MIN)) return sqrt(s);
+    double mx = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(x[i]) > mx) mx = fabs(x[i]);
+    if (mx == 0.0 || !isfinite(mx)) return mx;
+    s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (x[i] / mx) * (x[i] / mx);
+    return mx * sqrt(s);
 }
 
 uint32_t mf__crc32(const void *buf, size_t len) {

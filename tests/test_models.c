@@ -911,6 +911,17 @@ TEST(init) {
 /* ------------------------------------------------------- layout, norms */
 
 TEST(layout_and_norms) {
+    /* norms stay exact far outside the range of a plain sum of squares */
+    mf_model *lin = parse_ok("linear", 2, 0);
+    if (lin) {
+        static const double scales[4] = {1e200, 1e-200, 1e300, 1};
+        for (int k = 0; k < 4; k++) {
+            double th[2] = {3 * scales[k], 4 * scales[k]};
+            CHECK_NEAR(mf_param_norm(lin, th) / (5 * scales[k]), 1.0, 1e-15);
+            CHECK_NEAR(mf_layer_norm(lin, th, 0) / (5 * scales[k]), 1.0, 1e-15);
+        }
+        mf_model_free(lin);
+    }
     mf_model *m = parse_ok("relu2:width=2", 2, 0);
     if (!m) return;
     const char *want = "# model relu2:width=2,alpha=0, n_params 6, degree 2\n"
