@@ -146,7 +146,7 @@ double mf__lse2(double a, double b) {
 double mf__norm2(const double *x, size_t n) {
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += x[i] * x[i];
-    if (isfinite(s) && (s == 0.0 || s >= DBL_MIN)) return sqrt(s);
+    if (isfinite(s) && s >= DBL_MIN) return sqrt(s);
     double mx = 0.0;
     for (size_t i = 0; i < n; i++)
         if (fabs(x[i]) > mx) mx = fabs(x[i]);
