@@ -76,6 +76,12 @@ $(FUZZ_DIR)/libmarginflow.a: $(FUZZ_OBJ)
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_DIR)/libmarginflow.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libmarginflow.a $(LDLIBS)
 
+# the experiment-file parser lives in the CLI: compiled into its harness
+$(FUZZ_DIR)/fuzz_experiment: tests/fuzz/fuzz_experiment.c tests/fuzz/fuzz.h cli/experiment.c \
+                             cli/experiment.h $(FUZZ_DIR)/libmarginflow.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icli -fsanitize=fuzzer -o $@ $< cli/experiment.c \
+	  $(FUZZ_DIR)/libmarginflow.a $(LDLIBS)
+
 fuzz-smoke: fuzz
 	tests/fuzz/smoke $(FUZZ_DIR) $(FUZZ_SECONDS)
 

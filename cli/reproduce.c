@@ -2,7 +2,8 @@
  * reproduce.c -- `marginflow reproduce`: every claim of the three papers as a
  * runnable check.
  *
- * Each experiments/<claim>.json (format: experiments/README.md) names a claim
+ * Each experiments/<claim>.json (format: experiments/README.md; read and
+ * validated whole by cli/experiment.c before anything is trained) names a claim
  * of [LL20], [VSS22] or [LLWA21] (THEORY.md), the training runs that test it,
  * the quantities checked with their expected values and tolerances, and the
  * figures to draw. For every claim this command
@@ -27,7 +28,6 @@
 #define _XOPEN_SOURCE 700
 #include "reproduce.h"
 
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -109,66 +109,6 @@ static double jnum(const cJSON *o, const char *k, double def) {
     return cJSON_IsNumber(v) ? v->valuedouble : def;
 }
 
-/* Replace every "{var}" in src by the value (%.10g); into dst. */
-static void subst(char *dst, size_t cap, const char *src, const char *var, int has, double val) {
-    char key[80], num[40];
-    fmt(key, sizeof key, "{%s}", var ? var : "");
-    fmt(num, sizeof num, "%.10g", val);
-    size_t kl = strlen(key), o = 0;
-    for (const char *p = src; *p && o + 1 < cap;) {
-        if (has && var && strncmp(p, key, kl) == 0) {
-            for (const char *q = num; *q && o + 1 < cap; q++) dst[o++] = *q;
-            p += kl;
-        } else {
-            dst[o++] = *p++;
-        }
-    }
-    dst[o] = '\0';
-}
-
-/* A number field that may be a template string ("{sigma}"). */
-static int jtnum(const cJSON *o, const char *k, const char *var, int has, double val, double *out) {
-    const cJSON *v = jget(o, k);
-    if (!v) return 0;
-    if (cJSON_IsNumber(v)) {
-        *out = v->valuedouble;
-        return 1;
-    }
-    if (cJSON_IsString(v)) {
-        char b[128];
-        subst(b, sizeof b, v->valuestring, var, has, val);
-        char *end;
-        double x = strtod(b, &end);
-        if (end == b || *end) return -1;
-        *out = x;
-        return 1;
-    }
-    return -1;
-}
-
-double rp_col(const mf_metrics *m, const char *col);
-double rp_col(const mf_metrics *m, const char *col) {
-    if (!strcmp(col, "step")) return (double)m->step;
-    if (!strcmp(col, "log_time")) return m->time_log;
-    if (!strcmp(col, "log10_time")) return m->time_log / LN10;
-    if (!strcmp(col, "log10_loss")) return m->log10_loss;
-    if (!strcmp(col, "norm")) return m->norm;
-    if (!strcmp(col, "q_min")) return m->q_min;
-    if (!strcmp(col, "normalized_margin")) return m->normalized_margin;
-    if (!strcmp(col, "smoothed_margin")) return m->smoothed_margin;
-    if (!strcmp(col, "layer_margin")) return m->layer_margin;
-    if (!strcmp(col, "lr")) return m->lr;
-    if (!strcmp(col, "train_error")) return m->train_error;
-    if (!strcmp(col, "balancedness")) return m->balancedness;
-    return NAN;
-}
-
-static int known_col(const char *c) {
-    mf_metrics z;
-    memset(&z, 0, sizeof z);
-    return !isnan(rp_col(&z, c));
-}
-
 /* Least squares y = a + b x; returns b (NAN for fewer than 2 distinct x). */
 static double fit_line(const double *x, const double *y, int n, double *icpt) {
     double sx = 0, sy = 0, sxx = 0, sxy = 0;
@@ -180,184 +120,6 @@ static double fit_line(const double *x, const double *y, int n, double *icpt) {
     double b = sxy / sxx;
     if (icpt) *icpt = my - b * mx;
     return b;
-}
-
-/* ------------------------------------------------------------ run expansion */
-
-typedef struct claim_spec {
-    cJSON *root;              /* the experiment file (quick overrides merged) */
-    char name[128];
-    const cJSON *checks;      /* array */
-} claim_spec;
-
-/* Merge quick.runs into every run and quick.checks over checks. */
-static void apply_quick(cJSON *root) {
-    cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "quick");
-    if (!q) return;
-    cJSON *qr = cJSON_GetObjectItemCaseSensitive(q, "runs");
-    cJSON *runs = cJSON_GetObjectItemCaseSensitive(root, "runs");
-    if (cJSON_IsObject(qr) && cJSON_IsArray(runs)) {
-        cJSON *r;
-        cJSON_ArrayForEach(r, runs) {
-            cJSON *kv;
-            cJSON_ArrayForEach(kv, qr) {
-                cJSON *dup = cJSON_Duplicate(kv, 1);
-                if (!dup) continue;
-                if (cJSON_GetObjectItemCaseSensitive(r, kv->string))
-                    cJSON_ReplaceItemInObjectCaseSensitive(r, kv->string, dup);
-                else
-                    cJSON_AddItemToObject(r, kv->string, dup);
-            }
-        }
-    }
-    cJSON *qc = cJSON_GetObjectItemCaseSensitive(q, "checks");
-    if (cJSON_IsArray(qc))
-        cJSON_ReplaceItemInObjectCaseSensitive(root, "checks", cJSON_Duplicate(qc, 1));
-}
-
-/* Fill one rp_run from the JSON run object r for vary value v and seed. */
-static int make_run(const cJSON *r, const char *var, int has, double v, int has_seed,
-                    uint64_t seed, rp_run *out, char *why, size_t wcap) {
-    memset(out, 0, sizeof *out);
-    fmt(out->base, sizeof out->base, "%s", jstr(r, "name", "run"));
-    fmt(out->name, sizeof out->name, "%s", out->base);
-    if (has) {
-        char b[48];
-        fmt(b, sizeof b, "-%s%.6g", var, v);
-        cat(out->name, sizeof out->name, "%s", b);
-    }
-    if (has_seed) cat(out->name, sizeof out->name, "-s%llu", (unsigned long long)seed);
-    for (char *p = out->name; *p; p++)
-        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') *p = '_';
-    out->has_vary = has;
-    out->vary = v;
-    const char *ds = jstr(r, "data", NULL), *ms = jstr(r, "model", "linear");
-    if (!ds) {
-        fmt(why, wcap, "run '%s': \"data\" is required", out->base);
-        return -1;
-    }
-    subst(out->data_spec, sizeof out->data_spec, ds, var, has, v);
-    subst(out->model_spec, sizeof out->model_spec, ms, var, has, v);
-    mf_train_settings *s = &out->s;
-    mf_train_settings_default(s);
-    s->max_steps = 0;
-    const char *ls = jstr(r, "loss", "exp"), *os = jstr(r, "optimizer", "flow");
-    if (mf_loss_from_name(ls, &s->loss) || mf_optimizer_from_name(os, &s->optimizer)) {
-        fmt(why, wcap, "run '%s': unknown loss '%s' or optimizer '%s'", out->base, ls, os);
-        return -1;
-    }
-    double x;
-    struct {
-        const char *k;
-        double *dst;
-    } nums[] = {{"lr", &s->lr}, {"tol", &s->tol}, {"until_log10_loss", &s->until_log10_loss},
-                {"until_time", &s->until_time}, {"wall_seconds", &s->wall_seconds}};
-    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
-        int g = jtnum(r, nums[i].k, var, has, v, &x);
-        if (g < 0) {
-            fmt(why, wcap, "run '%s': \"%s\" is not a number", out->base, nums[i].k);
-            return -1;
-        }
-        if (g) *nums[i].dst = x;
-    }
-    if (jtnum(r, "steps", var, has, v, &x) == 1) s->max_steps = (long long)x;
-    if (jtnum(r, "log_points", var, has, v, &x) == 1) s->log_points = (int)x;
-    if (jtnum(r, "log_horizon", var, has, v, &x) == 1) s->log_horizon = (long long)x;
-    if (s->log_horizon == 0) s->log_horizon = s->max_steps > 1 ? s->max_steps : 1000000;
-    s->checkpoint_every = 0;
-    const cJSON *init = jget(r, "init");
-    const cJSON *params = jget(init, "params");
-    out->seed = has_seed ? seed : (uint64_t)jnum(init, "seed", 1);
-    s->seed = out->seed;
-    if (cJSON_IsArray(params)) {
-        out->n_init = cJSON_GetArraySize(params);
-        out->init_params = calloc((size_t)out->n_init + 1, sizeof(double));
-        if (!out->init_params) return -1;
-        int k = 0;
-        const cJSON *p;
-        fmt(out->init_desc, sizeof out->init_desc, "params ");
-        cJSON_ArrayForEach(p, params) {
-            out->init_params[k] = p->valuedouble;
-            cat(out->init_desc, sizeof out->init_desc, "%s%.6g", k ? "," : "", p->valuedouble);
-            k++;
-        }
-    } else {
-        fmt(out->init_kind, sizeof out->init_kind, "%s", jstr(init, "kind", "gauss"));
-        out->init_scale = 0.1;
-        if (jtnum(init, "scale", var, has, v, &out->init_scale) < 0) {
-            fmt(why, wcap, "run '%s': init.scale is not a number", out->base);
-            return -1;
-        }
-        fmt(out->init_desc, sizeof out->init_desc, "%s scale %.3g seed %llu", out->init_kind,
-                 out->init_scale, (unsigned long long)out->seed);
-    }
-    out->snapshots = cJSON_IsTrue(jget(r, "snapshots"));
-    const char *bad = mf_train_settings_validate(s);
-    if (bad) {
-        fmt(why, wcap, "run '%s': %s", out->base, bad);
-        return -1;
-    }
-    return 0;
-}
-
-/* All runs of a claim: runs x vary values x seeds. */
-static int expand_runs(const cJSON *root, rp_run **out, int *n, char *why, size_t wcap) {
-    const cJSON *runs = jget(root, "runs"), *r;
-    int cap = 0, k = 0;
-    rp_run *list = NULL;
-    if (!cJSON_IsArray(runs) || cJSON_GetArraySize(runs) == 0) {
-        fmt(why, wcap, "\"runs\" must be a non-empty array");
-        return -1;
-    }
-    cJSON_ArrayForEach(r, runs) {
-        const cJSON *vary = jget(r, "vary"), *seeds = jget(r, "seeds");
-        const cJSON *vals = jget(vary, "values");
-        const char *var = jstr(vary, "name", NULL);
-        int nv = cJSON_IsArray(vals) ? cJSON_GetArraySize(vals) : 0;
-        int ns = cJSON_IsArray(seeds) ? cJSON_GetArraySize(seeds) : 0;
-        if (cJSON_IsNumber(seeds)) ns = seeds->valueint; /* "seeds": K means 1..K */
-        for (int iv = 0; iv < (nv ? nv : 1); iv++) {
-            for (int is = 0; is < (ns ? ns : 1); is++) {
-                if (k == cap) {
-                    rp_run *l2 = realloc(list, sizeof *list * (size_t)(cap = cap ? 2 * cap : 8));
-                    if (!l2) {
-                        fmt(why, wcap, "out of memory");
-                        free(list);
-                        return -1;
-                    }
-                    list = l2;
-                }
-                double v = nv ? cJSON_GetArrayItem(vals, iv)->valuedouble : 0;
-                uint64_t seed = 0;
-                if (ns) {
-                    seed = cJSON_IsArray(seeds)
-                               ? (uint64_t)cJSON_GetArrayItem(seeds, is)->valuedouble
-                               : (uint64_t)(is + 1);
-                }
-                if (make_run(r, var, nv > 0, v, ns > 0, seed, &list[k], why, wcap)) {
-                    *out = list;
-                    *n = k;
-                    return -1;
-                }
-                k++;
-            }
-        }
-    }
-    *out = list;
-    *n = k;
-    return 0;
-}
-
-static void free_runs(rp_run *r, int n) {
-    for (int i = 0; r && i < n; i++) {
-        free(r[i].init_params);
-        free(r[i].theta);
-        free(r[i].rows);
-        free(r[i].snaps);
-        mf_model_free(r[i].model);
-        mf_data_free(r[i].data);
-    }
-    free(r);
 }
 
 /* ------------------------------------------------------------ training */
@@ -1267,60 +1029,52 @@ static void ck_kkt_horizons(const cJSON *ck, rp_run *runs, int n, check_out *o) 
 
 /* ------------------------------------------------------------ one claim */
 
-static const char *const fig_kinds[] = {"margin", "loss",    "norm",    "cosine",      "neurons",
-                                        "sweep",  "kkt", "regions", "layer-margin"};
-
-/* Run claim `name` from its file; write DIR/<name>/result.json. Returns 0. */
+/* Run claim `name` from its file; write DIR/<name>/result.json. Returns 0.
+ * The file is read and validated whole (cli/experiment.c) before the first
+ * run is trained; a refused file is an ERROR with the parser's sentence. */
 static int run_claim(const char *expdir, const char *name, const char *outdir, int quick) {
     char path[1200], cdir[1200], why[MF_ERR_LEN] = "";
     fmt(path, sizeof path, "%s/%s.json", expdir, name);
     fmt(cdir, sizeof cdir, "%s/%s", outdir, name);
-    cJSON *root = read_json(path);
+    rp_experiment x;
+    int parsed = rp_experiment_read(path, quick, &x, why, sizeof why) == 0;
     cJSON *res = cJSON_CreateObject();
-    rp_run *runs = NULL;
-    int nruns = 0, status = -1;
+    rp_run *runs = x.runs;
+    int nruns = x.nruns, status = -1;
     rp_claim cl;
     memset(&cl, 0, sizeof cl);
     fmt(cl.name, sizeof cl.name, "%s", name);
     fmt(cl.dir, sizeof cl.dir, "%s", cdir);
-    cl.gamma_star = NAN;
+    cl.gamma_star = x.gamma_star;
     cJSON *checks_out = cJSON_CreateArray();
     char measured[2048] = "", expected[1024] = "";
-    if (cli_mkdirs(cdir) != 0) fmt(why, sizeof why, "cannot create %s: %s", cdir, strerror(errno));
-    if (!root && !why[0]) fmt(why, sizeof why, "%s: cannot read or not valid JSON", path);
-    if (!why[0]) {
-        if (quick) apply_quick(root);
-        cl.gamma_star = jnum(root, "gamma_star", NAN);
-        if (!expand_runs(root, &runs, &nruns, why, sizeof why)) {
-            for (int i = 0; i < nruns; i++) {
-                char rdir[1400];
-                fmt(rdir, sizeof rdir, "%s/%s", cdir, runs[i].name);
-                train_run(&runs[i], rdir, name);
-                if (!runs[i].done) {
-                    fmt(why, sizeof why, "run %s: %s", runs[i].name, runs[i].err);
-                    break;
-                }
+    if (cli_mkdirs(cdir) != 0) {
+        char w2[MF_ERR_LEN];
+        fmt(w2, sizeof w2, "cannot create %s: %s", cdir, strerror(errno));
+        if (parsed) fmt(why, sizeof why, "%s", w2);
+        parsed = 0;
+    }
+    if (parsed) {
+        for (int i = 0; i < nruns; i++) {
+            char rdir[1400];
+            fmt(rdir, sizeof rdir, "%s/%s", cdir, runs[i].name);
+            train_run(&runs[i], rdir, name);
+            if (!runs[i].done) {
+                fmt(why, sizeof why, "run %s: %s", runs[i].name, runs[i].err);
+                break;
             }
         }
     }
     cl.runs = runs;
     cl.nruns = nruns;
     if (!why[0]) {
-        const cJSON *checks = jget(root, "checks"), *ck;
         status = 1;
-        if (!cJSON_IsArray(checks) || cJSON_GetArraySize(checks) == 0) {
-            fmt(why, sizeof why, "\"checks\" must be a non-empty array");
-            status = -1;
-        }
-        cJSON_ArrayForEach(ck, checks) {
+        for (int ci = 0; ci < x.nchecks; ci++) {
+            const cJSON *ck = x.checks[ci].spec;
+            const char *q = x.checks[ci].quantity;
             check_out o;
             memset(&o, 0, sizeof o);
-            const char *q = jstr(ck, "quantity", "");
-            const char *col = jstr(ck, "column", NULL);
-            if (col && !known_col(col)) {
-                o.pass = -1;
-                fmt(o.measured, sizeof o.measured, "unknown column '%s'", col);
-            } else if (!strcmp(q, "final")) ck_final(ck, runs, nruns, &o);
+            if (!strcmp(q, "final")) ck_final(ck, runs, nruns, &o);
             else if (!strcmp(q, "monotone")) ck_monotone(ck, runs, nruns, &o);
             else if (!strcmp(q, "decreasing")) ck_decreasing(ck, runs, nruns, &o);
             else if (!strcmp(q, "converges")) ck_converges(ck, runs, nruns, &o);
@@ -1336,9 +1090,9 @@ static int run_claim(const char *expdir, const char *name, const char *outdir, i
             else if (!strcmp(q, "linear")) ck_linear(ck, runs, nruns, &o);
             else if (!strcmp(q, "below_best")) ck_below_best(ck, runs, nruns, &o);
             else if (!strcmp(q, "kkt_horizons")) ck_kkt_horizons(ck, runs, nruns, &o);
-            else {
+            else { /* rp_check_quantities and this list disagree */
                 o.pass = -1;
-                fmt(o.measured, sizeof o.measured, "unknown quantity '%s'", q);
+                fmt(o.measured, sizeof o.measured, "quantity '%s' has no evaluator", q);
             }
             if (o.pass < 0) status = -1;
             else if (o.pass == 0 && status > 0) status = 0;
@@ -1356,25 +1110,17 @@ static int run_claim(const char *expdir, const char *name, const char *outdir, i
     if (nruns > 0 && runs[0].done && runs[0].data->num_classes == 0 && runs[0].data->d <= 64) {
         data_mu(runs[0].data, cl.mu);
         cl.has_mu = 1;
-        const cJSON *wr = jget(root, "w_ref");
-        if (cJSON_IsArray(wr) && cJSON_GetArraySize(wr) == runs[0].data->d) {
-            for (int j = 0; j < runs[0].data->d; j++) cl.wref[j] = cJSON_GetArrayItem(wr, j)->valuedouble;
+        if (x.n_wref == runs[0].data->d) {
+            for (int j = 0; j < runs[0].data->d; j++) cl.wref[j] = x.wref[j];
             cl.has_wref = 1;
         }
         if (!cl.degree) cl.degree = runs[0].model->degree;
     }
     cJSON *figs = cJSON_CreateArray();
-    const cJSON *fl = jget(root, "figures"), *f;
-    cJSON_ArrayForEach(f, fl) {
-        if (!cJSON_IsString(f) || status == -1) continue;
-        int known = 0;
-        for (size_t k = 0; k < sizeof fig_kinds / sizeof fig_kinds[0]; k++)
-            known |= !strcmp(fig_kinds[k], f->valuestring);
-        if (!known) continue;
-        int fr = rp_figure(&cl, f->valuestring);
-        if (fr == 0) {
+    for (int fi = 0; fi < x.nfigures && status != -1; fi++) {
+        if (rp_figure(&cl, x.figures[fi]) == 0) {
             char b[64];
-            fmt(b, sizeof b, "fig-%s", f->valuestring);
+            fmt(b, sizeof b, "fig-%s", x.figures[fi]);
             cJSON_AddItemToArray(figs, cJSON_CreateString(b));
         }
     }
@@ -1385,10 +1131,10 @@ static int run_claim(const char *expdir, const char *name, const char *outdir, i
     cli_json_str(res, "measured", why[0] ? why : measured);
     cli_json_str(res, "expected", expected);
     cJSON_AddBoolToObject(res, "quick", quick != 0);
-    cli_json_str(res, "title", jstr(root, "title", ""));
-    cli_json_str(res, "paper", jstr(root, "paper", ""));
-    cli_json_str(res, "reference", jstr(root, "reference", ""));
-    cli_json_str(res, "statement", jstr(root, "statement", ""));
+    cli_json_str(res, "title", x.title);
+    cli_json_str(res, "paper", x.paper);
+    cli_json_str(res, "reference", x.reference);
+    cli_json_str(res, "statement", x.statement);
     cJSON_AddItemToObject(res, "checks", checks_out);
     cJSON_AddItemToObject(res, "figures", figs);
     cJSON *rl = cJSON_AddArrayToObject(res, "runs");
@@ -1422,8 +1168,7 @@ static int run_claim(const char *expdir, const char *name, const char *outdir, i
     mf_err e = {0, ""};
     if (cli_json_write(rp, res, &e)) cli_error("%s", e.msg);
     cJSON_Delete(res);
-    cJSON_Delete(root);
-    free_runs(runs, nruns);
+    rp_experiment_free(&x);
     return 0;
 }
 

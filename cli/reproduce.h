@@ -1,40 +1,14 @@
 /*
  * reproduce.h -- what cli/reproduce.c (experiments, runs, checks) and
- * cli/figures.c (gnuplot figures, report.md / report.html) share. Internal to
+ * cli/figures.c (gnuplot figures, report.md / report.html) share; the
+ * experiment files and the rp_run type are in experiment.h. Internal to
  * the CLI; the names are rp_ to keep them apart from the library's mf_.
  */
 #ifndef MF_CLI_REPRODUCE_H
 #define MF_CLI_REPRODUCE_H
 
 #include "cli.h"
-
-/* One expanded training run of a claim: its setting and what came out. */
-typedef struct rp_run {
-    char name[160];           /* directory name under DIR/<claim>/ */
-    char base[64];            /* the run's name in the experiment file */
-    char data_spec[MF_SPEC_LEN];
-    char model_spec[MF_SPEC_LEN];
-    char init_desc[256];      /* "params 1,1,1,-1" or "gauss scale 1e-06 seed 3" */
-    double *init_params;      /* [n_init] or NULL */
-    int n_init;
-    char init_kind[32];
-    double init_scale;
-    uint64_t seed;
-    int has_vary;
-    double vary;              /* value of the claim's varied quantity */
-    int snapshots;            /* keep theta at every logged step */
-    mf_train_settings s;
-    /* results */
-    int done;                 /* trained without error */
-    char err[MF_ERR_LEN];
-    mf_data *data;
-    mf_model *model;
-    double *theta;            /* [n_params] final parameters */
-    mf_train_result res;
-    int nrows, caprows;
-    mf_metrics *rows;         /* one per logged step */
-    double *snaps;            /* [nrows][n_params] when snapshots */
-} rp_run;
+#include "experiment.h" /* rp_run, rp_col, the experiment files */
 
 /* Everything the figures need from a claim. */
 typedef struct rp_claim {

@@ -12,7 +12,12 @@
 #  - snapshots.csv (on_snapshot) has one NaN-free row per metrics row, and the
 #    per-layer verdict check covers every layer;
 #  - a claim whose expected value is wrong prints FAIL with the measured
-#    number and exits 1; an unknown claim exits 2; --list lists the claims.
+#    number and exits 1; an unknown claim exits 2; --list lists the claims;
+#  - bad claim files (huge seeds / vary counts, out-of-range or fractional
+#    integers, non-numbers in number lists, empty specs, duplicate run names
+#    or keys, unknown keys, text after the JSON) are refused before training
+#    with an ERROR naming the file and the field, without leaks under ASan.
+# KEEP=1 keeps the temporary folder.
 # Prints "N passed, N failed"; exits 1 on any failure.
 
 BUILD=${BUILD:-build}
@@ -21,7 +26,7 @@ MF="$BUILD/marginflow"
 pass=0
 fail=0
 T=$(mktemp -d "${TMPDIR:-/tmp}/mf-cli-repro.XXXXXX")
-trap 'rm -rf "$T"' EXIT
+trap "${KEEP:+:} rm -rf \"$T\"" EXIT
 ok() { pass=$((pass + 1)); }
 bad() {
     fail=$((fail + 1))
@@ -80,6 +85,64 @@ rc=$?
 check "wrong expectation exits 1" test $rc -eq 1
 check "wrong expectation FAILs with the number" grep -q "^FAIL wrong-B: normalized_margin 0.5" "$T/outw"
 check "wrong expectation summary" grep -q "^0 passed, 1 failed$" "$T/outw"
+
+# bad claim files (cli/experiment.c): refused before anything is trained,
+# one ERROR line per claim naming the file and the field. Under `make asan`
+# LeakSanitizer also fails the run if a refused run leaks (init.params).
+B="$T/bad"
+mkdir -p "$B"
+# claim NAME RUN [CHECK]: a claim file with one run object (keys inside {})
+claim() {
+    printf '{"name": "%s", "runs": [%s], "checks": [%s]}\n' "$1" "$2" \
+        "${3:-{\"quantity\": \"final\", \"expect\": 0.5, \"tol\": 0.001\}}" >"$B/$1.json"
+}
+RUN='"name": "main", "data": "builtin:B", "model": "diag:depth=2", "optimizer": "scaled", "lr": 0.1, "until_log10_loss": -3'
+P='"init": {"params": [1, 1, 1, -1]}'
+claim huge-seeds "{$RUN, \"seeds\": 1e18}"
+claim huge-seed-list "{$RUN, \"seeds\": [1, 2, 1e300]}"
+claim vary-times-seeds "{$RUN, \"vary\": {\"name\": \"s\", \"values\": [$(seq -s, 1 200)]}, \"seeds\": 100}"
+claim long-vary "{$RUN, \"vary\": {\"name\": \"s\", \"values\": [$(seq -s, 1 10001)]}}"
+claim neg-steps "{$RUN, $P, \"steps\": -1}"
+claim huge-steps "{$RUN, $P, \"steps\": 1e300}"
+claim frac-log-points "{$RUN, $P, \"log_points\": 2.5}"
+claim nan-template "{$RUN, $P, \"steps\": \"nan\"}"
+claim neg-init-seed "{$RUN, \"init\": {\"kind\": \"gauss\", \"scale\": 0.1, \"seed\": -5}}"
+claim huge-starts "{$RUN, $P}" '{"quantity": "below_best", "starts": 1e30}'
+claim leak-params "{$RUN, $P, \"tol\": 2}"
+claim string-param "{$RUN, \"init\": {\"params\": [1, \"1\", 1, -1]}}"
+claim string-vary "{$RUN, $P, \"vary\": {\"name\": \"s\", \"values\": [1, \"2\"]}}"
+claim empty-data "{\"name\": \"main\", \"data\": \"\", \"until_log10_loss\": -3}"
+claim second-bad "{$RUN, $P}, {$RUN, $P}"
+claim typo-key "{$RUN, $P}" '{"quantity": "final", "expect": 0.5, "tolerance": 0.001}'
+printf '{"name": "x", "runs": [{%s, %s}], "checks": [{"quantity": "final", "expect": 0.5}]} trailing\n' \
+    "$RUN" "$P" >"$B/trailing.json"
+"$MF" reproduce --experiments "$B" --out "$T/bo" >"$T/outb" 2>"$T/errb"
+rc=$?
+check "bad claim files exit 1" test $rc -eq 1
+check "bad claim files: none passes" grep -q "^0 passed, 17 failed$" "$T/outb"
+check "no leak or sanitizer report on refused files" sh -c "! grep -Eq 'Sanitizer|runtime error' '$T/errb'"
+expect_err() { # claim, message (fixed string)
+    check "$1: $2" grep -qF "ERROR $1: $B/$1.json: $2" "$T/outb"
+}
+expect_err huge-seeds "runs[0].seeds: 1e+18 seeds is more than the limit of 10000 runs per claim"
+expect_err huge-seed-list "runs[0].seeds[2]: 1.0000000000000001e+300 is not an integer in [0, 9007199254740992]"
+expect_err vary-times-seeds "runs[0]: 200 vary values x 100 seeds makes 20000 runs in the claim, more than the limit of 10000"
+expect_err long-vary "runs[0].vary.values: 10001 values is more than the limit of 10000 runs per claim"
+expect_err neg-steps "runs[0].steps: -1 is not an integer in [0, 9007199254740992]"
+expect_err huge-steps "runs[0].steps: 1.0000000000000001e+300 is not an integer"
+expect_err frac-log-points "runs[0].log_points: 2.5 is not an integer in [0, 1000000]"
+expect_err nan-template "runs[0].steps: 'nan' is not a finite number"
+expect_err neg-init-seed "runs[0].init.seed: -5 is not an integer in [0, 9007199254740992]"
+expect_err huge-starts "checks[0].starts: 1e+30 is not an integer in [1, 100000]"
+expect_err leak-params "runs[0]: run 'main': tol: must be in (0, 1)"
+expect_err string-param "runs[0].init.params[1]: must be a finite number"
+expect_err string-vary "runs[0].vary.values[1]: must be a finite number"
+expect_err empty-data "runs[0].data: must not be empty"
+expect_err second-bad "runs: two runs expand to the same name 'main'"
+expect_err typo-key "checks[0].tolerance: unknown key"
+check "trailing text after the JSON" grep -qF "ERROR trailing: $B/trailing.json:1:" "$T/outb"
+check "trailing text message" grep -qF "text after the JSON value" "$T/outb"
+check "refused claims train nothing" test ! -e "$T/bo/second-bad/main"
 
 "$MF" reproduce no-such-claim --out "$T/d" >/dev/null 2>"$T/erru"
 rc=$?

@@ -1,0 +1,119 @@
+/*
+ * experiment.h -- the experiment (claim) files of `marginflow reproduce`:
+ * reading, validating and expanding experiments/<claim>.json (format:
+ * experiments/README.md) into a plain description of its runs, checks and
+ * figures. Internal to the CLI (cli/experiment.c); used by cli/reproduce.c
+ * and by the fuzz harness tests/fuzz/fuzz_experiment.c, so it needs only the
+ * public library API and cJSON (no other CLI file).
+ *
+ * Every field is checked before anything is trained: types, finite numbers,
+ * integers inside their ranges (no out-of-range float-to-integer casts),
+ * known keys, quantities, columns and figure kinds, and the number of runs a
+ * claim expands to (at most RP_MAX_RUNS). A refused file gets one sentence
+ * naming the file and the field, e.g.
+ *   "x.json: runs[0].seeds: 1e+18 seeds is more than the limit of 10000 runs per claim".
+ */
+#ifndef MF_CLI_EXPERIMENT_H
+#define MF_CLI_EXPERIMENT_H
+
+#include "marginflow.h"
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RP_MAX_RUNS 10000          /* expanded runs per claim */
+#define RP_MAX_CHECKS 1000         /* checks per claim */
+#define RP_MAX_FIGURES 32          /* entries of "figures" */
+#define RP_MAX_FILE ((size_t)16 << 20) /* bytes of one experiment file */
+#define RP_MAX_SEED 9007199254740992.0 /* 2^53: every seed is exact in a JSON double */
+#define RP_MAX_WREF 64             /* entries of "w_ref" */
+
+/* One expanded training run of a claim: its setting (filled by the parser)
+ * and what came out (filled by cli/reproduce.c). */
+typedef struct rp_run {
+    char name[160];           /* directory name under DIR/<claim>/, unique in the claim */
+    char base[64];            /* the run's name in the experiment file */
+    char data_spec[MF_SPEC_LEN];
+    char model_spec[MF_SPEC_LEN];
+    char init_desc[256];      /* "params 1,1,1,-1" or "gauss scale 1e-06 seed 3" */
+    double *init_params;      /* [n_init] or NULL */
+    int n_init;
+    char init_kind[32];
+    double init_scale;
+    uint64_t seed;
+    int has_vary;
+    double vary;              /* value of the claim's varied quantity */
+    int snapshots;            /* keep theta at every logged step */
+    mf_train_settings s;      /* valid (mf_train_settings_validate) */
+    /* results */
+    int done;                 /* trained without error */
+    char err[MF_ERR_LEN];
+    mf_data *data;
+    mf_model *model;
+    double *theta;            /* [n_params] final parameters */
+    mf_train_result res;
+    int nrows, caprows;
+    mf_metrics *rows;         /* one per logged step */
+    double *snaps;            /* [nrows][n_params] when snapshots */
+} rp_run;
+
+/* One check of a claim. Its parameters stay in the JSON object `spec` (part
+ * of the experiment's root); the parser has checked that every key is known,
+ * of its type, finite, and that integer parameters (local_trials, layer,
+ * starts, seed) are integers in range, so evaluators may read them directly. */
+typedef struct rp_check {
+    const cJSON *spec;        /* the check object */
+    const char *quantity;     /* one of rp_check_quantities */
+    const char *column;       /* a known metrics column, or NULL when absent */
+} rp_check;
+
+/* A parsed experiment file. Strings point into root (or are ""). */
+typedef struct rp_experiment {
+    cJSON *root;              /* the file, quick overrides merged; NULL if not JSON */
+    const char *title, *paper, *reference, *statement;
+    double gamma_star;        /* NAN when absent */
+    int n_wref;               /* 0 when absent */
+    double wref[RP_MAX_WREF];
+    int nruns;                /* 1..RP_MAX_RUNS on success */
+    rp_run *runs;
+    int nchecks;              /* 1..RP_MAX_CHECKS on success */
+    rp_check *checks;
+    int nfigures;
+    const char *figures[RP_MAX_FIGURES]; /* each one of rp_figure_kinds */
+} rp_experiment;
+
+/* NULL-terminated lists of the known check quantities and figure kinds. */
+extern const char *const rp_check_quantities[];
+extern const char *const rp_figure_kinds[];
+
+/* The value of metrics column `col` ("step", "log10_time", "normalized_margin",
+ * ... : the names of metrics.csv plus log_time), NAN for an unknown name. */
+double rp_col(const mf_metrics *m, const char *col);
+
+/* Parse and validate text[len] (any bytes; it need not be NUL-terminated)
+ * as the experiment file `file` (used only in messages). With quick, the
+ * file's "quick" overrides are merged first (quick.runs into every run,
+ * quick.checks replaces checks) and the merged file is validated. Expands
+ * the runs (runs x vary values x seeds, each with valid train settings and a
+ * unique directory name).
+ * Returns 0 with *x filled, or -1 with why (cap wcap) holding one sentence
+ * "FILE: FIELD: what is wrong" (or "FILE:LINE:COL: not valid JSON"); on
+ * failure *x holds no runs or checks, but root and the descriptive strings
+ * when the text was JSON. Either way release *x with rp_experiment_free. */
+int rp_experiment_parse(const char *text, size_t len, const char *file, int quick,
+                        rp_experiment *x, char *why, size_t wcap);
+
+/* Read the file at path (at most RP_MAX_FILE bytes) and rp_experiment_parse
+ * it. Same return and error contract; an unreadable file is "PATH: cannot
+ * read: <strerror>". */
+int rp_experiment_read(const char *path, int quick, rp_experiment *x, char *why, size_t wcap);
+
+/* Free everything *x owns (runs with their results, checks, root) and zero
+ * it. Safe on a zeroed or already freed experiment. */
+void rp_experiment_free(rp_experiment *x);
+
+/* Free the run list r[n] with every result the runs own. */
+void rp_runs_free(rp_run *r, int n);
+
+#endif
