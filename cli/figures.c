@@ -410,9 +410,17 @@ static int fig_neurons(const rp_claim *c, FILE *f) {
     sb(&b, "set multiplot layout 1,3\nset size ratio -1\nset key off\nunset title\n");
     sb(&b, "set xrange [%.4g:%.4g]\nset yrange [%.4g:%.4g]\n", -lim, lim, -lim, lim);
     for (int p = 0; p < 3; p++) {
+        /* a short t for the title, also beyond double range: 4 digits and
+         * the full exponent ("3.978e+99994") */
         char tb[64];
-        mf_format_log_value(tb, sizeof tb, r->rows[pick[p]].time_log);
-        sb(&b, "set title \"%s: step %lld, t = %.6s\" noenhanced\n",
+        double tl = r->rows[pick[p]].time_log;
+        if (tl == -INFINITY) {
+            snprintf(tb, sizeof tb, "0");
+        } else {
+            double l10 = tl / log(10.0), E = floor(l10);
+            snprintf(tb, sizeof tb, "%.4ge%+.0f", pow(10.0, l10 - E), E);
+        }
+        sb(&b, "set title \"%s: step %lld, t = %s\" noenhanced\n",
            p == 0 ? "start" : p == 1 ? "aligned" : "end", r->rows[pick[p]].step, tb);
         sb(&b, "plot 'fig-neurons.dat' index 3 using 1:2:($3 == 1 ? 7 : 6) with points pt variable "
                "lc rgb 'gray40' ps 1.2, 'fig-neurons.dat' index %d using 1:2:3:4:($5 == 1 ? 0x1f77b4 : "
