@@ -66,26 +66,6 @@ static void analyze_help(void) {
 
 /* ------------------------------------------------------------- helpers */
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 14, n = 0;
-    char *t = malloc(cap);
-    while (t) {
-        size_t got = fread(t + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-        if (n + 1 == cap) {
-            char *t2 = realloc(t, cap *= 2);
-            if (!t2) free(t);
-            t = t2;
-        }
-    }
-    fclose(f);
-    if (t) t[n] = '\0';
-    return t;
-}
-
 static cJSON *num_array(cJSON *obj, const char *name, const double *v, int n) {
     cJSON *arr = cJSON_AddArrayToObject(obj, name);
     for (int i = 0; arr && i < n; i++) {
@@ -335,7 +315,7 @@ int mf_cli_analyze(int argc, char **argv) {
             return CLI_EXIT_USAGE;
         }
         char *cpath = cli_join(run_dir, "config.json");
-        char *text = cpath ? read_text(cpath) : NULL;
+        char *text = cpath ? cli_read_text(cpath, NULL) : NULL;
         if (!text) {
             cli_error("analyze: cannot read %s: %s", cpath ? cpath : run_dir, strerror(errno));
             free(cpath);

@@ -63,6 +63,10 @@ int cli_parse_ll(const char *opt, const char *s, long long lo, long long hi, lon
 /* Single string of the arguments, each shell-quoted where needed; malloc'd. */
 char *cli_shell_quote(int argc, char *const *argv);
 
+/* A whole file as a malloc'd NUL-terminated string (*len its length, may be
+ * NULL); NULL with errno set on failure. */
+char *cli_read_text(const char *path, size_t *len);
+
 /* mkdir -p; returns 0 or -1 with errno set. */
 int cli_mkdirs(const char *path);
 

@@ -197,3 +197,37 @@ int cli_json_write(const char *path, const cJSON *root, mf_err *e) {
     free(buf);
     return rc;
 }
+
+/* Read a whole file into a malloc'd, NUL-terminated buffer (*len = its
+ * length when len is not NULL). NULL with errno set when the file cannot
+ * be opened or read, or memory runs out (ENOMEM). */
+char *cli_read_text(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 14, n = 0;
+    char *t = malloc(cap);
+    while (t) {
+        size_t got = fread(t + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+        if (n + 1 == cap) {
+            char *t2 = realloc(t, cap *= 2);
+            if (!t2) free(t);
+            t = t2;
+        }
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (!t) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (failed) {
+        free(t);
+        errno = EIO;
+        return NULL;
+    }
+    t[n] = '\0';
+    if (len) *len = n;
+    return t;
+}

@@ -55,28 +55,8 @@ static void fmt(char *buf, size_t cap, const char *f, ...) {
 
 /* ------------------------------------------------------------ utilities */
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *t = malloc(cap);
-    while (t) {
-        size_t got = fread(t + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-        if (n + 1 == cap) {
-            char *t2 = realloc(t, cap *= 2);
-            if (!t2) free(t);
-            t = t2;
-        }
-    }
-    fclose(f);
-    if (t) t[n] = '\0';
-    return t;
-}
-
 static cJSON *read_json(const char *path) {
-    char *t = read_text(path);
+    char *t = cli_read_text(path, NULL);
     cJSON *j = t ? cJSON_Parse(t) : NULL;
     free(t);
     return j;

@@ -223,31 +223,13 @@ static long long jll(const cJSON *o, const char *name, long long lo, long long h
  * *tree for the strings). Returns 0 or an exit code. */
 static int load_config(const char *dir, train_opts *o, cJSON **tree) {
     char *path = cli_join(dir, "config.json");
-    FILE *f = path ? fopen(path, "rb") : NULL;
-    if (!f) {
+    char *text = path ? cli_read_text(path, NULL) : NULL;
+    if (!text) {
+        int nomem = errno == ENOMEM;
         cli_error("cannot resume: cannot open %s: %s", path ? path : dir, strerror(errno));
         free(path);
-        return CLI_EXIT_USAGE;
+        return nomem ? CLI_EXIT_ERROR : CLI_EXIT_USAGE;
     }
-    size_t cap = 1 << 16, n = 0;
-    char *text = malloc(cap);
-    while (text) {
-        size_t got = fread(text + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-        if (n + 1 == cap) {
-            char *t2 = realloc(text, cap *= 2);
-            if (!t2) free(text);
-            text = t2;
-        }
-    }
-    fclose(f);
-    if (!text) {
-        cli_error("out of memory reading %s", path);
-        free(path);
-        return CLI_EXIT_ERROR;
-    }
-    text[n] = '\0';
     cJSON *root = cJSON_Parse(text);
     free(text);
     if (!root) {
@@ -364,29 +346,13 @@ static void cb_progress(void *user, const mf_metrics *m, double sps) {
  * (rewritten atomically), so the resumed run appends exactly what an
  * uninterrupted run would have written from there on. */
 static int truncate_metrics(const char *path, long long step) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        cli_error("cannot resume: cannot open %s: %s", path, strerror(errno));
-        return CLI_EXIT_USAGE;
-    }
-    size_t cap = 1 << 16, n = 0, keep = 0;
-    char *text = malloc(cap);
-    while (text) {
-        size_t got = fread(text + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) break;
-        if (n + 1 == cap) {
-            char *t2 = realloc(text, cap *= 2);
-            if (!t2) free(text);
-            text = t2;
-        }
-    }
-    fclose(f);
+    size_t n = 0, keep = 0;
+    char *text = cli_read_text(path, &n);
     if (!text) {
-        cli_error("out of memory reading %s", path);
-        return CLI_EXIT_ERROR;
+        int nomem = errno == ENOMEM;
+        cli_error("cannot resume: cannot open %s: %s", path, strerror(errno));
+        return nomem ? CLI_EXIT_ERROR : CLI_EXIT_USAGE;
     }
-    text[n] = '\0';
     const char *hdr = mf_metrics_csv_header();
     size_t hl = strlen(hdr);
     if (strncmp(text, hdr, hl) != 0 || text[hl] != '\n') {
