@@ -20,30 +20,8 @@
 # About 15 s in all. KEEP=1 keeps the scratch folder. Prints "N passed,
 # N failed"; exits 1 on any failure.
 
-BUILD=${BUILD:-build}
-case "$BUILD" in /*) ;; *) BUILD="$(pwd)/$BUILD" ;; esac
-MF="$BUILD/marginflow"
-pass=0
-fail=0
-T=$(mktemp -d "${TMPDIR:-/tmp}/mf-cli-crash.XXXXXX")
-[ -n "$KEEP" ] || trap 'rm -rf "$T"' EXIT
-
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*" >&2
-}
-check() {
-    d=$1
-    shift
-    if "$@"; then ok; else bad "$d"; fi
-}
-
-if [ ! -x "$MF" ]; then
-    echo "crash.sh: $MF not built"
-    echo "tests/cli/crash.sh: 0 passed, 1 failed"
-    exit 1
-fi
+. "$(dirname "$0")/lib.sh"
+cli_test_init crash
 
 # rand_ms LO HI: a uniform random integer in [LO, HI]
 rand_ms() {
@@ -132,5 +110,4 @@ crash_run lyuli --data gauss:n=40,d=4,margin=0.1,seed=2 --model relu2:width=8
 crash_run sgd --data gauss:n=64,d=5,margin=0.1,seed=3 --model relu2:width=6 --optimizer sgd \
     --batch 10 --lr 0.05 --loss logistic
 
-echo "tests/cli/crash.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_test_done

@@ -5,8 +5,9 @@
 #   check "what" cmd args...   expect_rc WANT GOT "what"   expect_msg FILE REGEX "what"
 #   json FILE EXPR             cli_test_done
 #
-# Sets MF (the marginflow binary, absolute), T (a temp folder removed on exit),
-# and counts checks in pass/fail.
+# Sets MF (the marginflow binary, absolute; the test fails at once when it is
+# not built), T (a temp folder removed on exit unless KEEP=1), and counts
+# checks in pass/fail.
 
 cli_test_init() {
     CLI_TEST_NAME=$1
@@ -16,7 +17,13 @@ cli_test_init() {
     pass=0
     fail=0
     T=$(mktemp -d "${TMPDIR:-/tmp}/mf-cli-$CLI_TEST_NAME.XXXXXX") || exit 1
-    trap 'rm -rf "$T"' EXIT
+    # KEEP=1 keeps the scratch folder for a look afterwards
+    if [ -n "$KEEP" ]; then echo "scratch folder: $T" >&2; else trap 'rm -rf "$T"' EXIT; fi
+    if [ ! -x "$MF" ]; then
+        echo "$CLI_TEST_NAME.sh: $MF not built"
+        echo "tests/cli/$CLI_TEST_NAME.sh: 0 passed, 1 failed"
+        exit 1
+    fi
 }
 
 ok() { pass=$((pass + 1)); }

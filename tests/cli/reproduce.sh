@@ -20,29 +20,8 @@
 # KEEP=1 keeps the temporary folder.
 # Prints "N passed, N failed"; exits 1 on any failure.
 
-BUILD=${BUILD:-build}
-case "$BUILD" in /*) ;; *) BUILD="$(pwd)/$BUILD" ;; esac
-MF="$BUILD/marginflow"
-pass=0
-fail=0
-T=$(mktemp -d "${TMPDIR:-/tmp}/mf-cli-repro.XXXXXX")
-trap "${KEEP:+:} rm -rf \"$T\"" EXIT
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*" >&2
-}
-check() {
-    d=$1
-    shift
-    if "$@"; then ok; else bad "$d"; fi
-}
-
-if [ ! -x "$MF" ]; then
-    echo "reproduce.sh: $MF not built"
-    echo "tests/cli/reproduce.sh: 0 passed, 1 failed"
-    exit 1
-fi
+. "$(dirname "$0")/lib.sh"
+cli_test_init reproduce
 
 CLAIMS="vardi-B-not-local vardi-C-not-local vardi-G-decreasing"
 "$MF" reproduce $CLAIMS --quick --jobs 2 --out "$T/a" >"$T/out2" 2>"$T/err2"
@@ -151,5 +130,4 @@ check "unknown claim message" grep -q "unknown claim 'no-such-claim'" "$T/erru"
 "$MF" reproduce --list >"$T/list" 2>&1
 check "--list names the claims" grep -q "^vardi-B-not-local " "$T/list"
 
-echo "tests/cli/reproduce.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_test_done
