@@ -11,29 +11,12 @@
 # leave no run directory behind (nothing half-made). Prints "N passed,
 # N failed"; exits 1 on any failure.
 
-BUILD=${BUILD:-build}
-case "$BUILD" in /*) ;; *) BUILD="$(pwd)/$BUILD" ;; esac
-MF="$BUILD/marginflow"
 ROOT=$(pwd)
 DOC="$ROOT/docs/errors.md"
 WRITE=0
 [ "$1" = "--write" ] && WRITE=1
-pass=0
-fail=0
-T=$(mktemp -d "${TMPDIR:-/tmp}/mf-cli-errors.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-
-ok() { pass=$((pass + 1)); }
-bad() {
-    fail=$((fail + 1))
-    echo "FAIL: $*" >&2
-}
-
-if [ ! -x "$MF" ]; then
-    echo "errors.sh: $MF not built"
-    echo "tests/cli/errors.sh: 0 passed, 1 failed"
-    exit 1
-fi
+. "$ROOT/tests/cli/lib.sh"
+cli_test_init errors
 
 cd "$T" || exit 1
 # ------------------------------------------------------------ input files
@@ -227,5 +210,4 @@ else
     bad "docs/errors.md is out of date: run tests/cli/errors.sh --write (BUILD=$BUILD)"
     diff "$DOC" "$T/errors.md" 2>&1 | head -n 10 >&2
 fi
-echo "tests/cli/errors.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_test_done
