@@ -3,20 +3,12 @@
 # answers of THEORY.md section 4 (D with relu2:width=2 -> 1/(2 sqrt 2),
 # B with diag:depth=2 -> 1, sym4 with linear -> sqrt(5)/2), the SEARCH label,
 # the JSON output, and exit code 2 on bad input. Needs the full build (make).
-BUILD=${BUILD:-build}
-MF="$BUILD/marginflow"
-pass=0; fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
+. "$(dirname "$0")/lib.sh"
+cli_test_init maxmargin
 
 # near GOT WANT TOL: |GOT - WANT| <= TOL
 near() { awk -v g="$1" -v w="$2" -v t="$3" 'BEGIN { d = g - w; if (d < 0) d = -d; exit !(g != "" && d <= t) }'; }
 
-if [ ! -x "$MF" ]; then
-    echo "FAIL: $MF not built" >&2
-    echo "tests/cli/maxmargin.sh: 0 passed, 1 failed"
-    exit 1
-fi
 
 best() { sed -n 's/^SEARCH (not a certificate): best normalized margin \([^ ]*\) over.*/\1/p'; }
 
@@ -57,5 +49,4 @@ for args in "--model linear" "--model linear --data builtin:sym4 --starts 0" \
     [ $rc -eq 2 ] && ok || bad "'$args': exit $rc, want 2"
 done
 
-echo "tests/cli/maxmargin.sh: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_test_done

@@ -4,41 +4,34 @@
 # numbers, a non-separable set (exit 3 with its certificate), and bad input
 # (exit 2, the message naming file:line:col).
 # Uses $MARGINFLOW, or $BUILD/marginflow (BUILD defaults to build).
-BUILD=${BUILD:-build}
-MF=${MARGINFLOW:-$BUILD/marginflow}
-pass=0; fail=0
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/mf_cli_svm.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh"
+cli_test_init svm
 
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*" >&2; }
-# expect_rc WANT GOT WHAT
-expect_rc() { if [ "$2" -eq "$1" ]; then ok; else bad "$3: exit $2, want $1"; fi; }
 # expect_grep PATTERN FILE WHAT
 expect_grep() {
     if grep -q -- "$1" "$2"; then ok; else bad "$3: no '$1' in:"; sed 's/^/  | /' "$2" >&2; fi
 }
 
 # --- solved: sym4, gamma_svm = sqrt(5)/2 = 1.1180339887498949, w = (0.8, 0.4)
-"$MF" svm --data builtin:sym4 >"$tmp/out" 2>"$tmp/err"; rc=$?
+"$MF" svm --data builtin:sym4 >"$T/out" 2>"$T/err"; rc=$?
 expect_rc 0 $rc "svm sym4"
-expect_grep '^status: solved' "$tmp/out" "svm sym4"
-expect_grep '^gamma: 1.11803398874989' "$tmp/out" "svm sym4 gamma"
-expect_grep '^w: 0.7999999999999999[0-9]* 0.39999999999999[0-9]*\|^w: 0.80000000000000[0-9]* 0.4000000000000000[0-9]*' "$tmp/out" "svm sym4 w"
-expect_grep '^support vectors: 1 (active constraints: 2)' "$tmp/out" "svm sym4 support"
-expect_grep '^residuals (relative): primal' "$tmp/out" "svm sym4 residuals"
+expect_grep '^status: solved' "$T/out" "svm sym4"
+expect_grep '^gamma: 1.11803398874989' "$T/out" "svm sym4 gamma"
+expect_grep '^w: 0.7999999999999999[0-9]* 0.39999999999999[0-9]*\|^w: 0.80000000000000[0-9]* 0.4000000000000000[0-9]*' "$T/out" "svm sym4 w"
+expect_grep '^support vectors: 1 (active constraints: 2)' "$T/out" "svm sym4 support"
+expect_grep '^residuals (relative): primal' "$T/out" "svm sym4 residuals"
 
 # --- l1 on case B: beta = (0, 1/2), gamma_l1 = 2, diagonal-net optimum 1
-"$MF" svm --data builtin:B --norm l1 >"$tmp/out" 2>"$tmp/err"; rc=$?
+"$MF" svm --data builtin:B --norm l1 >"$T/out" 2>"$T/err"; rc=$?
 expect_rc 0 $rc "svm B l1"
-expect_grep '^gamma: 2 ' "$tmp/out" "svm B l1 gamma"
-expect_grep '^gamma_diag2: 1 ' "$tmp/out" "svm B l1 gamma_diag2"
-expect_grep '^beta: 0 0.5$' "$tmp/out" "svm B l1 beta"
+expect_grep '^gamma: 2 ' "$T/out" "svm B l1 gamma"
+expect_grep '^gamma_diag2: 1 ' "$T/out" "svm B l1 gamma_diag2"
+expect_grep '^beta: 0 0.5$' "$T/out" "svm B l1 beta"
 
 # --- --json parses and carries the numbers (python3 checks them)
-"$MF" svm --data builtin:sym4 --json >"$tmp/json" 2>"$tmp/err"; rc=$?
+"$MF" svm --data builtin:sym4 --json >"$T/json" 2>"$T/err"; rc=$?
 expect_rc 0 $rc "svm --json"
-if python3 - "$tmp/json" <<'PY'
+if python3 - "$T/json" <<'PY'
 import json, math, sys
 r = json.load(open(sys.argv[1]))
 assert r["status"] == "solved" and r["norm"] == "l2", r
@@ -51,13 +44,13 @@ PY
 then ok; else bad "svm --json content"; fi
 
 # --- non-separable: {x, -x} with the same label; exit 3 with the certificate
-printf '+1 1:0.3 2:-1.7\n+1 1:-0.3 2:1.7\n' >"$tmp/ns.svm"
-"$MF" svm --data "$tmp/ns.svm" >"$tmp/out" 2>"$tmp/err"; rc=$?
+printf '+1 1:0.3 2:-1.7\n+1 1:-0.3 2:1.7\n' >"$T/ns.svm"
+"$MF" svm --data "$T/ns.svm" >"$T/out" 2>"$T/err"; rc=$?
 expect_rc 3 $rc "svm non-separable"
-expect_grep '^status: nonseparable' "$tmp/out" "svm non-separable"
-expect_grep '^||sum_n c_n y_n x_n|| = \(0\|[0-9.]*e-1[0-9]\),' "$tmp/out" "svm non-separable certificate norm"
-expect_grep '^ *2  0.5' "$tmp/out" "svm non-separable weights"
-"$MF" svm --data "$tmp/ns.svm" --norm l1 --json >"$tmp/json" 2>"$tmp/err"; rc=$?
+expect_grep '^status: nonseparable' "$T/out" "svm non-separable"
+expect_grep '^||sum_n c_n y_n x_n|| = \(0\|[0-9.]*e-1[0-9]\),' "$T/out" "svm non-separable certificate norm"
+expect_grep '^ *2  0.5' "$T/out" "svm non-separable weights"
+"$MF" svm --data "$T/ns.svm" --norm l1 --json >"$T/json" 2>"$T/err"; rc=$?
 expect_rc 3 $rc "svm non-separable l1 --json"
 if python3 -c '
 import json, sys
@@ -65,23 +58,22 @@ r = json.load(open(sys.argv[1]))
 c = r["certificate"]
 assert r["status"] == "nonseparable" and c["norm"] < 1e-10, r
 assert abs(sum(w["c"] for w in c["weights"]) - 1) < 1e-15, c
-' "$tmp/json"; then ok; else bad "svm non-separable --json content"; fi
+' "$T/json"; then ok; else bad "svm non-separable --json content"; fi
 
 # --- bad input: exit 2, message names file:line:col
-printf '+1 1:1 2:1\n-1 1:0.5 2:zz\n' >"$tmp/bad.svm"
-"$MF" svm --data "$tmp/bad.svm" >"$tmp/out" 2>"$tmp/err"; rc=$?
+printf '+1 1:1 2:1\n-1 1:0.5 2:zz\n' >"$T/bad.svm"
+"$MF" svm --data "$T/bad.svm" >"$T/out" 2>"$T/err"; rc=$?
 expect_rc 2 $rc "svm bad file"
-expect_grep "bad.svm:2:[0-9][0-9]*:" "$tmp/err" "svm bad file message"
-"$MF" svm --data "$tmp/missing.svm" >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_grep "bad.svm:2:[0-9][0-9]*:" "$T/err" "svm bad file message"
+"$MF" svm --data "$T/missing.svm" >"$T/out" 2>"$T/err"; rc=$?
 expect_rc 2 $rc "svm missing file"
-"$MF" svm --data builtin:B --norm l3 >"$tmp/out" 2>"$tmp/err"; rc=$?
+"$MF" svm --data builtin:B --norm l3 >"$T/out" 2>"$T/err"; rc=$?
 expect_rc 2 $rc "svm --norm l3"
-expect_grep "l2 or l1" "$tmp/err" "svm --norm l3 message"
-"$MF" svm >"$tmp/out" 2>"$tmp/err"; rc=$?
+expect_grep "l2 or l1" "$T/err" "svm --norm l3 message"
+"$MF" svm >"$T/out" 2>"$T/err"; rc=$?
 expect_rc 2 $rc "svm without --data"
-"$MF" svm --help >"$tmp/out" 2>"$tmp/err"; rc=$?
+"$MF" svm --help >"$T/out" 2>"$T/err"; rc=$?
 expect_rc 0 $rc "svm --help"
-expect_grep "3 not linearly separable" "$tmp/out" "svm --help exit codes"
+expect_grep "3 not linearly separable" "$T/out" "svm --help exit codes"
 
-echo "tests/cli/svm.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+cli_test_done
