@@ -63,6 +63,13 @@ int cli_parse_ll(const char *opt, const char *s, long long lo, long long hi, lon
 /* Single string of the arguments, each shell-quoted where needed; malloc'd. */
 char *cli_shell_quote(int argc, char *const *argv);
 
+/* snprintf that truncates silently (no -Wformat-truncation trouble). */
+void cli_fmt(char *buf, size_t cap, const char *f, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 /* A whole file as a malloc'd NUL-terminated string (*len its length, may be
  * NULL); NULL with errno set on failure. */
 char *cli_read_text(const char *path, size_t *len);

@@ -231,3 +231,12 @@ char *cli_read_text(const char *path, size_t *len) {
     if (len) *len = n;
     return t;
 }
+
+/* snprintf that truncates silently, for messages and paths that may be long
+ * (a plain snprintf there trips -Wformat-truncation under -Werror). */
+void cli_fmt(char *buf, size_t cap, const char *f, ...) {
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(buf, cap, f, ap);
+    va_end(ap);
+}

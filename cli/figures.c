@@ -38,24 +38,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define LN10 2.302585092994045684
-
-/* snprintf that truncates silently (paths in messages may be long). */
-static void fmt(char *buf, size_t cap, const char *f, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-static void fmt(char *buf, size_t cap, const char *f, ...) {
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf, cap, f, ap);
-    va_end(ap);
-}
 
 static FILE *open_in(const rp_claim *c, const char *name) {
     char p[1400];
-    fmt(p, sizeof p, "%s/%s", c->dir, name);
+    cli_fmt(p, sizeof p, "%s/%s", c->dir, name);
     return fopen(p, "w");
 }
 
@@ -80,13 +66,13 @@ static int run_gnuplot(const rp_claim *c, const char *kind) {
     char *dp = (char *)c->dir;
     char *q = cli_shell_quote(1, &dp);
     char cmd[2048];
-    fmt(cmd, sizeof cmd, "cd %s && gnuplot fig-%s.gp >/dev/null 2>fig-%s.log", q ? q : ".",
+    cli_fmt(cmd, sizeof cmd, "cd %s && gnuplot fig-%s.gp >/dev/null 2>fig-%s.log", q ? q : ".",
              kind, kind);
     free(q);
     int rc = system(cmd);
     if (rc == 0) { /* keep gnuplot's log only when it failed */
         char lp[1400];
-        fmt(lp, sizeof lp, "%s/fig-%s.log", c->dir, kind);
+        cli_fmt(lp, sizeof lp, "%s/fig-%s.log", c->dir, kind);
         remove(lp);
     }
     return rc == 0 ? 0 : -1;
@@ -189,12 +175,12 @@ static int fig_kkt(const rp_claim *c, FILE *f) {
             wrote++;
         }
         fprintf(d, "\n\n");
-        if (wrote) fmt(names[blocks], sizeof names[blocks], "%s", r->name), blocks++;
+        if (wrote) cli_fmt(names[blocks], sizeof names[blocks], "%s", r->name), blocks++;
     }
     fclose(d);
     if (!blocks) {
         char p[1400];
-        fmt(p, sizeof p, "%s/fig-kkt.dat", c->dir);
+        cli_fmt(p, sizeof p, "%s/fig-kkt.dat", c->dir);
         remove(p);
         return 1;
     }
@@ -331,7 +317,7 @@ static int fig_cosine(const rp_claim *c, FILE *f) {
     if (!r || !c->has_mu) return 1;
     int M = r->model->layers[0].rows;
     char dn[256];
-    fmt(dn, sizeof dn, "fig-cosine.dat");
+    cli_fmt(dn, sizeof dn, "fig-cosine.dat");
     FILE *d = open_in(c, dn);
     if (!d) return -1;
     double cs[64], cw[64];
@@ -462,9 +448,9 @@ static int fig_sweep(const rp_claim *c, FILE *f) {
 
 int rp_figure(const rp_claim *c, const char *kind) {
     char name[64];
-    fmt(name, sizeof name, "fig-%s.gp", kind);
+    cli_fmt(name, sizeof name, "fig-%s.gp", kind);
     char title[256];
-    fmt(title, sizeof title, "%s: %s", c->name, kind);
+    cli_fmt(title, sizeof title, "%s: %s", c->name, kind);
     FILE *f = open_in(c, name);
     if (!f) return -1;
     gp_head(f, title, kind);
@@ -482,7 +468,7 @@ int rp_figure(const rp_claim *c, const char *kind) {
     fclose(f);
     if (r != 0) {
         char p[1400];
-        fmt(p, sizeof p, "%s/%s", c->dir, name);
+        cli_fmt(p, sizeof p, "%s/%s", c->dir, name);
         remove(p);
         return r;
     }
@@ -509,11 +495,11 @@ static void setting_line(const cJSON *r, char *b, size_t cap) {
     const cJSON *u = cJSON_GetObjectItemCaseSensitive(r, "until_log10_loss");
     const cJSON *sb_ = cJSON_GetObjectItemCaseSensitive(r, "steps_budget");
     char bud[96] = "";
-    if (cJSON_IsNumber(u)) fmt(bud, sizeof bud, "until log10 Loss <= %g", u->valuedouble);
+    if (cJSON_IsNumber(u)) cli_fmt(bud, sizeof bud, "until log10 Loss <= %g", u->valuedouble);
     if (cJSON_IsNumber(sb_) && sb_->valuedouble > 0)
-        fmt(bud + strlen(bud), sizeof bud - strlen(bud), "%s%.0f steps", bud[0] ? ", " : "",
+        cli_fmt(bud + strlen(bud), sizeof bud - strlen(bud), "%s%.0f steps", bud[0] ? ", " : "",
                  sb_->valuedouble);
-    fmt(b, cap, "data %s, model %s, init %s, %s loss, %s lr %g, %s", js(r, "data"), js(r, "model"),
+    cli_fmt(b, cap, "data %s, model %s, init %s, %s loss, %s lr %g, %s", js(r, "data"), js(r, "model"),
              js(r, "init"), js(r, "loss"), js(r, "optimizer"),
              cJSON_GetObjectItemCaseSensitive(r, "lr") ? cJSON_GetObjectItemCaseSensitive(r, "lr")->valuedouble : 0,
              bud);
@@ -526,8 +512,8 @@ static double jnumv(const cJSON *o, const char *k) {
 
 int rp_report(const char *dir, char *const *names, int n, int quick) {
     char pm[1200], ph[1200];
-    fmt(pm, sizeof pm, "%s/report.md", dir);
-    fmt(ph, sizeof ph, "%s/report.html", dir);
+    cli_fmt(pm, sizeof pm, "%s/report.md", dir);
+    cli_fmt(ph, sizeof ph, "%s/report.html", dir);
     FILE *md = fopen(pm, "w"), *h = fopen(ph, "w");
     if (!md || !h) {
         if (md) fclose(md);
@@ -549,7 +535,7 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
     fprintf(md, "| claim | verdict | paper |\n|---|---|---|\n");
     for (int i = 0; res && i < n; i++) {
         char p[1400];
-        fmt(p, sizeof p, "%s/%s/result.json", dir, names[i]);
+        cli_fmt(p, sizeof p, "%s/%s/result.json", dir, names[i]);
         FILE *f = fopen(p, "rb");
         if (f) {
             fseek(f, 0, SEEK_END);

@@ -38,20 +38,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define LN10 2.302585092994045684
-
-/* snprintf that truncates silently (paths in messages may be long). */
-static void fmt(char *buf, size_t cap, const char *f, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-static void fmt(char *buf, size_t cap, const char *f, ...) {
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf, cap, f, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------ utilities */
 
@@ -200,14 +186,14 @@ static void train_run(rp_run *r, const char *dir, const char *claim) {
     run_cb c = {r, NULL, 0};
     if (mf_data_from_spec(r->data_spec, NULL, &r->data, &e) ||
         mf_model_parse(r->model_spec, r->data->d, r->data->num_classes, &r->model, &e)) {
-        fmt(r->err, sizeof r->err, "%s", e.msg);
+        cli_fmt(r->err, sizeof r->err, "%s", e.msg);
         return;
     }
     const mf_model *m = r->model;
     if (mf_train_state_new(m->n_params, &st, &e)) goto fail;
     if (r->init_params) {
         if ((size_t)r->n_init != m->n_params) {
-            fmt(r->err, sizeof r->err, "init.params has %d values, %s needs %zu", r->n_init,
+            cli_fmt(r->err, sizeof r->err, "init.params has %d values, %s needs %zu", r->n_init,
                      m->spec, m->n_params);
             goto out;
         }
@@ -218,18 +204,18 @@ static void train_run(rp_run *r, const char *dir, const char *claim) {
         if (mf_model_init(m, r->init_kind, r->init_scale, &rng, st->theta, &e)) goto fail;
     }
     if (cli_mkdirs(dir) != 0) {
-        fmt(r->err, sizeof r->err, "cannot create %s: %s", dir, strerror(errno));
+        cli_fmt(r->err, sizeof r->err, "cannot create %s: %s", dir, strerror(errno));
         goto out;
     }
     if (write_config(dir, r, claim)) {
-        fmt(r->err, sizeof r->err, "cannot write %s/config.json", dir);
+        cli_fmt(r->err, sizeof r->err, "cannot write %s/config.json", dir);
         goto out;
     }
     char *mp = cli_join(dir, "metrics.csv");
     c.metrics = mp ? fopen(mp, "wb") : NULL;
     free(mp);
     if (!c.metrics) {
-        fmt(r->err, sizeof r->err, "cannot write %s/metrics.csv", dir);
+        cli_fmt(r->err, sizeof r->err, "cannot write %s/metrics.csv", dir);
         goto out;
     }
     fprintf(c.metrics, "%s\n", mf_metrics_csv_header());
@@ -243,7 +229,7 @@ static void train_run(rp_run *r, const char *dir, const char *claim) {
     if (fclose(c.metrics) != 0) rc = rc ? rc : MF_ERR_IO;
     c.metrics = NULL;
     if (c.failed) {
-        fmt(r->err, sizeof r->err, "out of memory keeping the metrics");
+        cli_fmt(r->err, sizeof r->err, "out of memory keeping the metrics");
         goto out;
     }
     if (rc) goto fail;
@@ -257,7 +243,7 @@ static void train_run(rp_run *r, const char *dir, const char *claim) {
     }
     free(pp);
     if (cli_write_summary(dir, &r->s, r->data, m, &r->res)) {
-        fmt(r->err, sizeof r->err, "cannot write %s/summary.json", dir);
+        cli_fmt(r->err, sizeof r->err, "cannot write %s/summary.json", dir);
         goto out;
     }
     if (r->snapshots) {
@@ -286,7 +272,7 @@ static void train_run(rp_run *r, const char *dir, const char *claim) {
     r->done = 1;
     goto out;
 fail:
-    fmt(r->err, sizeof r->err, "%s", e.msg);
+    cli_fmt(r->err, sizeof r->err, "%s", e.msg);
 out:
     if (c.metrics) fclose(c.metrics);
     mf_train_state_free(st);
@@ -349,13 +335,13 @@ static void ck_final(const cJSON *ck, rp_run *runs, int n, check_out *o) {
     }
     if (cnt == 0) {
         o->pass = -1;
-        fmt(o->measured, sizeof o->measured, "no finished run");
+        cli_fmt(o->measured, sizeof o->measured, "no finished run");
     } else {
         o->pass = ok;
-        if (cnt == 1) fmt(o->measured, sizeof o->measured, "%s %.9g", col, lo);
-        else fmt(o->measured, sizeof o->measured, "%s %.9g..%.9g (%d runs)", col, lo, hi, cnt);
+        if (cnt == 1) cli_fmt(o->measured, sizeof o->measured, "%s %.9g", col, lo);
+        else cli_fmt(o->measured, sizeof o->measured, "%s %.9g..%.9g (%d runs)", col, lo, hi, cnt);
     }
-    fmt(o->expected, sizeof o->expected, "%s%.9g%s%.3g", !strcmp(op, "le") ? "<= " :
+    cli_fmt(o->expected, sizeof o->expected, "%s%.9g%s%.3g", !strcmp(op, "le") ? "<= " :
              !strcmp(op, "ge") ? ">= " : "", ex, !strcmp(op, "near") ? " +- " : " tol ", tol);
 }
 
@@ -380,11 +366,11 @@ static void ck_monotone(const cJSON *ck, rp_run *runs, int n, check_out *o) {
         }
     }
     o->pass = cnt ? worst <= tol && pairs > 0 : -1;
-    fmt(o->measured, sizeof o->measured,
+    cli_fmt(o->measured, sizeof o->measured,
              "largest relative decrease of %s %.3g over %lld logged pairs after Loss < ell(0)%s", col,
              worst, pairs, worst_step >= 0 ? "" : " (none)");
     if (worst_step >= 0) cat(o->measured, sizeof o->measured, " (at step %lld)", worst_step);
-    fmt(o->expected, sizeof o->expected, "<= %.3g", tol);
+    cli_fmt(o->expected, sizeof o->expected, "<= %.3g", tol);
 }
 
 /* Strictly decreasing column at every logged step (G). */
@@ -403,9 +389,9 @@ static void ck_decreasing(const cJSON *ck, rp_run *runs, int n, check_out *o) {
     double lim = jnum(ck, "limit", NAN), ltol = jnum(ck, "limit_tol", INFINITY);
     int near = isnan(lim) || fabs(last - lim) <= ltol;
     o->pass = cnt ? bad == 0 && near : -1;
-    fmt(o->measured, sizeof o->measured, "%s %.6g -> %.9g, %d of %d logged pairs not decreasing",
+    cli_fmt(o->measured, sizeof o->measured, "%s %.6g -> %.9g, %d of %d logged pairs not decreasing",
              col, first, last, bad, pairs);
-    fmt(o->expected, sizeof o->expected, "strictly decreasing");
+    cli_fmt(o->expected, sizeof o->expected, "strictly decreasing");
     if (!isnan(lim)) cat(o->expected, sizeof o->expected, " towards %.6g (+- %.3g)", lim, ltol);
 }
 
@@ -446,7 +432,7 @@ static void ck_converges(const cJSON *ck, rp_run *runs, int n, check_out *o) {
     size_t l = strlen(o->measured);
     if (l >= 2) o->measured[l - 2] = '\0';
     o->pass = cnt ? ok : -1;
-    fmt(o->expected, sizeof o->expected, "last change < first change, gap <= %.3g", gtol);
+    cli_fmt(o->expected, sizeof o->expected, "last change < first change, gap <= %.3g", gtol);
 }
 
 /* Rates [LL20] Thm: slope of (ln Loss + ln t) vs ln ln t -> -(2 - 2/L), and of
@@ -480,7 +466,7 @@ static void ck_rate(const cJSON *ck, rp_run *runs, int n, int norm, check_out *o
         cat(o->measured, sizeof o->measured, "%sslope %.4f (%d rows, L=%d)", cnt > 1 ? "; " : "",
             b, m, L);
         if (cnt == 1)
-            fmt(o->expected, sizeof o->expected, "%s = %.4f +- %.3g",
+            cli_fmt(o->expected, sizeof o->expected, "%s = %.4f +- %.3g",
                      norm ? "1/L" : "-(2-2/L)", ex, tol);
         c->degree = L;
     }
@@ -498,7 +484,7 @@ static void ck_verdict(const cJSON *ck, rp_run *runs, int n, check_out *o) {
     int all_layers = cJSON_IsString(jget(ck, "layer")) && !strcmp(jstr(ck, "layer", ""), "all");
     int cnt = 0, ok = 1;
     o->measured[0] = '\0';
-    fmt(o->expected, sizeof o->expected, "verdict ");
+    cli_fmt(o->expected, sizeof o->expected, "verdict ");
     if (cJSON_IsString(ex)) {
         cat(o->expected, sizeof o->expected, "%s", ex->valuestring);
     } else {
@@ -522,7 +508,7 @@ static void ck_verdict(const cJSON *ck, rp_run *runs, int n, check_out *o) {
             as.layer = l;
             if (mf_analyze(r->model, r->data, r->theta, r->s.loss, &as, &a, &e)) {
                 o->pass = -1;
-                fmt(o->measured, sizeof o->measured, "%s: analysis failed: %s", r->name, e.msg);
+                cli_fmt(o->measured, sizeof o->measured, "%s: analysis failed: %s", r->name, e.msg);
                 return;
             }
             const char *v = mf_verdict_name(a->verdict);
@@ -575,7 +561,7 @@ static void ck_kkt(const cJSON *ck, rp_run *runs, int n, check_out *o) {
         mf_err e = {0, ""};
         if (mf_analyze(r->model, r->data, r->theta, r->s.loss, &as, &a, &e)) {
             o->pass = -1;
-            fmt(o->measured, sizeof o->measured, "%s: analysis failed: %s", r->name, e.msg);
+            cli_fmt(o->measured, sizeof o->measured, "%s: analysis failed: %s", r->name, e.msg);
             return;
         }
         ok &= a->eps <= etol && a->delta <= dtol;
@@ -585,7 +571,7 @@ static void ck_kkt(const cJSON *ck, rp_run *runs, int n, check_out *o) {
         mf_analysis_free(a);
     }
     o->pass = cnt ? ok : -1;
-    fmt(o->expected, sizeof o->expected, "eps <= %.3g, delta <= %.3g", etol, dtol);
+    cli_fmt(o->expected, sizeof o->expected, "eps <= %.3g, delta <= %.3g", etol, dtol);
 }
 
 /* Fraction of runs per vary value whose final normalized margin is below
@@ -596,7 +582,7 @@ static void ck_fraction(const cJSON *ck, rp_run *runs, int n, check_out *o, rp_c
     const cJSON *groups = jget(ck, "groups");
     const char *label = jstr(ck, "label", "value");
     c->n_groups = 0;
-    fmt(c->sweep_kind, sizeof c->sweep_kind, "fraction");
+    cli_fmt(c->sweep_kind, sizeof c->sweep_kind, "fraction");
     int ok = 1, any = 0;
     o->measured[0] = '\0';
     for (int i = 0; i < n; i++) {
@@ -634,7 +620,7 @@ static void ck_fraction(const cJSON *ck, rp_run *runs, int n, check_out *o, rp_c
     if (c->n_dead)
         cat(o->measured, sizeof o->measured, " (%d runs left out: data not separated)", c->n_dead);
     o->pass = any ? ok : -1;
-    fmt(o->expected, sizeof o->expected, "fraction of separating runs with margin < %.6g above %g",
+    cli_fmt(o->expected, sizeof o->expected, "fraction of separating runs with margin < %.6g above %g",
         below, gt);
     if (cJSON_IsTrue(jget(ck, "pooled"))) cat(o->expected, sizeof o->expected, " (pooled)");
     if (cJSON_IsArray(groups)) {
@@ -657,7 +643,7 @@ static void ck_align(const cJSON *ck, rp_run *runs, int n, check_out *o, rp_clai
         if (!selected(r, sel)) continue;
         if (!r->snapshots || r->model->kind != MF_MODEL_RELU2) {
             o->pass = -1;
-            fmt(o->measured, sizeof o->measured, "run %s: align needs snapshots of a relu2 model",
+            cli_fmt(o->measured, sizeof o->measured, "run %s: align needs snapshots of a relu2 model",
                      r->name);
             return;
         }
@@ -679,7 +665,7 @@ static void ck_align(const cJSON *ck, rp_run *runs, int n, check_out *o, rp_clai
             "%.7f by t_max)", cnt > 1 ? "; " : "", thr, t_hit, best);
     }
     o->pass = cnt ? ok : -1;
-    fmt(o->expected, sizeof o->expected, "t <= %.4g", tmax);
+    cli_fmt(o->expected, sizeof o->expected, "t <= %.4g", tmax);
 }
 
 /* [LLWA21] escape time of the small-init phase: t_esc = time at which
@@ -693,7 +679,7 @@ static void ck_escape(const cJSON *ck, rp_run *runs, int n, check_out *o, rp_cla
     double xs[64], ys[64];
     int m = 0;
     double lam = NAN;
-    fmt(c->sweep_kind, sizeof c->sweep_kind, "escape");
+    cli_fmt(c->sweep_kind, sizeof c->sweep_kind, "escape");
     for (int i = 0; i < n && m < 64; i++) {
         rp_run *r = &runs[i];
         if (!r->done || !r->has_vary) continue;
@@ -717,8 +703,8 @@ static void ck_escape(const cJSON *ck, rp_run *runs, int n, check_out *o, rp_cla
     for (int i = 0; i < m; i++) c->group_x[i] = xs[i], c->group_y[i] = ys[i];
     c->fit_slope = b, c->fit_icpt = icpt, c->pred_slope = 1 / lam;
     o->pass = m >= 3 ? fabs(b * lam - 1) <= rtol : -1;
-    fmt(o->measured, sizeof o->measured, "slope of t_esc vs ln(1/sigma) %.5f (%d scales)", b, m);
-    fmt(o->expected, sizeof o->expected, "1/lambda = %.5f +- %.0f%%", 1 / lam, 100 * rtol);
+    cli_fmt(o->measured, sizeof o->measured, "slope of t_esc vs ln(1/sigma) %.5f (%d scales)", b, m);
+    cli_fmt(o->expected, sizeof o->expected, "1/lambda = %.5f +- %.0f%%", 1 / lam, 100 * rtol);
 }
 
 /* Trend towards a target: |target - value| shrinks from the middle logged
@@ -749,7 +735,7 @@ static void ck_trend(const cJSON *ck, rp_run *runs, int n, check_out *o) {
             col, vm, ve, tg - ve);
     }
     o->pass = cnt ? ok : -1;
-    fmt(o->expected, sizeof o->expected, "gap to %.6g shrinking, never above it", tg);
+    cli_fmt(o->expected, sizeof o->expected, "gap to %.6g shrinking, never above it", tg);
 }
 
 /* [VSS22]: every run whose limit has all weights nonzero (min |theta_i| /
@@ -767,10 +753,10 @@ static void ck_nonzero_global(const cJSON *ck, rp_run *runs, int n, check_out *o
         else zero++, zero_glob += g;
     }
     o->pass = nonzero ? global == nonzero : -1;
-    fmt(o->measured, sizeof o->measured,
+    cli_fmt(o->measured, sizeof o->measured,
              "%d/%d limits with all weights nonzero reach gamma*; (%d/%d with a zero weight)", global,
              nonzero, zero_glob, zero);
-    fmt(o->expected, sizeof o->expected, "all, gamma* = %.6g +- %.2g", gs, tol);
+    cli_fmt(o->expected, sizeof o->expected, "all, gamma* = %.6g +- %.2g", gs, tol);
 }
 
 /* gamma_svm and w_svm (unit, d entries) of binary data by mf_svm_solve;
@@ -849,7 +835,7 @@ static void ck_linear(const cJSON *ck, rp_run *runs, int n, check_out *o) {
         const mf_data *d = r->data;
         if (d->num_classes != 0 || d->d > 64) {
             o->pass = -1;
-            fmt(o->measured, sizeof o->measured, "linear needs binary data with d <= 64");
+            cli_fmt(o->measured, sizeof o->measured, "linear needs binary data with d <= 64");
             return;
         }
         double *q = malloc(sizeof(double) * (size_t)d->n);
@@ -858,7 +844,7 @@ static void ck_linear(const cJSON *ck, rp_run *runs, int n, check_out *o) {
         if (!q || mf_margin_jacobian(r->model, d, r->theta, q, NULL, &e)) {
             free(q);
             o->pass = -1;
-            fmt(o->measured, sizeof o->measured, "%s: %s", r->name, q ? e.msg : "out of memory");
+            cli_fmt(o->measured, sizeof o->measured, "%s: %s", r->name, q ? e.msg : "out of memory");
             return;
         }
         for (int k = 0; k < d->n; k++) q[k] *= d->y[k]; /* Phi(x_n) */
@@ -930,7 +916,7 @@ static void ck_below_best(const cJSON *ck, rp_run *runs, int n, check_out *o) {
             mf_err e = {0, ""};
             if (mf_maxmargin(r->model, r->data, starts, seed, 1e-6, &mm, &e)) {
                 o->pass = -1;
-                fmt(o->measured, sizeof o->measured, "%s: maxmargin failed: %s", r->name, e.msg);
+                cli_fmt(o->measured, sizeof o->measured, "%s: maxmargin failed: %s", r->name, e.msg);
                 return;
             }
             best = mm->best_gamma;
@@ -947,7 +933,7 @@ static void ck_below_best(const cJSON *ck, rp_run *runs, int n, check_out *o) {
     }
     if (cnt > 3) cat(o->measured, sizeof o->measured, "; ... (%d runs)", cnt);
     o->pass = cnt ? ok : -1;
-    fmt(o->expected, sizeof o->expected, "trained / best <= %.4g", mr);
+    cli_fmt(o->expected, sizeof o->expected, "trained / best <= %.4g", mr);
 }
 
 int rp_kkt_at(const rp_run *r, int k, double *eps, double *delta, double *lleps) {
@@ -979,7 +965,7 @@ static void ck_kkt_horizons(const cJSON *ck, rp_run *runs, int n, check_out *o) 
         if (!selected(r, sel)) continue;
         if (!r->snapshots || !cJSON_IsArray(hs)) {
             o->pass = -1;
-            fmt(o->measured, sizeof o->measured, "run %s: kkt_horizons needs snapshots and \"horizons\"",
+            cli_fmt(o->measured, sizeof o->measured, "run %s: kkt_horizons needs snapshots and \"horizons\"",
                 r->name);
             return;
         }
@@ -1004,7 +990,7 @@ static void ck_kkt_horizons(const cJSON *ck, rp_run *runs, int n, check_out *o) 
         cnt++;
     }
     o->pass = cnt ? ok : -1;
-    fmt(o->expected, sizeof o->expected, "eps strictly decreasing over the horizons");
+    cli_fmt(o->expected, sizeof o->expected, "eps strictly decreasing over the horizons");
 }
 
 /* ------------------------------------------------------------ one claim */
@@ -1014,8 +1000,8 @@ static void ck_kkt_horizons(const cJSON *ck, rp_run *runs, int n, check_out *o) 
  * run is trained; a refused file is an ERROR with the parser's sentence. */
 static int run_claim(const char *expdir, const char *name, const char *outdir, int quick) {
     char path[1200], cdir[1200], why[MF_ERR_LEN] = "";
-    fmt(path, sizeof path, "%s/%s.json", expdir, name);
-    fmt(cdir, sizeof cdir, "%s/%s", outdir, name);
+    cli_fmt(path, sizeof path, "%s/%s.json", expdir, name);
+    cli_fmt(cdir, sizeof cdir, "%s/%s", outdir, name);
     rp_experiment x;
     int parsed = rp_experiment_read(path, quick, &x, why, sizeof why) == 0;
     cJSON *res = cJSON_CreateObject();
@@ -1023,24 +1009,24 @@ static int run_claim(const char *expdir, const char *name, const char *outdir, i
     int nruns = x.nruns, status = -1;
     rp_claim cl;
     memset(&cl, 0, sizeof cl);
-    fmt(cl.name, sizeof cl.name, "%s", name);
-    fmt(cl.dir, sizeof cl.dir, "%s", cdir);
+    cli_fmt(cl.name, sizeof cl.name, "%s", name);
+    cli_fmt(cl.dir, sizeof cl.dir, "%s", cdir);
     cl.gamma_star = x.gamma_star;
     cJSON *checks_out = cJSON_CreateArray();
     char measured[2048] = "", expected[1024] = "";
     if (cli_mkdirs(cdir) != 0) {
         char w2[MF_ERR_LEN];
-        fmt(w2, sizeof w2, "cannot create %s: %s", cdir, strerror(errno));
-        if (parsed) fmt(why, sizeof why, "%s", w2);
+        cli_fmt(w2, sizeof w2, "cannot create %s: %s", cdir, strerror(errno));
+        if (parsed) cli_fmt(why, sizeof why, "%s", w2);
         parsed = 0;
     }
     if (parsed) {
         for (int i = 0; i < nruns; i++) {
             char rdir[1400];
-            fmt(rdir, sizeof rdir, "%s/%s", cdir, runs[i].name);
+            cli_fmt(rdir, sizeof rdir, "%s/%s", cdir, runs[i].name);
             train_run(&runs[i], rdir, name);
             if (!runs[i].done) {
-                fmt(why, sizeof why, "run %s: %s", runs[i].name, runs[i].err);
+                cli_fmt(why, sizeof why, "run %s: %s", runs[i].name, runs[i].err);
                 break;
             }
         }
@@ -1072,7 +1058,7 @@ static int run_claim(const char *expdir, const char *name, const char *outdir, i
             else if (!strcmp(q, "kkt_horizons")) ck_kkt_horizons(ck, runs, nruns, &o);
             else { /* rp_check_quantities and this list disagree */
                 o.pass = -1;
-                fmt(o.measured, sizeof o.measured, "quantity '%s' has no evaluator", q);
+                cli_fmt(o.measured, sizeof o.measured, "quantity '%s' has no evaluator", q);
             }
             if (o.pass < 0) status = -1;
             else if (o.pass == 0 && status > 0) status = 0;
@@ -1100,7 +1086,7 @@ static int run_claim(const char *expdir, const char *name, const char *outdir, i
     for (int fi = 0; fi < x.nfigures && status != -1; fi++) {
         if (rp_figure(&cl, x.figures[fi]) == 0) {
             char b[64];
-            fmt(b, sizeof b, "fig-%s", x.figures[fi]);
+            cli_fmt(b, sizeof b, "fig-%s", x.figures[fi]);
             cJSON_AddItemToArray(figs, cJSON_CreateString(b));
         }
     }
@@ -1144,7 +1130,7 @@ static int run_claim(const char *expdir, const char *name, const char *outdir, i
         cJSON_AddItemToArray(rl, o);
     }
     char rp[1400];
-    fmt(rp, sizeof rp, "%s/result.json", cdir);
+    cli_fmt(rp, sizeof rp, "%s/result.json", cdir);
     mf_err e = {0, ""};
     if (cli_json_write(rp, res, &e)) cli_error("%s", e.msg);
     cJSON_Delete(res);
@@ -1188,7 +1174,7 @@ static char **list_claims(const char *dir, int *n) {
 /* Print the claim's line from its result.json; returns 1 pass, 0 fail/error. */
 static int print_result(const char *outdir, const char *name) {
     char p[1400];
-    fmt(p, sizeof p, "%s/%s/result.json", outdir, name);
+    cli_fmt(p, sizeof p, "%s/%s/result.json", outdir, name);
     cJSON *r = read_json(p);
     if (!r) {
         printf("ERROR %s: no result (the claim's process failed)\n", name);
@@ -1292,7 +1278,7 @@ int cli_reproduce(int argc, char **argv) {
     if (code == CLI_EXIT_OK && list) {
         for (int i = 0; i < nwant; i++) {
             char p[1200];
-            fmt(p, sizeof p, "%s/%s.json", expdir, names[i]);
+            cli_fmt(p, sizeof p, "%s/%s.json", expdir, names[i]);
             cJSON *r = read_json(p);
             printf("%-34s %s [%s]\n", names[i], jstr(r, "title", "(unreadable)"), jstr(r, "paper", ""));
             cJSON_Delete(r);
@@ -1306,7 +1292,7 @@ int cli_reproduce(int argc, char **argv) {
         if (code == CLI_EXIT_OK && jobs <= 1) {
             for (int i = 0; i < nwant; i++) {
                 char p[1400];
-                fmt(p, sizeof p, "%s/%s/result.json", outdir, names[i]);
+                cli_fmt(p, sizeof p, "%s/%s/result.json", outdir, names[i]);
                 remove(p);
                 run_claim(expdir, names[i], outdir, quick);
                 if (print_result(outdir, names[i])) passed++;
@@ -1321,7 +1307,7 @@ int cli_reproduce(int argc, char **argv) {
             while (pid && fin && printed < nwant) {
                 while (started < nwant && running < jobs) {
                     char p[1400];
-                    fmt(p, sizeof p, "%s/%s/result.json", outdir, names[started]);
+                    cli_fmt(p, sizeof p, "%s/%s/result.json", outdir, names[started]);
                     remove(p);
                     pid_t c = fork();
                     if (c == 0) {

@@ -8,6 +8,8 @@
 #define MF_CLI_REPRODUCE_H
 
 #include "cli.h"
+
+#define LN10 2.302585092994045684 /* log(10) */
 #include "experiment.h" /* rp_run, rp_col, the experiment files */
 
 /* Everything the figures need from a claim. */
