@@ -115,4 +115,24 @@ static inline void fuzz_check_position(const mf_err *e, const char *path) {
     FUZZ_ASSERT(*p == ' ');
 }
 
+/* One input of a data-file harness: the bytes are a file in `format`. On
+ * success the data set must satisfy its contract; on failure the error must
+ * be MF_ERR_PARSE naming "PATH:LINE:COL: " or a clean MF_ERR_NOMEM (inputs
+ * that ask for more than the harness allocator allows). */
+static inline void fuzz_data_file(const char *format, const unsigned char *data, size_t size) {
+    const char *path = fuzz_file(data, size);
+    mf_data *D = NULL;
+    mf_err e = {0, ""};
+    int rc = mf_data_load(path, format, 0, &D, &e);
+    if (rc == MF_OK) {
+        fuzz_check_data(D);
+    } else {
+        fuzz_check_error(rc, &e);
+        FUZZ_ASSERT(D == NULL);
+        FUZZ_ASSERT(rc == MF_ERR_PARSE || rc == MF_ERR_NOMEM);
+        if (rc == MF_ERR_PARSE) fuzz_check_position(&e, path);
+    }
+    mf_data_free(D);
+}
+
 #endif

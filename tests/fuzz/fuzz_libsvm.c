@@ -1,9 +1,7 @@
 /*
  * fuzz_libsvm.c -- libFuzzer harness for the libsvm reader (mf_data_load with
- * format "libsvm"). The input bytes are the file. On success the data set must
- * satisfy its contract (fuzz_check_data); on failure the error must be
- * MF_ERR_PARSE naming "PATH:LINE:COL: " or a clean MF_ERR_NOMEM (inputs that
- * ask for more than the harness allocator allows).
+ * format "libsvm"). The input bytes are the file; fuzz_data_file (fuzz.h)
+ * states what must hold.
  */
 #include "fuzz.h"
 
@@ -15,18 +13,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
-    const char *path = fuzz_file(data, size);
-    mf_data *D = NULL;
-    mf_err e = {0, ""};
-    int rc = mf_data_load(path, "libsvm", 0, &D, &e);
-    if (rc == MF_OK) {
-        fuzz_check_data(D);
-    } else {
-        fuzz_check_error(rc, &e);
-        FUZZ_ASSERT(D == NULL);
-        FUZZ_ASSERT(rc == MF_ERR_PARSE || rc == MF_ERR_NOMEM);
-        if (rc == MF_ERR_PARSE) fuzz_check_position(&e, path);
-    }
-    mf_data_free(D);
+    fuzz_data_file("libsvm", data, size);
     return 0;
 }
