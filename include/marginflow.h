@@ -719,7 +719,8 @@ const char *mf_verdict_name(mf_verdict v); /* "global", "local-certified", ... *
 typedef struct mf_analyze_settings {
     double kkt_tol;       /* relative eps tolerance for "is KKT", default 1e-3 */
     double act_tol;       /* active set: q_n <= 1 + act_tol, default 1e-3 */
-    double zero_tol;      /* pre-activation treated as 0 if |z| <= zero_tol * scale, default 1e-6 */
+    double zero_tol;      /* pre-activation treated as 0 (a kink) if |z| <= zero_tol * scale,
+                             default 1e-3: the resolution of a finite run, as act_tol */
     double global_tol;    /* |gamma / gamma* - 1| <= global_tol is "global", default 1e-4 */
     double hess_h;        /* step for Hessians by differences of exact gradients, default 1e-5 */
     int local_trials;     /* SLSQP starts per radius, default 8 */

@@ -53,7 +53,7 @@ static const double an_eps[4] = {1e-1, 1e-2, 1e-3, 1e-4};
 void mf_analyze_settings_default(mf_analyze_settings *s) {
     s->kkt_tol = 1e-3;
     s->act_tol = 1e-3;
-    s->zero_tol = 1e-6;
+    s->zero_tol = 1e-3;
     s->global_tol = 1e-4;
     s->hess_h = 1e-5;
     s->local_trials = 8;
