@@ -168,6 +168,8 @@ typedef struct {
     double *k2, *k3;    /* [P] flow stages */
     int *perm;          /* [n] sgd order */
     double *xb;         /* [batch][d] sgd batch */
+    int batch;          /* sgd: samples per step, min(settings.batch, n) */
+    long long per_epoch;/* sgd: steps per epoch, ceil(n / batch) */
     double log_n;
     double t0;
     long long steps_at_start;
@@ -215,9 +217,10 @@ static int trainer_init(trainer *t, mf_err *e) {
         if (!t->k2 || !t->k3) goto nomem;
     }
     if (t->s->optimizer == MF_OPT_SGD) {
-        int b = t->s->batch < t->data->n ? t->s->batch : t->data->n;
+        t->batch = t->s->batch < t->data->n ? t->s->batch : t->data->n;
+        t->per_epoch = (t->data->n + t->batch - 1) / t->batch;
         t->perm = mf__calloc((size_t)t->data->n, sizeof(int));
-        t->xb = mf__calloc((size_t)b * t->data->d, sizeof(double));
+        t->xb = mf__calloc((size_t)t->batch * t->data->d, sizeof(double));
         if (!t->perm || !t->xb) goto nomem;
     }
     return MF_OK;
@@ -433,9 +436,8 @@ static mf_outcome step_sgd(trainer *t, mf_train_state *st) {
     const mf_data *D = t->data;
     const mf_model *m = t->m;
     size_t P = m->n_params;
-    int B = t->s->batch < D->n ? t->s->batch : D->n;
-    long long per_epoch = (D->n + B - 1) / B;
-    long long epoch = st->step / per_epoch, pos = st->step % per_epoch;
+    int B = t->batch;
+    long long epoch = st->step / t->per_epoch, pos = st->step % t->per_epoch;
     if (pos == 0 || st->step == t->steps_at_start) {
         mf_rng r;
         mf_rng_seed(&r, t->s->seed * 0x9e3779b97f4a7c15ULL + (uint64_t)epoch);
@@ -594,9 +596,7 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
         }
         int ckpt_now = s->checkpoint_every > 0 && st->step % s->checkpoint_every == 0;
         if (s->optimizer == MF_OPT_SGD) {
-            int B = s->batch < data->n ? s->batch : data->n;
-            long long per_epoch = (data->n + B - 1) / B;
-            if (log_now || ckpt_now || st->step % per_epoch == 0) {
+            if (log_now || ckpt_now || st->step % t.per_epoch == 0) {
                 if (!evaluate(&t, st->theta, &t.cur, 0)) {
                     out = sgd_undo(&t, st); /* back to the state before this step */
                     char msg[160];
