@@ -175,6 +175,8 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
             num_array(lj, "best_gamma", lr->best_gamma, lr->n_radii);
             cli_json_num(lj, "best_gain", lr->best_gain);
             cli_json_int(lj, "evaluations", lr->evaluations);
+            cli_json_int(lj, "failures", lr->failures);
+            cli_json_num(lj, "gamma_polished", a->gamma_polished);
             if (lr->best_theta) num_array(lj, "best_theta", lr->best_theta, a->n_params);
         }
     } else {
@@ -215,8 +217,10 @@ static void print_summary(const mf_analysis *a, const mf_model *m, const mf_data
                a->directional->found ? "descent direction found" : "no descent direction",
                a->directional->n_zero, a->directional->n_patterns, a->directional->best_inner);
     if (a->local)
-        printf("  local search  best gain %.3g over radii 1e-1..1e-4, %d starts each (seed %llu)\n",
-               a->local->best_gain, a->local->trials, (unsigned long long)a->local->seed);
+        printf("  local search  best gain %.3g over radii 1e-1..1e-4, %d starts each (seed %llu); "
+               "polished from theta~: %.10g\n",
+               a->local->best_gain, a->local->trials, (unsigned long long)a->local->seed,
+               a->gamma_polished);
     if (a->layer >= 0)
         printf("  layer %d       P_%d optimum %.10g, value at theta~ %.10g\n", a->layer, a->layer,
                a->layer_opt, a->layer_value);
