@@ -629,13 +629,11 @@ static void mm_nn(int n, int k, int r, const double *D, int ldd, const double *W
 /* ====================================================================== */
 
 /*
- * Dense chain forward. With H_0 = x [n][d]:
+ * Dense chain forward (linear, fc-linear, mlp; relu2 and relu2-outbias have
+ * their own pass below). With H_0 = x [n][d]:
  *   Z_l = H_l W_l^T            Z_l [n][r_l], W_l [r_l][c_l]
  *   H_{l+1} = act_l(Z_l)       sigma or identity, stored in w->h[l]
- * and the last Z is the output [n][n_out]. relu2 with bias: the first layer
- * sees x~ = (x, 1), i.e. Z_0 = x W_0[:, :d]^T + W_0[:, d] (the bias column).
- * relu2-outbias adds the scalar b to the output; fix-outer uses afix as the
- * last layer.
+ * and the last Z is the output [n][n_out].
  */
 static void chain_forward(mf_work *w, const double *theta, const double *x, int n, double *out) {
     const int L = w->n_dense, d = w->d;
@@ -644,26 +642,19 @@ static void chain_forward(mf_work *w, const double *theta, const double *x, int 
     int ldin = d;
     for (int l = 0; l < L; l++) {
         const mf__dense *D = &w->dense[l];
-        const double *W = (l == L - 1 && w->fixed_last) ? w->afix : theta + D->off;
+        const double *W = theta + D->off;
         double *Z = (l == L - 1) ? out : w->h[l];
         int k = (l == 0) ? d : D->c; /* inputs actually multiplied */
         if (D->r == 1 && (double)n * k > MF__SMALL_GEMM)        /* Z [n] = in [n][k] w, w = W[0][:k] */
             cblas_dgemv(CblasRowMajor, CblasNoTrans, n, k, 1.0, in, ldin, W, 1, 0.0, Z, 1);
         else
             mm_nt(n, D->r, k, in, ldin, W, D->c, Z, D->r);      /* Z [n][r] = in [n][k] W[:, :k]^T */
-        if (l == 0 && w->in_bias)                               /* Z[i][j] += W[j][d] (x~_d = 1) */
-            for (int i = 0; i < n; i++)
-                for (int j = 0; j < D->r; j++) Z[(size_t)i * D->r + j] += W[(size_t)j * D->c + d];
         if (D->act) {                                           /* H = sigma(Z), in place */
             size_t cnt = (size_t)n * D->r;
             for (size_t t = 0; t < cnt; t++) Z[t] = Z[t] > 0.0 ? Z[t] : alpha * Z[t];
         }
         in = Z;
         ldin = D->r;
-    }
-    if (w->out_bias) { /* Phi += b */
-        double b = theta[w->out_bias_off];
-        for (int i = 0; i < n; i++) out[i] += b;
     }
 }
 
@@ -674,9 +665,6 @@ static void chain_forward(mf_work *w, const double *theta, const double *x, int 
  *                                dH_l = G_l W_l                [n][c_l]
  *   H_l = act_{l-1}(Z_{l-1}) =>  G_{l-1} = dH_l o act'(Z_{l-1})  (o: elementwise)
  * with act' recovered from the stored H_l: sigma' = (H > 0 ? 1 : alpha).
- * relu2 bias:  Z_0 = x W_0[:, :d]^T + W_0[:, d]  =>  dW_0[:, d] = sum_i G_0[i][:].
- * relu2-outbias: Phi = ... + b  =>  db = sum_i dout_i.
- * fix-outer: the last layer is not in theta; only its dH is formed.
  */
 static void chain_backward(mf_work *w, const double *theta, const double *x, int n,
                            const double *dout, double *grad) {
@@ -686,24 +674,14 @@ static void chain_backward(mf_work *w, const double *theta, const double *x, int
     double *bufs[2] = {w->g0, w->g1};
     for (int l = L - 1; l >= 0; l--) {
         const mf__dense *D = &w->dense[l];
-        const int fixed = (l == L - 1 && w->fixed_last);
-        const double *W = fixed ? w->afix : theta + D->off;
+        const double *W = theta + D->off;
         const double *Hin = (l == 0) ? x : w->h[l - 1];
         const int ldh = (l == 0) ? d : D->c, k = (l == 0) ? d : D->c;
-        if (!fixed) {
-            double *gW = grad + D->off;
-            if (D->r == 1 && (double)n * k > MF__SMALL_GEMM)    /* dw [k] = H_l^T g, g = G [n] */
-                cblas_dgemv(CblasRowMajor, CblasTrans, n, k, 1.0, Hin, ldh, G, 1, 0.0, gW, 1);
-            else
-                mm_tn(D->r, k, n, G, D->r, Hin, ldh, gW, D->c); /* dW[:, :k] = G^T H_l */
-            if (l == 0 && w->in_bias) {                        /* dW[:, d] = sum_i G[i][:] */
-                for (int j = 0; j < D->r; j++) {
-                    double s = 0.0;
-                    for (int i = 0; i < n; i++) s += G[(size_t)i * D->r + j];
-                    gW[(size_t)j * D->c + d] = s;
-                }
-            }
-        }
+        double *gW = grad + D->off;
+        if (D->r == 1 && (double)n * k > MF__SMALL_GEMM)        /* dw [k] = H_l^T g, g = G [n] */
+            cblas_dgemv(CblasRowMajor, CblasTrans, n, k, 1.0, Hin, ldh, G, 1, 0.0, gW, 1);
+        else
+            mm_tn(D->r, k, n, G, D->r, Hin, ldh, gW, D->c);     /* dW[:, :k] = G^T H_l */
         if (l == 0) break;
         double *Gn = bufs[l % 2];
         const double *H = w->h[l - 1];
@@ -727,11 +705,6 @@ static void chain_backward(mf_work *w, const double *theta, const double *x, int
             }
         }
         G = Gn;
-    }
-    if (w->out_bias) {
-        double s = 0.0;
-        for (int i = 0; i < n; i++) s += dout[i];
-        grad[w->out_bias_off] = s;
     }
 }
 
