@@ -96,10 +96,12 @@ static int bad(pctx *p, const char *field, const char *f, ...) {
     return -1;
 }
 
-/* path + "." + key (or path + "[i]" when key is NULL) into buf. */
+/* path + "." + key (or path + "[i]" when key is NULL) into buf (cap >= 4).
+ * A name longer than buf ends in "..." (only error messages use it). */
 static const char *field(char *buf, size_t cap, const char *path, const char *key, int i) {
-    if (key) snprintf(buf, cap, "%s%s%s", path, path[0] ? "." : "", key);
-    else snprintf(buf, cap, "%s[%d]", path, i);
+    int r = key ? snprintf(buf, cap, "%s%s%s", path, path[0] ? "." : "", key)
+                : snprintf(buf, cap, "%s[%d]", path, i);
+    if (r < 0 || (size_t)r >= cap) memcpy(buf + cap - 4, "...", 4);
     return buf;
 }
 
