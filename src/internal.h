@@ -39,4 +39,9 @@ uint32_t mf__crc32(const void *buf, size_t len);
 /* strtod in the C locale, whatever the process locale. *end as strtod. */
 double mf__strtod_c(const char *s, char **end);
 
+/* Tests only: relu2 kinds use backward table groups of `chunks` chunks
+ * (0: the dense products; set it before the forward pass); returns the
+ * previous setting (models.c). */
+int mf__work_table_chunks(mf_work *w, int chunks);
+
 #endif
