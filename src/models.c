@@ -1038,7 +1038,7 @@ static void relu2_backward(mf_work *w, const double *theta, const double *x, int
     double *ga = w->fixed_last ? NULL : grad + w->dense[1].off;
     if (w->tbl_chunks) {
         if (ga)
-            for (int j = 0; j < M; j++) ga[j] = lane_dot(Ht + (size_t)j * n, dout, n);
+            cblas_dgemv(CblasRowMajor, CblasNoTrans, M, n, 1.0, Ht, n, dout, 1, 0.0, ga, 1);
         relu2_table_dw(w, a, x, n, dout, gW);
     } else {
         relu2_dense_dw(w, a, x, n, dout, ga, gW);
