@@ -292,7 +292,10 @@ def main():
                      "**FAIL**"))
     L.append("")
     L.append("Ratios: marginflow steps/s / PyTorch steps/s, medians of the same run. FLOP/step "
-             "counts forward + backward (2 per multiply-add; no input gradient). Both sides: "
+             "counts forward + backward (2 per multiply-add; no input gradient) of the dense "
+             "products; marginflow's relu2 backward from 64 units on uses subset-sum tables "
+             "(src/models.c relu2_table_dw), which need fewer operations, so its GFLOP/s is an "
+             "effective rate and may exceed the DGEMM reference. Both sides: "
              "float64, full-batch GD on the sum loss (%s), same data, same initial parameters "
              "(bench/mfexport), same threads. Timed runs: marginflow %s steps, PyTorch %s steps "
              "per repetition (about %.1f s each). PyTorch's RSS includes the Python interpreter "
