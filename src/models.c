@@ -15,7 +15,9 @@
  * batch with cblas_dgemm (plain loops for degenerate sizes, see
  * MF__SMALL_GEMM). relu2 and relu2-outbias have their own unit-major passes
  * (relu2_forward: the hidden layer stored transposed so both products are
- * NN GEMMs, issue 5). diag and skip-linear are plain loops. All
+ * NN GEMMs, issue 5; from MF__TABLE_MIN_M hidden units on, the backward's
+ * product with the 0/1 activity pattern uses subset-sum tables,
+ * relu2_table_dw). diag and skip-linear are plain loops. All
  * buffers live in mf_work, sized at mf_work_new for max_batch samples;
  * forward and backward never allocate. A workspace belongs to the model it
  * was made for; n must not exceed its max_batch.
@@ -782,16 +784,18 @@ static void chain_backward(mf_work *w, const double *theta, const double *x, int
  *   forward   X~t [c][n] = x~^T                (copy; the bias row is all ones)
  *             Zt [M][n] = W X~t,  Ht = sigma(Zt)           (w->h[0], in place)
  *             out_i = sum_j a_j Ht[j][i] (+ b)             (same pass as sigma)
- *   backward  da_j = sum_i Ht[j][i] g_i,  g = dout [n]
+ *   backward  da = Ht g,  g = dout [n]                      (one dgemv)
+ *             dW: below MF__TABLE_MIN_M units the dense products below,
+ *             from there on relu2_table_dw (same values up to rounding):
  *             Gt[j][i] = sigma'(Zt[j][i]) (g_i a_j)        (w->g0, same pass)
  *             dW[:, :d] = Gt x             ([M][n] [n][d], NN; above MF__BIG_GEMM
  *                                           as dW^T = X~t[:d] Gt^T, transposed)
  *             dW[:, d] = sum_i Gt[:, i]    (bias column, same pass)
  * sigma' is recovered from Ht as in the chain (Ht > 0 ? 1 : alpha).
  * out adds the units four at a time ((a0 h0 + a1 h1) + (a2 h2 + a3 h3)).
- * The sums over i use LANES independent partial sums combined in a fixed
- * order (a single running sum would be latency-bound), so the result does
- * not depend on the optimization level, only on n.
+ * The bias column's sums over i use LANES independent partial sums combined
+ * in a fixed order (a single running sum would be latency-bound), so the
+ * result does not depend on the optimization level, only on n.
  */
 #define MF__LANES 8
 /* Above this many multiply-adds OpenBLAS 0.3.21 leaves its small-matrix
@@ -994,11 +998,11 @@ static void relu2_table_dw(mf_work *w, const double *a, const double *x, int n, 
     }
 }
 
-/* da and dW of relu2 by dense products (the path for c > MF__TABLE_MAX_C;
- * the forms are in the comment above relu2_forward): ga [M] (NULL with
- * fix-outer) and gW [M][c] are overwritten, w->g0 holds Gt [M][n]. */
+/* dW of relu2 by dense products (the path below MF__TABLE_MIN_M units;
+ * the forms are in the comment above relu2_forward): gW [M][c] is
+ * overwritten, w->g0 holds Gt [M][n]. */
 static void relu2_dense_dw(mf_work *w, const double *a, const double *x, int n, const double *dout,
-                           double *ga, double *gW) {
+                           double *gW) {
     const int M = w->dense[0].r, c = w->dense[0].c, d = w->d;
     const double alpha = w->alpha;
     const double *Ht = w->h[0];
@@ -1011,7 +1015,6 @@ static void relu2_dense_dw(mf_work *w, const double *a, const double *x, int n, 
             double v = dout[i] * aj;
             gr[i] = h[i] > 0.0 ? v : alpha * v;
         }
-        if (ga) ga[j] = lane_dot(h, dout, n);           /* da_j = <Ht[j], g> */
         if (c > d) gW[(size_t)j * c + d] = lane_dot(gr, NULL, n); /* bias column */
     }
     if ((double)n * M * d > MF__BIG_GEMM) {
@@ -1036,13 +1039,11 @@ static void relu2_backward(mf_work *w, const double *theta, const double *x, int
     const double *Ht = w->h[0];
     double *gW = grad + D0->off;
     double *ga = w->fixed_last ? NULL : grad + w->dense[1].off;
-    if (w->tbl_chunks) {
-        if (ga)
-            cblas_dgemv(CblasRowMajor, CblasNoTrans, M, n, 1.0, Ht, n, dout, 1, 0.0, ga, 1);
+    if (ga) cblas_dgemv(CblasRowMajor, CblasNoTrans, M, n, 1.0, Ht, n, dout, 1, 0.0, ga, 1);
+    if (w->tbl_chunks)
         relu2_table_dw(w, a, x, n, dout, gW);
-    } else {
-        relu2_dense_dw(w, a, x, n, dout, ga, gW);
-    }
+    else
+        relu2_dense_dw(w, a, x, n, dout, gW);
     if (w->out_bias) {
         double s = 0.0;
         for (int i = 0; i < n; i++) s += dout[i];
