@@ -94,14 +94,20 @@ def flops_per_step(spec, layers, n, d):
     return 2.0 * n * sum(rc) + 2.0 * n * sum(rc) + 2.0 * n * sum(rc[1:])
 
 
-def mf_run(w, wd, steps, extra=()):
+def mf_train(w, wd, loss, opt, lr, steps, log_points):
+    """One `marginflow train` of workload w from wd/init.txt into a fresh wd/mfrun, without
+    checkpoints; returns (run dir, peak RSS in KiB, wall seconds)."""
     rd = os.path.join(wd, "mfrun")
     shutil.rmtree(rd, ignore_errors=True)
-    cmd = [MF, "train", "-q", "--data", w["data"], "--model", w["model"], "--init-file",
-           os.path.join(wd, "init.txt"), "--loss", w["loss"], "--optimizer", "gd", "--lr",
-           repr(w["lr"]), "--steps", str(steps), "--log-points", "20", "--checkpoint-every", "0",
-           "--out", rd] + list(extra)
-    _, rss, _ = run(cmd)
+    _, rss, el = run([MF, "train", "-q", "--data", w["data"], "--model", w["model"],
+                      "--init-file", os.path.join(wd, "init.txt"), "--loss", loss, "--optimizer",
+                      opt, "--lr", repr(lr), "--steps", str(steps), "--log-points",
+                      str(log_points), "--checkpoint-every", "0", "--out", rd])
+    return rd, rss, el
+
+
+def mf_run(w, wd, steps):
+    rd, rss, _ = mf_train(w, wd, w["loss"], "gd", w["lr"], steps, 20)
     s = json.load(open(os.path.join(rd, "summary.json")))
     if s["outcome"] != "step-budget":
         sys.exit("bench: marginflow %s ended %s" % (w["name"], s["outcome"]))
@@ -172,12 +178,7 @@ def time_to_margin():
     for opt, lr in (("lyu-li", 0.1), ("flow", 0.1), ("gd", 0.02)):
         steps, found = 1000, None
         while found is None and steps <= 10 ** 8:
-            rd = os.path.join(wd, "mfrun")
-            shutil.rmtree(rd, ignore_errors=True)
-            _, _, el = run([MF, "train", "-q", "--data", w["data"], "--model", w["model"],
-                            "--init-file", os.path.join(wd, "init.txt"), "--loss", "exp",
-                            "--optimizer", opt, "--lr", repr(lr), "--steps", str(steps),
-                            "--log-points", "2000", "--checkpoint-every", "0", "--out", rd])
+            rd, _, el = mf_train(w, wd, "exp", opt, lr, steps, 2000)
             rows = open(os.path.join(rd, "metrics.csv")).read().split("\n")
             hdr = rows[0].split(",")
             ig, ist = hdr.index("normalized_margin"), hdr.index("step")
@@ -194,12 +195,7 @@ def time_to_margin():
         if found is None:
             res.append(("marginflow " + opt, lr, None, el, float(last)))
             continue
-        rd = os.path.join(wd, "mfrun")
-        shutil.rmtree(rd, ignore_errors=True)
-        _, _, el = run([MF, "train", "-q", "--data", w["data"], "--model", w["model"],
-                        "--init-file", os.path.join(wd, "init.txt"), "--loss", "exp",
-                        "--optimizer", opt, "--lr", repr(lr), "--steps", str(found),
-                        "--log-points", "20", "--checkpoint-every", "0", "--out", rd])
+        rd, _, _ = mf_train(w, wd, "exp", opt, lr, found, 20)
         s = json.load(open(os.path.join(rd, "summary.json")))
         res.append(("marginflow " + opt, lr, found, s["wall_seconds"],
                     s["final"]["normalized_margin"]))
