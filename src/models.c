@@ -92,7 +92,7 @@ struct mf_work {
     double *h[MF_MAX_LAYERS]; /* h[l] = act(Z_l), [max_batch][dense[l].r], l < n_dense-1 */
     double *g0, *g1;    /* backward ping-pong, [max_batch][max hidden width] */
     double *xt;         /* relu2 kinds: x~^T [c][max_batch] (see relu2_forward) */
-    double *wt;         /* relu2 kinds: dW^T [d][M] (see relu2_backward) */
+    double *wt;         /* relu2 kinds: dW^T [d][M] (see relu2_dense_dw) */
     /* relu2 kinds, backward by subset-sum tables (relu2_table_dw): rows padded
        to tpad = c rounded up to 8 doubles, 64-byte aligned */
     double *tbl;        /* tables [tbl_alloc][16][tpad] */
@@ -540,8 +540,8 @@ int mf_work_new(const mf_model *m, int max_batch, mf_work **out, mf_err *e) {
         w->tbl_alloc = (int)g;
         w->tbl_chunks = m->width >= MF__TABLE_MIN_M ? (int)g : 0;
         w->tpad = (int)tp;
-        /* 8 to align, tables, racc, tsum, then M B + g bytes */
-        if (M > lim / B) goto too_big;
+        /* 8 to align, tables, racc, tsum, then M B + g bytes (M = dense[0].r,
+           checked against lim / B with the hidden layers above) */
         total += 8 + g * 16 * tp + M * tp + tp + (M * B + g + 7) / 8;
     }
     if (m->kind == MF_MODEL_DIAG) total += 4 * (size_t)m->d;
