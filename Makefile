@@ -44,6 +44,10 @@ $(BUILD)/marginflow: $(CLI_OBJ) $(BUILD)/libmarginflow.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmarginflow.a
 	$(CC) $(ALLCFLAGS) -o $@ $< $(BUILD)/libmarginflow.a $(LDLIBS)
 
+# the process pool is CLI code: its test links cli/jobs.c
+$(BUILD)/tests/test_jobs: $(BUILD)/tests/test_jobs.o $(BUILD)/cli/jobs.o $(BUILD)/libmarginflow.a
+	$(CC) $(ALLCFLAGS) -o $@ $< $(BUILD)/cli/jobs.o $(BUILD)/libmarginflow.a $(LDLIBS)
+
 test: all
 	BUILD=$(BUILD) tests/run-tests
 
