@@ -66,20 +66,6 @@ static void analyze_help(void) {
 
 /* ------------------------------------------------------------- helpers */
 
-static cJSON *num_array(cJSON *obj, const char *name, const double *v, int n) {
-    cJSON *arr = cJSON_AddArrayToObject(obj, name);
-    for (int i = 0; arr && i < n; i++) {
-        char b[40];
-        if (isfinite(v[i])) {
-            mf_format_double(b, sizeof b, v[i]);
-            cJSON_AddItemToArray(arr, cJSON_CreateRaw(b));
-        } else {
-            cJSON_AddItemToArray(arr, cJSON_CreateNull());
-        }
-    }
-    return arr;
-}
-
 static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_data *d,
                             mf_loss_kind loss, const mf_analyze_settings *s) {
     cJSON *r = cJSON_CreateObject();
@@ -112,7 +98,7 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
     cli_json_num(r, "norm", a->norm);
     cli_json_num(r, "gamma", a->gamma);
     cli_json_num(r, "layer_margin", a->layer_margin);
-    num_array(r, "theta_tilde", a->theta_tilde, a->n_params);
+    cli_json_num_array(r, "theta_tilde", a->theta_tilde, a->n_params);
     cJSON *k = cJSON_AddObjectToObject(r, "kkt");
     if (k) {
         cli_json_num(k, "eps", a->eps);
@@ -121,7 +107,7 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
         cli_json_num(k, "euler_rhs", a->euler_rhs);
         cli_json_int(k, "n_active", a->n_active);
         cli_json_int(k, "n_kinks", a->n_kinks);
-        num_array(k, "lambda", a->lambda, a->n);
+        cli_json_num_array(k, "lambda", a->lambda, a->n);
         cJSON *act = cJSON_AddArrayToObject(k, "active");
         for (int i = 0; act && i < a->n; i++)
             if (a->active[i]) cJSON_AddItemToArray(act, cJSON_CreateNumber(i));
@@ -144,9 +130,9 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
         cJSON_AddBoolToObject(so, "done", a->second_order_done != 0);
         cli_json_str(so, "hessian_method", a->second_order_done ? a->hessian_method : NULL);
         cli_json_num(so, "min_eig", a->min_eig);
-        if (a->dir) num_array(so, "dir", a->dir, a->n_params);
+        if (a->dir) cli_json_num_array(so, "dir", a->dir, a->n_params);
         else cJSON_AddNullToObject(so, "dir");
-        num_array(so, "gain", a->gain, 4);
+        cli_json_num_array(so, "gain", a->gain, 4);
     }
     if (a->directional) {
         const mf_directional_result *dr = a->directional;
@@ -157,9 +143,9 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
             cli_json_int(dj, "n_patterns", dr->n_patterns);
             cJSON_AddBoolToObject(dj, "found", dr->found != 0);
             cli_json_num(dj, "best_inner", dr->best_inner);
-            if (dr->d) num_array(dj, "d", dr->d, a->n_params);
+            if (dr->d) cli_json_num_array(dj, "d", dr->d, a->n_params);
             else cJSON_AddNullToObject(dj, "d");
-            num_array(dj, "gain", dr->gain, 4);
+            cli_json_num_array(dj, "gain", dr->gain, 4);
         }
     } else {
         cJSON_AddNullToObject(r, "directional");
@@ -168,16 +154,16 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
         const mf_local_result *lr = a->local;
         cJSON *lj = cJSON_AddObjectToObject(r, "local_search");
         if (lj) {
-            num_array(lj, "radii", lr->radii, lr->n_radii);
+            cli_json_num_array(lj, "radii", lr->radii, lr->n_radii);
             cli_json_int(lj, "trials", lr->trials);
             cli_json_int(lj, "seed", (long long)lr->seed);
             cli_json_num(lj, "gamma0", lr->gamma0);
-            num_array(lj, "best_gamma", lr->best_gamma, lr->n_radii);
+            cli_json_num_array(lj, "best_gamma", lr->best_gamma, lr->n_radii);
             cli_json_num(lj, "best_gain", lr->best_gain);
             cli_json_int(lj, "evaluations", lr->evaluations);
             cli_json_int(lj, "failures", lr->failures);
             cli_json_num(lj, "gamma_polished", a->gamma_polished);
-            if (lr->best_theta) num_array(lj, "best_theta", lr->best_theta, a->n_params);
+            if (lr->best_theta) cli_json_num_array(lj, "best_theta", lr->best_theta, a->n_params);
         }
     } else {
         cJSON_AddNullToObject(r, "local_search");
@@ -319,7 +305,7 @@ int mf_cli_analyze(int argc, char **argv) {
             return CLI_EXIT_USAGE;
         }
         char *cpath = cli_join(run_dir, "config.json");
-        char *text = cpath ? cli_read_text(cpath, NULL) : NULL;
+        char *text = cpath ? cli_read_text(cpath, 0, NULL) : NULL;
         if (!text) {
             cli_error("analyze: cannot read %s: %s", cpath ? cpath : run_dir, strerror(errno));
             free(cpath);

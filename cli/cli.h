@@ -1,12 +1,14 @@
 /*
  * cli.h -- what the marginflow subcommands share: the dispatch table entry,
- * option parsing, error printing, exit codes, paths and JSON helpers.
+ * option parsing, error printing, exit codes, paths (JSON: json.h).
  * The CLI uses only the public API (marginflow.h) plus cJSON and zlib.
  */
 #ifndef MF_CLI_H
 #define MF_CLI_H
 
 #include "marginflow.h"
+
+#include "json.h"
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
@@ -71,23 +73,22 @@ void cli_fmt(char *buf, size_t cap, const char *f, ...)
     ;
 
 /* A whole file as a malloc'd NUL-terminated string (*len its length, may be
- * NULL); NULL with errno set on failure. */
-char *cli_read_text(const char *path, size_t *len);
+ * NULL); NULL with errno set on failure: EFBIG when it holds more than max
+ * bytes (max 0: no limit), ENOMEM, EIO, or fopen's errno. */
+char *cli_read_text(const char *path, size_t max, size_t *len);
+
+/* Append printf text to the NUL-terminated string in buf[cap] (truncating). */
+void cli_cat(char *buf, size_t cap, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 
 /* mkdir -p; returns 0 or -1 with errno set. */
 int cli_mkdirs(const char *path);
 
 /* dir + "/" + name in a malloc'd string (NULL on no memory). */
 char *cli_join(const char *dir, const char *name);
-
-/* JSON helpers: a finite number written as %.17g (C locale) raw text, NaN /
- * Inf as null; integers exactly. Return the added item or NULL. */
-cJSON *cli_json_num(cJSON *obj, const char *name, double v);
-cJSON *cli_json_int(cJSON *obj, const char *name, long long v);
-cJSON *cli_json_str(cJSON *obj, const char *name, const char *s); /* NULL -> null */
-
-/* Write a cJSON tree (formatted, trailing newline) atomically. */
-int cli_json_write(const char *path, const cJSON *root, mf_err *e);
 
 /* Run-directory files shared by train and reproduce (rundir.c): the settings
  * as a JSON object (with_stopping = 0 leaves out the stopping criteria), and

@@ -1,8 +1,7 @@
 /*
  * common.c -- helpers every marginflow subcommand uses: option matching,
  * strict number parsing, error printing and exit codes, shell quoting,
- * mkdir -p, and the JSON number convention (%.17g in the C locale, so every
- * number in config.json / summary.json reads back to the same double).
+ * mkdir -p, reading a whole file. (The JSON helpers are in json.c.)
  */
 #include "cli.h"
 
@@ -158,58 +157,24 @@ char *cli_join(const char *dir, const char *name) {
     return p;
 }
 
-cJSON *cli_json_num(cJSON *obj, const char *name, double v) {
-    if (!isfinite(v)) return cJSON_AddNullToObject(obj, name);
-    char b[40];
-    mf_format_double(b, sizeof b, v);
-    return cJSON_AddRawToObject(obj, name, b);
-}
-
-cJSON *cli_json_int(cJSON *obj, const char *name, long long v) {
-    char b[32];
-    snprintf(b, sizeof b, "%lld", v);
-    return cJSON_AddRawToObject(obj, name, b);
-}
-
-cJSON *cli_json_str(cJSON *obj, const char *name, const char *s) {
-    return s ? cJSON_AddStringToObject(obj, name, s) : cJSON_AddNullToObject(obj, name);
-}
-
-int cli_json_write(const char *path, const cJSON *root, mf_err *e) {
-    char *text = cJSON_Print(root);
-    if (!text) {
-        e->code = MF_ERR_NOMEM;
-        snprintf(e->msg, sizeof e->msg, "out of memory writing %s", path);
-        return MF_ERR_NOMEM;
-    }
-    size_t n = strlen(text);
-    char *buf = malloc(n + 2);
-    if (!buf) {
-        cJSON_free(text);
-        e->code = MF_ERR_NOMEM;
-        snprintf(e->msg, sizeof e->msg, "out of memory writing %s", path);
-        return MF_ERR_NOMEM;
-    }
-    memcpy(buf, text, n);
-    buf[n] = '\n';
-    cJSON_free(text);
-    int rc = mf_write_file_atomic(path, buf, n + 1, e);
-    free(buf);
-    return rc;
-}
-
 /* Read a whole file into a malloc'd, NUL-terminated buffer (*len = its
  * length when len is not NULL). NULL with errno set when the file cannot
- * be opened or read, or memory runs out (ENOMEM). */
-char *cli_read_text(const char *path, size_t *len) {
+ * be opened or read (EIO), memory runs out (ENOMEM), or it holds more than
+ * max bytes (EFBIG; max 0 = no limit: then it is read to its end). */
+char *cli_read_text(const char *path, size_t max, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     size_t cap = 1 << 14, n = 0;
     char *t = malloc(cap);
+    int big = 0;
     while (t) {
         size_t got = fread(t + n, 1, cap - n - 1, f);
         n += got;
         if (got == 0) break;
+        if (max && n > max) {
+            big = 1;
+            break;
+        }
         if (n + 1 == cap) {
             char *t2 = realloc(t, cap *= 2);
             if (!t2) free(t);
@@ -218,13 +183,9 @@ char *cli_read_text(const char *path, size_t *len) {
     }
     int failed = ferror(f);
     fclose(f);
-    if (!t) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    if (failed) {
+    if (!t || failed || big) {
         free(t);
-        errno = EIO;
+        errno = !t ? ENOMEM : big ? EFBIG : EIO;
         return NULL;
     }
     t[n] = '\0';
@@ -238,5 +199,14 @@ void cli_fmt(char *buf, size_t cap, const char *f, ...) {
     va_list ap;
     va_start(ap, f);
     vsnprintf(buf, cap, f, ap);
+    va_end(ap);
+}
+
+void cli_cat(char *buf, size_t cap, const char *fmt, ...) {
+    size_t l = strlen(buf);
+    if (l + 1 >= cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + l, cap - l, fmt, ap);
     va_end(ap);
 }

@@ -42,7 +42,7 @@
 /* ------------------------------------------------------------ utilities */
 
 static cJSON *read_json(const char *path) {
-    char *t = cli_read_text(path, NULL);
+    char *t = cli_read_text(path, 0, NULL);
     cJSON *j = t ? cJSON_Parse(t) : NULL;
     free(t);
     return j;

@@ -223,7 +223,7 @@ static long long jll(const cJSON *o, const char *name, long long lo, long long h
  * *tree for the strings). Returns 0 or an exit code. */
 static int load_config(const char *dir, train_opts *o, cJSON **tree) {
     char *path = cli_join(dir, "config.json");
-    char *text = path ? cli_read_text(path, NULL) : NULL;
+    char *text = path ? cli_read_text(path, 0, NULL) : NULL;
     if (!text) {
         int nomem = errno == ENOMEM;
         cli_error("cannot resume: cannot open %s: %s", path ? path : dir, strerror(errno));
@@ -347,7 +347,7 @@ static void cb_progress(void *user, const mf_metrics *m, double sps) {
  * uninterrupted run would have written from there on. */
 static int truncate_metrics(const char *path, long long step) {
     size_t n = 0, keep = 0;
-    char *text = cli_read_text(path, &n);
+    char *text = cli_read_text(path, 0, &n);
     if (!text) {
         int nomem = errno == ENOMEM;
         cli_error("cannot resume: cannot open %s: %s", path, strerror(errno));
