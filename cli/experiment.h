@@ -3,8 +3,9 @@
  * reading, validating and expanding experiments/<claim>.json (format:
  * experiments/README.md) into a plain description of its runs, checks and
  * figures. Internal to the CLI (cli/experiment.c); used by cli/reproduce.c
- * and by the fuzz harness tests/fuzz/fuzz_experiment.c, so it needs only the
- * public library API and cJSON (no other CLI file).
+ * and by the fuzz harness tests/fuzz/fuzz_experiment.c, which links it with
+ * cli/json.c (typed getters), cli/checks.c (the check quantities: each check
+ * is validated against their table) and cli/common.c.
  *
  * Every field is checked before anything is trained: types, finite numbers,
  * integers inside their ranges (no out-of-range float-to-integer casts),
@@ -59,13 +60,16 @@ typedef struct rp_run {
 } rp_run;
 
 /* One check of a claim. Its parameters stay in the JSON object `spec` (part
- * of the experiment's root); the parser has checked that every key is known,
- * of its type, finite, and that integer parameters (local_trials, layer,
- * starts, seed) are integers in range, so evaluators may read them directly. */
+ * of the experiment's root); the parser (rp_check_parse, cli/checks.c) has
+ * checked that every key is one its quantity reads, of its type, finite, and
+ * that integer parameters (local_trials, layer, starts, seed) are integers
+ * in range, so evaluators may read them directly. */
+struct rp_quantity;
 typedef struct rp_check {
-    const cJSON *spec;        /* the check object */
-    const char *quantity;     /* one of rp_check_quantities */
-    const char *column;       /* a known metrics column, or NULL when absent */
+    const cJSON *spec;               /* the check object */
+    const char *quantity;            /* its quantity's name */
+    const struct rp_quantity *def;   /* its row of rp_quantities (checks.h) */
+    const char *column;              /* a known metrics column, or NULL when absent */
 } rp_check;
 
 /* A parsed experiment file. Strings point into root (or are ""). */
@@ -83,8 +87,8 @@ typedef struct rp_experiment {
     const char *figures[RP_MAX_FIGURES]; /* each one of rp_figure_kinds */
 } rp_experiment;
 
-/* NULL-terminated lists of the known check quantities and figure kinds. */
-extern const char *const rp_check_quantities[];
+/* NULL-terminated list of the figure kinds (the check quantities are the
+ * table rp_quantities of checks.h). */
 extern const char *const rp_figure_kinds[];
 
 /* The value of metrics column `col` ("step", "log10_time", "normalized_margin",

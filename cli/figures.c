@@ -169,7 +169,7 @@ static int fig_kkt(const rp_claim *c, FILE *f) {
             if (k == last) continue;
             last = k;
             double ep, de, ll;
-            if (rp_kkt_at(r, k, &ep, &de, &ll)) continue;
+            if (rp_kkt_at(c, r, k, &ep, &de, &ll)) continue;
             fprintf(d, "%.9g,%.9g,%.9g,%.9g\n", r->rows[k].time_log / LN10, ep, de, ll);
             xmax = fmax(xmax, r->rows[k].time_log / LN10);
             wrote++;
@@ -486,28 +486,18 @@ static void html_esc(FILE *f, const char *s) {
     }
 }
 
+/* A string field of a result.json object, "" when absent. */
 static const char *js(const cJSON *o, const char *k) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : "";
+    return cli_jstr_or(o, k, "");
 }
 
 static void setting_line(const cJSON *r, char *b, size_t cap) {
-    const cJSON *u = cJSON_GetObjectItemCaseSensitive(r, "until_log10_loss");
-    const cJSON *sb_ = cJSON_GetObjectItemCaseSensitive(r, "steps_budget");
+    double u = cli_jnum_or(r, "until_log10_loss", NAN), steps = cli_jnum_or(r, "steps_budget", 0);
     char bud[96] = "";
-    if (cJSON_IsNumber(u)) cli_fmt(bud, sizeof bud, "until log10 Loss <= %g", u->valuedouble);
-    if (cJSON_IsNumber(sb_) && sb_->valuedouble > 0)
-        cli_fmt(bud + strlen(bud), sizeof bud - strlen(bud), "%s%.0f steps", bud[0] ? ", " : "",
-                 sb_->valuedouble);
+    if (!isnan(u)) cli_fmt(bud, sizeof bud, "until log10 Loss <= %g", u);
+    if (steps > 0) cli_cat(bud, sizeof bud, "%s%.0f steps", bud[0] ? ", " : "", steps);
     cli_fmt(b, cap, "data %s, model %s, init %s, %s loss, %s lr %g, %s", js(r, "data"), js(r, "model"),
-             js(r, "init"), js(r, "loss"), js(r, "optimizer"),
-             cJSON_GetObjectItemCaseSensitive(r, "lr") ? cJSON_GetObjectItemCaseSensitive(r, "lr")->valuedouble : 0,
-             bud);
-}
-
-static double jnumv(const cJSON *o, const char *k) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+             js(r, "init"), js(r, "loss"), js(r, "optimizer"), cli_jnum_or(r, "lr", 0), bud);
 }
 
 int rp_report(const char *dir, char *const *names, int n, int quick) {
@@ -536,19 +526,8 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
     for (int i = 0; res && i < n; i++) {
         char p[1400];
         cli_fmt(p, sizeof p, "%s/%s/result.json", dir, names[i]);
-        FILE *f = fopen(p, "rb");
-        if (f) {
-            fseek(f, 0, SEEK_END);
-            long len = ftell(f);
-            fseek(f, 0, SEEK_SET);
-            char *t = len >= 0 ? malloc((size_t)len + 1) : NULL;
-            if (t && fread(t, 1, (size_t)len, f) == (size_t)len) {
-                t[len] = '\0';
-                res[i] = cJSON_Parse(t);
-            }
-            free(t);
-            fclose(f);
-        }
+        cli_jr jr = {p, NULL, 0, NULL, 0};
+        res[i] = cli_json_load(&jr, p, 0);
         const char *st = res[i] ? js(res[i], "status") : "ERROR";
         fprintf(md, "| [%s](#%s) | %s | %s |\n", names[i], names[i], st, res[i] ? js(res[i], "paper") : "");
         fprintf(h, "<tr><td><a href=\"#%s\">%s</a></td><td class=\"%s\">%s</td><td>", names[i], names[i],
@@ -616,13 +595,13 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
             char set[1024];
             setting_line(ru, set, sizeof set);
             fprintf(md, "| [%s](%s/%s/) | %s | %s | %.0f | %.6g | %.6g | %.9g |\n", js(ru, "name"), names[i],
-                    js(ru, "name"), set, js(ru, "outcome"), jnumv(ru, "steps"), jnumv(ru, "log10_time"),
-                    jnumv(ru, "log10_loss"), jnumv(ru, "normalized_margin"));
+                    js(ru, "name"), set, js(ru, "outcome"), cli_jnum_or(ru, "steps", NAN), cli_jnum_or(ru, "log10_time", NAN),
+                    cli_jnum_or(ru, "log10_loss", NAN), cli_jnum_or(ru, "normalized_margin", NAN));
             fprintf(h, "<tr><td><a href=\"%s/%s/\">%s</a></td><td>", names[i], js(ru, "name"), js(ru, "name"));
             html_esc(h, set);
             fprintf(h, "</td><td>%s</td><td>%.0f</td><td>%.6g</td><td>%.6g</td><td>%.9g</td></tr>\n",
-                    js(ru, "outcome"), jnumv(ru, "steps"), jnumv(ru, "log10_time"), jnumv(ru, "log10_loss"),
-                    jnumv(ru, "normalized_margin"));
+                    js(ru, "outcome"), cli_jnum_or(ru, "steps", NAN), cli_jnum_or(ru, "log10_time", NAN), cli_jnum_or(ru, "log10_loss", NAN),
+                    cli_jnum_or(ru, "normalized_margin", NAN));
         }
         fprintf(md, "\n");
         fprintf(h, "</table>\n");
