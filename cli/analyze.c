@@ -13,7 +13,7 @@
  * round trip); non-finite values are null. Exit status: 0 whatever the
  * verdict, 1 on I/O or memory failure, 2 on bad usage or bad input.
  */
-#include "cli.h"
+#include "rundir.h"
 
 #include <errno.h>
 #include <math.h>
@@ -216,12 +216,16 @@ static void print_summary(const mf_analysis *a, const mf_model *m, const mf_data
 
 /* ---------------------------------------------------------------- main */
 
-int mf_cli_analyze(int argc, char **argv) {
-    const char *run_dir = NULL, *model_spec = NULL, *data_spec = NULL, *format = NULL,
-               *params = NULL, *loss_name = NULL, *out_path = NULL, *val;
-    int json = 0, quiet = 0;
+/* The command line. */
+typedef struct analyze_opts {
+    const char *run_dir, *model_spec, *data_spec, *format, *params, *loss_name, *out_path;
+    int json, quiet;
     mf_analyze_settings s;
-    mf_analyze_settings_default(&s);
+} analyze_opts;
+
+/* Parse the options into *o. Returns -1 to go on, else an exit code. */
+static int analyze_args(int argc, char **argv, analyze_opts *o) {
+    const char *val;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r;
@@ -230,8 +234,8 @@ int mf_cli_analyze(int argc, char **argv) {
             analyze_help();
             return CLI_EXIT_OK;
         }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { quiet = 1; continue; }
+        if (!strcmp(a, "--json")) { o->json = 1; continue; }
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { o->quiet = 1; continue; }
 #define STR_OPT(name, var)                                                                   \
     if ((r = cli_opt(argc, argv, &i, name, &val)) != 0) {                                    \
         if (r < 0) return CLI_EXIT_USAGE;                                                    \
@@ -243,43 +247,57 @@ int mf_cli_analyze(int argc, char **argv) {
         if (r < 0 || cli_parse_double(name, val, &var)) return CLI_EXIT_USAGE;               \
         continue;                                                                            \
     }
-        STR_OPT("--model", model_spec)
-        STR_OPT("--data", data_spec)
-        STR_OPT("--format", format)
-        STR_OPT("--params", params)
-        STR_OPT("--loss", loss_name)
-        STR_OPT("--out", out_path)
-        NUM_OPT("--kkt-tol", s.kkt_tol)
-        NUM_OPT("--act-tol", s.act_tol)
-        NUM_OPT("--zero-tol", s.zero_tol)
-        NUM_OPT("--global-tol", s.global_tol)
+        STR_OPT("--model", o->model_spec)
+        STR_OPT("--data", o->data_spec)
+        STR_OPT("--format", o->format)
+        STR_OPT("--params", o->params)
+        STR_OPT("--loss", o->loss_name)
+        STR_OPT("--out", o->out_path)
+        NUM_OPT("--kkt-tol", o->s.kkt_tol)
+        NUM_OPT("--act-tol", o->s.act_tol)
+        NUM_OPT("--zero-tol", o->s.zero_tol)
+        NUM_OPT("--global-tol", o->s.global_tol)
 #undef STR_OPT
 #undef NUM_OPT
         if ((r = cli_opt(argc, argv, &i, "--layer", &val)) != 0) {
             if (r < 0 || cli_parse_ll("--layer", val, -1, MF_MAX_LAYERS - 1, &ll)) return CLI_EXIT_USAGE;
-            s.layer = (int)ll;
+            o->s.layer = (int)ll;
             continue;
         }
         if ((r = cli_opt(argc, argv, &i, "--trials", &val)) != 0) {
             if (r < 0 || cli_parse_ll("--trials", val, 0, 100000, &ll)) return CLI_EXIT_USAGE;
-            s.local_trials = (int)ll;
+            o->s.local_trials = (int)ll;
             continue;
         }
         if ((r = cli_opt(argc, argv, &i, "--seed", &val)) != 0) {
             if (r < 0 || cli_parse_ll("--seed", val, 0, 9007199254740992LL, &ll)) return CLI_EXIT_USAGE;
-            s.seed = (uint64_t)ll;
+            o->s.seed = (uint64_t)ll;
             continue;
         }
         if (a[0] == '-' && a[1] != '\0') {
             cli_error("analyze: unknown option '%s' (see marginflow analyze --help)", a);
             return CLI_EXIT_USAGE;
         }
-        if (run_dir) {
-            cli_error("analyze: more than one run directory ('%s' and '%s')", run_dir, a);
+        if (o->run_dir) {
+            cli_error("analyze: more than one run directory ('%s' and '%s')", o->run_dir, a);
             return CLI_EXIT_USAGE;
         }
-        run_dir = a;
+        o->run_dir = a;
     }
+    return -1;
+}
+
+int mf_cli_analyze(int argc, char **argv) {
+    analyze_opts o;
+    memset(&o, 0, sizeof o);
+    mf_analyze_settings_default(&o.s);
+    int arc = analyze_args(argc, argv, &o);
+    if (arc >= 0) return arc;
+    const char *run_dir = o.run_dir, *model_spec = o.model_spec, *data_spec = o.data_spec,
+               *format = o.format, *params = o.params, *loss_name = o.loss_name,
+               *out_path = o.out_path;
+    int json = o.json, quiet = o.quiet;
+    mf_analyze_settings s = o.s;
     const char *bad = mf_analyze_settings_validate(&s);
     if (bad) {
         cli_error("analyze: %s", bad);
@@ -287,7 +305,8 @@ int mf_cli_analyze(int argc, char **argv) {
     }
 
     int rc = CLI_EXIT_OK;
-    cJSON *config = NULL;
+    run_config config;
+    run_config_default(&config);
     char *params_path = NULL, *analysis_path = NULL;
     mf_data *data = NULL;
     mf_model *m = NULL;
@@ -304,36 +323,22 @@ int mf_cli_analyze(int argc, char **argv) {
             cli_error("analyze: give either RUN_DIR or --model/--data/--params, not both");
             return CLI_EXIT_USAGE;
         }
-        char *cpath = cli_join(run_dir, "config.json");
-        char *text = cpath ? cli_read_text(cpath, 0, NULL) : NULL;
-        if (!text) {
-            cli_error("analyze: cannot read %s: %s", cpath ? cpath : run_dir, strerror(errno));
-            free(cpath);
+        run_read_error re;
+        if (run_config_read(run_dir, RUN_READ_DESCRIBE, &config, &re)) {
+            if (re.kind == RUN_READ_OPEN)
+                cli_error("analyze: cannot read %s: %s", config.path ? config.path : run_dir,
+                          strerror(re.errnum));
+            else
+                cli_error("analyze: %s is not a marginflow config (needs data.path or data.spec "
+                          "and model.spec)",
+                          config.path);
+            run_config_free(&config);
             return CLI_EXIT_USAGE;
         }
-        config = cJSON_Parse(text);
-        free(text);
-        const cJSON *dj = cJSON_GetObjectItemCaseSensitive(config, "data");
-        const cJSON *mj = cJSON_GetObjectItemCaseSensitive(config, "model");
-        const cJSON *sj = cJSON_GetObjectItemCaseSensitive(config, "settings");
-        const cJSON *dp = cJSON_GetObjectItemCaseSensitive(dj, "path");
-        const cJSON *ds = cJSON_GetObjectItemCaseSensitive(dj, "spec");
-        const cJSON *df = cJSON_GetObjectItemCaseSensitive(dj, "format");
-        const cJSON *ms = cJSON_GetObjectItemCaseSensitive(mj, "spec");
-        const cJSON *lj = cJSON_GetObjectItemCaseSensitive(sj, "loss");
-        data_spec = cJSON_IsString(dp) ? dp->valuestring : cJSON_IsString(ds) ? ds->valuestring : NULL;
-        model_spec = cJSON_IsString(ms) ? ms->valuestring : NULL;
-        if (!format && cJSON_IsString(df)) format = df->valuestring;
-        if (cJSON_IsString(lj)) cfg_loss = lj->valuestring;
-        if (!config || !data_spec || !model_spec) {
-            cli_error("analyze: %s is not a marginflow config (needs data.path or data.spec and "
-                      "model.spec)",
-                      cpath);
-            free(cpath);
-            cJSON_Delete(config);
-            return CLI_EXIT_USAGE;
-        }
-        free(cpath);
+        data_spec = config.data_path;
+        model_spec = config.model_spec;
+        if (!format) format = config.format;
+        cfg_loss = config.loss_name;
         params_path = cli_join(run_dir, "params.txt");
         params = params_path;
         if (!out_path) out_path = analysis_path = cli_join(run_dir, "analysis.json");
@@ -391,7 +396,7 @@ done:
     free(theta);
     mf_model_free(m);
     mf_data_free(data);
-    cJSON_Delete(config);
+    run_config_free(&config);
     free(params_path);
     free(analysis_path);
     return rc;

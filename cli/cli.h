@@ -90,11 +90,4 @@ int cli_mkdirs(const char *path);
 /* dir + "/" + name in a malloc'd string (NULL on no memory). */
 char *cli_join(const char *dir, const char *name);
 
-/* Run-directory files shared by train and reproduce (rundir.c): the settings
- * as a JSON object (with_stopping = 0 leaves out the stopping criteria), and
- * DIR/summary.json of a finished run (error printed; returns an mf_error). */
-cJSON *cli_settings_json(const mf_train_settings *s, int with_stopping);
-int cli_write_summary(const char *dir, const mf_train_settings *s, const mf_data *d,
-                      const mf_model *m, const mf_train_result *r);
-
 #endif

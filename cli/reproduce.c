@@ -8,11 +8,11 @@
  * the quantities checked with their expected values and tolerances, and the
  * figures to draw. For every claim this command
  *   1. expands the runs (a "seeds" list and a "vary" list multiply them),
- *   2. trains each through mf_train and writes a normal run directory
- *      DIR/<claim>/<run>/ (config.json, metrics.csv, params.txt,
- *      summary.json -- the same files `marginflow train` writes, summary.json
- *      by the shared cli_write_summary -- plus snapshots.csv, the parameters
- *      at every logged step, for runs with "snapshots": true),
+ *   2. trains each through run_execute (cli/rundir.c, the same code as
+ *      `marginflow train`) into a normal run directory DIR/<claim>/<run>/
+ *      (config.json, metrics.csv, params.txt, summary.json, plus
+ *      snapshots.csv, the parameters at every logged step, for runs with
+ *      "snapshots": true),
  *   3. evaluates the checks, prints `PASS|FAIL|ERROR name: measured vs
  *      expected`, writes DIR/<claim>/result.json and draws the figures
  *      (cli/figures.c),
@@ -27,6 +27,7 @@
  */
 #define _XOPEN_SOURCE 700
 #include "checks.h"
+#include "rundir.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -39,203 +40,40 @@
 #include <unistd.h>
 
 
-/* ------------------------------------------------------------ utilities */
-
-static cJSON *read_json(const char *path) {
-    char *t = cli_read_text(path, 0, NULL);
-    cJSON *j = t ? cJSON_Parse(t) : NULL;
-    free(t);
-    return j;
-}
-
 /* ------------------------------------------------------------ training */
 
-typedef struct run_cb {
-    rp_run *r;
-    FILE *metrics;
-    int failed;
-} run_cb;
-
-static int on_metrics(void *user, const mf_metrics *m) {
-    run_cb *c = user;
-    rp_run *r = c->r;
-    if (r->nrows == r->caprows) {
-        int nc = r->caprows ? 2 * r->caprows : 256;
-        mf_metrics *n2 = realloc(r->rows, sizeof *n2 * (size_t)nc);
-        if (!n2) return c->failed = 1;
-        r->rows = n2;
-        if (r->snapshots) {
-            double *s2 = realloc(r->snaps, sizeof *s2 * (size_t)nc * r->model->n_params);
-            if (!s2) return c->failed = 1;
-            r->snaps = s2;
-        }
-        r->caprows = nc;
-    }
-    if (r->snapshots) /* filled by on_snapshot; NAN if it never comes */
-        for (size_t j = 0; j < r->model->n_params; j++)
-            r->snaps[(size_t)r->nrows * r->model->n_params + j] = NAN;
-    r->rows[r->nrows++] = *m;
-    char row[1024];
-    mf_metrics_csv_row(m, row, sizeof row);
-    fprintf(c->metrics, "%s\n", row);
-    return 0;
-}
-
-/* The parameters of the row on_metrics has just appended (the library calls
- * this right after on_metrics with the same row). */
-static int on_snapshot(void *user, const mf_metrics *m, const double *theta) {
-    run_cb *c = user;
-    rp_run *r = c->r;
-    if (!r->snapshots || r->nrows == 0 || r->rows[r->nrows - 1].step != m->step) return 0;
-    memcpy(r->snaps + (size_t)(r->nrows - 1) * r->model->n_params, theta,
-           r->model->n_params * sizeof(double));
-    return 0;
-}
-
-static void on_log(void *user, int level, const char *msg) {
-    (void)user, (void)level, (void)msg; /* the run's outcome carries what matters */
-}
-
-static int write_config(const char *dir, const rp_run *r, const char *claim) {
-    cJSON *root = cJSON_CreateObject();
-    if (!root) return -1;
-    cli_json_str(root, "format", "marginflow-config");
-    cli_json_int(root, "version", 1);
-    cli_json_str(root, "library_version", MF_VERSION);
-    cli_json_str(root, "made_by", "marginflow reproduce");
-    cli_json_str(root, "claim", claim);
-    cJSON *dj = cJSON_AddObjectToObject(root, "data");
-    cli_json_str(dj, "spec", r->data_spec);
-    cli_json_str(dj, "path", r->data_spec);
-    cli_json_str(dj, "format", NULL);
-    cli_json_str(dj, "desc", r->data->desc);
-    cli_json_int(dj, "n", r->data->n);
-    cli_json_int(dj, "d", r->data->d);
-    cli_json_int(dj, "num_classes", r->data->num_classes);
-    cJSON *mj = cJSON_AddObjectToObject(root, "model");
-    cli_json_str(mj, "spec", r->model->spec);
-    cli_json_int(mj, "n_params", (long long)r->model->n_params);
-    cli_json_int(mj, "degree", r->model->degree);
-    cJSON *ij = cJSON_AddObjectToObject(root, "init");
-    if (r->init_params) {
-        cli_json_str(ij, "kind", "params");
-        cJSON *a = cJSON_AddArrayToObject(ij, "params");
-        for (int i = 0; i < r->n_init; i++) {
-            char b[40];
-            mf_format_double(b, sizeof b, r->init_params[i]);
-            cJSON_AddItemToArray(a, cJSON_CreateRaw(b));
-        }
-    } else {
-        cli_json_str(ij, "kind", r->init_kind);
-        cli_json_num(ij, "scale", r->init_scale);
-    }
-    cli_json_int(ij, "seed", (long long)r->seed);
-    cJSON_AddItemToObject(root, "settings", cli_settings_json(&r->s, 1));
-    char *p = cli_join(dir, "config.json");
-    mf_err e = {0, ""};
-    int rc = p ? cli_json_write(p, root, &e) : -1;
-    free(p);
-    cJSON_Delete(root);
-    return rc ? -1 : 0;
-}
-
-/* Train run r into dir; on failure r->err says why. */
+/* Train run r of claim `claim` into dir (a reproduce folder: an earlier
+ * run there is replaced). On success r->done is set and r holds the data,
+ * model, final theta, logged rows and snapshots; else r->err says why. */
 static void train_run(rp_run *r, const char *dir, const char *claim) {
-    mf_err e = {0, ""};
-    mf_train_state *st = NULL;
-    run_cb c = {r, NULL, 0};
-    if (mf_data_from_spec(r->data_spec, NULL, &r->data, &e) ||
-        mf_model_parse(r->model_spec, r->data->d, r->data->num_classes, &r->model, &e)) {
-        cli_fmt(r->err, sizeof r->err, "%s", e.msg);
-        return;
-    }
-    const mf_model *m = r->model;
-    if (mf_train_state_new(m->n_params, &st, &e)) goto fail;
+    run_config c;
+    run_config_default(&c);
+    c.data_spec = c.data_path = r->data_spec;
+    c.format = NULL;
+    c.model_spec = r->model_spec;
     if (r->init_params) {
-        if ((size_t)r->n_init != m->n_params) {
-            cli_fmt(r->err, sizeof r->err, "init.params has %d values, %s needs %zu", r->n_init,
-                     m->spec, m->n_params);
-            goto out;
-        }
-        memcpy(st->theta, r->init_params, m->n_params * sizeof(double));
+        c.init_kind = "params";
+        c.init_values = r->init_params;
+        c.n_init = r->n_init;
     } else {
-        mf_rng rng;
-        mf_rng_seed(&rng, r->seed);
-        if (mf_model_init(m, r->init_kind, r->init_scale, &rng, st->theta, &e)) goto fail;
+        c.init_kind = r->init_kind;
+        c.init_scale = r->init_scale;
     }
-    if (cli_mkdirs(dir) != 0) {
-        cli_fmt(r->err, sizeof r->err, "cannot create %s: %s", dir, strerror(errno));
-        goto out;
-    }
-    if (write_config(dir, r, claim)) {
-        cli_fmt(r->err, sizeof r->err, "cannot write %s/config.json", dir);
-        goto out;
-    }
-    char *mp = cli_join(dir, "metrics.csv");
-    c.metrics = mp ? fopen(mp, "wb") : NULL;
-    free(mp);
-    if (!c.metrics) {
-        cli_fmt(r->err, sizeof r->err, "cannot write %s/metrics.csv", dir);
-        goto out;
-    }
-    fprintf(c.metrics, "%s\n", mf_metrics_csv_header());
-    mf_callbacks cb;
-    memset(&cb, 0, sizeof cb);
-    cb.user = &c;
-    cb.on_metrics = on_metrics;
-    cb.log = on_log;
-    if (r->snapshots) cb.on_snapshot = on_snapshot;
-    int rc = mf_train(m, r->data, &r->s, st, &cb, &r->res, &e);
-    if (fclose(c.metrics) != 0) rc = rc ? rc : MF_ERR_IO;
-    c.metrics = NULL;
-    if (c.failed) {
-        cli_fmt(r->err, sizeof r->err, "out of memory keeping the metrics");
-        goto out;
-    }
-    if (rc) goto fail;
-    r->theta = malloc(m->n_params * sizeof(double));
-    if (!r->theta) goto out;
-    memcpy(r->theta, st->theta, m->n_params * sizeof(double));
-    char *pp = cli_join(dir, "params.txt");
-    if (!pp || mf_params_write(pp, m, st->theta, &e)) {
-        free(pp);
-        goto fail;
-    }
-    free(pp);
-    if (cli_write_summary(dir, &r->s, r->data, m, &r->res)) {
-        cli_fmt(r->err, sizeof r->err, "cannot write %s/summary.json", dir);
-        goto out;
-    }
-    if (r->snapshots) {
-        char *sp = cli_join(dir, "snapshots.csv");
-        FILE *f = sp ? fopen(sp, "wb") : NULL;
-        free(sp);
-        if (f) {
-            fprintf(f, "# marginflow snapshots v1: theta at every logged step, order of "
-                       "marginflow layout; model=%s\nstep,log10_time",
-                    m->spec);
-            for (size_t j = 0; j < m->n_params; j++) fprintf(f, ",p%zu", j);
-            fputc('\n', f);
-            for (int i = 0; i < r->nrows; i++) {
-                char b[40];
-                fprintf(f, "%lld,", r->rows[i].step);
-                if (isfinite(r->rows[i].time_log)) fprintf(f, "%.17g", r->rows[i].time_log / LN10);
-                for (size_t j = 0; j < m->n_params; j++) {
-                    mf_format_double(b, sizeof b, r->snaps[(size_t)i * m->n_params + j]);
-                    fprintf(f, ",%s", b);
-                }
-                fputc('\n', f);
-            }
-            fclose(f);
-        }
-    }
-    r->done = 1;
-    goto out;
-fail:
-    cli_fmt(r->err, sizeof r->err, "%s", e.msg);
-out:
-    if (c.metrics) fclose(c.metrics);
-    mf_train_state_free(st);
+    c.s = r->s;
+    c.made_by = "marginflow reproduce";
+    c.claim = claim;
+    run_exec x;
+    memset(&x, 0, sizeof x);
+    x.dir = dir;
+    x.replace = 1;
+    x.snapshots = r->snapshots;
+    x.keep = 1;
+    x.log = RUN_LOG_NONE; /* the run's outcome carries what matters */
+    run_output out;
+    if (run_execute(&c, &x, &out)) cli_fmt(r->err, sizeof r->err, "%s", out.err);
+    else r->done = 1;
+    r->data = out.data, r->model = out.model, r->theta = out.theta, r->res = out.res;
+    r->rows = out.rows, r->nrows = out.nrows, r->caprows = out.caprows, r->snaps = out.snaps;
 }
 
 /* ------------------------------------------------------------ one claim */
@@ -429,7 +267,8 @@ static char **list_claims(const char *dir, int *n) {
 static int print_result(const char *outdir, const char *name) {
     char p[1400];
     cli_fmt(p, sizeof p, "%s/%s/result.json", outdir, name);
-    cJSON *r = read_json(p);
+    cli_jr jr = {p, NULL, 0, NULL, 0};
+    cJSON *r = cli_json_load(&jr, p, 0);
     if (!r) {
         printf("ERROR %s: no result (the claim's process failed)\n", name);
         fflush(stdout);
@@ -533,7 +372,8 @@ int cli_reproduce(int argc, char **argv) {
         for (int i = 0; i < nwant; i++) {
             char p[1200];
             cli_fmt(p, sizeof p, "%s/%s.json", expdir, names[i]);
-            cJSON *r = read_json(p);
+            cli_jr jr = {p, NULL, 0, NULL, 0};
+            cJSON *r = cli_json_load(&jr, p, 0);
             printf("%-34s %s [%s]\n", names[i], cli_jstr_or(r, "title", "(unreadable)"), cli_jstr_or(r, "paper", ""));
             cJSON_Delete(r);
         }
