@@ -13,32 +13,28 @@
  *      (config.json, metrics.csv, params.txt, summary.json, plus
  *      snapshots.csv, the parameters at every logged step, for runs with
  *      "snapshots": true),
- *   3. evaluates the checks, prints `PASS|FAIL|ERROR name: measured vs
- *      expected`, writes DIR/<claim>/result.json and draws the figures
- *      (cli/figures.c),
- * and finally writes DIR/report.md / report.html and prints `N passed,
- * N failed`. --jobs N runs claims in N forked processes; every claim is
- * deterministic given its seeds, so the results do not depend on N.
+ *   3. evaluates the checks (cli/checks.c), writes DIR/<claim>/result.json
+ *      and draws the figures (cli/figures.c),
+ * prints `PASS|FAIL|ERROR name: measured vs expected` per claim in claim
+ * order, and finally writes DIR/report.md / report.html and prints `N
+ * passed, N failed`. --jobs N runs the claims as tasks of the cli/jobs.c
+ * pool, N at once in forked processes; every claim is deterministic given
+ * its seeds, so the results do not depend on N.
  *
- * Snapshots: runs with "snapshots" keep theta at every logged row through the
- * library's on_snapshot callback (snapshots.csv). A claim that the
- * implementation cannot meet is reported as FAIL with its numbers: nothing
- * here is tuned to the outcome.
+ * A claim that the implementation cannot meet is reported as FAIL with its
+ * numbers: nothing here is tuned to the outcome.
  */
 #define _XOPEN_SOURCE 700
 #include "checks.h"
+#include "jobs.h"
 #include "rundir.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 
 /* ------------------------------------------------------------ training */
 
@@ -309,135 +305,140 @@ static void reproduce_help(void) {
            "            2 bad usage or an unknown claim\n");
 }
 
-int cli_reproduce(int argc, char **argv) {
-    const char *outdir = "runs/reproduce", *expdir = "experiments";
-    int quick = 0, list = 0;
-    long long jobs = 1;
-    char **want = calloc((size_t)argc + 1, sizeof *want);
-    int nwant = 0;
-    if (!want) return CLI_EXIT_ERROR;
+/* The claims of one reproduce call, run as pool tasks; results are
+ * printed in claim order as soon as a claim and all before it are done. */
+typedef struct claims_ctx {
+    const char *expdir, *outdir;
+    char **names;
+    int n, quick;
+    char *fin;          /* fin[i]: claim i has ended */
+    int printed, passed, failed;
+} claims_ctx;
+
+static int claim_task(int i, void *ctx) {
+    claims_ctx *c = ctx;
+    return run_claim(c->expdir, c->names[i], c->outdir, c->quick);
+}
+
+static void claim_done(int i, const jobs_status *st, void *ctx) {
+    claims_ctx *c = ctx;
+    (void)st; /* a claim that died has no result.json: print_result says so */
+    c->fin[i] = 1;
+    while (c->printed < c->n && c->fin[c->printed]) {
+        if (print_result(c->outdir, c->names[c->printed])) c->passed++;
+        else c->failed++;
+        c->printed++;
+    }
+}
+
+/* Run the claims names[n] with `jobs` workers; print each result line,
+ * the report and "N passed, N failed". Returns the exit code. */
+static int run_claims(const char *expdir, const char *outdir, char **names, int n, int quick,
+                      int jobs) {
+    if (cli_mkdirs(outdir) != 0) {
+        cli_error("cannot create %s: %s", outdir, strerror(errno));
+        return CLI_EXIT_ERROR;
+    }
+    for (int i = 0; i < n; i++) { /* a claim that dies must not leave an old result */
+        char p[1400];
+        cli_fmt(p, sizeof p, "%s/%s/result.json", outdir, names[i]);
+        remove(p);
+    }
+    claims_ctx c = {expdir, outdir, names, n, quick, calloc((size_t)n + 1, 1), 0, 0, 0};
+    jobs_status *st = calloc((size_t)n + 1, sizeof *st);
+    jobs_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.n_tasks = n;
+    spec.task = claim_task;
+    spec.ctx = &c;
+    spec.workers = jobs;
+    spec.on_done = claim_done;
+    spec.done_ctx = &c;
+    if (c.fin && st) jobs_run_spec(NULL, &spec, st);
+    for (int i = 0; c.fin && i < n; i++) /* never started or not waited for */
+        if (!c.fin[i]) claim_done(i, &st[i], &c);
+    int failed = c.failed + (c.fin ? 0 : n);
+    free(c.fin);
+    free(st);
+    rp_report(outdir, names, n, quick);
+    printf("%d passed, %d failed\n", c.passed, failed);
+    return failed ? CLI_EXIT_ERROR : CLI_EXIT_OK;
+}
+
+/* --list: each claim's name, title and paper. */
+static void list(const char *expdir, char **names, int n) {
+    for (int i = 0; i < n; i++) {
+        char p[1200];
+        cli_fmt(p, sizeof p, "%s/%s.json", expdir, names[i]);
+        cli_jr r = {p, NULL, 0, NULL, 0};
+        cJSON *j = cli_json_load(&r, p, 0);
+        printf("%-34s %s [%s]\n", names[i], cli_jstr_or(j, "title", "(unreadable)"),
+               cli_jstr_or(j, "paper", ""));
+        cJSON_Delete(j);
+    }
+}
+
+/* Options into *outdir, *expdir, *quick, *list, *jobs and the claim names
+ * want[*nwant]. Returns -1 to go on, else an exit code. */
+static int reproduce_args(int argc, char **argv, const char **outdir, const char **expdir,
+                          int *quick, int *listing, long long *jobs, char **want, int *nwant) {
     for (int i = 1; i < argc; i++) {
         const char *v;
         int r = 0;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             reproduce_help();
-            free(want);
             return CLI_EXIT_OK;
         }
-        if (!strcmp(argv[i], "--quick")) quick = 1;
-        else if (!strcmp(argv[i], "--list")) list = 1;
-        else if ((r = cli_opt(argc, argv, &i, "--out", &v)) == 1) outdir = v;
-        else if (r == 0 && (r = cli_opt(argc, argv, &i, "--experiments", &v)) == 1) expdir = v;
+        if (!strcmp(argv[i], "--quick")) *quick = 1;
+        else if (!strcmp(argv[i], "--list")) *listing = 1;
+        else if ((r = cli_opt(argc, argv, &i, "--out", &v)) == 1) *outdir = v;
+        else if (r == 0 && (r = cli_opt(argc, argv, &i, "--experiments", &v)) == 1) *expdir = v;
         else if (r == 0 && (r = cli_opt(argc, argv, &i, "--jobs", &v)) == 1) {
-            if (cli_parse_ll("--jobs", v, 1, 256, &jobs)) r = -1;
+            if (cli_parse_ll("--jobs", v, 1, 256, jobs)) r = -1;
         }
-        if (r < 0) {
-            free(want);
-            return CLI_EXIT_USAGE;
-        }
+        if (r < 0) return CLI_EXIT_USAGE;
         if (r == 1 || !strcmp(argv[i], "--quick") || !strcmp(argv[i], "--list")) continue;
         if (argv[i][0] == '-') {
             cli_error("reproduce: unknown option '%s'; see marginflow reproduce --help", argv[i]);
-            free(want);
             return CLI_EXIT_USAGE;
         }
-        want[nwant++] = argv[i];
+        want[(*nwant)++] = argv[i];
     }
-    int nall = 0;
-    char **all = list_claims(expdir, &nall);
+    return -1;
+}
+
+int cli_reproduce(int argc, char **argv) {
+    const char *outdir = "runs/reproduce", *expdir = "experiments";
+    int quick = 0, listing = 0, nwant = 0, nall = 0;
+    long long jobs = 1;
+    char **want = calloc((size_t)argc + 1, sizeof *want);
+    if (!want) return CLI_EXIT_ERROR;
+    int code = reproduce_args(argc, argv, &outdir, &expdir, &quick, &listing, &jobs, want, &nwant);
+    if (code >= 0) {
+        free(want);
+        return code;
+    }
+    code = CLI_EXIT_OK;
+    char **all = list_claims(expdir, &nall), **names = want;
     if (!all || nall == 0) {
         cli_error("reproduce: no claim files (*.json) in %s", expdir);
         free(want);
         free(all);
         return CLI_EXIT_USAGE;
     }
-    int code = CLI_EXIT_OK;
-    char **names = want;
-    if (nwant == 0) {
-        names = all;
-        nwant = nall;
-    } else {
-        for (int i = 0; i < nwant; i++) {
-            size_t l = strlen(want[i]);
-            if (l > 5 && !strcmp(want[i] + l - 5, ".json")) want[i][l - 5] = '\0';
-            int found = 0;
-            for (int k = 0; k < nall; k++) found |= !strcmp(all[k], want[i]);
-            if (!found) {
-                cli_error("reproduce: unknown claim '%s'; see marginflow reproduce --list", want[i]);
-                code = CLI_EXIT_USAGE;
-            }
+    if (nwant == 0) names = all, nwant = nall;
+    for (int i = 0; names == want && i < nwant; i++) {
+        size_t l = strlen(want[i]);
+        if (l > 5 && !strcmp(want[i] + l - 5, ".json")) want[i][l - 5] = '\0';
+        int found = 0;
+        for (int k = 0; k < nall; k++) found |= !strcmp(all[k], want[i]);
+        if (!found) {
+            cli_error("reproduce: unknown claim '%s'; see marginflow reproduce --list", want[i]);
+            code = CLI_EXIT_USAGE;
         }
     }
-    if (code == CLI_EXIT_OK && list) {
-        for (int i = 0; i < nwant; i++) {
-            char p[1200];
-            cli_fmt(p, sizeof p, "%s/%s.json", expdir, names[i]);
-            cli_jr jr = {p, NULL, 0, NULL, 0};
-            cJSON *r = cli_json_load(&jr, p, 0);
-            printf("%-34s %s [%s]\n", names[i], cli_jstr_or(r, "title", "(unreadable)"), cli_jstr_or(r, "paper", ""));
-            cJSON_Delete(r);
-        }
-    } else if (code == CLI_EXIT_OK) {
-        if (cli_mkdirs(outdir) != 0) {
-            cli_error("cannot create %s: %s", outdir, strerror(errno));
-            code = CLI_EXIT_ERROR;
-        }
-        int passed = 0, failed = 0;
-        if (code == CLI_EXIT_OK && jobs <= 1) {
-            for (int i = 0; i < nwant; i++) {
-                char p[1400];
-                cli_fmt(p, sizeof p, "%s/%s/result.json", outdir, names[i]);
-                remove(p);
-                run_claim(expdir, names[i], outdir, quick);
-                if (print_result(outdir, names[i])) passed++;
-                else failed++;
-            }
-        } else if (code == CLI_EXIT_OK) {
-            /* at most `jobs` children; lines printed in claim order */
-            pid_t *pid = calloc((size_t)nwant, sizeof *pid);
-            int *fin = calloc((size_t)nwant, sizeof *fin);
-            int started = 0, running = 0, printed = 0;
-            fflush(stdout);
-            while (pid && fin && printed < nwant) {
-                while (started < nwant && running < jobs) {
-                    char p[1400];
-                    cli_fmt(p, sizeof p, "%s/%s/result.json", outdir, names[started]);
-                    remove(p);
-                    pid_t c = fork();
-                    if (c == 0) {
-                        run_claim(expdir, names[started], outdir, quick);
-                        fflush(NULL);
-                        _exit(0);
-                    }
-                    if (c < 0) {
-                        fin[started] = 1; /* print_result reports the missing result */
-                    } else {
-                        pid[started] = c;
-                        running++;
-                    }
-                    started++;
-                }
-                while (printed < nwant && fin[printed]) {
-                    if (print_result(outdir, names[printed])) passed++;
-                    else failed++;
-                    printed++;
-                }
-                if (printed == nwant) break;
-                int stv;
-                pid_t w = wait(&stv);
-                if (w < 0) break;
-                for (int i = 0; i < started; i++)
-                    if (pid[i] == w) fin[i] = 1, running--;
-            }
-            free(pid);
-            free(fin);
-        }
-        if (code == CLI_EXIT_OK) {
-            rp_report(outdir, names, nwant, quick);
-            printf("%d passed, %d failed\n", passed, failed);
-            if (failed) code = CLI_EXIT_ERROR;
-        }
-    }
+    if (code == CLI_EXIT_OK && listing) list(expdir, names, nwant);
+    else if (code == CLI_EXIT_OK) code = run_claims(expdir, outdir, names, nwant, quick, (int)jobs);
     for (int i = 0; i < nall; i++) free(all[i]);
     free(all);
     free(want);

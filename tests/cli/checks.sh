@@ -1,6 +1,6 @@
 #!/bin/sh
-# checks.sh -- the check table of `marginflow reproduce` (cli/checks.c) end
-# to end (needs ${BUILD:-build}/marginflow).
+# checks.sh -- the check table of `marginflow reproduce` (cli/checks.c) and
+# the claim pool (cli/jobs.c) end to end (needs ${BUILD:-build}/marginflow).
 #
 #  - a key that the check's quantity does not read is refused before
 #    anything trains, naming the file, the field, the quantity and the keys
@@ -8,7 +8,9 @@
 #    required key missing is named;
 #  - every row of the table lists exactly the keys its evaluator reads
 #    (a scan of cli/checks.c: a key read but not listed would be refused in
-#    every file, one listed but not read would be accepted and ignored).
+#    every file, one listed but not read would be accepted and ignored);
+#  - a claim whose process dies (SIGKILL while it trains) under --jobs 2 is
+#    reported as ERROR while the other claim passes, and the run exits 1.
 # Prints "N passed, N failed"; exits 1 on any failure.
 
 . "$(dirname "$0")/lib.sh"
@@ -59,5 +61,25 @@ print(len(rows), 'quantities scanned')
 sys.exit(bad or len(rows) < 16)
 PY
 if [ $? -eq 0 ]; then ok; else bad "check table and evaluators disagree: $(cat "$T/scan")"; fi
+
+# a claim whose process dies is reported, the other one is not affected
+E="$T/exp"
+mkdir -p "$E"
+cp experiments/vardi-B-not-local.json "$E/"
+printf '{"name": "slow", "runs": [{"name": "main", "data": "gauss:n=200,d=20", "model": "relu2:width=50", "optimizer": "gd", "lr": 0.001, "steps": 0, "wall_seconds": 60}], "checks": [{"quantity": "final", "column": "step", "op": "ge", "expect": 0}]}\n' >"$E/slow.json"
+"$MF" reproduce --experiments "$E" --jobs 2 --quick --out "$T/p" >"$T/pout" 2>"$T/perr" &
+pid=$!
+n=0 # the slow claim's process: the child of reproduce whose claim has not finished
+while [ ! -s "$T/p/slow/main/metrics.csv" ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+n=0
+while [ ! -f "$T/p/vardi-B-not-local/result.json" ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
+sleep 0.5
+for c in $(pgrep -P "$pid"); do kill -KILL "$c"; done
+wait "$pid"
+expect_rc 1 $? "a claim killed mid-run: reproduce exits 1"
+check "the killed claim is reported" grep -q "^ERROR slow: no result (the claim's process failed)$" "$T/pout"
+check "the other claim passes" grep -q "^PASS vardi-B-not-local: " "$T/pout"
+check "both counted" grep -q "^1 passed, 1 failed$" "$T/pout"
+check "the report names the killed claim" grep -q "No result (the claim did not run)" "$T/p/report.md"
 
 cli_test_done
