@@ -33,8 +33,26 @@ double mf__margin(const mf_data *data, const double *out, int n_out, int i);
 /* ||x||_2, finite whenever the result is (scaled second pass when needed). */
 double mf__norm2(const double *x, size_t n);
 
-/* CRC-32 (zlib's) of a buffer. */
+/* CRC-32 (zlib's) of a buffer; mf__crc32_more continues a running CRC
+ * (start from 0): mf__crc32_more(mf__crc32(a), b) = CRC of a then b. */
 uint32_t mf__crc32(const void *buf, size_t len);
+uint32_t mf__crc32_more(uint32_t crc, const void *buf, size_t len);
+
+/* A printable rendering of s[0..len) for an error message, in dst[cap]
+ * (always NUL-terminated, cap >= 8): printable ASCII and well-formed UTF-8
+ * characters from U+00A0 up are copied, every other byte (control
+ * characters, DEL, C1 controls, malformed UTF-8) becomes "\xNN", so no raw
+ * control byte reaches a terminal. At most max source bytes are rendered
+ * (cut at a character boundary), then "..." marks the cut; the rendering is
+ * also cut with "..." where dst is full. Returns dst. */
+char *mf__quote(char *dst, size_t cap, const char *s, size_t len, size_t max);
+/* Room mf__quote needs for max source bytes: 4 output bytes each, "...", NUL. */
+#define MF__QUOTE_CAP(max) (4 * (size_t)(max) + 4)
+
+/* Tests only: the data-file reader's limits (data.c), in bytes: the whole
+ * file and one line; 0 restores the default (MF_DATA_MAX_FILE_BYTES,
+ * MF_DATA_MAX_LINE_BYTES). Not thread-safe. */
+void mf__data_set_limits(uint64_t file_bytes, size_t line_bytes);
 
 /* strtod in the C locale, whatever the process locale. *end as strtod. */
 double mf__strtod_c(const char *s, char **end);
