@@ -302,7 +302,11 @@ double mf_loss_log_ell0(mf_loss_kind loss);
 
 /* Smoothed normalized margin from the log loss, [LL20] Def./THEORY.md s.1:
  *   exp:       -log_loss / ||theta||^L
- *   logistic:  -log(expm1(Loss)) / ||theta||^L, computed stably from log_loss. */
+ *   logistic:  -log(expm1(Loss)) / ||theta||^L, computed stably from log_loss.
+ * ||theta||^L may overflow or underflow: the quotient is then taken with the
+ * norm split into mantissa and exponent. A result that is not a normal
+ * double (beyond DBL_MAX, or nonzero below DBL_MIN) is absent: NAN. norm = 0
+ * gives 0; a NaN, infinite or negative norm gives NAN. */
 double mf_smoothed_margin(mf_loss_kind loss, double log_loss, double norm, int degree);
 
 /* Everything a metrics row holds. */
@@ -315,6 +319,8 @@ typedef struct mf_metrics {
     double normalized_margin;   /* q_min / ||theta||^L */
     double smoothed_margin;
     double layer_margin;        /* q_min / prod_l ||W_l|| */
+    /* (these three are exact whatever the size of ||theta||^L; NAN, i.e.
+     * absent, when the quotient itself is not a normal double) */
     double lr;                  /* current step size (alpha for scaled/lyu-li, dtau for flow) */
     double train_error;         /* fraction of samples with q_n <= 0 */
     double balancedness;        /* max_k |a_k^2 - ||w_k||^2| (two-layer), max_l |
@@ -513,7 +519,10 @@ void mf_format_log_value(char *buf, size_t cap, double time_log);
 /* CSV header line of metrics rows (no newline) and one row (no newline).
  * Columns: step,time,log10_time,log10_loss,norm,q_min,normalized_margin,
  * smoothed_margin,layer_margin,lr,train_error,balancedness. log10_time is
- * empty at t = 0. */
+ * empty at t = 0. A quantity that is absent (NAN in mf_metrics: undefined,
+ * or not representable as a double) or infinite is written as an empty
+ * field: CSV readers (gnuplot, pandas) take it as missing, never as a
+ * number. (The CLI's JSON files write such values as null.) */
 const char *mf_metrics_csv_header(void);
 void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap);
 
@@ -650,6 +659,14 @@ typedef struct mf_svm_result {
  *    and terminal output off during the call) on (P1) with beta = p - m,
  *    p, m >= 0; the residuals are recomputed here from beta and the row
  *    duals, and GLPK's own glp_check_kkt errors are reported beside them.
+ *
+ * Scale: the problems are homogeneous in x, and the data are solved at the
+ * power-of-two scale where max |x| lies in [0.5, 1), then the results are
+ * scaled back exactly: data multiplied by c > 0 give gamma (and its bracket)
+ * times c, w over c, alpha over c^2 (l2) or c (l1), the same support and
+ * certificate weights, certificate_norm times c, over the whole double range
+ * (bit for bit when c is a power of two). An entry of w or alpha, or gamma,
+ * that is not a normal double at the caller's scale is NAN (absent).
  *
  * data: binary (num_classes == 0), n >= 1, d >= 1, finite x, y in {-1, +1}.
  * settings may be NULL (defaults). On MF_OK *out is a new result (free with

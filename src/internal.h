@@ -33,6 +33,24 @@ double mf__margin(const mf_data *data, const double *out, int n_out, int i);
 /* ||x||_2, finite whenever the result is (scaled second pass when needed). */
 double mf__norm2(const double *x, size_t n);
 
+/* ||x||_2 as f * 2^e with f in [0.5, 1) (0 and e = 0 when x = 0), for
+ * norms beyond DBL_MAX or below DBL_MIN: entries are scaled by the power of
+ * two of the largest (exact), then the sum of squares is taken. */
+double mf__norm2_scaled(const double *x, size_t n, int *e);
+
+/* a / (f * 2^e) for finite f > 0 (any magnitude) and integer e, without
+ * overflow or underflow on the way: a and f are split into mantissa and
+ * exponent (frexp), the mantissas divided, the exponents subtracted
+ * exactly. Returns 0 when a = 0, and NAN (absent) when the quotient is not
+ * finite or below the smallest normal double (it would carry less than full
+ * precision) or a is not finite. Relative error: that of one division. */
+double mf__div_scaled(double a, double f, long e);
+
+/* The smoothed margin of mf_smoothed_margin with ||theta|| = f * 2^e given
+ * as mantissa and exponent (loss.c), so that norms beyond DBL_MAX work. */
+double mf__smoothed_margin_scaled(mf_loss_kind loss, double log_loss, double f, long e,
+                                  int degree);
+
 /* CRC-32 (zlib's) of a buffer; mf__crc32_more continues a running CRC
  * (start from 0): mf__crc32_more(mf__crc32(a), b) = CRC of a then b. */
 uint32_t mf__crc32(const void *buf, size_t len);

@@ -776,19 +776,29 @@ const char *mf_metrics_csv_header(void) {
 }
 
 /* One CSV row: step as an integer, time via mf_format_log_value, log10_time =
- * time_log / ln 10 (empty when t = 0), every other column %.17g. */
+ * time_log / ln 10 (empty when t = 0), every other column %.17g. A value
+ * that is absent (NaN: undefined or not representable) or infinite is an
+ * empty field, never "nan" or "inf" (marginflow.h). */
 void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap) {
     char t[MF_LOG_VALUE_LEN], lt[40];
     char v[9][40];
-    mf_format_log_value(t, sizeof t, m->time_log);
-    if (m->time_log == -INFINITY)
+    if (isnan(m->time_log) || m->time_log == INFINITY)
+        t[0] = '\0';
+    else
+        mf_format_log_value(t, sizeof t, m->time_log);
+    if (!isfinite(m->time_log))
         lt[0] = '\0';
     else
         mf_format_double(lt, sizeof lt, m->time_log / MF_LN10);
     const double vals[9] = {m->log10_loss,      m->norm,         m->q_min,
                             m->normalized_margin, m->smoothed_margin, m->layer_margin,
                             m->lr,              m->train_error,  m->balancedness};
-    for (int i = 0; i < 9; i++) mf_format_double(v[i], sizeof v[i], vals[i]);
+    for (int i = 0; i < 9; i++) {
+        if (isfinite(vals[i]))
+            mf_format_double(v[i], sizeof v[i], vals[i]);
+        else
+            v[i][0] = '\0';
+    }
     snprintf(buf, cap, "%lld,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s", m->step, t, lt, v[0], v[1], v[2],
              v[3], v[4], v[5], v[6], v[7], v[8]);
 }

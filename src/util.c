@@ -156,6 +156,39 @@ double mf__norm2(const double *x, size_t n) {
     return mx * sqrt(s);
 }
 
+/* mf__norm2_scaled -- contract in internal.h. */
+double mf__norm2_scaled(const double *x, size_t n, int *e) {
+    double mx = 0.0;
+    for (size_t i = 0; i < n; i++)
+        if (fabs(x[i]) > mx) mx = fabs(x[i]);
+    *e = 0;
+    if (mx == 0.0 || !isfinite(mx)) return mx;
+    int k;
+    frexp(mx, &k); /* mx = m 2^k, m in [0.5, 1): entries scaled by 2^-k are <= 1 */
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double t = ldexp(x[i], -k);
+        s += t * t;
+    }
+    int k2;
+    double f = frexp(sqrt(s), &k2);
+    *e = k + k2;
+    return f;
+}
+
+/* mf__div_scaled -- contract in internal.h. */
+double mf__div_scaled(double a, double f, long e) {
+    if (a == 0.0) return 0.0;
+    if (!isfinite(a) || !(f > 0) || !isfinite(f)) return NAN;
+    int ea, ef, et;
+    double ma = frexp(a, &ea), mf = frexp(f, &ef);
+    double t = frexp(ma / mf, &et); /* |ma / mf| in (0.5, 2) */
+    long E = (long)et + ea - ef - e;
+    if (E > DBL_MAX_EXP || E < DBL_MIN_EXP) return NAN; /* beyond a normal double */
+    double r = ldexp(t, (int)E);
+    return isfinite(r) && fabs(r) >= DBL_MIN ? r : NAN;
+}
+
 uint32_t mf__crc32_more(uint32_t crc, const void *buf, size_t len) {
     uLong c = crc;
     const unsigned char *p = buf;
