@@ -109,7 +109,9 @@ typedef struct mf_data {
     double *x;         /* [n][d] */
     double *y;         /* [n] or NULL */
     int *cls;          /* [n] or NULL */
-    char desc[MF_SPEC_LEN]; /* e.g. "builtin:B" or "file:foo.svm (libsvm)" */
+    char desc[MF_SPEC_LEN]; /* for display, e.g. "builtin:B" or "file:foo.svm (libsvm)";
+                               a path is escaped as in messages and a long one cut
+                               with "..." */
 } mf_data;
 
 /* Allocate an empty data set of n samples, d features (zeroed). If

@@ -790,7 +790,11 @@ int mf_data_load(const char *path, const char *format, int min_d, mf_data **out,
             else
                 D->cls[i] = (int)L.label[i];
         }
-        snprintf(D->desc, sizeof D->desc, "file:%s (%s)", path, csv ? "csv" : "libsvm");
+        /* for display: the path escaped (mf__quote), and cut with "..." where
+         * it would not fit, never silently */
+        char qd[sizeof D->desc - sizeof "file: (libsvm)"];
+        snprintf(D->desc, sizeof D->desc, "file:%s (%s)",
+                 mf__quote(qd, sizeof qd, path, strlen(path), strlen(path)), csv ? "csv" : "libsvm");
         *out = D;
     }
     loader_free(&L);

@@ -613,6 +613,27 @@ TEST(data_messages) {
           "path: rc %d (%s)", rc, e.msg);
     rc = mf_data_from_spec("builtin:\x01", NULL, &D, &e);
     CHECK(rc == MF_ERR_INVALID && printable(e.msg), "builtin: rc %d (%s)", rc, e.msg);
+
+    /* the description of a loaded file: escaped, and a long path cut visibly */
+    p = tpath("a\x1b[2Jb.svm");
+    spits(p, "+1 1:1\n");
+    rc = mf_data_load(p, NULL, 0, &D, &e);
+    CHECK(rc == MF_OK && D && printable(D->desc) && strstr(D->desc, "a\\x1b[2Jb.svm (libsvm)"),
+          "desc '%s'", D ? D->desc : "");
+    mf_data_free(D);
+    D = NULL;
+    remove(p);
+    char name[251];
+    memset(name, 'n', 250);
+    name[250] = '\0';
+    p = tpath(name);
+    spits(p, "+1 1:1\n");
+    rc = mf_data_load(p, NULL, 0, &D, &e);
+    CHECK(rc == MF_OK && D && strstr(D->desc, "nnn... (libsvm)") &&
+              strlen(D->desc) < sizeof D->desc - 1,
+          "long desc '%s'", D ? D->desc : "");
+    mf_data_free(D);
+    remove(p);
 }
 
 /* ------------------------------------------------ the data fingerprint */
