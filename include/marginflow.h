@@ -62,7 +62,8 @@ typedef enum mf_error {
     MF_ERR_CALLBACK     /* a user callback returned failure */
 } mf_error;
 
-/* Detailed error: code plus a human sentence. */
+/* Detailed error: code plus a human sentence (a longer one is cut, ending
+ * in "..."). */
 typedef struct mf_err {
     int code;
     char msg[MF_ERR_LEN];
@@ -525,6 +526,7 @@ void mf_format_log_value(char *buf, size_t cap, double time_log);
  * or not representable as a double) or infinite is written as an empty
  * field: CSV readers (gnuplot, pandas) take it as missing, never as a
  * number. (The CLI's JSON files write such values as null.) */
+#define MF_METRICS_ROW_LEN 1024 /* always enough for one row (and its NUL) */
 const char *mf_metrics_csv_header(void);
 void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap);
 

@@ -33,13 +33,20 @@ const char *mf_strerror(int code) {
     }
 }
 
+/* A message longer than MF_ERR_LEN - 1 bytes is cut at a character boundary
+ * and ends in "...", so a cut is never silent. */
 int mf__err(mf_err *e, int code, const char *fmt, ...) {
     if (e) {
         va_list ap;
         e->code = code;
         va_start(ap, fmt);
-        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        int k = vsnprintf(e->msg, sizeof e->msg, fmt, ap);
         va_end(ap);
+        if (k >= (int)sizeof e->msg) {
+            size_t at = sizeof e->msg - 4;
+            while (at > 0 && ((unsigned char)e->msg[at] & 0xC0u) == 0x80u) at--; /* UTF-8 */
+            memcpy(e->msg + at, "...", 4);
+        }
     }
     return code;
 }

@@ -608,6 +608,18 @@ TEST(data_messages) {
     int rc = mf_data_from_spec("gauss:n=\x1b[2J", NULL, &D, &e);
     CHECK(rc == MF_ERR_INVALID && printable(e.msg) && strstr(e.msg, "\\x1b[2J"), "spec: rc %d (%s)",
           rc, e.msg);
+    /* a message too long for mf_err is cut visibly */
+    char longp[700] = "/tmp/";
+    memset(longp + 5, 'q', 600);
+    longp[605] = '\0';
+    rc = mf_data_load(longp, NULL, 0, &D, &e);
+    CHECK(rc == MF_ERR_IO && strstr(e.msg, "qqq...:1:1: cannot open file"),
+          "long path (%zu bytes) '%s'", strlen(e.msg), e.msg);
+    memset(longp + 5, 0x7f, 600); /* each shown as \x7f: 2400 bytes of message */
+    rc = mf_data_load(longp, NULL, 0, &D, &e);
+    CHECK(rc == MF_ERR_IO && strlen(e.msg) == MF_ERR_LEN - 1 &&
+              strcmp(e.msg + MF_ERR_LEN - 4, "...") == 0 && printable(e.msg),
+          "long message (%zu bytes) '%s'", strlen(e.msg), e.msg);
     rc = mf_data_load("/tmp/no\x1b[2Jsuch.svm", NULL, 0, &D, &e);
     CHECK(rc == MF_ERR_IO && printable(e.msg) && strstr(e.msg, "/tmp/no\\x1b[2Jsuch.svm:1:1:"),
           "path: rc %d (%s)", rc, e.msg);
