@@ -117,7 +117,12 @@ int mf_metrics_eval(const mf_model *m, mf_work *w, const mf_data *data, mf_loss_
 
     double norm = mf_param_norm(m, theta);
     double prod = 1;
-    for (int l = 0; l < m->n_layers; l++) prod *= mf_layer_norm(m, theta, l);
+    int zero_layer = 0; /* prod may underflow to 0 with no layer at 0 */
+    for (int l = 0; l < m->n_layers; l++) {
+        double ln = mf_layer_norm(m, theta, l);
+        zero_layer |= ln == 0;
+        prod *= ln;
+    }
     double nl = pow(norm, m->degree);
 
     mt->log10_loss = log_loss / log(10.0);
@@ -131,7 +136,8 @@ int mf_metrics_eval(const mf_model *m, mf_work *w, const mf_data *data, mf_loss_
     } else {
         mt->smoothed_margin = mf_smoothed_margin(loss, log_loss, norm, m->degree);
     }
-    mt->layer_margin = prod > 0 ? margin_quotient(qmin, prod, m, theta, layer_prod_scaled) : 0.0;
+    mt->layer_margin =
+        zero_layer ? 0.0 : margin_quotient(qmin, prod, m, theta, layer_prod_scaled);
     mt->train_error = data->n ? (double)wrong / data->n : 0.0;
     mt->balancedness = balancedness(m, theta);
     return MF_OK;

@@ -98,6 +98,38 @@ TEST(margins_past_the_norm_overflow) {
     CHECK(mt.normalized_margin == -1.0, "negative margin %.17g, want -1", mt.normalized_margin);
 }
 
+/* The other edge: ||theta||^2 and prod ||W_l|| underflow to 0 while q does
+ * not. fc-linear:depth=2,width=1 on one sample x = 1e200: W1 = W2 = 1e-200,
+ * so W1 x = 1 and q = 1e-200; ||theta||^2 = 2e-400 and ||W1|| ||W2|| =
+ * 1e-400 are 0 as doubles, gamma = 1e-200 / 2e-400 = 5e199 and the layer
+ * margin 1e-200 / 1e-400 = 1e200. (Before: 0 and 0, from denominators 0.) */
+TEST(margins_past_the_norm_underflow) {
+    mf_err e = {0, ""};
+    mf_data *D = NULL;
+    mf_model *m = NULL;
+    mf_work *w = NULL;
+    int rc = mf_data_new(1, 1, 0, &D, &e);
+    if (!rc) {
+        D->x[0] = 1e200;
+        D->y[0] = 1;
+        rc = mf_model_parse("fc-linear:depth=2,width=1", 1, 0, &m, &e);
+    }
+    if (!rc) rc = mf_work_new(m, 1, &w, &e);
+    const double theta[2] = {1e-200, 1e-200};
+    mf_metrics mt;
+    if (!rc) rc = mf_metrics_eval(m, w, D, MF_LOSS_EXP, theta, NULL, &mt, &e);
+    CHECK(rc == MF_OK, "rc %d (%s)", rc, e.msg);
+    if (rc == MF_OK) {
+        CHECK(rel(mt.q_min, 1e-200) < 1e-15, "q_min %.17g", mt.q_min);
+        CHECK(rel(mt.normalized_margin, 5e199) < 1e-14, "normalized %.17g, want 5e199",
+              mt.normalized_margin);
+        CHECK(rel(mt.layer_margin, 1e200) < 1e-14, "layer %.17g, want 1e200", mt.layer_margin);
+    }
+    mf_work_free(w);
+    mf_model_free(m);
+    mf_data_free(D);
+}
+
 /* mf_smoothed_margin directly: -log_loss / norm^L with norm^L overflowing. */
 TEST(smoothed_margin_log_domain) {
     double g = mf_smoothed_margin(MF_LOSS_EXP, -1e308, sqrt(2.0) * 1e154, 2);
@@ -246,6 +278,7 @@ TEST(svm_scale_invariance) {
 
 int main(void) {
     RUN(margins_past_the_norm_overflow);
+    RUN(margins_past_the_norm_underflow);
     RUN(smoothed_margin_log_domain);
     RUN(csv_absent_fields);
     RUN(svm_scale_invariance);
