@@ -62,7 +62,8 @@ typedef enum mf_error {
     MF_ERR_CALLBACK     /* a user callback returned failure */
 } mf_error;
 
-/* Detailed error: code plus a human sentence. */
+/* Detailed error: code plus a human sentence (a longer one is cut, ending
+ * in "..."). */
 typedef struct mf_err {
     int code;
     char msg[MF_ERR_LEN];
@@ -109,7 +110,9 @@ typedef struct mf_data {
     double *x;         /* [n][d] */
     double *y;         /* [n] or NULL */
     int *cls;          /* [n] or NULL */
-    char desc[MF_SPEC_LEN]; /* e.g. "builtin:B" or "file:foo.svm (libsvm)" */
+    char desc[MF_SPEC_LEN]; /* for display, e.g. "builtin:B" or "file:foo.svm (libsvm)";
+                               a path is escaped as in messages and a long one cut
+                               with "..." */
 } mf_data;
 
 /* Allocate an empty data set of n samples, d features (zeroed). If
@@ -120,12 +123,28 @@ typedef struct mf_data {
 int mf_data_new(int n, int d, int num_classes, mf_data **out, mf_err *e);
 void mf_data_free(mf_data *data);
 
+/* Limits of the data-file reader (docs/limits.md). A data set holds at most
+ * MF_DATA_MAX_ENTRIES = n * d entries; a data file is at most
+ * MF_DATA_MAX_FILE_BYTES bytes (16 GiB: 64 bytes for each entry of the
+ * largest set) and one of its lines at most MF_DATA_MAX_LINE_BYTES (64 MiB).
+ * Each is checked while reading, so that an endless input (/dev/zero, a FIFO,
+ * a pipe) is refused once it passes a limit, and a regular file larger than
+ * the file limit is refused from its size before anything is read. The
+ * reader's memory is bounded by those limits: one line, and per sample or
+ * entry kept a fixed number of bytes. */
+#define MF_DATA_MAX_ENTRIES ((size_t)1 << 28)
+#define MF_DATA_MAX_FILE_BYTES ((uint64_t)1 << 34)
+#define MF_DATA_MAX_LINE_BYTES ((size_t)1 << 26)
+
 /* Load a data file. format: "libsvm" (liblinear/libsvm text, 1-based sparse
  * indices), "csv" (label in the first column), or NULL to choose by extension
  * (.csv -> csv, anything else -> libsvm). Errors name file, line and column:
  * unreadable/empty file, ragged rows, non-numeric fields, NaN/Inf features,
- * bad labels, duplicate or unsorted indices. For libsvm, d = largest index
- * seen, unless min_d > that (pass 0 otherwise). */
+ * bad labels, duplicate or unsorted indices, a NUL byte or a control
+ * character (anything below 0x20 but tab, CR, VT and FF, and DEL; named by
+ * its code, never copied into the message), a file, line or data set beyond
+ * the limits above. For libsvm, d = largest index seen, unless min_d > that
+ * (pass 0 otherwise). */
 int mf_data_load(const char *path, const char *format, int min_d, mf_data **out, mf_err *e);
 
 /* Build a data set from a spec string:
@@ -138,6 +157,18 @@ int mf_data_load(const char *path, const char *format, int min_d, mf_data **out,
  *   anything else is a file path, loaded with mf_data_load(spec, format, 0).
  * format may be NULL. */
 int mf_data_from_spec(const char *spec, const char *format, mf_data **out, mf_err *e);
+
+/* Fingerprint of a data set's contents: the CRC-32 (zlib) of
+ *   "MFDATA1" and a NUL byte, n, d, num_classes (each a little-endian
+ *   64-bit integer), x[n][d] as little-endian IEEE-754 bit patterns, then
+ *   y[n] the same way (binary) or cls[n] as little-endian 32-bit integers.
+ * Bit patterns, so -0 and +0 differ and a value that prints the same but is
+ * not the same double is seen; desc is not part of it (a moved file with the
+ * same contents has the same hash). 0 for NULL. Store it with a run and
+ * compare it when the run's data is loaded again: a changed file with the
+ * same n and d gets another hash (up to the 2^-32 chance of a CRC collision;
+ * CRC-32 catches every change of up to 32 consecutive bits). */
+uint32_t mf_data_hash(const mf_data *data);
 
 /* ------------------------------------------------------------------------ */
 /* Models                                                                   */
@@ -274,7 +305,11 @@ double mf_loss_log_ell0(mf_loss_kind loss);
 
 /* Smoothed normalized margin from the log loss, [LL20] Def./THEORY.md s.1:
  *   exp:       -log_loss / ||theta||^L
- *   logistic:  -log(expm1(Loss)) / ||theta||^L, computed stably from log_loss. */
+ *   logistic:  -log(expm1(Loss)) / ||theta||^L, computed stably from log_loss.
+ * ||theta||^L may overflow or underflow: the quotient is then taken with the
+ * norm split into mantissa and exponent. A result that is not a normal
+ * double (beyond DBL_MAX, or nonzero below DBL_MIN) is absent: NAN. norm = 0
+ * gives 0; a NaN, infinite or negative norm gives NAN. */
 double mf_smoothed_margin(mf_loss_kind loss, double log_loss, double norm, int degree);
 
 /* Everything a metrics row holds. */
@@ -287,6 +322,8 @@ typedef struct mf_metrics {
     double normalized_margin;   /* q_min / ||theta||^L */
     double smoothed_margin;
     double layer_margin;        /* q_min / prod_l ||W_l|| */
+    /* (these three are exact whatever the size of ||theta||^L; NAN, i.e.
+     * absent, when the quotient itself is not a normal double) */
     double lr;                  /* current step size (alpha for scaled/lyu-li, dtau for flow) */
     double train_error;         /* fraction of samples with q_n <= 0 */
     double balancedness;        /* max_k |a_k^2 - ||w_k||^2| (two-layer), max_l |
@@ -372,6 +409,22 @@ typedef struct mf_train_state {
 int mf_train_state_new(size_t n_params, mf_train_state **out, mf_err *e);
 void mf_train_state_free(mf_train_state *s);
 
+/* Largest step (and rejected) count a state may hold: 2^62, so that a run
+ * can count on without overflow (at 10^9 steps a second, 146 years). */
+#define MF_MAX_STEPS ((long long)1 << 62)
+
+/* NULL if every field of s is in its range, else a static sentence naming
+ * the first bad field ("lr: must be ..."):
+ *   step, rejected   integers in [0, MF_MAX_STEPS]
+ *   time_log         -INFINITY (t = 0) or finite
+ *   lr               0 (not started: mf_train takes settings.lr) or finite > 0
+ *   log_loss         finite, or NaN (not evaluated yet: a fresh state)
+ *   rng              not the all-zero state (xoshiro256** would stay at 0)
+ *   theta            n_params finite values.
+ * These are what a run can produce; mf_checkpoint_read refuses anything
+ * else. */
+const char *mf_train_state_validate(const mf_train_state *s);
+
 /* Whether metrics are logged at step s (log-spaced schedule of the settings:
  * step 0 and round(10^(i/k)), k = log_points / log10(H) per decade, where
  * H = log_horizon, or max_steps when that is 0, or 10^6 when both are 0). */
@@ -423,7 +476,13 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
  * fingerprint or n_params differs is refused with MF_ERR_FOREIGN. */
 int mf_checkpoint_write(const char *path, const mf_train_state *s, uint32_t fingerprint,
                         mf_err *e);
-/* Reads into a new state. expect_fingerprint / expect_n_params checked. */
+/* Reads into a new state. expect_fingerprint / expect_n_params checked.
+ * At most the size of a checkpoint of expect_n_params parameters is read (a
+ * longer file or stream is refused: MF_ERR_FOREIGN when its header names
+ * another parameter count, MF_ERR_CORRUPT otherwise). After the checksum,
+ * every field is checked as mf_train_state_validate does; a field out of its
+ * range is MF_ERR_CORRUPT naming the field and its value (a file with a valid
+ * checksum but impossible content is forged or written by other software). */
 int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t expect_n_params,
                        mf_train_state **out, mf_err *e);
 
@@ -433,9 +492,22 @@ int mf_write_file_atomic(const char *path, const void *buf, size_t len, mf_err *
 
 /* Parameters as text: first line "# marginflow params v1 n=<n_params> model=<spec>",
  * then one value per line, %.17g, C locale. Reading accepts that format or a
- * plain list of numbers separated by whitespace/commas ('#' comments). */
+ * plain list of numbers separated by whitespace/commas ('#' comments).
+ * A first line that starts "# marginflow params" is a header and is checked:
+ * version v1, n=<count> and model=<spec> (else MF_ERR_PARSE naming what is
+ * wrong); n must equal n_params (else MF_ERR_FOREIGN: the file belongs to
+ * another model). mf_params_read_for also checks the model: the header's spec,
+ * parsed for m's input dimension and outputs, must give m's canonical spec
+ * (else MF_ERR_FOREIGN naming both). Files without a header are read as plain
+ * lists by both. A params file is at most MF_PARAMS_MAX_BYTES(n_params)
+ * bytes (1 MiB for comments plus 64 bytes a value), checked while reading;
+ * a NUL byte or a control character is an error naming its line and column. */
+#define MF_PARAMS_MAX_BYTES(n) \
+    ((size_t)(n) < (((size_t)-1 >> 7) - ((size_t)1 << 14)) ? ((size_t)1 << 20) + 64 * (size_t)(n) \
+                                                            : (size_t)-1)
 int mf_params_write(const char *path, const mf_model *m, const double *theta, mf_err *e);
 int mf_params_read(const char *path, size_t n_params, double *theta, mf_err *e);
+int mf_params_read_for(const char *path, const mf_model *m, double *theta, mf_err *e);
 /* Parse "v1,v2,..." (exactly n values) into theta. */
 int mf_params_parse(const char *list, size_t n_params, double *theta, mf_err *e);
 
@@ -450,7 +522,11 @@ void mf_format_log_value(char *buf, size_t cap, double time_log);
 /* CSV header line of metrics rows (no newline) and one row (no newline).
  * Columns: step,time,log10_time,log10_loss,norm,q_min,normalized_margin,
  * smoothed_margin,layer_margin,lr,train_error,balancedness. log10_time is
- * empty at t = 0. */
+ * empty at t = 0. A quantity that is absent (NAN in mf_metrics: undefined,
+ * or not representable as a double) or infinite is written as an empty
+ * field: CSV readers (gnuplot, pandas) take it as missing, never as a
+ * number. (The CLI's JSON files write such values as null.) */
+#define MF_METRICS_ROW_LEN 1024 /* always enough for one row (and its NUL) */
 const char *mf_metrics_csv_header(void);
 void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap);
 
@@ -587,6 +663,14 @@ typedef struct mf_svm_result {
  *    and terminal output off during the call) on (P1) with beta = p - m,
  *    p, m >= 0; the residuals are recomputed here from beta and the row
  *    duals, and GLPK's own glp_check_kkt errors are reported beside them.
+ *
+ * Scale: the problems are homogeneous in x, and the data are solved at the
+ * power-of-two scale where max |x| lies in [0.5, 1), then the results are
+ * scaled back exactly: data multiplied by c > 0 give gamma (and its bracket)
+ * times c, w over c, alpha over c^2 (l2) or c (l1), the same support and
+ * certificate weights, certificate_norm times c, over the whole double range
+ * (bit for bit when c is a power of two). An entry of w or alpha, or gamma,
+ * that is not a normal double at the caller's scale is NAN (absent).
  *
  * data: binary (num_classes == 0), n >= 1, d >= 1, finite x, y in {-1, +1}.
  * settings may be NULL (defaults). On MF_OK *out is a new result (free with

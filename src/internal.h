@@ -33,8 +33,44 @@ double mf__margin(const mf_data *data, const double *out, int n_out, int i);
 /* ||x||_2, finite whenever the result is (scaled second pass when needed). */
 double mf__norm2(const double *x, size_t n);
 
-/* CRC-32 (zlib's) of a buffer. */
+/* ||x||_2 as f * 2^e with f in [0.5, 1) (0 and e = 0 when x = 0), for
+ * norms beyond DBL_MAX or below DBL_MIN: entries are scaled by the power of
+ * two of the largest (exact), then the sum of squares is taken. */
+double mf__norm2_scaled(const double *x, size_t n, int *e);
+
+/* a / (f * 2^e) for finite f > 0 (any magnitude) and integer e, without
+ * overflow or underflow on the way: a and f are split into mantissa and
+ * exponent (frexp), the mantissas divided, the exponents subtracted
+ * exactly. Returns 0 when a = 0, and NAN (absent) when the quotient is not
+ * finite or below the smallest normal double (it would carry less than full
+ * precision) or a is not finite. Relative error: that of one division. */
+double mf__div_scaled(double a, double f, long e);
+
+/* The smoothed margin of mf_smoothed_margin with ||theta|| = f * 2^e given
+ * as mantissa and exponent (loss.c), so that norms beyond DBL_MAX work. */
+double mf__smoothed_margin_scaled(mf_loss_kind loss, double log_loss, double f, long e,
+                                  int degree);
+
+/* CRC-32 (zlib's) of a buffer; mf__crc32_more continues a running CRC
+ * (start from 0): mf__crc32_more(mf__crc32(a), b) = CRC of a then b. */
 uint32_t mf__crc32(const void *buf, size_t len);
+uint32_t mf__crc32_more(uint32_t crc, const void *buf, size_t len);
+
+/* A printable rendering of s[0..len) for an error message, in dst[cap]
+ * (always NUL-terminated, cap >= 8): printable ASCII and well-formed UTF-8
+ * characters from U+00A0 up are copied, every other byte (control
+ * characters, DEL, C1 controls, malformed UTF-8) becomes "\xNN", so no raw
+ * control byte reaches a terminal. At most max source bytes are rendered
+ * (cut at a character boundary), then "..." marks the cut; the rendering is
+ * also cut with "..." where dst is full. Returns dst. */
+char *mf__quote(char *dst, size_t cap, const char *s, size_t len, size_t max);
+/* Room mf__quote needs for max source bytes: 4 output bytes each, "...", NUL. */
+#define MF__QUOTE_CAP(max) (4 * (size_t)(max) + 4)
+
+/* Tests only: the data-file reader's limits (data.c), in bytes: the whole
+ * file and one line; 0 restores the default (MF_DATA_MAX_FILE_BYTES,
+ * MF_DATA_MAX_LINE_BYTES). Not thread-safe. */
+void mf__data_set_limits(uint64_t file_bytes, size_t line_bytes);
 
 /* strtod in the C locale, whatever the process locale. *end as strtod. */
 double mf__strtod_c(const char *s, char **end);

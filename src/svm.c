@@ -641,8 +641,10 @@ done:
 
 /* ---------------------------------------------------------------- solve */
 
-int mf_svm_solve(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *settings,
-                 mf_svm_result **out, mf_err *e) {
+/* The solve itself, for data whose scale is whatever the caller gives (see
+ * mf_svm_solve, which brings it to max |x| in [0.5, 1) first). */
+static int svm_solve_unit(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *settings,
+                          mf_svm_result **out, mf_err *e) {
     if (out) *out = NULL;
     if (!data || !out) return mf__err(e, MF_ERR_INVALID, "svm: data and out must not be NULL");
     mf_svm_settings def;
@@ -732,5 +734,67 @@ done:
         return rc;
     }
     *out = r;
+    return MF_OK;
+}
+
+/* v * 2^k where representable: 0, +-inf and NaN stay; a nonzero v whose
+ * scaled value is not a normal double becomes NAN (absent: an overflow would
+ * be inf, an underflow a wrong 0 or a subnormal without full precision). */
+static double unscale(double v, int k) {
+    if (v == 0 || !isfinite(v)) return v;
+    double r = ldexp(v, k);
+    return isfinite(r) && fabs(r) >= DBL_MIN ? r : NAN;
+}
+
+/*
+ * mf_svm_solve -- contract in marginflow.h. Both problems are homogeneous in
+ * the data: for x' = c x (c > 0) the solutions are w' = w / c, gamma' =
+ * c gamma (and its bracket), alpha' = alpha / c^2 (l2) or alpha / c (l1),
+ * the same support, the same certificate weights with norm c times, and the
+ * same relative residuals. So the data are first multiplied by the power of
+ * two c = 2^-k that brings max |x| into [0.5, 1) (exact for every entry
+ * above 2^-1021 max |x|; smaller ones are below any tolerance of the
+ * solve), solved there, and the results multiplied back exactly (ldexp).
+ * The answer is then the same, bit for bit up to that power of two,
+ * whatever the units of x, over the whole double range: without it,
+ * max_n ||z_n|| overflowed for |x| near 1e155 (a finite separable set was
+ * called non-separable with a certificate of norm inf) and underflowed for
+ * |x| near 1e-160, and GLPK lost the l1 problem far earlier (|x| ~ 1e10).
+ * A result entry that is not a normal double once scaled back (an l2 dual
+ * of data below ~1e-154 grows as 1/c^2) is NAN: absent.
+ */
+int mf_svm_solve(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *settings,
+                 mf_svm_result **out, mf_err *e) {
+    if (out) *out = NULL;
+    if (!data || !out || data->n < 1 || data->d < 1 || !data->x)
+        return svm_solve_unit(data, norm, settings, out, e); /* its errors */
+    size_t nd = (size_t)data->n * (size_t)data->d;
+    double mx = 0;
+    for (size_t i = 0; i < nd; i++) {
+        double a = fabs(data->x[i]);
+        if (!isfinite(a)) return svm_solve_unit(data, norm, settings, out, e);
+        if (a > mx) mx = a;
+    }
+    int k = 0;
+    if (mx > 0) frexp(mx, &k); /* mx = m 2^k, m in [0.5, 1) */
+    if (k == 0) return svm_solve_unit(data, norm, settings, out, e);
+    mf_data S = *data; /* a shallow copy with scaled x */
+    S.x = mf__malloc(sizeof(double) * nd);
+    if (!S.x)
+        return mf__err(e, MF_ERR_NOMEM, "svm: out of memory (n = %d, d = %d)", data->n, data->d);
+    for (size_t i = 0; i < nd; i++) S.x[i] = ldexp(data->x[i], -k);
+    int rc = svm_solve_unit(&S, norm, settings, out, e);
+    mf__free(S.x);
+    if (rc) return rc;
+    mf_svm_result *r = *out;
+    r->gamma = unscale(r->gamma, k);
+    r->gamma_diag2 = unscale(r->gamma_diag2, k);
+    r->gamma_lower = unscale(r->gamma_lower, k);
+    r->gamma_upper = unscale(r->gamma_upper, k);
+    /* a bound near 0: its absolute value is what counts, so it may underflow */
+    r->certificate_norm = ldexp(r->certificate_norm, k);
+    for (int j = 0; r->w && j < r->d; j++) r->w[j] = unscale(r->w[j], -k);
+    for (int n = 0; r->alpha && n < r->n; n++)
+        r->alpha[n] = unscale(r->alpha[n], norm == MF_SVM_L2 ? -2 * k : -k);
     return MF_OK;
 }

@@ -45,10 +45,18 @@ printf '0 1:1\n1 2:1\n2 1:1 2:1\n' >multi.svm
 printf '1\n2\nnan\n' >params-nan.txt
 printf '1\n2\n' >params-short.txt
 printf '+1 1:1\n-1 1:1\n' >nonsep.svm
+printf '+1 1:1\n-1 1:\0002\n' >nul.svm
+printf '+1 1:1\033[31m\n' >esc.svm
+truncate -s 17179869185 huge.svm # sparse: no disk space
+mkfifo endless.svm               # fed by a writer started just before its case
+printf '1\n2\033\n' >params-esc.txt
+truncate -s 2M params-huge.txt
+printf '# marginflow params v1 n=3 model=skip-linear\n1\n2\n3\n' >params-other.txt
+printf '# marginflow params v2 n=2 model=linear\n1\n2\n' >params-v2.txt
 # a finished run, and damaged copies of it
 "$MF" train --data builtin:B --model linear --steps 20 -q --out run >/dev/null 2>&1
 "$MF" train --data builtin:C --model linear --steps 20 -q --out other >/dev/null 2>&1
-for r in corrupt truncated foreign badjson badmetrics; do cp -r run "$r"; done
+for r in corrupt truncated foreign badjson badmetrics forged-lr forged-step zero; do cp -r run "$r"; done
 python3 - <<'EOF'
 b = bytearray(open('corrupt/checkpoint.bin', 'rb').read()); b[40] ^= 1
 open('corrupt/checkpoint.bin', 'wb').write(b)
@@ -57,7 +65,17 @@ open('truncated/checkpoint.bin', 'wb').write(b[:len(b) - 9])
 open('badjson/config.json', 'w').write('{"format": "marginflow-config", ')
 t = open('badmetrics/metrics.csv').read()
 open('badmetrics/metrics.csv', 'w').write('step;time\n' + t.split('\n', 1)[1])
+# a field out of range behind a valid CRC-32 (payload at 24: step, rejected,
+# time_log, lr, ...)
+import struct, zlib
+for d, off, val in (('forged-lr', 24 + 24, struct.pack('<d', float('nan'))),
+                    ('forged-step', 24, struct.pack('<q', 2**63 - 1))):
+    b = bytearray(open(d + '/checkpoint.bin', 'rb').read())
+    b[off:off + 8] = val
+    b[-4:] = struct.pack('<I', zlib.crc32(bytes(b[:-4])))
+    open(d + '/checkpoint.bin', 'wb').write(b)
 EOF
+ln -sf /dev/zero zero/checkpoint.bin
 cp other/checkpoint.bin foreign/checkpoint.bin
 
 # ------------------------------------------------------------ the cases
@@ -110,6 +128,20 @@ case_ "NaN value" "$P" 2 "value-nan\\.svm:1:6: expected a finite number" --data 
 case_ "value overflows to Inf" "$P" 2 "value-overflow\\.svm:1:6: .*overflows to infinity" --data value-overflow.svm
 case_ "index beyond the size limit (n*d > 2^28)" "$P" 2 "index-huge\\.svm:1:4: .*exceed the limit" --data index-huge.svm
 case_ "no features at all" "$P" 2 "no-features\\.svm:1:1: no features" --data no-features.svm
+case_ "NUL byte" "$P" 2 "nul\\.svm:2:6: NUL byte" --data nul.svm
+case_ "control character" "$P" 2 "esc\\.svm:1:7: control character 0x1b" --data esc.svm
+case_ "an endless input (/dev/zero)" "$P" 2 "/dev/zero:1:1: NUL byte" --data /dev/zero --format libsvm
+case_ "file beyond the size limit (16 GiB)" "$P" 2 "huge\\.svm:1:1: the file is 17179869185 bytes, beyond the limit" --data huge.svm
+# a FIFO that sends one endless line: refused at the line limit (64 MiB)
+python3 -c '
+import signal
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+f = open("endless.svm", "wb")
+while True: f.write(b"1 " * 32768)' 2>/dev/null &
+feeder=$!
+case_ "line beyond the length limit (64 MiB; here a FIFO)" "$P" 2 "endless\\.svm:1:1: line 1 is longer than 67108864 bytes" --data endless.svm
+kill "$feeder" 2>/dev/null
+wait "$feeder" 2>/dev/null
 section "data files: CSV"
 case_ "ragged rows" "$P" 2 "ragged\\.csv:2:5: expected 3 fields" --data ragged.csv
 case_ "field not a number" "$P" 2 "field-text\\.csv:2:6: expected a number in field 3" --data field-text.csv
@@ -140,6 +172,11 @@ case_ "--init-file: missing" "$IO" 2 "cannot open nosuch\\.txt" --data builtin:B
 case_ "--init-file: not a number" "$P" 2 "params-bad\\.txt:2:1: expected a number, found '3;4'" --data builtin:B --init-file params-bad.txt
 case_ "--init-file: NaN" "$P" 2 "params-nan\\.txt:3:1: value 'nan' is not finite" --data builtin:B --init-file params-nan.txt
 case_ "--init-file: wrong count" "MF_ERR_DIM" 2 "params-short\\.txt: expected 3 values, found 2" --data builtin:B --model skip-linear --init-file params-short.txt
+case_ "--init-file: an endless input (/dev/zero)" "$P" 2 "/dev/zero:1:1: NUL byte" --data builtin:B --init-file /dev/zero
+case_ "--init-file: control character" "$P" 2 "params-esc\\.txt:2:2: control character 0x1b" --data builtin:B --init-file params-esc.txt
+case_ "--init-file: beyond the size limit" "$P" 2 "params-huge\\.txt: the file is 2097152 bytes, beyond the limit of 1048704 bytes" --data builtin:B --init-file params-huge.txt
+case_ "--init-file: header of another model and count" "MF_ERR_FOREIGN" 2 "params-other\\.txt:1:[0-9]+: the file holds parameters of model 'skip-linear' \\(n=3\\), but 2 parameters are expected" --data builtin:B --init-file params-other.txt
+case_ "--init-file: unknown header version" "$P" 2 "params-v2\\.txt:1:[0-9]+: unsupported params file version 'v2'" --data builtin:B --init-file params-v2.txt
 case_ "--init: unknown kind" "(CLI)" 2 "--init: expected gauss or balanced" --data builtin:B --init uniform
 section "settings"
 case_ "--lr not a number" "(CLI)" 2 "--lr: expected a finite number, got 'abc'" --data builtin:B --lr abc
@@ -159,6 +196,9 @@ case_ "config.json not JSON" "(CLI)" 2 "cannot resume: badjson/config\\.json is 
 case_ "checkpoint bit flipped" "MF_ERR_CORRUPT" 2 "cannot resume: corrupt/checkpoint\\.bin: checkpoint checksum mismatch" --resume corrupt
 case_ "checkpoint truncated" "MF_ERR_CORRUPT" 2 "cannot resume: truncated/checkpoint\\.bin: checkpoint length mismatch" --resume truncated
 case_ "checkpoint of another run" "MF_ERR_FOREIGN" 2 "cannot resume: foreign/checkpoint\\.bin: checkpoint belongs to another configuration" --resume foreign
+case_ "checkpoint field out of range, valid CRC (lr = NaN)" "MF_ERR_CORRUPT" 2 "cannot resume: forged-lr/checkpoint\\.bin: checkpoint field lr = nan is out of range" --resume forged-lr
+case_ "checkpoint field out of range, valid CRC (step = 2^63 - 1)" "MF_ERR_CORRUPT" 2 "cannot resume: forged-step/checkpoint\\.bin: checkpoint field step = 9223372036854775807 is out of range" --resume forged-step
+case_ "checkpoint is a symlink to /dev/zero" "MF_ERR_CORRUPT" 2 "cannot resume: zero/checkpoint\\.bin: not a marginflow checkpoint" --resume zero
 case_ "metrics.csv header damaged" "(CLI)" 2 "cannot resume: badmetrics/metrics\\.csv:1:1: not a marginflow metrics file" --resume badmetrics
 case_ "a setting other than a stopping criterion" "(CLI)" 2 "--lr cannot be combined with --resume" --resume run --lr 0.5
 case_ "--out names an existing run" "(CLI)" 2 "already holds a run" --data builtin:B --out run
