@@ -227,6 +227,29 @@ void mf_model_backward(const mf_model *m, mf_work *w, const double *theta,
 int mf_model_init(const mf_model *m, const char *kind, double scale, mf_rng *rng,
                   double *theta, mf_err *e);
 
+/* The hidden units of a two-layer net Phi(x) = sum_k a_k sigma(<w_k, x~>) (+ b)
+ * (relu2 and relu2-outbias), read from the layer views of theta:
+ *   w_k     row k of m->layers[w_layer], [n_units][cols]; with in_bias its
+ *           last column (index d) is the hidden bias, x~ = (x, 1), else x~ = x;
+ *   a_k     entry k of m->layers[a_layer] ([1][n_units]); a_layer = -1 when the
+ *           outer weights are fixed (fix-outer): a_k = mf_units_fixed_outer(k);
+ *           mf_units_outer gives a_k in both cases;
+ *   b       the output bias m->layers[b_layer] ([1][1]); -1 when there is none. */
+typedef struct mf_units {
+    int n_units;    /* M */
+    int w_layer;
+    int in_bias;
+    int a_layer;
+    int b_layer;
+} mf_units;
+
+/* 1 and *u filled for a two-layer net; 0 otherwise (then *u = {0, -1, 0, -1, -1}). */
+int mf_model_units(const mf_model *m, mf_units *u);
+/* The fixed outer weights of fix-outer: +1 for even k, -1 for odd k. */
+double mf_units_fixed_outer(int k);
+/* a_k at theta (u from mf_model_units on m). */
+double mf_units_outer(const mf_model *m, const mf_units *u, const double *theta, int k);
+
 /* Euclidean norm of layer l of theta, and of all of theta. */
 double mf_layer_norm(const mf_model *m, const double *theta, int l);
 double mf_param_norm(const mf_model *m, const double *theta);

@@ -208,20 +208,6 @@ int mf_margin_jacobian(const mf_model *m, const mf_data *data, const double *the
     return MF_OK;
 }
 
-int mf_model_n_hidden(const mf_model *m) {
-    if (!m) return 0;
-    switch (m->kind) {
-    case MF_MODEL_RELU2:
-    case MF_MODEL_RELU2_OUTBIAS: return m->width;
-    case MF_MODEL_MLP: {
-        int h = 0;
-        for (int l = 0; l < m->depth; l++) h += m->widths[l];
-        return h;
-    }
-    default: return 0;
-    }
-}
-
 /*
  * Pre-activations pre[n][H] and their scales scale[n][H] (either may be
  * NULL). relu2 / relu2-outbias: z_nk = <w_k, x~_n>, x~ = (x, 1) with bias,
@@ -563,7 +549,7 @@ static int kkt_columns(const an_ctx *c, const double *theta, const double *J, co
 /* ====================================================================== */
 
 /* 1 if for every n there is m with x_m = -x_n and y_m = -y_n (to AN_SYM_TOL). */
-static int data_symmetric(const mf_data *D) {
+int mf__data_symmetric(const mf_data *D) {
     if (D->num_classes != 0) return 0;
     for (int n = 0; n < D->n; n++) {
         int found = 0;
@@ -659,7 +645,7 @@ static int global_reference(const mf_model *m, const mf_data *data, mf_analysis 
     case MF_MODEL_FC_LINEAR: need_l2 = 1; break;
     case MF_MODEL_DIAG: need_l1 = m->depth == 2; break;
     case MF_MODEL_RELU2:
-        sym = !m->bias && !m->fix_outer && m->alpha > 0 && data_symmetric(data);
+        sym = !m->bias && !m->fix_outer && m->alpha > 0 && mf__data_symmetric(data);
         need_l2 = sym;
         break;
     default: break;
