@@ -585,8 +585,9 @@ typedef struct mf_svm_result {
  * method) as least-distance programming (LDP) through NNLS (Lawson & Hanson,
  * Solving Least Squares Problems, 1974, ch. 23, algorithms NNLS and LDP):
  *   minimize || [Z^T; 1^T] u - (0, 1) ||  s.t. u >= 0,
- * whose solution is u = t c with c the simplex weights of p. The least-squares
- * subproblems use LAPACK (dgels, QR/LQ) on the passive set. When polish is set
+ * whose solution is u = t c with c the simplex weights of p (the library's one
+ * NNLS, src/nnls.c; its least-squares subproblems use LAPACK dgelsd, SVD, on
+ * the passive set). When polish is set
  * the equality system <w, z_n> = 1 on the support set is re-solved by LAPACK
  * (min-norm w by LQ, then alpha by QR) and kept if its KKT residual is lower.
  *
