@@ -303,11 +303,13 @@ static int fig_loss(const rp_claim *c, FILE *f, int norm) {
     return 0;
 }
 
-/* The first run with snapshots of a relu2 model. */
+/* The first run with snapshots of a relu2 model (a two-layer net without
+ * output bias, at most 64 units). */
 static const rp_run *snap_run(const rp_claim *c) {
+    mf_units u;
     for (int i = 0; i < c->nruns; i++)
-        if (c->runs[i].done && c->runs[i].snapshots && c->runs[i].model->kind == MF_MODEL_RELU2 &&
-            c->runs[i].model->layers[0].rows <= 64)
+        if (c->runs[i].done && c->runs[i].snapshots && mf_model_units(c->runs[i].model, &u) &&
+            u.b_layer < 0 && u.n_units <= 64)
             return &c->runs[i];
     return NULL;
 }

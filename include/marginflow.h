@@ -662,6 +662,12 @@ int mf_model_preactivations(const mf_model *m, const double *theta, const mf_dat
 
 /* ------------------------------------------------- B: local tests (local.c) */
 
+/* Margin gains are reported at MF_N_GAINS steps eps = 1e-1, 1e-2, 1e-3, 1e-4
+ * (a first-order direction gives a gain linear in eps for small eps). */
+#define MF_N_GAINS 4
+/* Most radii one local search takes. */
+#define MF_LOCAL_MAX_RADII 8
+
 /* Directional first-order test at a non-smooth point ([VSS22]; THEORY.md s.3):
  * search for d with q_n'(theta; d) >= 0 for every active n (q_n <= 1 + act_tol)
  * and <theta, d> < 0, by one LP (GLPK) per sign pattern of the directional
@@ -676,7 +682,7 @@ typedef struct mf_directional_result {
     int found;             /* 1: a feasible descent direction exists (certificate) */
     double best_inner;     /* min <theta, d> found (< 0 means certificate) */
     double *d;             /* [n_params] the direction (when found), owned */
-    double gain[4];        /* gamma(theta + eps d) / gamma(theta) - 1 for eps = 1e-1..1e-4 */
+    double gain[MF_N_GAINS]; /* gamma(theta + eps d) / gamma(theta) - 1 for eps = 1e-1..1e-4 */
 } mf_directional_result;
 
 int mf_directional_test(const mf_model *m, const mf_data *data, const double *theta,
@@ -692,11 +698,11 @@ void mf_directional_result_free(mf_directional_result *r);
  * found is evidence only. */
 typedef struct mf_local_result {
     int n_radii;
-    double radii[8];
+    double radii[MF_LOCAL_MAX_RADII];
     int trials;
     uint64_t seed;
     double gamma0;               /* gamma(theta) */
-    double best_gamma[8];        /* best normalized margin found at each radius */
+    double best_gamma[MF_LOCAL_MAX_RADII]; /* best normalized margin found at each radius */
     double best_gain;            /* max over radii of best_gamma / gamma0 - 1 */
     double *best_theta;          /* [n_params], owned */
     int evaluations;
@@ -780,7 +786,7 @@ typedef struct mf_analysis {
     char hessian_method[64];        /* "differences of exact gradients, h = 1e-05" */
     double min_eig;                 /* smallest eigenvalue of H on the critical subspace */
     double *dir;                    /* [n_params] its eigenvector (unit), owned */
-    double gain[4];                 /* gamma(theta~ + eps d)/gamma(theta~) - 1, eps = 1e-1..1e-4 */
+    double gain[MF_N_GAINS];        /* gamma(theta~ + eps d)/gamma(theta~) - 1, eps = 1e-1..1e-4 */
     /* non-smooth and search-based tests */
     mf_directional_result *directional; /* NULL if not run */
     mf_local_result *local;             /* NULL if not run */
@@ -793,6 +799,7 @@ typedef struct mf_analysis {
     double layer_value;             /* value at theta~ */
     mf_verdict verdict;
     char verdict_reason[512];       /* what is proved / what is evidence */
+    mf_analyze_settings settings;   /* the settings (tolerances) it was judged with */
 } mf_analysis;
 
 int mf_analyze(const mf_model *m, const mf_data *data, const double *theta, mf_loss_kind loss,
