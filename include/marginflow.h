@@ -640,8 +640,11 @@ int mf_svm_norm_from_name(const char *s, mf_svm_norm *norm);
  * verdicts for problem (P) of THEORY.md section 3,
  *     (P)  minimize 1/2 ||theta||^2  subject to  q_n(theta) >= 1 for all n.
  *
- * Split of work: src/analyze.c implements everything in sections A and C;
- * src/local.c implements section B (search-based and LP-based local tests).
+ * Split of work: section A is src/margin.c; section B (search-based and
+ * LP-based local tests) src/local.c; section C is orchestrated by
+ * src/analyze.c over kkt.c (KKT by NNLS, Lyu-Li's certificate),
+ * global_ref.c (closed-form optima, per-layer problem), second_order.c and
+ * verdict.c (the verdict from the evidence).
  */
 /* ---------------------------------------------------------------- A: basics */
 
