@@ -312,6 +312,17 @@ static inline void add4(double *restrict r, const double *restrict t0, const dou
     for (int t = 0; t < c; t++) r[t] += (t0[t] + t1[t]) + (t2[t] + t3[t]);
 }
 
+/* relu2_table_dw stays out of line: inlined into relu2_backward (which the
+ * ops table calls through a pointer), GCC 12 at -O3 spilled three row
+ * pointers of add4's loop to the stack, +2.7% instructions per
+ * forward+backward at relu2:width=100, +5.5% at width=1000 (callgrind);
+ * out of line it compiles as it did inside models.c's mf_model_backward. */
+#if defined(__GNUC__)
+#define MF__OUT_OF_LINE __attribute__((noinline))
+#else
+#define MF__OUT_OF_LINE
+#endif
+
 /*
  * The first layer's gradient of relu2 by subset-sum tables: with
  * g = dout, u_i = g_i x~_i [c] and b_ji = [z_ji > 0] in {0, 1} (the bytes
@@ -339,8 +350,9 @@ static inline void add4(double *restrict r, const double *restrict t0, const dou
  * products' by rounding only, 1e-14 relative in tests/test_models.c).
  * Overwrites gW [M][c] (row stride c).
  */
-static void relu2_table_dw(const mf_model *m, relu2_work *w, const double *a, const double *x,
-                           int n, const double *dout, double *gW) {
+MF__OUT_OF_LINE static void relu2_table_dw(const mf_model *m, relu2_work *w, const double *a,
+                                           const double *x, int n, const double *dout,
+                                           double *gW) {
     const int M = w->dense[0].r, c = w->dense[0].c, d = m->d, tp = w->tpad;
     const double alpha = m->alpha, beta = 1.0 - alpha;
     double *tbl = w->tbl, *R = w->racc, *S = w->tsum;
