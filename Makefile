@@ -19,7 +19,7 @@ ALLCFLAGS := -std=c11 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -D_POSIX_C_SOURCE=200809
              -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu -MMD -MP
 LDLIBS  := -lnlopt -lglpk $(BLAS) -llapacke -lcjson -lz -lm $(EXTRA_LDLIBS)
 
-LIB_SRC := $(wildcard src/*.c)
+LIB_SRC := $(wildcard src/*.c src/model/*.c)
 CLI_SRC := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 

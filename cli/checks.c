@@ -118,7 +118,8 @@ void rp_data_mu(const mf_data *d, double *mu) {
 }
 
 void rp_unit_cosines(const mf_model *m, const double *theta, const double *ref, double *cos) {
-    const mf_layer *W = &m->layers[0];
+    mf_units u;
+    const mf_layer *W = &m->layers[mf_model_units(m, &u) ? u.w_layer : 0];
     double rn = 0;
     for (int j = 0; j < m->d; j++) rn += ref[j] * ref[j];
     rn = sqrt(rn);
@@ -467,7 +468,8 @@ static void ck_align(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     for (int i = 0; i < n; i++) {
         rp_run *r = &runs[i];
         if (!selected(r, sel)) continue;
-        if (!r->snapshots || r->model->kind != MF_MODEL_RELU2) {
+        mf_units u;
+        if (!r->snapshots || !mf_model_units(r->model, &u) || u.b_layer >= 0) {
             o->pass = -1;
             cli_fmt(o->measured, sizeof o->measured, "run %s: align needs snapshots of a relu2 model",
                      r->name);
@@ -475,7 +477,7 @@ static void ck_align(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         }
         double mu[64], cs[64];
         rp_data_mu(r->data, mu);
-        int M = r->model->layers[0].rows;
+        int M = u.n_units;
         double t_hit = NAN, best = 0;
         for (int k = 0; k < r->nrows && M <= 64; k++) {
             rp_unit_cosines(r->model, r->snaps + (size_t)k * r->model->n_params, mu, cs);
@@ -688,15 +690,16 @@ static void ck_linear(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         for (int j = 0; j < d->d; j++) dot += v[j] * ws[j], nv += v[j] * v[j];
         double cs = isnan(gs) || !(nv > 0) ? NAN : dot / sqrt(nv);
         double col = NAN;
-        if (r->model->kind == MF_MODEL_RELU2 && !r->model->bias) {
-            const mf_layer *W = &r->model->layers[0], *A = &r->model->layers[1];
+        mf_units u;
+        if (mf_model_units(r->model, &u) && u.b_layer < 0 && !u.in_bias) {
+            const mf_layer *W = &r->model->layers[u.w_layer];
             int top = 0;
             double mass[512], mx = 0;
             for (int k = 0; k < W->rows && k < 512; k++) {
                 const double *w = r->theta + W->offset + (size_t)k * W->cols;
                 double nw = 0;
                 for (int j = 0; j < W->cols; j++) nw += w[j] * w[j];
-                mass[k] = fabs(r->theta[A->offset + (size_t)k]) * sqrt(nw);
+                mass[k] = fabs(mf_units_outer(r->model, &u, r->theta, k)) * sqrt(nw);
                 if (mass[k] > mx) mx = mass[k], top = k;
             }
             col = 1;

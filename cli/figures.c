@@ -303,19 +303,22 @@ static int fig_loss(const rp_claim *c, FILE *f, int norm) {
     return 0;
 }
 
-/* The first run with snapshots of a relu2 model. */
+/* The first run with snapshots of a relu2 model (a two-layer net without
+ * output bias, at most 64 units). */
 static const rp_run *snap_run(const rp_claim *c) {
+    mf_units u;
     for (int i = 0; i < c->nruns; i++)
-        if (c->runs[i].done && c->runs[i].snapshots && c->runs[i].model->kind == MF_MODEL_RELU2 &&
-            c->runs[i].model->layers[0].rows <= 64)
+        if (c->runs[i].done && c->runs[i].snapshots && mf_model_units(c->runs[i].model, &u) &&
+            u.b_layer < 0 && u.n_units <= 64)
             return &c->runs[i];
     return NULL;
 }
 
 static int fig_cosine(const rp_claim *c, FILE *f) {
     const rp_run *r = snap_run(c);
-    if (!r || !c->has_mu) return 1;
-    int M = r->model->layers[0].rows;
+    mf_units u;
+    if (!r || !c->has_mu || !mf_model_units(r->model, &u)) return 1;
+    int M = u.n_units;
     char dn[256];
     cli_fmt(dn, sizeof dn, "fig-cosine.dat");
     FILE *d = open_in(c, dn);
@@ -351,9 +354,10 @@ static int fig_cosine(const rp_claim *c, FILE *f) {
 
 static int fig_neurons(const rp_claim *c, FILE *f) {
     const rp_run *r = snap_run(c);
-    if (!r || r->data->d != 2 || r->nrows < 2) return 1;
-    int M = r->model->layers[0].rows;
-    const mf_layer *A = &r->model->layers[1];
+    mf_units u;
+    if (!r || r->data->d != 2 || r->nrows < 2 || !mf_model_units(r->model, &u)) return 1;
+    const int M = u.n_units;
+    const mf_layer *W = &r->model->layers[u.w_layer];
     /* three moments: start, first row where every |cos| >= align_thr (or the
      * middle), end */
     int pick[3] = {0, r->nrows / 2, r->nrows - 1};
@@ -376,14 +380,14 @@ static int fig_neurons(const rp_claim *c, FILE *f) {
         const double *th = r->snaps + (size_t)pick[p] * r->model->n_params;
         double wmax = 0;
         for (int k = 0; k < M; k++) {
-            const double *w = th + r->model->layers[0].offset + (size_t)k * r->model->layers[0].cols;
+            const double *w = th + W->offset + (size_t)k * W->cols;
             wmax = fmax(wmax, hypot(w[0], w[1]));
         }
         fprintf(d, "# block %d: step %lld\n", p, r->rows[pick[p]].step);
         for (int k = 0; k < M; k++) {
-            const double *w = th + r->model->layers[0].offset + (size_t)k * r->model->layers[0].cols;
+            const double *w = th + W->offset + (size_t)k * W->cols;
             double s = wmax > 0 ? xmax / wmax : 0;
-            fprintf(d, "0,0,%.9g,%.9g,%d\n", w[0] * s, w[1] * s, th[A->offset + (size_t)k] >= 0 ? 1 : 2);
+            fprintf(d, "0,0,%.9g,%.9g,%d\n", w[0] * s, w[1] * s, mf_units_outer(r->model, &u, th, k) >= 0 ? 1 : 2);
         }
         fprintf(d, "\n\n");
     }

@@ -258,6 +258,29 @@ void mf_model_backward(const mf_model *m, mf_work *w, const double *theta,
 int mf_model_init(const mf_model *m, const char *kind, double scale, mf_rng *rng,
                   double *theta, mf_err *e);
 
+/* The hidden units of a two-layer net Phi(x) = sum_k a_k sigma(<w_k, x~>) (+ b)
+ * (relu2 and relu2-outbias), read from the layer views of theta:
+ *   w_k     row k of m->layers[w_layer], [n_units][cols]; with in_bias its
+ *           last column (index d) is the hidden bias, x~ = (x, 1), else x~ = x;
+ *   a_k     entry k of m->layers[a_layer] ([1][n_units]); a_layer = -1 when the
+ *           outer weights are fixed (fix-outer): a_k = mf_units_fixed_outer(k);
+ *           mf_units_outer gives a_k in both cases;
+ *   b       the output bias m->layers[b_layer] ([1][1]); -1 when there is none. */
+typedef struct mf_units {
+    int n_units;    /* M */
+    int w_layer;
+    int in_bias;
+    int a_layer;
+    int b_layer;
+} mf_units;
+
+/* 1 and *u filled for a two-layer net; 0 otherwise (then *u = {0, -1, 0, -1, -1}). */
+int mf_model_units(const mf_model *m, mf_units *u);
+/* The fixed outer weights of fix-outer: +1 for even k, -1 for odd k. */
+double mf_units_fixed_outer(int k);
+/* a_k at theta (u from mf_model_units on m). */
+double mf_units_outer(const mf_model *m, const mf_units *u, const double *theta, int k);
+
 /* Euclidean norm of layer l of theta, and of all of theta. */
 double mf_layer_norm(const mf_model *m, const double *theta, int l);
 double mf_param_norm(const mf_model *m, const double *theta);
@@ -638,8 +661,9 @@ typedef struct mf_svm_result {
  * method) as least-distance programming (LDP) through NNLS (Lawson & Hanson,
  * Solving Least Squares Problems, 1974, ch. 23, algorithms NNLS and LDP):
  *   minimize || [Z^T; 1^T] u - (0, 1) ||  s.t. u >= 0,
- * whose solution is u = t c with c the simplex weights of p. The least-squares
- * subproblems use LAPACK (dgels, QR/LQ) on the passive set. When polish is set
+ * whose solution is u = t c with c the simplex weights of p (the library's one
+ * NNLS, src/nnls.c; its least-squares subproblems use LAPACK dgelsd, SVD, on
+ * the passive set). When polish is set
  * the equality system <w, z_n> = 1 on the support set is re-solved by LAPACK
  * (min-norm w by LQ, then alpha by QR) and kept if its KKT residual is lower.
  *
@@ -700,8 +724,11 @@ int mf_svm_norm_from_name(const char *s, mf_svm_norm *norm);
  * verdicts for problem (P) of THEORY.md section 3,
  *     (P)  minimize 1/2 ||theta||^2  subject to  q_n(theta) >= 1 for all n.
  *
- * Split of work: src/analyze.c implements everything in sections A and C;
- * src/local.c implements section B (search-based and LP-based local tests).
+ * Split of work: section A is src/margin.c; section B (search-based and
+ * LP-based local tests) src/local.c; section C is orchestrated by
+ * src/analyze.c over kkt.c (KKT by NNLS, Lyu-Li's certificate),
+ * global_ref.c (closed-form optima, per-layer problem), second_order.c and
+ * verdict.c (the verdict from the evidence).
  */
 /* ---------------------------------------------------------------- A: basics */
 
@@ -722,6 +749,12 @@ int mf_model_preactivations(const mf_model *m, const double *theta, const mf_dat
 
 /* ------------------------------------------------- B: local tests (local.c) */
 
+/* Margin gains are reported at MF_N_GAINS steps eps = 1e-1, 1e-2, 1e-3, 1e-4
+ * (a first-order direction gives a gain linear in eps for small eps). */
+#define MF_N_GAINS 4
+/* Most radii one local search takes. */
+#define MF_LOCAL_MAX_RADII 8
+
 /* Directional first-order test at a non-smooth point ([VSS22]; THEORY.md s.3):
  * search for d with q_n'(theta; d) >= 0 for every active n (q_n <= 1 + act_tol)
  * and <theta, d> < 0, by one LP (GLPK) per sign pattern of the directional
@@ -736,7 +769,7 @@ typedef struct mf_directional_result {
     int found;             /* 1: a feasible descent direction exists (certificate) */
     double best_inner;     /* min <theta, d> found (< 0 means certificate) */
     double *d;             /* [n_params] the direction (when found), owned */
-    double gain[4];        /* gamma(theta + eps d) / gamma(theta) - 1 for eps = 1e-1..1e-4 */
+    double gain[MF_N_GAINS]; /* gamma(theta + eps d) / gamma(theta) - 1 for eps = 1e-1..1e-4 */
 } mf_directional_result;
 
 int mf_directional_test(const mf_model *m, const mf_data *data, const double *theta,
@@ -752,11 +785,11 @@ void mf_directional_result_free(mf_directional_result *r);
  * found is evidence only. */
 typedef struct mf_local_result {
     int n_radii;
-    double radii[8];
+    double radii[MF_LOCAL_MAX_RADII];
     int trials;
     uint64_t seed;
     double gamma0;               /* gamma(theta) */
-    double best_gamma[8];        /* best normalized margin found at each radius */
+    double best_gamma[MF_LOCAL_MAX_RADII]; /* best normalized margin found at each radius */
     double best_gain;            /* max over radii of best_gamma / gamma0 - 1 */
     double *best_theta;          /* [n_params], owned */
     int evaluations;
@@ -840,7 +873,7 @@ typedef struct mf_analysis {
     char hessian_method[64];        /* "differences of exact gradients, h = 1e-05" */
     double min_eig;                 /* smallest eigenvalue of H on the critical subspace */
     double *dir;                    /* [n_params] its eigenvector (unit), owned */
-    double gain[4];                 /* gamma(theta~ + eps d)/gamma(theta~) - 1, eps = 1e-1..1e-4 */
+    double gain[MF_N_GAINS];        /* gamma(theta~ + eps d)/gamma(theta~) - 1, eps = 1e-1..1e-4 */
     /* non-smooth and search-based tests */
     mf_directional_result *directional; /* NULL if not run */
     mf_local_result *local;             /* NULL if not run */
@@ -853,6 +886,7 @@ typedef struct mf_analysis {
     double layer_value;             /* value at theta~ */
     mf_verdict verdict;
     char verdict_reason[512];       /* what is proved / what is evidence */
+    mf_analyze_settings settings;   /* the settings (tolerances) it was judged with */
 } mf_analysis;
 
 int mf_analyze(const mf_model *m, const mf_data *data, const double *theta, mf_loss_kind loss,

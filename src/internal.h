@@ -33,6 +33,29 @@ double mf__margin(const mf_data *data, const double *out, int n_out, int i);
 /* ||x||_2, finite whenever the result is (scaled second pass when needed). */
 double mf__norm2(const double *x, size_t n);
 
+/* <a, b> = sum_i a[i] b[i], i = 0..n-1 in order (one plain loop, so the
+ * rounding is the same wherever it is used). */
+double mf__dot(const double *a, const double *b, size_t n);
+
+/* Append a printf-style sentence to the NUL-terminated text in buf [cap]
+ * (truncating; nothing when buf is full). */
+void mf__say(char *buf, size_t cap, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* 1 if binary data D is symmetric: for every n there is m with x_m = -x_n
+ * and y_m = -y_n, to MF__SYM_TOL per coordinate (src/global_ref.c). */
+int mf__data_symmetric(const mf_data *D);
+
+/* Non-negative least squares, minimize ||A z - b|| s.t. z >= 0, A [m][n]
+ * column-major, b [m], z [n] out (src/nnls.c, Lawson & Hanson 1974, ch. 23;
+ * the stopping rules, tol and max_iter are described there). MF_OK,
+ * MF_ERR_NOMEM or MF_ERR_NUMERIC; *iters (may be NULL) = columns entered. */
+int mf__nnls(int m, int n, const double *A, const double *b, double tol, int max_iter, double *z,
+             int *iters, mf_err *e);
+
 /* ||x||_2 as f * 2^e with f in [0.5, 1) (0 and e = 0 when x = 0), for
  * norms beyond DBL_MAX or below DBL_MIN: entries are scaled by the power of
  * two of the largest (exact), then the sum of squares is taken. */
@@ -77,7 +100,7 @@ double mf__strtod_c(const char *s, char **end);
 
 /* Tests only: relu2 kinds use backward table groups of `chunks` chunks
  * (0: the dense products; set it before the forward pass); returns the
- * previous setting (models.c). */
+ * previous setting, 0 for other models (src/model/relu2.c). */
 int mf__work_table_chunks(mf_work *w, int chunks);
 
 #endif

@@ -23,12 +23,14 @@ static double layer_sqnorm(const mf_model *m, const double *theta, int l) {
     return row_sqnorm(theta + ly->offset, ly->rows * ly->cols);
 }
 
-/* Balancedness: see the file comment. Two-layer nets (relu2, relu2-outbias,
- * with trained outer weights): max_k |a_k^2 - ||w_k||^2|; other models with
- * several parameter groups: max_l | ||W_{l+1}||^2 - ||W_l||^2 |; else 0. */
+/* Balancedness: see the file comment. Two-layer nets with trained outer
+ * weights (mf_model_units, a_layer >= 0): max_k |a_k^2 - ||w_k||^2|
+ * (||w_k|| with the hidden-bias column); other models with several
+ * parameter groups: max_l | ||W_{l+1}||^2 - ||W_l||^2 |; else 0. */
 static double balancedness(const mf_model *m, const double *theta) {
-    if ((m->kind == MF_MODEL_RELU2 || m->kind == MF_MODEL_RELU2_OUTBIAS) && !m->fix_outer) {
-        const mf_layer *W = &m->layers[0], *a = &m->layers[1];
+    mf_units u;
+    if (mf_model_units(m, &u) && u.a_layer >= 0) {
+        const mf_layer *W = &m->layers[u.w_layer], *a = &m->layers[u.a_layer];
         double worst = 0;
         for (int k = 0; k < W->rows; k++) {
             double ak = theta[a->offset + k];

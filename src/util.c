@@ -163,6 +163,21 @@ double mf__norm2(const double *x, size_t n) {
     return mx * sqrt(s);
 }
 
+double mf__dot(const double *a, const double *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void mf__say(char *buf, size_t cap, const char *fmt, ...) {
+    size_t len = strlen(buf);
+    if (len + 1 >= cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, cap - len, fmt, ap);
+    va_end(ap);
+}
+
 /* mf__norm2_scaled -- contract in internal.h. */
 double mf__norm2_scaled(const double *x, size_t n, int *e) {
     double mx = 0.0;
