@@ -111,9 +111,17 @@ static int parse_int(const char *s, int lo, int hi, int *v) {
     return 0;
 }
 
+/* Messages show a spec and its tokens as typed but escaped (mf__quote: no
+ * raw control byte reaches a terminal), cut with "..." beyond these many
+ * bytes. */
+#define SPEC_QUOTE 200
+#define TOKEN_QUOTE 64
+#define QTOK(buf, s) mf__quote((buf), sizeof(buf), (s), strlen(s), TOKEN_QUOTE)
+
 /* What one spec parse has seen so far. */
 typedef struct spec_state {
-    const char *spec;          /* the whole spec, for messages */
+    char spec[MF__QUOTE_CAP(SPEC_QUOTE)]; /* the whole spec, escaped, for messages */
+    char tok[MF__QUOTE_CAP(TOKEN_QUOTE)]; /* the current option token as typed, escaped */
     const mf__model_ops *ops;
     const mf__option *widths;  /* the WIDTHS option whose integers may follow, or NULL */
     unsigned seen;             /* bit i: option i given */
@@ -121,19 +129,20 @@ typedef struct spec_state {
 
 /* Append the width token w (part of option token t) to m->widths. */
 static int add_width(mf_model *m, const spec_state *ps, const mf__option *o, const char *w,
-                     const char *t, int in_list, mf_err *e) {
+                     int in_list, mf_err *e) {
     int v;
+    char qw[MF__QUOTE_CAP(TOKEN_QUOTE)];
     if (m->depth >= MF_MAX_LAYERS - 1)
         return mf__err(e, MF_ERR_PARSE, "model spec \"%s\": bad option '%s': %s has at most %d hidden layers",
-                       ps->spec, t, ps->ops->name, MF_MAX_LAYERS - 1);
+                       ps->spec, ps->tok, ps->ops->name, MF_MAX_LAYERS - 1);
     if (parse_int(w, 1, o->hi, &v)) {
         if (in_list)
             return mf__err(e, MF_ERR_PARSE,
                            "model spec \"%s\": bad width '%s' in '%s': must be an integer in [1, %d]",
-                           ps->spec, w, t, o->hi);
+                           ps->spec, QTOK(qw, w), ps->tok, o->hi);
         return mf__err(e, MF_ERR_PARSE,
                        "model spec \"%s\": bad width '%s' in %s: must be an integer in [1, %d]",
-                       ps->spec, w, o->key, o->hi);
+                       ps->spec, QTOK(qw, w), o->key, o->hi);
     }
     m->widths[m->depth++] = v;
     return MF_OK;
@@ -141,14 +150,14 @@ static int add_width(mf_model *m, const spec_state *ps, const mf__option *o, con
 
 /* Store the value val of option o (token t, key key) in m. */
 static int set_value(mf_model *m, const spec_state *ps, const mf__option *o, const char *key,
-                     char *val, const char *t, mf_err *e) {
+                     char *val, mf_err *e) {
     char *field = (char *)m + o->field;
     if (o->type == MF__OPT_INT) {
         int v;
         if (parse_int(val, 1, o->hi, &v))
             return mf__err(e, MF_ERR_PARSE,
                            "model spec \"%s\": bad option '%s': %s must be an integer in [1, %d]",
-                           ps->spec, t, key, o->hi);
+                           ps->spec, ps->tok, key, o->hi);
         memcpy(field, &v, sizeof v);
         return MF_OK;
     }
@@ -158,18 +167,18 @@ static int set_value(mf_model *m, const spec_state *ps, const mf__option *o, con
         if (!*val || *end || !isfinite(a) || a < 0.0 || a > 1.0)
             return mf__err(e, MF_ERR_PARSE,
                            "model spec \"%s\": bad option '%s': %s must be a finite number in [0, 1]",
-                           ps->spec, t, key);
+                           ps->spec, ps->tok, key);
         memcpy(field, &a, sizeof a);
         return MF_OK;
     }
     /* MF__OPT_WIDTHS: '/'-separated integers */
     if (!*val)
         return mf__err(e, MF_ERR_PARSE, "model spec \"%s\": bad option '%s': %s needs at least one integer",
-                       ps->spec, t, key);
+                       ps->spec, ps->tok, key);
     for (char *p = val; p;) {
         char *slash = strchr(p, '/');
         if (slash) *slash = '\0';
-        int rc = add_width(m, ps, o, trim(p), t, 1, e);
+        int rc = add_width(m, ps, o, trim(p), 1, e);
         if (rc) return rc;
         p = slash ? slash + 1 : NULL;
     }
@@ -183,7 +192,7 @@ static int set_value(mf_model *m, const spec_state *ps, const mf__option *o, con
  */
 static int parse_token(mf_model *m, spec_state *ps, char *t, mf_err *e) {
     const mf__model_ops *ops = ps->ops;
-    if (ps->widths && all_digits(t)) return add_width(m, ps, ps->widths, t, t, 0, e);
+    if (ps->widths && all_digits(t)) return add_width(m, ps, ps->widths, t, 0, e);
     ps->widths = NULL;
     char *eq = strchr(t, '=');
     char key[64];
@@ -201,23 +210,23 @@ static int parse_token(mf_model *m, spec_state *ps, char *t, mf_err *e) {
     const mf__option *o = &ops->options[i];
     if (!o->key)
         return mf__err(e, MF_ERR_PARSE, "model spec \"%s\": unknown option '%s' for %s (valid options: %s)",
-                       ps->spec, t, ops->name, ops->options_help);
+                       ps->spec, ps->tok, ops->name, ops->options_help);
     if (ps->seen & (1u << i))
-        return mf__err(e, MF_ERR_PARSE, "model spec \"%s\": option '%s' given twice", ps->spec, t);
+        return mf__err(e, MF_ERR_PARSE, "model spec \"%s\": option '%s' given twice", ps->spec, ps->tok);
     ps->seen |= 1u << i;
     if (o->type == MF__OPT_FLAG) {
         if (eq)
             return mf__err(e, MF_ERR_PARSE,
                            "model spec \"%s\": bad option '%s': '%s' is a flag and takes no value",
-                           ps->spec, t, key);
+                           ps->spec, ps->tok, key);
         int one = 1;
         memcpy((char *)m + o->field, &one, sizeof one);
         return MF_OK;
     }
     if (!eq)
         return mf__err(e, MF_ERR_PARSE, "model spec \"%s\": bad option '%s': expected %s=VALUE",
-                       ps->spec, t, key);
-    int rc = set_value(m, ps, o, key, val, t, e);
+                       ps->spec, ps->tok, key);
+    int rc = set_value(m, ps, o, key, val, e);
     if (rc == MF_OK && o->type == MF__OPT_WIDTHS) ps->widths = o;
     return rc;
 }
@@ -237,6 +246,7 @@ static int parse_options(mf_model *m, spec_state *ps, char *opts, mf_err *e) {
         if (!*t)
             return mf__err(e, MF_ERR_PARSE, "model spec \"%s\": empty option (valid options for %s: %s)",
                            ps->spec, ps->ops->name, ps->ops->options_help);
+        QTOK(ps->tok, t); /* before parse_token cuts t at its separators */
         int rc = parse_token(m, ps, t, e);
         if (rc) return rc;
     }
@@ -256,14 +266,15 @@ static int parse_options(mf_model *m, spec_state *ps, char *opts, mf_err *e) {
  * MF_ERR_NOMEM. *out is NULL on error.
  */
 int mf_model_parse(const char *spec, int d, int num_classes, mf_model **out, mf_err *e) {
-    char buf[1024], names[256];
+    char buf[1024], names[256], qs[MF__QUOTE_CAP(SPEC_QUOTE)], qn[MF__QUOTE_CAP(TOKEN_QUOTE)];
     if (out) *out = NULL;
     if (!spec || !out) return mf__err(e, MF_ERR_INVALID, "mf_model_parse: spec and out must not be NULL");
+    mf__quote(qs, sizeof qs, spec, strlen(spec), SPEC_QUOTE);
     if (d < 1 || d > INT_MAX - 1)
-        return mf__err(e, MF_ERR_INVALID, "model \"%s\": data dimension d = %d must be >= 1", spec, d);
+        return mf__err(e, MF_ERR_INVALID, "model \"%s\": data dimension d = %d must be >= 1", qs, d);
     if (num_classes < 0 || num_classes == 1)
         return mf__err(e, MF_ERR_INVALID,
-                       "model \"%s\": num_classes = %d must be 0 (binary) or >= 2", spec, num_classes);
+                       "model \"%s\": num_classes = %d must be 0 (binary) or >= 2", qs, num_classes);
     if (strlen(spec) >= sizeof buf)
         return mf__err(e, MF_ERR_PARSE, "model spec is too long (%zu characters, at most %zu)",
                        strlen(spec), sizeof buf - 1);
@@ -281,8 +292,8 @@ int mf_model_parse(const char *spec, int d, int num_classes, mf_model **out, mf_
         if (strcmp(name, registry[k]->name) == 0) ops = registry[k];
     if (!ops) {
         model_names(names, sizeof names, 0);
-        return mf__err(e, MF_ERR_PARSE, "model spec \"%s\": unknown model '%s' (valid: %s)", spec,
-                       name, names);
+        return mf__err(e, MF_ERR_PARSE, "model spec \"%s\": unknown model '%s' (valid: %s)", qs,
+                       QTOK(qn, name), names);
     }
 
     mf_model m;
@@ -294,9 +305,14 @@ int mf_model_parse(const char *spec, int d, int num_classes, mf_model **out, mf_
     m.width = 10;
     m.alpha = 0.0;
     if (ops->defaults) ops->defaults(&m);
-    spec_state ps = {spec, ops, NULL, 0};
+    spec_state ps;
+    memcpy(ps.spec, qs, sizeof ps.spec);
+    ps.tok[0] = '\0';
+    ps.ops = ops;
+    ps.widths = NULL;
+    ps.seen = 0;
     int rc = parse_options(&m, &ps, opts, e);
-    if (!rc && ops->check) rc = ops->check(&m, spec, e);
+    if (!rc && ops->check) rc = ops->check(&m, ps.spec, e);
     if (rc) return rc;
     if (m.n_out > 1 && !ops->multiclass) {
         model_names(names, sizeof names, 1);

@@ -163,6 +163,7 @@ case_ "width not a positive integer" "$P" 2 "width must be an integer in \\[1," 
 case_ "alpha outside [0, 1]" "$P" 2 "alpha must be a finite number in \\[0, 1\\]" --data builtin:B --model relu2:alpha=2
 case_ "option given twice" "$P" 2 "option 'width=3' given twice" --data builtin:B --model relu2:width=2,width=3
 case_ "mlp without widths" "$P" 2 "mlp needs widths=" --data builtin:B --model mlp
+case_ "empty width quotes the token as typed" "$P" 2 "bad width '' in 'widths=2//3'" --data builtin:B --model mlp:widths=2//3
 case_ "multi-class data on a binary-only model" "MF_ERR_UNSUPPORTED" 2 "supports binary data only" --data multi.svm --model diag
 section "initial parameters"
 case_ "--init-params: wrong count" "(CLI)" 2 "expected 2 values for linear, got 3" --data builtin:B --init-params 1,2,3
