@@ -50,21 +50,28 @@
  *     <g, u> <= <g + A^T mu, u> on A u >= 0), certified iff every cell was
  *     enumerated.
  *
- * Why IPOPT on the dual. Measured on this machine (2 shared cores, noisy;
- * bench/global_solvers.c, medians of 5; relative gap of the certificate
- * evaluated as in step 5):
- *   set                          IPOPT dual QCQP        GLPK cutting planes
- *   sym4 (n 8, 8 cells)          GAP_SYM4_I             GAP_SYM4_G
- *   D (n 2, 4 cells)             GAP_D_I                GAP_D_G
- *   random 2-d n 20 (40 cells)   GAP_R20_I              GAP_R20_G
- *   random 2-d n 60 (120 cells)  GAP_R60_I              GAP_R60_G
- * The cutting-plane (column-generation) method -- GLPK on (C) restricted to
- * a growing set of neurons, each new one the maximizer of the current dual
- * -- is Kelley's method on the smooth dual constraint and stalls; the
- * interior point converges superlinearly to the 1e-9 target. IPOPT on a
- * primal smooth form (t_b^2 >= ||v_b||^2) is degenerate at the zero blocks
- * that make up most of an optimum (no constraint qualification there); the
- * dual form has none of that.
+ * Why IPOPT on the dual. Measured side by side in one run on this machine
+ * (bench/global_solvers.c, medians of 3 wall times, 2 shared cores: noisy),
+ * the certified relative gap each reaches (both evaluated as in step 5):
+ *   set                     cells  IPOPT dual QCQP      GLPK cutting planes
+ *   sym4, alpha 0.5             8  7.0e-13   0.029 s    1.9e-16     5 rounds 0.000 s
+ *   D, ReLU                     4  1.6e-16   0.013 s    7.4e-08   500 rounds 0.011 s
+ *   gauss n 20 d 2, ReLU       40  5.6e-13   0.235 s    5.0e-15     2 rounds 0.000 s
+ *   gauss n 60 d 2, alpha 0.2 120  1.6e-12   2.357 s    7.2e-08   500 rounds 0.151 s
+ * Column generation (GLPK on (C) over a growing set of neurons, each round
+ * adding the exact maximizer of the current dual over the circle) is far
+ * faster when it converges, but the LP's duals are a vertex of a degenerate
+ * dual face (on D every split of lambda_1 + lambda_2 = sqrt 2 is LP-optimal
+ * and only the equal one has rho = 1), and it stalls near 1e-7 on two of the
+ * four sets; its exact oracle is also 2-d only. The interior point returns
+ * the central dual and meets the 1e-9 target everywhere. IPOPT on a primal
+ * smooth form (t_b^2 >= ||v_b||^2) is degenerate at the zero blocks that make
+ * up most of an optimum (no constraint qualification there); the dual form
+ * has none. Debian 12 ships no C conic solver (ECOS, SCS, Clarabel); DSDP /
+ * CSDP would treat each second-order cone as an SDP block. IPOPT options:
+ * bound_relax_factor 0 (the default 1e-8 relaxation showed as 1e-8 gaps),
+ * mumps_pivot_order 6 (QAMD, for lambda's dense coupling: 0.14 s instead of
+ * 1.6 s on the n = 20 set).
  *
  * Not reached by the allocation hook: IPOPT (C++ new), MUMPS, GLPK and
  * OpenBLAS allocate on their own.
@@ -83,7 +90,10 @@
 
 #define GR_PI 3.14159265358979323846
 
-/* Same line: |<x^_a, x^_b>| >= 1 - GR_PARALLEL. */
+/* Same line: ||x^_a -+ x^_b|| <= GR_PARALLEL (unit vectors; an angle below
+ * ~1e-12 rad), and in d = 2 boundary angles closer than GR_PARALLEL are one
+ * (x and -x differ by rounding in atan2). The sliver cell between two such
+ * lines is not a pattern of its own. */
 #define GR_PARALLEL 1e-12
 /* An LP interior point must have every strict sign above this (unit box). */
 #define GR_INTERIOR 1e-10
@@ -218,8 +228,8 @@ static int gr_angles(const double *x, int n, double *ang) {
     qsort(ang, (size_t)m, sizeof(double), gr_cmp_double);
     int u = 0;
     for (int i = 0; i < m; i++)
-        if (u == 0 || ang[i] != ang[u - 1]) ang[u++] = ang[i];
-    if (u > 1 && ang[u - 1] - ang[0] >= 2 * GR_PI) u--;
+        if (u == 0 || ang[i] - ang[u - 1] > GR_PARALLEL) ang[u++] = ang[i];
+    if (u > 1 && ang[u - 1] - ang[0] >= 2 * GR_PI - GR_PARALLEL) u--;
     return u;
 }
 
@@ -272,9 +282,14 @@ static int gr_lines(const mf_data *data, double *r, int *line, int *ori) {
         double nx = mf__norm2(x, (size_t)d);
         int l = 0;
         for (; l < L; l++) {
-            double c = gr_dot(d, x, r + (size_t)l * d) / nx;
-            if (fabs(c) >= 1.0 - GR_PARALLEL) {
-                ori[k] = c > 0 ? 1 : -1;
+            const double *rl = r + (size_t)l * d;
+            double dm = 0.0, dp = 0.0;
+            for (int j = 0; j < d; j++) {
+                dm += (x[j] / nx - rl[j]) * (x[j] / nx - rl[j]);
+                dp += (x[j] / nx + rl[j]) * (x[j] / nx + rl[j]);
+            }
+            if (fmin(dm, dp) <= GR_PARALLEL * GR_PARALLEL) {
+                ori[k] = dm <= dp ? 1 : -1;
                 break;
             }
         }
