@@ -203,6 +203,17 @@ static int gr_pats_add(gr_pats *s, const unsigned char *p) {
     return 1;
 }
 
+/* Add the pattern 1[<x_k, u> >= 0] of direction u [d]; p [n] workspace.
+ * MF_OK or MF_ERR_NOMEM (with the message). */
+static int gr_pats_add_dir(gr_pats *s, const mf_data *data, const double *u, unsigned char *p,
+                           mf_err *e) {
+    int d = data->d;
+    for (int k = 0; k < data->n; k++) p[k] = gr_dot(d, data->x + (size_t)k * d, u) >= 0.0;
+    if (gr_pats_add(s, p) < 0)
+        return mf__err(e, MF_ERR_NOMEM, "global: out of memory storing patterns");
+    return MF_OK;
+}
+
 static int gr_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -260,12 +271,7 @@ static int gr_enum_2d(const mf_data *data, gr_pats *s, int max_patterns, mf_err 
         double t0, t1;
         gr_arc(ang, m, i, &t0, &t1);
         double u[2] = {cos(0.5 * (t0 + t1)), sin(0.5 * (t0 + t1))};
-        for (int k = 0; k < n; k++) p[k] = gr_dot(2, data->x + 2 * (size_t)k, u) >= 0.0;
-        int a = gr_pats_add(s, p);
-        if (a < 0) {
-            rc = mf__err(e, MF_ERR_NOMEM, "global: out of memory storing patterns");
-            goto done;
-        }
+        if ((rc = gr_pats_add_dir(s, data, u, p, e))) goto done;
     }
 done:
     mf__free(ang);
@@ -466,12 +472,8 @@ static int gr_sample(const mf_data *data, gr_pats *s, int K, uint64_t seed, int 
     }
     for (int t = 0; t < K && s->P < max_patterns; t++) {
         for (int j = 0; j < d; j++) u[j] = mf_rng_normal(&rng);
-        for (int k = 0; k < n; k++) p[k] = gr_dot(d, data->x + (size_t)k * d, u) >= 0.0;
         ++*drawn;
-        if (gr_pats_add(s, p) < 0) {
-            rc = mf__err(e, MF_ERR_NOMEM, "global: out of memory storing patterns");
-            goto done;
-        }
+        if ((rc = gr_pats_add_dir(s, data, u, p, e))) goto done;
     }
 done:
     mf__free(u);
