@@ -18,6 +18,18 @@
  * Reported per width: medians of REPS wall times, the normalized margin
  * q_min / ||theta||^2 each reaches (evaluated here) and its evaluations /
  * iterations. Timings on a shared 2-core machine are noisy.
+ *
+ * Measured (REPS 1; the machine shared with other jobs):
+ *   width params start gamma  SLSQP gamma evals    s    IPOPT gamma evals    s
+ *     10    110   0.056150085  0.077900774  2000   3.5   0.070024931  3449  11.1
+ *     40    440   0.065048890  0.080083479  1317 120.6   0.067845927  3001  67.6
+ *    160   1760   (not finished within 600 s: one SLSQP step on 1760 unknowns
+ *                 is a dense O(P^3) least-squares problem and NLopt checks its
+ *                 time limit only between evaluations)
+ * IPOPT with an L-BFGS Hessian stops at lower margins than SLSQP on these
+ * non-smooth problems (ReLU kinks make the constraint Jacobian jump), though
+ * SLSQP's cost grows as P^3: IPOPT is not a drop-in replacement for local.c's
+ * re-solves without exact second derivatives.
  */
 #include "marginflow.h"
 
