@@ -860,7 +860,8 @@ typedef struct mf_global_result {
     int solver_status;     /* IPOPT's ApplicationReturnStatus (0 = solved) */
     int iterations;        /* IPOPT iterations */
     double solver_objective; /* IPOPT's reported dual objective (not used for any bound) */
-    double lp_objective;   /* GLPK's value of the sparsifying LP (scaled units) */
+    double lp_objective;   /* GLPK's value of the re-weighting LP, sum_j c_j in the units
+                              of x (0 when GLPK did not solve it) */
     double seconds_patterns, seconds_solve, seconds_certify;
 } mf_global_result;
 
