@@ -37,7 +37,9 @@
  *  3. IPOPT (Waechter & Biegler, Math. Prog. 106, 2006) on (C*) written as a
  *     smooth convex QCQP with h_b = s_b g_i + A_i^T mu_b, ||h_b||^2 <= 1
  *     (blocks b = (i, s_b)): linear equalities, one convex quadratic per
- *     block, a diagonal Hessian. The equality multipliers are the primal
+ *     block, a diagonal Hessian. In d = 2 only the two facet rows of each
+ *     cone A_i carry a mu (gr_facets; the others are redundant): 2 + d
+ *     variables per block instead of n + d (n = 100: 5 s instead of > 5 min). The equality multipliers are the primal
  *     neurons: u_b = -eta_b (from stationarity in h, lambda and mu: y o
  *     sum_b s_b Dt_i X u_b >= 1 and A_i u_b >= 0, see docs/theory.md).
  *  4. GLPK simplex on  min sum_j c_j s.t. sum_j c_j s_j y_n sigma(<x_n, u^_j>)
@@ -535,10 +537,46 @@ typedef struct gr_qp {
     const unsigned char *D;
     double alpha;
     double *coef;        /* [P][n]: y_n dt_{i,n} */
+    int *nr, *rows;      /* cone rows of pattern i: rows[i n .. i n + nr[i]) (see gr_facets) */
+    size_t *off;         /* [B + 1]: mu_b at z[off[b]], h_b right after it; off[B] = nv */
     int iters;           /* IPOPT iterations (intermediate callback) */
 } gr_qp;
 
-static size_t gr_mu(const gr_qp *q, int b) { return (size_t)q->n + (size_t)b * (q->n + q->d); }
+static size_t gr_mu(const gr_qp *q, int b) { return q->off[b]; }
+
+/* The rows of A_i that define the cone K_i = {u : A_i u >= 0}. d = 2: its two
+ * facets, the rows a_k = (2 D_ik - 1) x_k of extreme angle about their mean
+ * direction (K_i has an interior, so the a_k span a pointed cone of angle
+ * < pi and every a_k is a nonnegative combination of the two extremes; the
+ * other rows are redundant and their mu are 0). Otherwise (or if the mean
+ * direction is 0) every row. Smaller mu blocks only: the cone, the program's
+ * value and the validity of the cell bound (any mu >= 0) are unchanged. */
+static void gr_facets(gr_qp *q, int i) {
+    int n = q->n, d = q->d, *rw = q->rows + (size_t)i * n;
+    const unsigned char *Di = q->D + (size_t)i * n;
+    q->nr[i] = n;
+    for (int k = 0; k < n; k++) rw[k] = k;
+    if (d != 2 || n <= 2) return;
+    double r[2] = {0.0, 0.0};
+    for (int k = 0; k < n; k++) {
+        const double *x = q->x + 2 * (size_t)k;
+        double sk = (Di[k] ? 1.0 : -1.0) / hypot(x[0], x[1]);
+        r[0] += sk * x[0], r[1] += sk * x[1];
+    }
+    if (!(hypot(r[0], r[1]) > 1e-9)) return;
+    int lo = -1, hi = -1;
+    double alo = 0.0, ahi = 0.0;
+    for (int k = 0; k < n; k++) {
+        const double *x = q->x + 2 * (size_t)k;
+        double sk = Di[k] ? 1.0 : -1.0;
+        double a = atan2(sk * (r[0] * x[1] - r[1] * x[0]), sk * (r[0] * x[0] + r[1] * x[1]));
+        if (lo < 0 || a < alo) lo = k, alo = a;
+        if (hi < 0 || a > ahi) hi = k, ahi = a;
+    }
+    rw[0] = lo;
+    rw[1] = hi;
+    q->nr[i] = lo == hi ? 1 : 2;
+}
 
 static Bool gr_f(Index nv, Number *z, Bool nz, Number *obj, UserDataPtr up) {
     (void)nv, (void)nz;
@@ -563,14 +601,16 @@ static Bool gr_g(Index nv, Number *z, Bool nz, Index m, Number *g, UserDataPtr u
     for (int b = 0; b < q->B; b++) {
         int i = b / 2;
         double sb = b % 2 ? -1.0 : 1.0;
-        const double *c = q->coef + (size_t)i * n, *mu = z + gr_mu(q, b), *h = mu + n;
+        const double *c = q->coef + (size_t)i * n, *mu = z + gr_mu(q, b), *h = mu + q->nr[i];
         const unsigned char *Di = q->D + (size_t)i * n;
+        const int *rw = q->rows + (size_t)i * n;
         double *gb = g + (size_t)b * (d + 1);
         for (int j = 0; j < d; j++) gb[j] = h[j];
-        for (int k = 0; k < n; k++) {
-            double w = sb * c[k] * z[k] + (Di[k] ? mu[k] : -mu[k]);
-            const double *xk = q->x + (size_t)k * d;
-            for (int j = 0; j < d; j++) gb[j] -= w * xk[j];
+        for (int k = 0; k < n; k++)
+            cblas_daxpy(d, -sb * c[k] * z[k], q->x + (size_t)k * d, 1, gb, 1);
+        for (int a = 0; a < q->nr[i]; a++) {
+            int k = rw[a];
+            cblas_daxpy(d, Di[k] ? -mu[a] : mu[a], q->x + (size_t)k * d, 1, gb, 1);
         }
         gb[d] = gr_dot(d, h, h);
     }
@@ -578,7 +618,8 @@ static Bool gr_g(Index nv, Number *z, Bool nz, Index m, Number *g, UserDataPtr u
 }
 
 /* Jacobian: equality row (b, j): h_bj 1; lambda_k -s_b c_ik x_kj;
- * mu_bk -(2 D_ik - 1) x_kj. Quadratic row b: h_bj 2 h_bj. */
+ * mu_ba -(2 D_ik - 1) x_kj for the cone row k = rows_i[a]. Quadratic row b:
+ * h_bj 2 h_bj. */
 static Bool gr_jac(Index nv, Number *z, Bool nz, Index m, Index ne, Index *iR, Index *jC,
                    Number *val, UserDataPtr up) {
     (void)nv, (void)nz, (void)m, (void)ne;
@@ -588,19 +629,21 @@ static Bool gr_jac(Index nv, Number *z, Bool nz, Index m, Index ne, Index *iR, I
     for (int b = 0; b < q->B; b++) {
         int i = b / 2, row = b * (d + 1);
         double sb = b % 2 ? -1.0 : 1.0;
-        size_t mu = gr_mu(q, b), h = mu + (size_t)n;
+        int nr = q->nr[i];
+        size_t mu = gr_mu(q, b), h = mu + (size_t)nr;
         const double *c = q->coef + (size_t)i * n;
         const unsigned char *Di = q->D + (size_t)i * n;
+        const int *rw = q->rows + (size_t)i * n;
         for (int j = 0; j < d; j++) {
             if (!val) {
                 iR[t] = row + j, jC[t++] = (Index)(h + j);
                 for (int k = 0; k < n; k++) iR[t] = row + j, jC[t++] = k;
-                for (int k = 0; k < n; k++) iR[t] = row + j, jC[t++] = (Index)(mu + k);
+                for (int a = 0; a < nr; a++) iR[t] = row + j, jC[t++] = (Index)(mu + a);
             } else {
                 val[t++] = 1.0;
                 for (int k = 0; k < n; k++) val[t++] = -sb * c[k] * q->x[(size_t)k * d + j];
-                for (int k = 0; k < n; k++)
-                    val[t++] = (Di[k] ? -1.0 : 1.0) * q->x[(size_t)k * d + j];
+                for (int a = 0; a < nr; a++)
+                    val[t++] = (Di[rw[a]] ? -1.0 : 1.0) * q->x[(size_t)rw[a] * d + j];
             }
         }
         for (int j = 0; j < d; j++) {
@@ -621,7 +664,7 @@ static Bool gr_hess(Index nv, Number *z, Bool nz, Number of, Index m, Number *mu
     int d = q->d;
     size_t t = 0;
     for (int b = 0; b < q->B; b++) {
-        size_t h = gr_mu(q, b) + (size_t)q->n;
+        size_t h = gr_mu(q, b) + (size_t)q->nr[b / 2];
         for (int j = 0; j < d; j++, t++) {
             if (!val)
                 iR[t] = jC[t] = (Index)(h + j);
@@ -647,8 +690,8 @@ static Bool gr_iter(Index mode, Index it, Number obj, Number ipr, Number idu, Nu
 static int gr_ipopt(gr_qp *q, const mf_global_settings *s, double *z, double *mult, int *status,
                     int *iters, double *obj, mf_err *e) {
     int n = q->n, d = q->d, B = q->B;
-    size_t nv = (size_t)n + (size_t)B * (n + d), m = (size_t)B * (d + 1);
-    size_t nj = (size_t)B * ((size_t)d * (2 * (size_t)n + 1) + d), nh = (size_t)B * d;
+    size_t nv = q->off[B], m = (size_t)B * (d + 1), nh = (size_t)B * d;
+    size_t nj = (size_t)B * ((size_t)d * ((size_t)n + 1) + d) + (nv - (size_t)n - nh) * d;
     if (nv > INT32_MAX / 2 || nj > INT32_MAX / 2)
         return mf__err(e, MF_ERR_UNSUPPORTED, "global: the dual program is too large for IPOPT "
                                               "(%zu variables, %zu Jacobian entries)",
@@ -665,7 +708,7 @@ static int gr_ipopt(gr_qp *q, const mf_global_settings *s, double *z, double *mu
         xu[i] = 2e19;
     }
     for (int b = 0; b < B; b++) {
-        size_t h = gr_mu(q, b) + (size_t)n;
+        size_t h = gr_mu(q, b) + (size_t)q->nr[b / 2];
         for (int j = 0; j < d; j++) xl[h + j] = -2e19;
         for (int j = 0; j <= d; j++) {
             gl[(size_t)b * (d + 1) + j] = j < d ? 0.0 : -2e19;
@@ -763,11 +806,13 @@ static double gr_rho_cells(const gr_qp *q, const mf_data *data, const double *la
         double sb = b % 2 ? -1.0 : 1.0;
         const double *c = q->coef + (size_t)i * n, *mu = z + gr_mu(q, b);
         const unsigned char *Di = q->D + (size_t)i * n;
+        const int *rw = q->rows + (size_t)i * n;
         for (int j = 0; j < d; j++) h[j] = 0.0;
-        for (int k = 0; k < n; k++) {
-            double mk = mu[k] > 0.0 ? mu[k] : 0.0;
-            cblas_daxpy(d, sb * c[k] * lambda[k] + (Di[k] ? mk : -mk), data->x + (size_t)k * d, 1,
-                        h, 1);
+        for (int k = 0; k < n; k++)
+            cblas_daxpy(d, sb * c[k] * lambda[k], data->x + (size_t)k * d, 1, h, 1);
+        for (int a = 0; a < q->nr[i]; a++) {
+            double mk = mu[a] > 0.0 ? mu[a] : 0.0;
+            cblas_daxpy(d, Di[rw[a]] ? mk : -mk, data->x + (size_t)rw[a] * d, 1, h, 1);
         }
         best = fmax(best, mf__norm2(h, (size_t)d));
     }
@@ -1025,12 +1070,14 @@ int mf_global_relu2(const mf_model *m, const mf_data *data, const mf_global_sett
 
     /* (C*) on data scaled to max_n ||x_n|| = 1 */
     int P = pats.P, B = 2 * P;
-    size_t nv = (size_t)n + (size_t)B * (n + d), nm = (size_t)B * (d + 1);
+    size_t nv = 0, nm = (size_t)B * (d + 1);
     double S = 0.0;
     for (int k = 0; k < n; k++) S = fmax(S, mf__norm2(data->x + (size_t)k * d, (size_t)d));
     xs = mf__malloc(sizeof(double) * (size_t)n * d);
     q.coef = mf__malloc(sizeof(double) * (size_t)P * n);
-    z = mf__malloc(sizeof(double) * nv);
+    q.nr = mf__malloc(sizeof(int) * (size_t)P);
+    q.rows = mf__malloc(sizeof(int) * (size_t)P * n);
+    q.off = mf__malloc(sizeof(size_t) * ((size_t)B + 1));
     mult = mf__malloc(sizeof(double) * nm);
     dir = mf__malloc(sizeof(double) * (size_t)B * d);
     cw = mf__malloc(sizeof(double) * (size_t)B);
@@ -1039,7 +1086,7 @@ int mf_global_relu2(const mf_model *m, const mf_data *data, const mf_global_sett
     sg = mf__malloc((size_t)B);
     ws = mf__malloc(sizeof(double) * (3 * (size_t)n + d)); /* c [n], then angles [2n] or h [d] */
     r->lambda = mf__malloc(sizeof(double) * (size_t)n);
-    if (!xs || !q.coef || !z || !mult || !dir || !cw || !cl || !cp || !sg || !ws || !r->lambda) {
+    if (!xs || !q.coef || !q.nr || !q.rows || !q.off || !mult || !dir || !cw || !cl || !cp || !sg || !ws || !r->lambda) {
         rc = mf__err(e, MF_ERR_NOMEM, "global: out of memory for the dual program (%d patterns)",
                      P);
         goto done;
@@ -1049,6 +1096,19 @@ int mf_global_relu2(const mf_model *m, const mf_data *data, const mf_global_sett
         for (int k = 0; k < n; k++)
             q.coef[(size_t)i * n + k] = data->y[k] * (pats.D[(size_t)i * n + k] ? 1.0 : alpha);
     q.n = n, q.d = d, q.P = P, q.B = B, q.x = xs, q.y = data->y, q.D = pats.D, q.alpha = alpha;
+    nv = (size_t)n;
+    for (int b = 0; b < B; b++) {
+        if (b % 2 == 0) gr_facets(&q, b / 2);
+        q.off[b] = nv;
+        nv += (size_t)q.nr[b / 2] + (size_t)d;
+    }
+    q.off[B] = nv;
+    z = mf__malloc(sizeof(double) * nv);
+    if (!z) {
+        rc = mf__err(e, MF_ERR_NOMEM, "global: out of memory for the dual program (%zu variables)",
+                     nv);
+        goto done;
+    }
     rc = gr_ipopt(&q, s, z, mult, &r->solver_status, &r->iterations, &r->solver_objective, e);
     if (rc) goto done;
     snprintf(r->solver, sizeof r->solver,
@@ -1133,6 +1193,9 @@ int mf_global_relu2(const mf_model *m, const mf_data *data, const mf_global_sett
 done:
     gr_pats_free(&pats);
     mf__free(q.coef);
+    mf__free(q.nr);
+    mf__free(q.rows);
+    mf__free(q.off);
     mf__free(xs);
     mf__free(z);
     mf__free(mult);
