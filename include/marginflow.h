@@ -875,8 +875,9 @@ typedef struct mf_global_result {
  * L distinct lines), d = 1 or d >= 3 incremental enumeration of the cells of
  * the central arrangement, one GLPK LP per (cell, new hyperplane) whose
  * interior point is then checked by direct evaluation, or sampling
- * (settings.sample); (2) GLPK checks that the linear constraints of the
- * program are feasible (else the data are not separable by any such net);
+ * (settings.sample); (2) the program is feasible iff the lifted points
+ * (Dt_i x_n)_i are linearly separable through the origin, decided exactly by
+ * mf_svm_solve (else the data are not separable by any such net);
  * (3) IPOPT solves the dual of the convex program as a smooth convex QCQP
  *   max sum lambda  s.t.  h_b = s_b X^T Dt_i (y o lambda) + A_i^T mu_b,
  *       ||h_b||^2 <= 1,  lambda, mu_b >= 0   (b = (i, s_b), s_b = +-1),
@@ -890,8 +891,8 @@ typedef struct mf_global_result {
  * dimensions differ, alpha outside [0, 1): alpha = 1 is a linear model, use
  * mf_svm_solve), MF_ERR_UNSUPPORTED (not relu2, bias, fix-outer, multi-class
  * data, more than max_patterns cells to enumerate), MF_ERR_NONSEPARABLE (no
- * such network has q_n > 0 for all n: a sample at x = 0, or GLPK finds the
- * program's linear constraints infeasible), MF_ERR_NUMERIC (IPOPT or GLPK
+ * such network has q_n > 0 for all n: a sample at x = 0, or a Gordan
+ * certificate for the lifted points), MF_ERR_NUMERIC (IPOPT or GLPK
  * failed, or the evaluated certificate is not finite), MF_ERR_NOMEM.
  */
 int mf_global_relu2(const mf_model *m, const mf_data *data, const mf_global_settings *settings,

@@ -39,7 +39,10 @@
  *     (blocks b = (i, s_b)): linear equalities, one convex quadratic per
  *     block, a diagonal Hessian. In d = 2 only the two facet rows of each
  *     cone A_i carry a mu (gr_facets; the others are redundant): 2 + d
- *     variables per block instead of n + d (n = 100: 5 s instead of > 5 min). The equality multipliers are the primal
+ *     variables per block instead of n + d (gauss n = 100: 5 s instead of
+ *     > 5 min; on the n = 60 set below it takes 210 IPOPT iterations instead
+ *     of 31, 5 s instead of 3.3 s: the smaller program is less well
+ *     conditioned there). The equality multipliers are the primal
  *     neurons: u_b = -eta_b (from stationarity in h, lambda and mu: y o
  *     sum_b s_b Dt_i X u_b >= 1 and A_i u_b >= 0, see docs/theory.md).
  *  4. GLPK simplex on  min sum_j c_j s.t. sum_j c_j s_j y_n sigma(<x_n, u^_j>)
@@ -57,9 +60,9 @@
  * the certified relative gap each reaches (both evaluated as in step 5):
  *   set                     cells  IPOPT dual QCQP      GLPK cutting planes
  *   sym4, alpha 0.5             8  7.0e-13   0.029 s    1.9e-16     5 rounds 0.000 s
- *   D, ReLU                     4  1.6e-16   0.013 s    7.4e-08   500 rounds 0.011 s
- *   gauss n 20 d 2, ReLU       40  5.6e-13   0.235 s    5.0e-15     2 rounds 0.000 s
- *   gauss n 60 d 2, alpha 0.2 120  1.6e-12   2.357 s    7.2e-08   500 rounds 0.151 s
+ *   D, ReLU                     4  0         0.023 s    7.4e-08   500 rounds 0.017 s
+ *   gauss n 20 d 2, ReLU       40  3.3e-13   0.144 s    5.0e-15     2 rounds 0.000 s
+ *   gauss n 60 d 2, alpha 0.2 120  4.8e-13   7.168 s    7.2e-08   500 rounds 0.217 s
  * Column generation (GLPK on (C) over a growing set of neurons, each round
  * adding the exact maximizer of the current dual over the circle) is far
  * faster when it converges, but the LP's duals are a vertex of a degenerate
