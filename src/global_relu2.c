@@ -209,11 +209,11 @@ static int gr_pats_add(gr_pats *s, const unsigned char *p) {
     return 1;
 }
 
-/* Add the pattern 1[<x_k, u> >= 0] of direction u [d]; p [n] workspace.
+/* Add the pattern 1[<x_k, u> >= 0] of direction u [d], d = data->d (passed
+ * so that a caller's fixed-size u is visibly large enough); p [n] workspace.
  * MF_OK or MF_ERR_NOMEM (with the message). */
-static int gr_pats_add_dir(gr_pats *s, const mf_data *data, const double *u, unsigned char *p,
-                           mf_err *e) {
-    int d = data->d;
+static int gr_pats_add_dir(gr_pats *s, const mf_data *data, const double *u, int d,
+                           unsigned char *p, mf_err *e) {
     for (int k = 0; k < data->n; k++) p[k] = gr_dot(d, data->x + (size_t)k * d, u) >= 0.0;
     if (gr_pats_add(s, p) < 0)
         return mf__err(e, MF_ERR_NOMEM, "global: out of memory storing patterns");
@@ -277,7 +277,7 @@ static int gr_enum_2d(const mf_data *data, gr_pats *s, int max_patterns, mf_err 
         double t0, t1;
         gr_arc(ang, m, i, &t0, &t1);
         double u[2] = {cos(0.5 * (t0 + t1)), sin(0.5 * (t0 + t1))};
-        if ((rc = gr_pats_add_dir(s, data, u, p, e))) goto done;
+        if ((rc = gr_pats_add_dir(s, data, u, 2, p, e))) goto done;
     }
 done:
     mf__free(ang);
@@ -479,7 +479,7 @@ static int gr_sample(const mf_data *data, gr_pats *s, int K, uint64_t seed, int 
     for (int t = 0; t < K && s->P < max_patterns; t++) {
         for (int j = 0; j < d; j++) u[j] = mf_rng_normal(&rng);
         ++*drawn;
-        if ((rc = gr_pats_add_dir(s, data, u, p, e))) goto done;
+        if ((rc = gr_pats_add_dir(s, data, u, d, p, e))) goto done;
     }
 done:
     mf__free(u);
