@@ -126,7 +126,7 @@ static void check_known(const char *ds, const char *ms, double want) {
     mf_global_result_free(r);
 }
 
-/* THEORY.md's symmetric-data formula: gamma* = (1 + alpha) gamma_svm / 4,
+/* The symmetric-data formula (docs/theory.md): gamma* = (1 + alpha) gamma_svm / 4,
  * gamma_svm = sqrt(5)/2 on sym4; 0.41926 at alpha = 0.5. */
 TEST(sym4_known_value) {
     double gs = sqrt(5.0) / 2;
@@ -269,7 +269,7 @@ TEST(primal_as_init_file) {
     CHECK_NEAR(gamma_of(d, r->spec, st->theta), r->gamma, 1e-15);
     /* x10: q_min = 100, so Loss < 1: along gradient flow Lyu & Li's smoothed
      * margin is non-decreasing, hence gamma(t) >= gamma~(t) >= gamma~(0) >=
-     * gamma(0) - log(N) / ||theta(0)||^2 (THEORY.md's sandwich) */
+     * gamma(0) - log(N) / ||theta(0)||^2 (Lyu & Li's sandwich, exp loss) */
     for (size_t i = 0; i < m->n_params; i++) st->theta[i] *= 10.0;
     double n0 = mf_param_norm(m, st->theta);
     mf_train_settings s;
