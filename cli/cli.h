@@ -37,6 +37,7 @@ int cli_train(int argc, char **argv);
 int cli_layout(int argc, char **argv);
 int cli_reproduce(int argc, char **argv);
 int mf_cli_maxmargin(int argc, char **argv);
+int mf_cli_global(int argc, char **argv);
 int cli_svm(int argc, char **argv);
 int mf_cli_analyze(int argc, char **argv);
 

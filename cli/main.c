@@ -21,6 +21,7 @@ static const cli_command commands[] = {
     {"svm", cli_svm, "exact max-margin reference (l2 SVM / l1 LP) of a data set"},
     {"analyze", mf_cli_analyze, "KKT certificates and optimality verdict for a trained run"},
     {"maxmargin", mf_cli_maxmargin, "multi-start search for the best normalized margin (a search)"},
+    {"global", mf_cli_global, "certified global max-margin value of two-layer ReLU nets"},
     {"reproduce", cli_reproduce, "run the papers' claims as checks; figures and a report"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
@@ -41,7 +42,7 @@ static void usage(FILE *f) {
             "  marginflow --version          print the version\n"
             "\n"
             "exit codes: 0 finished, 1 I/O or other error, 2 bad usage or bad input,\n"
-            "            3 data not linearly separable (svm), 4 run ended non-finite,\n"
+            "            3 data not separable (svm, global), 4 run ended non-finite,\n"
             "            130 interrupted\n");
 }
 
