@@ -355,7 +355,9 @@ typedef enum mf_outcome {
     MF_OUT_TIME_TARGET,   /* flow time >= until_time */
     MF_OUT_WALL_BUDGET,   /* wall_seconds elapsed */
     MF_OUT_NONFINITE,     /* non-finite loss or gradient; theta is the last good state */
-    MF_OUT_STALLED,       /* the step no longer changes theta (or lr underflowed) */
+    MF_OUT_STALLED,       /* no step can be taken: it no longer changes theta, the step
+                             size underflowed, or (lyu-li, flow) 100000 attempts in a row
+                             were rejected; mf_train_result.reason says which */
     MF_OUT_INTERRUPTED    /* should_stop callback asked to stop */
 } mf_outcome;
 
@@ -454,6 +456,7 @@ typedef struct mf_train_result {
     long long steps, rejected;
     double wall_seconds;
     double steps_per_second;   /* steps of the step loop per second (setup excluded) */
+    const char *reason;        /* MF_OUT_STALLED: why, one static phrase; else NULL */
 } mf_train_result;
 
 /* Train. state holds theta (initial parameters, or a resumed state) and is
