@@ -516,6 +516,14 @@ int mf_params_parse(const char *list, size_t n_params, double *theta, mf_err *e)
 
 /* Format a value as %.17g in the C locale regardless of the process locale. */
 void mf_format_double(char *buf, size_t cap, double v);
+/* s as every library message shows a path, spec or token: printable ASCII
+ * and printable UTF-8 copied, every other byte (control characters, DEL,
+ * malformed UTF-8) written as "\xNN", cut with "..." after max bytes of s.
+ * dst[cap] is always NUL-terminated; MF_QUOTE_CAP(max) bytes always hold
+ * the whole rendering. Returns dst. For callers (the CLI) that quote what a
+ * user typed the same way. */
+#define MF_QUOTE_CAP(max) (4 * (size_t)(max) + 4)
+char *mf_quote(char *dst, size_t cap, const char *s, size_t max);
 /* Format t = exp(time_log) exactly as a decimal, also beyond double range
  * ("3.1415926535897931e+10000"); "0" when time_log = -INFINITY. The exponent
  * can have up to 308 digits: a buffer of MF_LOG_VALUE_LEN always suffices. */
