@@ -369,7 +369,7 @@ int mf_cli_analyze(int argc, char **argv) {
     }
 
     char why[MF_ERR_LEN];
-    if ((rc = cli_load_data(data_spec, format, &data, why, sizeof why))) {
+    if ((rc = cli_load_problem(data_spec, format, model_spec, &data, &m, why, sizeof why))) {
         cli_error("analyze: %s", why);
         goto done;
     }
@@ -381,16 +381,13 @@ int mf_cli_analyze(int argc, char **argv) {
         goto done;
     }
     if (hc > 0 && !quiet) cli_error("%s", why);
-    int lr = mf_model_parse(model_spec, data->d, data->num_classes, &m, &e);
-    if (!lr) {
-        theta = malloc(sizeof(double) * (m->n_params ? m->n_params : 1));
-        if (!theta) {
-            cli_error("analyze: out of memory");
-            rc = CLI_EXIT_ERROR;
-            goto done;
-        }
-        lr = mf_params_read_for(params, m, theta, &e); /* a params file of this model */
+    theta = malloc(sizeof(double) * (m->n_params ? m->n_params : 1));
+    if (!theta) {
+        cli_error("analyze: out of memory");
+        rc = CLI_EXIT_ERROR;
+        goto done;
     }
+    int lr = mf_params_read_for(params, m, theta, &e); /* a params file of this model */
     if (!lr) lr = mf_analyze(m, data, theta, loss, &s, &an, &e);
     if (lr) {
         cli_error("analyze: %s", e.msg[0] ? e.msg : mf_strerror(lr));

@@ -119,6 +119,11 @@ char *cli_read_text(const char *path, size_t max, size_t *len, char *why, size_t
  * Returns 0 with *out set, or an exit code with why filled (*out NULL). */
 int cli_load_data(const char *spec, const char *format, mf_data **out, char *why, size_t cap);
 
+/* cli_load_data, then the model of model_spec parsed for those data.
+ * Returns 0 with both set, or an exit code with why filled and both NULL. */
+int cli_load_problem(const char *data_spec, const char *format, const char *model_spec,
+                     mf_data **data, mf_model **model, char *why, size_t cap);
+
 /* s as library messages show what a user typed (mf_quote: every byte that is
  * not printable ASCII or printable UTF-8 written as \xNN, cut with "..."
  * after 300 bytes), for messages that quote a path, spec, option value or

@@ -331,3 +331,17 @@ int cli_load_data(const char *spec, const char *format, mf_data **out, char *why
     *out = NULL;
     return CLI_EXIT_USAGE;
 }
+
+int cli_load_problem(const char *data_spec, const char *format, const char *model_spec,
+                     mf_data **data, mf_model **model, char *why, size_t cap) {
+    mf_err e = {0, ""};
+    *model = NULL;
+    int code = cli_load_data(data_spec, format, data, why, cap);
+    if (code) return code;
+    int rc = mf_model_parse(model_spec, (*data)->d, (*data)->num_classes, model, &e);
+    if (!rc) return 0;
+    cli_fmt(why, cap, "%s", e.msg);
+    mf_data_free(*data);
+    *data = NULL;
+    return cli_exit_for(rc, 1);
+}

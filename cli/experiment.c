@@ -562,7 +562,7 @@ int rp_experiment_check_runs(const rp_experiment *x, const char *file, char *why
             }
             loaded = r->data_spec;
         }
-        mf_model *m = NULL;
+        mf_model *m = NULL; /* (the data are loaded once for runs in a row: not cli_load_problem) */
         if (mf_model_parse(r->model_spec, d->d, d->num_classes, &m, &e)) {
             cli_jbad(&p, cli_jfield(f, sizeof f, r->path, "model", 0), "%s", e.msg);
             break;

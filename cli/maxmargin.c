@@ -147,13 +147,12 @@ int mf_cli_maxmargin(int argc, char **argv) {
     mf_model *m = NULL;
     mf_maxmargin_result *res = NULL;
     char why[MF_ERR_LEN];
-    int code = cli_load_data(data_spec, format, &data, why, sizeof why);
+    int code = cli_load_problem(data_spec, format, model_spec, &data, &m, why, sizeof why);
     if (code) {
         cli_error("%s", why);
         return code;
     }
-    int rc = mf_model_parse(model_spec, data->d, data->num_classes, &m, &e);
-    if (!rc) rc = mf_maxmargin(m, data, (int)starts, (uint64_t)seed, rel_tol, &res, &e);
+    int rc = mf_maxmargin(m, data, (int)starts, (uint64_t)seed, rel_tol, &res, &e);
     if (rc) {
         cli_error("%s", e.msg);
         mf_model_free(m);

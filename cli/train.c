@@ -416,20 +416,13 @@ int cli_layout(int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
     if (!model_spec) model_spec = "linear";
-    mf_err e = {0, ""};
     mf_data *data = NULL;
     mf_model *m = NULL;
     char why[MF_ERR_LEN];
-    int code = cli_load_data(data_spec, format, &data, why, sizeof why);
+    int code = cli_load_problem(data_spec, format, model_spec, &data, &m, why, sizeof why);
     if (code) {
         cli_error("%s", why);
         return code;
-    }
-    int rc = mf_model_parse(model_spec, data->d, data->num_classes, &m, &e);
-    if (rc) {
-        cli_error("%s", e.msg);
-        mf_data_free(data);
-        return cli_exit_for(rc, 1);
     }
     char one[1];
     size_t need = mf_model_layout(m, one, sizeof one);

@@ -14,6 +14,7 @@
 #    (train, resume, analyze), and so is a long reproduce --out;
 #  - data_hash: recorded in config.json; resume and analyze refuse changed
 #    data naming both hashes; runs from before data hashes get a warning;
+#    analyze refuses a params file of another model with the same count;
 #  - class labels 0..C-1 with every class present (a stray 999999);
 #  - numbers: --init-params "1;2" is "not a number"; a run non-finite at its
 #    start does not claim a saved "last good state"; svm prints an absent
@@ -128,6 +129,11 @@ cp -r "$OLDPWD/tests/data/config-v1/train" old
 expect_rc 0 $? "a run from before data hashes still resumes"
 expect_msg e.txt "warning: old/config\\.json records no data_hash" "old run: a warning"
 check "it records the hash from now on" test -n "$(json old/config.json "d['data'].get('data_hash', '')")"
+
+printf '# marginflow params v1 n=2 model=diag:depth=1\n1\n2\n' >other-model.txt
+"$MF" analyze --model linear --data builtin:B --params other-model.txt -q 2>e.txt
+expect_rc 2 $? "analyze: a params file of another model with the same count"
+expect_msg e.txt "other-model\\.txt:1:[0-9]+: the file holds parameters of model 'diag:depth=1', not of 'linear'" "analyze: params of another model: message"
 
 # -------------------------------------------------------- class labels
 printf '0 1:1\n999999 1:2\n' >stray.svm
