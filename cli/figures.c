@@ -624,14 +624,17 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
             }
             char set[1024];
             setting_line(ru, set, sizeof set);
-            fprintf(md, "| [%s](%s/%s/) | %s | %s | %.0f | %.6g | %.6g | %.9g |\n", js(ru, "name"), names[i],
-                    js(ru, "name"), set, js(ru, "outcome"), cli_jnum_or(ru, "steps", NAN), cli_jnum_or(ru, "log10_time", NAN),
-                    cli_jnum_or(ru, "log10_loss", NAN), cli_jnum_or(ru, "normalized_margin", NAN));
+            /* a value null in result.json (absent, or a run that failed) reads "absent" */
+            const char *steps = cli_f(cli_jnum_or(ru, "steps", NAN), 0);
+            const char *lt = cli_g(cli_jnum_or(ru, "log10_time", NAN), 6);
+            const char *ll = cli_g(cli_jnum_or(ru, "log10_loss", NAN), 6);
+            const char *nm = cli_g(cli_jnum_or(ru, "normalized_margin", NAN), 9);
+            fprintf(md, "| [%s](%s/%s/) | %s | %s | %s | %s | %s | %s |\n", js(ru, "name"), names[i],
+                    js(ru, "name"), set, js(ru, "outcome"), steps, lt, ll, nm);
             fprintf(h, "<tr><td><a href=\"%s/%s/\">%s</a></td><td>", names[i], js(ru, "name"), js(ru, "name"));
             html_esc(h, set);
-            fprintf(h, "</td><td>%s</td><td>%.0f</td><td>%.6g</td><td>%.6g</td><td>%.9g</td></tr>\n",
-                    js(ru, "outcome"), cli_jnum_or(ru, "steps", NAN), cli_jnum_or(ru, "log10_time", NAN), cli_jnum_or(ru, "log10_loss", NAN),
-                    cli_jnum_or(ru, "normalized_margin", NAN));
+            fprintf(h, "</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
+                    js(ru, "outcome"), steps, lt, ll, nm);
         }
         fprintf(md, "\n");
         fprintf(h, "</table>\n");
