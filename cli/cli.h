@@ -99,7 +99,8 @@ void cli_fmt(char *buf, size_t cap, const char *f, ...)
 #define CLI_MAX_METRICS_LINE_TEXT "65536"
 
 /* The text file at path as a malloc'd NUL-terminated string (*len its
- * length, len may be NULL), at most max bytes (max > 0). A regular file
+ * length, len may be NULL), at most max bytes (max 0: CLI_MAX_JSON_BYTES;
+ * there is no unlimited read). A regular file
  * larger than max is refused from its size before anything is read; any
  * other input (a pipe, a FIFO, /dev/zero) once it passes max; a NUL byte
  * as soon as the chunk holding it is read. NULL on failure with why[cap]

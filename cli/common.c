@@ -174,6 +174,7 @@ char *cli_join(const char *dir, const char *name) {
  * each chunk for a NUL byte as it arrives. */
 char *cli_read_text(const char *path, size_t max, size_t *len, char *why, size_t cap) {
     const char *qp = cli_q(path);
+    if (max == 0) max = CLI_MAX_JSON_BYTES; /* never unlimited */
     FILE *f = fopen(path, "rb");
     if (!f) {
         int en = errno;

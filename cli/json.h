@@ -121,12 +121,13 @@ int cli_jint_ok(cli_jr *r, const char *field, double x, double lo, double hi);
 cJSON *cli_json_parse(cli_jr *r, const char *text, size_t len);
 
 /* The file at path as a malloc'd NUL-terminated string of *len bytes, at
- * most max (> 0) -- cli_read_text. NULL on failure with r->why its
+ * most max (0: CLI_MAX_JSON_BYTES) -- cli_read_text. NULL on failure with r->why its
  * sentence ("FILE: the file is N bytes, beyond the limit of MAX bytes",
  * "FILE:L:C: NUL byte; not a text file", "FILE: cannot open: ...", ...). */
 char *cli_jread(cli_jr *r, const char *path, size_t max, size_t *len);
 
-/* Read and cli_json_parse the file at path (at most max > 0 bytes). NULL on
+/* Read and cli_json_parse the file at path (at most max bytes; 0:
+ * CLI_MAX_JSON_BYTES). NULL on
  * failure with r->why naming the file (cli_jread's sentences or the parse
  * error). */
 cJSON *cli_json_load(cli_jr *r, const char *path, size_t max);
