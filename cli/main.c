@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
         if (!strcmp(cmd, "help") && argc > 2) {
             const cli_command *c = find(argv[2]);
             if (!c) {
-                cli_error("unknown command '%s'; see marginflow --help", argv[2]);
+                cli_error("unknown command '%s'; see marginflow --help", cli_q(argv[2]));
                 return CLI_EXIT_USAGE;
             }
             char *sub[] = {argv[2], "--help", NULL};
@@ -79,7 +79,7 @@ int main(int argc, char **argv) {
     }
     const cli_command *c = find(cmd);
     if (!c) {
-        cli_error("unknown command '%s'; see marginflow --help", cmd);
+        cli_error("unknown command '%s'; see marginflow --help", cli_q(cmd));
         return CLI_EXIT_USAGE;
     }
     return c->run(argc - 1, argv + 1);

@@ -17,8 +17,8 @@ typedef struct rp_memo rp_memo; /* analyses of a claim, computed once (checks.h)
 
 /* Everything the figures need from a claim. */
 typedef struct rp_claim {
-    char name[128];
-    char dir[1024];           /* DIR/<claim> */
+    const char *name;         /* the claim's name (not owned) */
+    const char *dir;          /* DIR/<claim> (not owned) */
     double gamma_star;        /* NAN if none */
     int nruns;
     rp_run *runs;

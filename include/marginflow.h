@@ -378,7 +378,9 @@ typedef enum mf_outcome {
     MF_OUT_TIME_TARGET,   /* flow time >= until_time */
     MF_OUT_WALL_BUDGET,   /* wall_seconds elapsed */
     MF_OUT_NONFINITE,     /* non-finite loss or gradient; theta is the last good state */
-    MF_OUT_STALLED,       /* the step no longer changes theta (or lr underflowed) */
+    MF_OUT_STALLED,       /* no step can be taken: it no longer changes theta, the step
+                             size underflowed, or (lyu-li, flow) 100000 attempts in a row
+                             were rejected; mf_train_result.reason says which */
     MF_OUT_INTERRUPTED    /* should_stop callback asked to stop */
 } mf_outcome;
 
@@ -477,6 +479,7 @@ typedef struct mf_train_result {
     long long steps, rejected;
     double wall_seconds;
     double steps_per_second;   /* steps of the step loop per second (setup excluded) */
+    const char *reason;        /* MF_OUT_STALLED: why, one static phrase; else NULL */
 } mf_train_result;
 
 /* Train. state holds theta (initial parameters, or a resumed state) and is
@@ -536,6 +539,14 @@ int mf_params_parse(const char *list, size_t n_params, double *theta, mf_err *e)
 
 /* Format a value as %.17g in the C locale regardless of the process locale. */
 void mf_format_double(char *buf, size_t cap, double v);
+/* s as every library message shows a path, spec or token: printable ASCII
+ * and printable UTF-8 copied, every other byte (control characters, DEL,
+ * malformed UTF-8) written as "\xNN", cut with "..." after max bytes of s.
+ * dst[cap] is always NUL-terminated; MF_QUOTE_CAP(max) bytes always hold
+ * the whole rendering. Returns dst. For callers (the CLI) that quote what a
+ * user typed the same way. */
+#define MF_QUOTE_CAP(max) (4 * (size_t)(max) + 4)
+char *mf_quote(char *dst, size_t cap, const char *s, size_t max);
 /* Format t = exp(time_log) exactly as a decimal, also beyond double range
  * ("3.1415926535897931e+10000"); "0" when time_log = -INFINITY. The exponent
  * can have up to 308 digits: a buffer of MF_LOG_VALUE_LEN always suffices. */
