@@ -483,8 +483,9 @@ static int parse_axes(cli_jr *p, sweep_grid *g) {
         ax->seeds = which == 3;
         if (ax->seeds && ++nseeds > 1) return cli_jbad(p, path, "only one axis may give seeds");
         total *= ax->n;
-        if (total > GRID_MAX_POINTS)
-            return cli_jbad(p, "axes", "the grid has more than %d points", GRID_MAX_POINTS);
+        if (total > g->max_points)
+            return cli_jbad(p, "axes", "the grid has more than %d points (%.17g with axes[0..%d])",
+                            g->max_points, total, g->naxes - 1);
     }
     g->npoints = (int)total;
     return 0;
@@ -652,9 +653,10 @@ static void grid_init(sweep_grid *g) {
     g->checkpoint_every = 100000;
 }
 
-int grid_parse(const char *text, size_t len, const char *file, sweep_grid *g, char *why,
-               size_t cap) {
+int grid_parse(const char *text, size_t len, const char *file, int max_points, sweep_grid *g,
+               char *why, size_t cap) {
     grid_init(g);
+    g->max_points = max_points > 0 && max_points < GRID_MAX_POINTS ? max_points : GRID_MAX_POINTS;
     if (cap) why[0] = '\0';
     g->file = malloc(strlen(file ? file : "(grid)") + 1);
     cli_jr p = {g->file ? g->file : "(grid)", why, cap, NULL, 0};
@@ -676,7 +678,7 @@ int grid_read(const char *path, sweep_grid *g, char *why, size_t cap) {
     grid_init(g);
     char *t = cli_jread(&p, path, GRID_MAX_FILE, &n);
     if (!t) return -1;
-    int rc = grid_parse(t, n, path, g, why, cap);
+    int rc = grid_parse(t, n, path, 0, g, why, cap);
     free(t);
     return rc;
 }

@@ -65,6 +65,7 @@ typedef struct grid_figure {
 typedef struct sweep_grid {
     cJSON *root;                /* the file; NULL if not JSON */
     char *file;                 /* the file's name as given (messages) */
+    int max_points;             /* the limit it was parsed with */
     const char *name, *title, *paper, *statement;
     const cJSON *base;
     int naxes;
@@ -86,11 +87,12 @@ typedef struct sweep_grid {
 extern const char *const grid_columns[];
 
 /* Parse and validate text[len] (any bytes) as the grid file `file` (used in
- * messages), expanding every point and computing its id. Returns 0 with *g
+ * messages), expanding every point and computing its id; more than
+ * max_points points (0: GRID_MAX_POINTS) is an error. Returns 0 with *g
  * filled, or -1 with why (cap bytes) one sentence "FILE: FIELD: what is
  * wrong". Either way release *g with grid_free. */
-int grid_parse(const char *text, size_t len, const char *file, sweep_grid *g, char *why,
-               size_t cap);
+int grid_parse(const char *text, size_t len, const char *file, int max_points, sweep_grid *g,
+               char *why, size_t cap);
 
 /* Read the file at path (at most GRID_MAX_FILE bytes) and grid_parse it. */
 int grid_read(const char *path, sweep_grid *g, char *why, size_t cap);

@@ -106,7 +106,7 @@ int sweep_grid_read(const char *dir, sweep_grid *g, char *why, size_t cap) {
     else if (j && !(text = cJSON_PrintUnformatted(cli_jget(j, "grid"))))
         cli_jbad(&r, "grid", "is missing");
     else if (j)
-        rc = grid_parse(text, strlen(text), cli_jstr_or(j, "grid_file", p), g, why, cap);
+        rc = grid_parse(text, strlen(text), cli_jstr_or(j, "grid_file", p), 0, g, why, cap);
     if (!p && cap) cli_fmt(why, cap, "out of memory");
     cJSON_free(text);
     cJSON_Delete(j);
