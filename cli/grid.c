@@ -44,7 +44,7 @@ static const char *const range_keys[] = {"from", "to", "num", "comment", NULL};
 static const char *const analyze_keys[] = {"local_trials", "kkt_tol", "act_tol", "zero_tol",
                                            "global_tol", "seed", "comment", NULL};
 static const char *const figure_keys[] = {"kind", "of", "x", "y", "group", "xscale", "title",
-                                          "comment", NULL};
+                                          "points", "comment", NULL};
 static const char *const fraction_of[] = {"class", "verdict", "outcome", NULL};
 static const char *const xscales[] = {"auto", "linear", "log", "ln-inverse", NULL};
 
@@ -581,9 +581,12 @@ static int parse_figures(cli_jr *p, sweep_grid *g) {
             if (!in_list(fraction_of, fg->of))
                 return cli_jbad(p, cli_jfield(f, sizeof f, path, "of", 0), "unknown '%s' (%s)", fg->of,
                                 list_text(list, sizeof list, fraction_of));
+            if (cli_jget(fj, "points"))
+                return cli_jbad(p, cli_jfield(f, sizeof f, path, "points", 0), "not used by fractions");
         } else {
             if (cli_jget(fj, "of"))
                 return cli_jbad(p, cli_jfield(f, sizeof f, path, "of", 0), "not used by metric");
+            if (cli_jbool(p, fj, path, "points", &fg->points) < 0) return -1;
             if (cli_jstr(p, fj, path, "y", CLI_J_REQUIRED, 64, &fg->y) < 0) return -1;
             if (!in_list(grid_columns, fg->y))
                 return cli_jbad(p, cli_jfield(f, sizeof f, path, "y", 0), "'%s' is not a numeric "

@@ -55,10 +55,11 @@ enum { GRID_X_AUTO, GRID_X_LINEAR, GRID_X_LOG, GRID_X_LN_INV };
 /* One figure of sweep-report. kind "fractions": the fraction of points per
  * value of `of` (class, verdict or outcome) against axis x; kind "metric":
  * column y against axis x, one line per value of axis group (NULL: one
- * line). Strings point into root. */
+ * line), with points: every point drawn too. Strings point into root. */
 typedef struct grid_figure {
     const char *kind, *of, *x, *y, *group, *title;
     int xscale;                 /* GRID_X_* */
+    int points;                 /* metric: also every point (jittered dots) */
 } grid_figure;
 
 /* A parsed grid. Strings point into root. */

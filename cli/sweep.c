@@ -309,6 +309,14 @@ static int write_result(const char *pdir, const sweep_grid *g, int i, const run_
     cli_json_num(o, "train_seconds", train_s);
     cli_json_num(o, "analyze_seconds", analyze_s);
     cJSON_AddBoolToObject(o, "resumed", resumed != 0);
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    const char *rank = getenv("OMPI_COMM_WORLD_RANK");
+    cJSON *by = cJSON_AddObjectToObject(o, "ran_by"); /* where (not part of the result) */
+    cli_json_str(by, "host", host);
+    cli_json_int(by, "pid", (long long)getpid());
+    if (rank && rank[0]) cli_json_int(by, "rank", atoll(rank));
+    else cJSON_AddNullToObject(by, "rank");
     char *p = cli_join(pdir, "result.json");
     mf_err e = {0, "out of memory"};
     int rc = p && o && fj ? cli_json_write(p, o, &e) : MF_ERR_NOMEM;

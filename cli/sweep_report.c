@@ -442,12 +442,17 @@ static int fig_metric(const sweep_grid *g, const char *dir, const row *rows, int
     cli_fmt(dat, sizeof dat, "%s.dat", dp);
     cli_fmt(gp, sizeof gp, "%s.gp", dp);
     free(dp);
+    char pdat[4300];
+    cli_fmt(pdat, sizeof pdat, "%.*s-points.dat", (int)(strlen(dat) - 4), dat);
     double *vals = malloc(sizeof *vals * (size_t)(g->npoints + 1));
-    FILE *d = vals ? fopen(dat, "w") : NULL;
-    if (!d) {
+    FILE *d = vals ? fopen(dat, "w") : NULL, *pd = d && fg->points ? fopen(pdat, "w") : NULL;
+    if (!d || (fg->points && !pd)) {
+        if (d) fclose(d);
         free(vals);
         return -1;
     }
+    if (pd) fprintf(pd, "# one block per %s: x (jittered),%s of every finished point\n",
+                    fg->group ? fg->group : "(all)", fg->y);
     for (int i = 0; i < g->npoints; i++) done += rows[i].finished;
     fprintf(d, "# one block per %s: x,median,min,max,count of %s\n", fg->group ? fg->group : "(all)",
             fg->y);
@@ -467,7 +472,14 @@ static int fig_metric(const sweep_grid *g, const char *dir, const row *rows, int
                 if (vi[ax] != xi || (gx >= 0 && vi[gx] != gi)) continue;
                 if (i0 < 0) i0 = i;
                 if (gi0 < 0) gi0 = i;
-                if (rows[i].finished && isfinite(rows[i].v[col])) vals[m++] = rows[i].v[col];
+                if (!rows[i].finished || !isfinite(rows[i].v[col])) continue;
+                vals[m++] = rows[i].v[col];
+                if (pd) { /* a deterministic jitter of +-0.025 (log: a factor), by index */
+                    double u = (double)(((unsigned)i * 2654435761u) % 1000u) / 1000.0 - 0.5;
+                    double xc = dodge(x_of(g, fg, ax, i), gi, ng, logx, xhi - xlo, ng > 1 ? 0.012 : 0);
+                    double xj = logx ? xc * exp(0.05 * u) : xc + 0.05 * u * (xhi > xlo ? xhi - xlo : 1);
+                    fprintf(pd, "%.17g,%.17g\n", xj, rows[i].v[col]);
+                }
             }
             if (!m) continue;
             qsort(vals, (size_t)m, sizeof *vals, cmp_double);
@@ -478,6 +490,7 @@ static int fig_metric(const sweep_grid *g, const char *dir, const row *rows, int
         }
         if (!wrote) continue;
         fprintf(d, "\n\n");
+        if (pd) fprintf(pd, "\n\n");
         if (gx >= 0) {
             char v[96];
             grid_value_text(g, gi0, gx, v, sizeof v);
@@ -488,12 +501,14 @@ static int fig_metric(const sweep_grid *g, const char *dir, const row *rows, int
         blocks++;
     }
     fclose(d);
+    if (pd) fclose(pd);
     free(vals);
     FILE *f = fopen(gp, "w");
     if (!f) return -1;
     char what[256];
-    cli_fmt(what, sizeof what, "%s vs %s%s%s; median over the other axes, bars: min..max", fg->y,
-            x_label(fg), fg->group ? " by " : "", fg->group ? fg->group : "");
+    cli_fmt(what, sizeof what, "%s vs %s%s%s; median over the other axes, bars: min..max%s", fg->y,
+            x_label(fg), fg->group ? " by " : "", fg->group ? fg->group : "",
+            fg->points ? ", dots: every point" : "");
     gp_start(f, g, name, fg->title ? fg->title : what, done, g->npoints);
     char *body = NULL;
     size_t blen = 0;
@@ -505,8 +520,9 @@ static int fig_metric(const sweep_grid *g, const char *dir, const row *rows, int
     fprintf(b, "set xlabel '%s'\nset ylabel '", x_label(fg));
     gp_str(b, y_label(fg->y));
     fprintf(b, "'\n");
-    if (logx) fprintf(b, "set logscale x\nset format x '%%g'\n");
-    fprintf(b, "set offsets graph 0.04, graph 0.04, graph 0.05, graph 0.05\n");
+    if (logx) fprintf(b, "set logscale x\nset format x '%%g'\nset xrange [%.9g:%.9g]\n", xlo / 1.4,
+                      xhi * 1.4);
+    fprintf(b, "set offsets %s, graph 0.05, graph 0.05\n", logx ? "0, 0" : "graph 0.04, graph 0.04");
     gp_x2_values(b, g, fg, ax);
     if (!g->axes[ax].num || (nx <= 16 && fg->xscale != GRID_X_LN_INV)) { /* a tic per value */
         fprintf(b, "set xtics (");
@@ -522,6 +538,9 @@ static int fig_metric(const sweep_grid *g, const char *dir, const row *rows, int
     }
     if (!strcmp(fg->y, "ratio")) fprintf(b, "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb 'black'\n");
     fprintf(b, "plot ");
+    for (int q = 0; fg->points && q < blocks; q++)
+        fprintf(b, "'%s-points.dat' index %d using 1:2 with points pt 7 ps 0.45 lc %d notitle, ", name,
+                q, q + 1);
     for (int q = 0; q < blocks; q++) {
         fprintf(b, "%s'%s.dat' index %d using 1:2:3:4 with yerrorlines lw 2 pt %d ps 1.1 lc %d "
                    "title '", q ? ", \\\n     " : "", name, q, 5 + 2 * (q % 4), q + 1);
