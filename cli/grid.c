@@ -62,6 +62,10 @@ static const char *list_text(char *buf, size_t cap, const char *const *list) {
 }
 
 void grid_num_text(char *b, size_t cap, double v) {
+    if (v == floor(v) && fabs(v) < MAX_SEED) { /* integers as integers: width=10, not 1e+01 */
+        snprintf(b, cap, "%.0f", v);
+        return;
+    }
     for (int p = 1; p <= 17; p++) {
         snprintf(b, cap, "%.*g", p, v);
         if (strtod(b, NULL) == v) return;

@@ -116,7 +116,9 @@ cJSON *grid_identity(const sweep_grid *g, const rp_run *r);
  * shortest form that reads back to the same double. */
 void grid_value_text(const sweep_grid *g, int i, int a, char *buf, size_t cap);
 
-/* v as the shortest %.Ng (N = 1..17) that reads back to v. */
+/* v as text that reads back to v: an integer below 2^53 in plain digits
+ * ("10", never "1e+01": it goes into model specs), else the shortest %.Ng
+ * (N = 1..17). */
 void grid_num_text(char *buf, size_t cap, double v);
 
 /* "width=2, seed=3" for point i into buf. */
