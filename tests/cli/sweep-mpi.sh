@@ -32,8 +32,11 @@ fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 # Open MPI: no network interfaces needed on one host; quiet about missing ones
 export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
-# LeakSanitizer (make asan): Open MPI's own allocations at exit are not ours
+# LeakSanitizer (make asan): Open MPI's own allocations at exit are not ours;
+# its libraries have no frame pointers, so the suppressions match only with
+# the slow (full) unwinder
 export LSAN_OPTIONS="suppressions=$(pwd)/tests/cli/lsan-mpi.supp:print_suppressions=0"
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
 ROOT=$(pwd)
 G=$ROOT/experiments/sweeps/smoke.json
 CMP="python3 $ROOT/tests/cli/sweepcmp.py"
