@@ -248,6 +248,35 @@ static int gp_finish(FILE *f, const char *dir, const char *name, const char *bod
     return rc == 0 ? 0 : -1;
 }
 
+/* A figure being written: its script (header done) and the plot commands
+ * collected in memory (written twice by gp_finish: PNG and SVG). */
+typedef struct gp_fig {
+    FILE *f, *b;
+    char *body;
+    size_t blen;
+} gp_fig;
+
+/* Open the script gp of figure name with its header; 0 or -1. */
+static int fig_begin(gp_fig *p, const sweep_grid *g, const char *gp, const char *name,
+                     const char *what, int done) {
+    memset(p, 0, sizeof *p);
+    p->f = fopen(gp, "w");
+    if (!p->f) return -1;
+    gp_start(p->f, g, name, what, done, g->npoints);
+    p->b = open_memstream(&p->body, &p->blen);
+    if (p->b) return 0;
+    fclose(p->f);
+    return -1;
+}
+
+/* Close the plot commands, write them for both terminals, run gnuplot. */
+static int fig_end(gp_fig *p, const char *dir, const char *name) {
+    fclose(p->b);
+    int rc = gp_finish(p->f, dir, name, p->body ? p->body : "");
+    free(p->body);
+    return rc;
+}
+
 /* The categories of a fractions figure, in a fixed order (then as met). */
 static const char *const cat_order[] = {
     "global", "suboptimal-kkt", "kkt", "not-kkt", "not-separated", "non-homogeneous",
@@ -364,19 +393,12 @@ static int fig_fractions(const sweep_grid *g, const char *dir, const row *rows, 
     }
     fclose(d);
     free(cnt), free(tot);
-    FILE *f = fopen(gp, "w");
-    if (!f) return -1;
     char what[256];
     cli_fmt(what, sizeof what, "fraction of runs per %s vs %s; bars: 95%% Wilson intervals, "
             "labels: count", fg->of, fg->x);
-    gp_start(f, g, name, fg->title ? fg->title : what, done, g->npoints);
-    char *body = NULL;
-    size_t blen = 0;
-    FILE *b = open_memstream(&body, &blen);
-    if (!b) {
-        fclose(f);
-        return -1;
-    }
+    gp_fig fig;
+    if (fig_begin(&fig, g, gp, name, fg->title ? fg->title : what, done)) return -1;
+    FILE *b = fig.b;
     fprintf(b, "set xlabel '%s'\nset ylabel 'fraction of runs'\nset yrange [-0.03:1.08]\n", x_label(fg));
     if (logx) {
         double lo = INFINITY, hi = 0;
@@ -401,10 +423,7 @@ static int fig_fractions(const sweep_grid *g, const char *dir, const row *rows, 
     }
     if (nc == 0) fprintf(b, "NaN notitle");
     fprintf(b, "\n");
-    fclose(b);
-    int rc = gp_finish(f, dir, name, body ? body : "");
-    free(body);
-    return rc;
+    return fig_end(&fig, dir, name);
 }
 
 /* The y label of a column: what it is. */
@@ -503,20 +522,13 @@ static int fig_metric(const sweep_grid *g, const char *dir, const row *rows, int
     fclose(d);
     if (pd) fclose(pd);
     free(vals);
-    FILE *f = fopen(gp, "w");
-    if (!f) return -1;
     char what[256];
     cli_fmt(what, sizeof what, "%s vs %s%s%s; median over the other axes, bars: min..max%s", fg->y,
             x_label(fg), fg->group ? " by " : "", fg->group ? fg->group : "",
             fg->points ? ", dots: every point" : "");
-    gp_start(f, g, name, fg->title ? fg->title : what, done, g->npoints);
-    char *body = NULL;
-    size_t blen = 0;
-    FILE *b = open_memstream(&body, &blen);
-    if (!b) {
-        fclose(f);
-        return -1;
-    }
+    gp_fig fig;
+    if (fig_begin(&fig, g, gp, name, fg->title ? fg->title : what, done)) return -1;
+    FILE *b = fig.b;
     fprintf(b, "set xlabel '%s'\nset ylabel '", x_label(fg));
     gp_str(b, y_label(fg->y));
     fprintf(b, "'\n");
@@ -549,10 +561,7 @@ static int fig_metric(const sweep_grid *g, const char *dir, const row *rows, int
     }
     if (!blocks) fprintf(b, "NaN notitle");
     fprintf(b, "\n");
-    fclose(b);
-    int rc = gp_finish(f, dir, name, body ? body : "");
-    free(body);
-    return rc;
+    return fig_end(&fig, dir, name);
 }
 
 /* ------------------------------------------------------------ command */
