@@ -58,11 +58,12 @@ void jobs_wait_status(int w, jobs_status *st) {
     }
 }
 
-int jobs_fork_task(const jobs_spec *s, int i) {
+int jobs_fork_task(const jobs_spec *s, int i, void *const *release, int nrelease) {
     fflush(stdout);
     fflush(stderr);
     pid_t c = fork();
     if (c == 0) { /* the child: run the task, flush, leave without atexit handlers */
+        for (int k = 0; k < nrelease; k++) free(release[k]); /* the pool's, not the task's */
         int code = s->task(i, s->ctx);
         fflush(NULL);
         _exit(code & 255);
@@ -83,7 +84,8 @@ static int fork_run(const jobs_spec *s, jobs_status *st) {
     for (;;) {
         while (running < workers && (i = next_index(s, &pos, st, given)) >= 0) {
             given[i] = 1;
-            pid_t c = jobs_fork_task(s, i);
+            void *mine[2] = {pid, given};
+            pid_t c = jobs_fork_task(s, i, mine, 2);
             if (c < 0) {
                 st[i].state = JOBS_FAILED;
                 done(s, i, st);

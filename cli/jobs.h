@@ -88,11 +88,13 @@ int jobs_run(int n_tasks, jobs_task_fn task, void *ctx, int workers, jobs_status
 int jobs_ok(const jobs_status *st);
 
 /* For backends beside these two (an MPI backend forks its tasks the same
- * way). jobs_fork_task: fork a child that runs spec->task(index, ctx) and
- * ends with _exit(status) after flushing its streams (stdout and stderr are
- * flushed before the fork); returns the child's pid, or -1 (errno set).
+ * way). jobs_fork_task: fork a child that frees release[0..nrelease) (the
+ * backend's own bookkeeping: memory checkers such as valgrind follow forks
+ * and would report it lost at the child's exit), runs spec->task(index, ctx)
+ * and ends with _exit(status) after flushing its streams (stdout and stderr
+ * are flushed before the fork); returns the child's pid, or -1 (errno set).
  * jobs_wait_status: the status of a task from its child's wait status w. */
-int jobs_fork_task(const jobs_spec *spec, int index);
+int jobs_fork_task(const jobs_spec *spec, int index, void *const *release, int nrelease);
 void jobs_wait_status(int w, jobs_status *st);
 
 #endif

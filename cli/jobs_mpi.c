@@ -158,7 +158,8 @@ static int run_root(const jobs_spec *s, jobs_status *st, int size) {
         while (l.n < workers) { /* this rank's own slots */
             int i = hand_next(&h);
             if (i < 0) break;
-            pid_t p = jobs_fork_task(s, i);
+            void *mine[3] = {l.pid, l.task, h.given};
+            pid_t p = jobs_fork_task(s, i, mine, 3);
             if (p < 0 || local_add(&l, p, i)) record(s, st, i, JOBS_FAILED, 0);
             progressed = 1;
         }
@@ -208,7 +209,8 @@ static int run_rank(const jobs_spec *s) {
                 more = 0;
                 break;
             }
-            pid_t p = jobs_fork_task(s, i);
+            void *mine[2] = {l.pid, l.task};
+            pid_t p = jobs_fork_task(s, i, mine, 2);
             if (p < 0 || local_add(&l, p, i)) {
                 int d[4] = {MSG_DONE, i, JOBS_FAILED, 0};
                 MPI_Send(d, 4, MPI_INT, 0, TAG_MSG, MPI_COMM_WORLD);
