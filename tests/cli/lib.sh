@@ -4,7 +4,7 @@
 #   . "$(dirname "$0")/lib.sh"; cli_test_init NAME
 #   check "what" cmd args...   expect_rc WANT GOT "what"   expect_msg FILE REGEX "what"
 #   json FILE EXPR             cli_test_done
-#   rand_ms sleep_ms session_pids kill_session wait_results (kill tests)
+#   rand_ms sleep_ms session_pids kill_session wait_results kill_midway (kill tests)
 #
 # Sets MF (the marginflow binary, absolute; the test fails at once when it is
 # not built), T (a temp folder removed on exit unless KEEP=1), and counts
@@ -70,6 +70,18 @@ wait_results() {
         sleep 0.05
         n=$((n + 1))
     done
+}
+
+# kill_midway DIR SID: SIGKILL the session SID (a sweep into DIR) once 0..2
+# more of its points have finished (at most 7 in all, so a restart has work)
+kill_midway() {
+    have=$(ls "$1"/points/*/result.json 2>/dev/null | wc -l)
+    want=$((have + $(rand_ms 0 2)))
+    [ "$want" -gt 7 ] && want=7
+    [ "$want" -eq "$have" ] && want=0
+    wait_results "$1" "$want"
+    kill_session "$2"
+    wait "$2" 2>/dev/null
 }
 
 # Print the closing line and return the status.

@@ -105,14 +105,7 @@ sweep_kill() {
     d=$1
     shift
     setsid "$MF" sweep "$G" --out "$d" -q "$@" >/dev/null 2>&1 &
-    sid=$!
-    have=$(ls "$d"/points/*/result.json 2>/dev/null | wc -l)
-    want=$((have + $(rand_ms 0 2)))
-    [ "$want" -gt 7 ] && want=7 # leave work for the restart
-    [ "$want" -eq "$have" ] && want=0
-    wait_results "$d" "$want"
-    kill_session "$sid"
-    wait "$sid" 2>/dev/null
+    kill_midway "$d" $!
 }
 K=$T/kill
 for i in 1 2 3 4; do sweep_kill "$K" --jobs 2; done
