@@ -283,13 +283,35 @@ static const char *const cat_order[] = {
     "analysis-error", "below-global", "separated", "local-certified", "local-evidence",
     "not-local", "loss-target", "step-budget", "time-target", "wall-budget", "stalled",
     "non-finite", "error", NULL};
+/* one colour per category, the same in every figure */
+static const char *const cat_color[] = {
+    "#1a9850", "#d73027", "#f46d43", "#fc8d59", "#4575b4", "#984ea3",
+    "#7f7f7f", "#d73027", "#1a9850", "#762a83", "#a6611a",
+    "#b2182b", "#1a9850", "#4575b4", "#66c2a5", "#8da0cb", "#e78ac3",
+    "#7f7f7f", "#7f7f7f"};
+
+static const char *color_of(const char *cat, int q) {
+    static const char *const spare[] = {"#000000", "#e6ab02", "#66a61e", "#e7298a"};
+    for (int k = 0; cat_order[k]; k++)
+        if (!strcmp(cat_order[k], cat)) return cat_color[k];
+    return spare[q % 4];
+}
 
 static const char *cat_of(const row *r, const char *of) {
     return !strcmp(of, "class") ? r->klass : !strcmp(of, "verdict") ? r->verdict : r->outcome;
 }
 
-/* What a class means, for the key. */
-static const char *cat_note(const sweep_grid *g, const char *c, char *b, size_t cap) {
+/* What a category means, for the key (of: class, verdict or outcome). */
+static const char *cat_note(const sweep_grid *g, const char *of, const char *c, char *b,
+                            size_t cap) {
+    if (strcmp(of, "class")) {
+        if (!strcmp(of, "verdict") && !strcmp(c, "global"))
+            cli_fmt(b, cap, "global (certified against a closed-form gamma*)");
+        else if (!strcmp(of, "verdict") && !strcmp(c, "not-kkt"))
+            cli_fmt(b, cap, "not-kkt (not yet KKT at the end of the budget)");
+        else cli_fmt(b, cap, "%s", c);
+        return b;
+    }
     if (!strcmp(c, "global"))
         cli_fmt(b, cap, "global: gamma >= %.3g gamma* or verdict global", 1 - g->class_tol);
     else if (!strcmp(c, "suboptimal-kkt")) cli_fmt(b, cap, "non-optimal KKT point (gamma < gamma*)");
@@ -408,18 +430,16 @@ static int fig_fractions(const sweep_grid *g, const char *dir, const row *rows, 
         fprintf(b, "set offsets 0.3, 0.3, 0, 0\n");
     }
     fprintf(b, "plot ");
-    static const char *const colors[] = {"#1a9850", "#d73027", "#fc8d59", "#4575b4", "#7f7f7f",
-                                         "#984ea3", "#a65628", "#f781bf", "#999999", "#66c2a5"};
     for (int q = 0; q < nc; q++) {
         int c0 = 4 + 5 * q;
         char note[160];
-        cat_note(g, cats[q], note, sizeof note);
+        cat_note(g, fg->of, cats[q], note, sizeof note);
         fprintf(b, "%s'%s.dat' using %d:%d:%d:%d%s with yerrorlines lw 2 pt 7 ps 1.2 lc rgb '%s' "
                    "title '", q ? ", \\\n     " : "", name, c0, c0 + 1, c0 + 2, c0 + 3,
-                q == 0 ? ":xticlabels(2)" : "", colors[q % 10]);
+                q == 0 ? ":xticlabels(2)" : "", color_of(cats[q], q));
         gp_str(b, note);
         fprintf(b, "', '' using %d:%d:%d with labels offset char 1.6,0.5 font ',9' tc rgb '%s' "
-                   "notitle", c0, c0 + 1, c0 + 4, colors[q % 10]);
+                   "notitle", c0, c0 + 1, c0 + 4, color_of(cats[q], q));
     }
     if (nc == 0) fprintf(b, "NaN notitle");
     fprintf(b, "\n");
