@@ -425,3 +425,8 @@ done:
     free(analysis_path);
     return rc;
 }
+
+cJSON *cli_analysis_json(const mf_analysis *a, const mf_model *m, const mf_data *d,
+                         mf_loss_kind loss, const mf_analyze_settings *s) {
+    return analysis_json(a, m, d, loss, s);
+}

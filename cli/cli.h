@@ -40,6 +40,14 @@ int mf_cli_maxmargin(int argc, char **argv);
 int mf_cli_global(int argc, char **argv);
 int cli_svm(int argc, char **argv);
 int mf_cli_analyze(int argc, char **argv);
+int cli_sweep(int argc, char **argv);
+int cli_sweep_report(int argc, char **argv);
+
+/* The analysis.json object of `marginflow analyze` (format
+ * "marginflow-analysis" version 1) for analysis a of model m on data d with
+ * settings s; NULL when out of memory. */
+cJSON *cli_analysis_json(const mf_analysis *a, const mf_model *m, const mf_data *d,
+                         mf_loss_kind loss, const mf_analyze_settings *s);
 
 /* Print "marginflow: <message>\n" to stderr. */
 void cli_error(const char *fmt, ...)

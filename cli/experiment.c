@@ -240,6 +240,13 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
     return 0;
 }
 
+int rp_run_parse(cli_jr *p, const cJSON *r, const char *path, rp_run *out) {
+    memset(out, 0, sizeof *out);
+    if (!cJSON_IsObject(r)) return cli_jbad(p, path, "must be an object");
+    if (cli_jkeys(p, r, path, run_keys)) return -1;
+    return make_run(p, r, path, NULL, 0, 0, 0, 0, out);
+}
+
 static int cmp_run_name(const void *a, const void *b) {
     const rp_run *x = *(rp_run *const *)a, *y = *(rp_run *const *)b;
     return strcmp(x->name, y->name);

@@ -126,6 +126,15 @@ int rp_experiment_check_runs(const rp_experiment *x, const char *file, char *why
  * it. Safe on a zeroed or already freed experiment. */
 void rp_experiment_free(rp_experiment *x);
 
+/* Parse the single run object r at path (the RUN keys of experiments/README.md;
+ * "seeds" and "vary" are not expanded here: the caller's own axes replace
+ * them, and "{var}" templates must already be substituted) into *out, with
+ * the same checks as a claim's runs: known keys, types, ranges, valid train
+ * settings. Returns 0, or -1 with p->why set and nothing owned by *out
+ * (release a parsed run's init_params with free). */
+struct cli_jr;
+int rp_run_parse(struct cli_jr *p, const cJSON *r, const char *path, rp_run *out);
+
 /* Free the run list r[n] with every result the runs own. */
 void rp_runs_free(rp_run *r, int n);
 

@@ -23,6 +23,8 @@ static const cli_command commands[] = {
     {"maxmargin", mf_cli_maxmargin, "multi-start search for the best normalized margin (a search)"},
     {"global", mf_cli_global, "certified global max-margin value of two-layer ReLU nets"},
     {"reproduce", cli_reproduce, "run the papers' claims as checks; figures and a report"},
+    {"sweep", cli_sweep, "run a grid of runs (cores, job arrays, MPI); resumable"},
+    {"sweep-report", cli_sweep_report, "results.csv and figures of a sweep directory"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -35,7 +37,7 @@ static void usage(FILE *f) {
             "commands:\n",
             MF_VERSION);
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(f,
             "\n"
             "  marginflow <command> --help   options of a command\n"

@@ -38,24 +38,28 @@
 
 /* ------------------------------------------------------------ training */
 
+void rp_run_config(const rp_run *r, run_config *c) {
+    run_config_default(c);
+    c->data_spec = c->data_path = r->data_spec;
+    c->format = NULL;
+    c->model_spec = r->model_spec;
+    if (r->init_params) {
+        c->init_kind = "params";
+        c->init_values = r->init_params;
+        c->n_init = r->n_init;
+    } else {
+        c->init_kind = r->init_kind;
+        c->init_scale = r->init_scale;
+    }
+    c->s = r->s;
+}
+
 /* Train run r of claim `claim` into dir (a reproduce folder: an earlier
  * run there is replaced). On success r->done is set and r holds the data,
  * model, final theta, logged rows and snapshots; else r->err says why. */
 static void train_run(rp_run *r, const char *dir, const char *claim) {
     run_config c;
-    run_config_default(&c);
-    c.data_spec = c.data_path = r->data_spec;
-    c.format = NULL;
-    c.model_spec = r->model_spec;
-    if (r->init_params) {
-        c.init_kind = "params";
-        c.init_values = r->init_params;
-        c.n_init = r->n_init;
-    } else {
-        c.init_kind = r->init_kind;
-        c.init_scale = r->init_scale;
-    }
-    c.s = r->s;
+    rp_run_config(r, &c);
     c.made_by = "marginflow reproduce";
     c.claim = claim;
     run_exec x;

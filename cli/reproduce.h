@@ -36,6 +36,12 @@ typedef struct rp_claim {
     rp_memo *memo;            /* the analyses made for the claim (checks.h) */
 } rp_claim;
 
+/* The run_config (cli/rundir.h) of the parsed run r: data, model, init and
+ * train settings; made_by "marginflow train" and no claim until the caller
+ * sets them. The strings and init values point into r. */
+struct run_config;
+void rp_run_config(const rp_run *r, struct run_config *c);
+
 /* Write fig-<kind>.gp in c->dir and run gnuplot on it (PNG and SVG next to
  * it). kind: margin, loss, norm, cosine, neurons, sweep. Returns 0 if the
  * figure was drawn, 1 if it does not apply to the claim (nothing written),

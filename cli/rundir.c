@@ -847,8 +847,8 @@ static int cb_checkpoint(void *user, const mf_train_state *s) {
 }
 
 static int cb_should_stop(void *user) {
-    (void)user;
-    return g_stop != 0;
+    const exec_ctx *c = user;
+    return g_stop != 0 || (c->x->stop && *c->x->stop);
 }
 
 /* Compact t for the progress line: 4 significant digits at any size. */
@@ -1072,7 +1072,7 @@ static int exec_train(const run_config *c, const run_exec *x, exec_ctx *cx, mf_t
     cb.on_metrics = cb_metrics;
     if (x->snapshots) cb.on_snapshot = cb_snapshot;
     if (x->checkpoint) cb.on_checkpoint = cb_checkpoint;
-    if (x->signals) cb.should_stop = cb_should_stop;
+    if (x->signals || x->stop) cb.should_stop = cb_should_stop;
     if (x->progress) cb.on_progress = cb_progress;
     cb.progress_seconds = 0.5;
     struct sigaction sa, old_int, old_term;

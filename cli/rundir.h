@@ -34,6 +34,7 @@
 
 #include "cli.h"
 
+#include <signal.h>
 #include <stdint.h>
 
 #define RUN_CONFIG_VERSION 2
@@ -186,6 +187,8 @@ typedef struct run_exec {
     int progress;               /* a progress line on stderr */
     int signals;                /* SIGINT / SIGTERM stop the run cleanly (outcome
                                    interrupted: checkpoint, params, summary written) */
+    const volatile sig_atomic_t *stop; /* optional: non-zero stops the run cleanly as
+                                   a signal does (the caller's own handlers set it) */
 } run_exec;
 
 /* What run_execute leaves: data, model and training result always (when it
