@@ -870,6 +870,11 @@ static const char *const k_nonzero[] = {"gamma_star", "tol", "nz_tol", NULL};
 static const char *const k_linear[] = {"run", "tol", "cos_min", "collinear_min", NULL};
 static const char *const k_below[] = {"run", "max_ratio", "starts", "seed", NULL};
 static const char *const k_horizons[] = {"run", "horizons", NULL};
+static const char *const k_global[] = {"run", "expect", "tol", NULL};
+static const char *const k_layer0[] = {"run", "expect", "tol", "zero_tol", "gain_min", NULL};
+static const char *const k_odd_even[] = {"run", "cos_min", "ratio_max", NULL};
+static const char *const k_sign[] = {"run", NULL};
+static const char *const k_invariant[] = {"run", "tol", "slope", "slope_tol", NULL};
 
 static const char *const r_none[] = {NULL};
 static const char *const r_expect[] = {"expect", NULL};
@@ -895,6 +900,11 @@ const rp_quantity rp_quantities[] = {
     {"linear", k_linear, r_none, ck_linear},
     {"below_best", k_below, r_none, ck_below_best},
     {"kkt_horizons", k_horizons, r_horizons, ck_kkt_horizons},
+    {"global_relu2", k_global, r_expect, rp_ck_global_relu2},
+    {"layer0_relu2", k_layer0, r_expect, rp_ck_layer0_relu2},
+    {"odd_even", k_odd_even, r_none, rp_ck_odd_even},
+    {"sign_init", k_sign, r_none, rp_ck_sign_init},
+    {"invariant", k_invariant, r_none, rp_ck_invariant},
     {NULL, NULL, NULL, NULL}};
 
 const rp_quantity *rp_quantity_find(const char *name) {
@@ -932,7 +942,10 @@ static const struct check_key {
     {"gamma_star", K_NUM, 0, 0},        {"nz_tol", K_NUM, 0, 0},
     {"cos_min", K_NUM, 0, 0},           {"collinear_min", K_NUM, 0, 0},
     {"max_ratio", K_NUM, 0, 0},         {"limit", K_NUM, 0, 0},
-    {"limit_tol", K_NUM, 0, 0},         {"comment", K_STR, 0, 100000},
+    {"limit_tol", K_NUM, 0, 0},         {"zero_tol", K_NUM, 0, 0},
+    {"gain_min", K_NUM, 0, 0},          {"ratio_max", K_NUM, 0, 0},
+    {"slope", K_NUM, 0, 0},             {"slope_tol", K_NUM, 0, 0},
+    {"comment", K_STR, 0, 100000},
     {NULL, 0, 0, 0}};
 
 static int in_list(const char *const *list, const char *s) {
@@ -975,18 +988,28 @@ static int check_allowed(cli_jr *r, const cJSON *ck, const char *path, const rp_
     return 0;
 }
 
-/* The verdict expectation: a name or a non-empty list of names. */
-static int check_verdict_expect(cli_jr *r, const cJSON *ex, const char *f) {
+/* The verdict expectation: a name or a non-empty list of names; with
+ * `names` (NULL-terminated) each must be one of them. */
+static int check_verdict_expect(cli_jr *r, const cJSON *ex, const char *f, const char *const *names) {
     const cJSON *e1;
     int ne = 0;
+    char list[256];
     cJSON_ArrayForEach(e1, ex) {
         if (!cJSON_IsString(e1)) return cli_jbad(r, f, "must be a verdict name or a list of names");
+        if (names && !in_list(names, e1->valuestring))
+            return cli_jbad(r, f, "'%s' is not one of %s", e1->valuestring,
+                            join(list, sizeof list, NULL, names, NULL));
         ne++;
     }
     if (!cJSON_IsString(ex) && !(cJSON_IsArray(ex) && ne > 0))
         return cli_jbad(r, f, "must be a verdict name or a list of names");
+    if (names && cJSON_IsString(ex) && !in_list(names, ex->valuestring))
+        return cli_jbad(r, f, "'%s' is not one of %s", ex->valuestring, join(list, sizeof list, NULL, names, NULL));
     return 0;
 }
+
+static const char *const global_names[] = {"global", "not-global", NULL};
+static const char *const layer0_names[] = {"local-certified", "not-local", "not-global", "local-evidence", NULL};
 
 /* Validate the value of key t (present in ck) for quantity q. */
 static int check_value(cli_jr *r, const cJSON *ck, const char *path, const struct check_key *t,
@@ -1003,7 +1026,12 @@ static int check_value(cli_jr *r, const cJSON *ck, const char *path, const struc
     case K_BOOL: return cli_jbool(r, ck, path, t->name, NULL) < 0 ? -1 : 0;
     case K_NUMARR: return cli_jnumarr(r, ck, path, t->name, (int)t->hi, NULL, &n) < 0 ? -1 : 0;
     case K_EXPECT:
-        if (!strcmp(q->name, "verdict")) return check_verdict_expect(r, v, f);
+        if (!strcmp(q->name, "verdict")) return check_verdict_expect(r, v, f, NULL);
+        if (!strcmp(q->name, "global_relu2")) {
+            if (!cJSON_IsString(v)) return cli_jbad(r, f, "must be \"global\" or \"not-global\"");
+            return check_verdict_expect(r, v, f, global_names);
+        }
+        if (!strcmp(q->name, "layer0_relu2")) return check_verdict_expect(r, v, f, layer0_names);
         return cli_jnum(r, ck, path, t->name, 0, &x) < 0 ? -1 : 0;
     case K_LAYER:
         if (!cJSON_IsString(v)) return cli_jint(r, ck, path, t->name, 0, t->lo, t->hi, &x) < 0 ? -1 : 0;

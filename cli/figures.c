@@ -374,6 +374,54 @@ static int fig_cosine(const rp_claim *c, FILE *f) {
     return 0;
 }
 
+/* [LLWA21] odd/even split over time (rp_odd_even): cos(v, w_svm),
+ * v = sum_k a_k w_k, and the nonlinearity ratio max|E(x_n)| / max|L(x_n)|
+ * of the first relu2 run with snapshots, against log10 t. */
+static int fig_odd_even(const rp_claim *c, FILE *f) {
+    const rp_run *r = snap_run(c);
+    mf_svm_result *sv = NULL;
+    mf_err e = {0, ""};
+    double ws[64], nw = 0;
+    if (!r || r->data->num_classes != 0 || r->data->d > 64) return 1;
+    if (mf_svm_solve(r->data, MF_SVM_L2, NULL, &sv, &e) || sv->status != MF_SVM_SOLVED) {
+        mf_svm_result_free(sv);
+        return 1;
+    }
+    for (int j = 0; j < r->data->d; j++) nw += sv->w[j] * sv->w[j];
+    for (int j = 0; j < r->data->d; j++) ws[j] = sv->w[j] / sqrt(nw);
+    mf_svm_result_free(sv);
+    FILE *d = open_in(c, "fig-odd-even.dat");
+    if (!d) return -1;
+    fprintf(d, "# step,log10_time,1-cos(v,w_svm),max|E|/max|L|\n");
+    for (int k = 0; k < r->nrows; k++) {
+        double cs, rt;
+        if (r->rows[k].step < 1 ||
+            rp_odd_even(r->model, r->data, r->snaps + (size_t)k * r->model->n_params, ws, &cs, &rt))
+            continue;
+        fprintf(d, "%lld", r->rows[k].step);
+        dat(d, ",", r->rows[k].time_log / LN10, 9);
+        dat(d, ",", 1 - cs, 9);
+        dat(d, ",", rt, 9);
+        fputc('\n', d);
+    }
+    fclose(d);
+    /* x: the logged steps (log-spaced); their flow times are column 2 and the
+     * margin figure */
+    const char *body =
+        "set multiplot layout 2,1\nset key inside top right\n"
+        "set logscale x\nset logscale y\nset format y '10^{%L}'\nset termoption enhanced\n"
+        "set xlabel 'step (log scale; flow time in column 2 of fig-odd-even.dat)'\n"
+        "set ylabel '1 - cos(v, w_{svm})'\n"
+        "plot 'fig-odd-even.dat' skip 1 using 1:($3 > 0 ? $3 : 1/0) with lines lw 2 lc rgb '#1f77b4' "
+        "title 'odd part: v = {/Symbol S}_k a_k w_k'\n"
+        "unset title\nset ylabel 'max_n|E(x_n)| / max_n|L(x_n)|'\n"
+        "plot 'fig-odd-even.dat' skip 1 using 1:($4 > 0 ? $4 : 1/0) with lines lw 2 lc rgb '#d62728' "
+        "title 'even part / odd part on the data'\n"
+        "unset logscale x\nunset logscale y\nset format y '%g'\n";
+    gp_both(f, "odd-even", body, 1);
+    return 0;
+}
+
 static int fig_neurons(const rp_claim *c, FILE *f) {
     const rp_run *r = snap_run(c);
     mf_units u;
@@ -497,6 +545,7 @@ int rp_figure(const rp_claim *c, const char *kind) {
     else if (!strcmp(kind, "norm")) r = fig_loss(c, f, 1);
     else if (!strcmp(kind, "cosine")) r = fig_cosine(c, f);
     else if (!strcmp(kind, "neurons")) r = fig_neurons(c, f);
+    else if (!strcmp(kind, "odd-even")) r = fig_odd_even(c, f);
     else if (!strcmp(kind, "sweep")) r = fig_sweep(c, f);
     else r = 1;
     fclose(f);
@@ -553,19 +602,22 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
                ".PASS{color:#070}.FAIL{color:#b00}.ERROR{color:#b60}img{max-width:100%%}"
                "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%%}table{border-collapse:collapse}"
                "</style></head><body>\n<h1>marginflow reproduce%s</h1>\n<p>marginflow %s</p>\n"
-               "<table><tr><th>claim</th><th>verdict</th><th>paper</th></tr>\n",
+               "<table><tr><th>claim</th><th>verdict</th><th>paper result</th><th>paper</th></tr>\n",
             quick ? " (quick)" : "", MF_VERSION);
     cJSON **res = calloc((size_t)n + 1, sizeof *res);
-    fprintf(md, "| claim | verdict | paper |\n|---|---|---|\n");
+    fprintf(md, "| claim | verdict | paper result | paper |\n|---|---|---|---|\n");
     for (int i = 0; res && i < n; i++) {
         char *p = cli_aprintf("%s/%s/result.json", dir, names[i]);
         cli_jr jr = {p, NULL, 0, NULL, 0};
         res[i] = p ? cli_json_load(&jr, p, CLI_MAX_JSON_BYTES) : NULL;
         free(p);
         const char *st = res[i] ? js(res[i], "status") : "ERROR";
-        fprintf(md, "| [%s](#%s) | %s | %s |\n", names[i], names[i], st, res[i] ? js(res[i], "paper") : "");
+        fprintf(md, "| [%s](#%s) | %s | %s | %s |\n", names[i], names[i], st,
+                res[i] ? js(res[i], "paper_result") : "", res[i] ? js(res[i], "paper") : "");
         fprintf(h, "<tr><td><a href=\"#%s\">%s</a></td><td class=\"%s\">%s</td><td>", names[i], names[i],
                 st, st);
+        html_esc(h, res[i] ? js(res[i], "paper_result") : "");
+        fprintf(h, "</td><td>");
         html_esc(h, res[i] ? js(res[i], "paper") : "");
         fprintf(h, "</td></tr>\n");
     }

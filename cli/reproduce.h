@@ -56,6 +56,13 @@ int rp_report(const char *dir, char *const *names, int n, int quick);
  * coordinates) for a relu2 model: cos[M]. Units with zero weights get 0. */
 void rp_unit_cosines(const mf_model *m, const double *theta, const double *ref, double *cos);
 
+/* [LLWA21]'s odd/even split (cli/checks_relu2.c) of a bias-free relu2 net at theta on binary
+ * data D (d <= 64): *cosv = cos(v, wsvm), v = sum_k a_k w_k (wsvm a unit
+ * vector), *ratio = max_n |E(x_n)| / max_n |L(x_n)| (NAN when undefined).
+ * Returns 0, or -1 for another model. */
+int rp_odd_even(const mf_model *m, const mf_data *D, const double *theta, const double *wsvm,
+                double *cosv, double *ratio);
+
 /* NNLS (eps, delta) of (P) and Lyu & Li's certificate eps (lleps may be NULL)
  * for the snapshot of logged row k of run r of claim c (mf_analyze without
  * the local search, through the claim's memo: a row a check analysed is not
