@@ -64,17 +64,18 @@ static double unit_svm(const mf_data *d, double *w) {
     return g;
 }
 
-/* Does the check's "expect" (a name or a list of names) contain name? */
-static int expects(const cJSON *ck, const char *name) {
-    const cJSON *ex = cli_jget(ck, "expect"), *e1;
+/* Does the expectation ex (a check's "expect": a name or a list of
+ * names) contain name? */
+static int expects(const cJSON *ex, const char *name) {
+    const cJSON *e1;
     if (cJSON_IsString(ex)) return !strcmp(ex->valuestring, name);
     cJSON_ArrayForEach(e1, ex) if (cJSON_IsString(e1) && !strcmp(e1->valuestring, name)) return 1;
     return 0;
 }
 
-/* "a|b|c" of the check's "expect" into buf. */
-static void expect_text(const cJSON *ck, char *buf, size_t cap) {
-    const cJSON *ex = cli_jget(ck, "expect"), *e1;
+/* "a and b and c" of the expectation ex into buf. */
+static void expect_text(const cJSON *ex, char *buf, size_t cap) {
+    const cJSON *e1;
     buf[0] = '\0';
     if (cJSON_IsString(ex)) cli_cat(buf, cap, "%s", ex->valuestring);
     int k = 0;
@@ -98,7 +99,7 @@ static void expect_text(const cJSON *ck, char *buf, size_t cap) {
 void rp_ck_global_relu2(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     const char *sel = cli_jstr_or(ck, "run", NULL);
     double tol = cli_jnum_or(ck, "tol", 1e-4);
-    int want_global = expects(ck, "global"), cnt = 0, ok = 1;
+    int want_global = expects(cli_jget(ck, "expect"), "global"), cnt = 0, ok = 1;
     mf_global_result *g = NULL;
     const rp_run *gr = NULL; /* the run g was computed for */
     o->measured[0] = '\0';
@@ -290,11 +291,12 @@ void rp_ck_layer0_relu2(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     const char *sel = cli_jstr_or(ck, "run", NULL);
     double tol = cli_jnum_or(ck, "tol", 1e-3), ztol = cli_jnum_or(ck, "zero_tol", 1e-3);
     double gmin = cli_jnum_or(ck, "gain_min", 0.01);
+    const cJSON *ex = cli_jget(ck, "expect");
     int cnt = 0, ok = 1;
     o->measured[0] = '\0';
-    char ex[128];
-    expect_text(ck, ex, sizeof ex);
-    cli_fmt(o->expected, sizeof o->expected, "first layer (P_0): %s", ex);
+    char ext[128];
+    expect_text(ex, ext, sizeof ext);
+    cli_fmt(o->expected, sizeof o->expected, "first layer (P_0): %s", ext);
     for (int i = 0; i < c->nruns; i++) {
         const rp_run *r = &c->runs[i];
         mf_units u;
@@ -384,8 +386,8 @@ void rp_ck_layer0_relu2(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         if (!grc && p0_witness(g, a, M, d, Wt) == 0) Vw = p0_value(D, Wt, a, M, alpha);
         not_global = Vw < V0 * (1 - tol);
         int local_ev = nk > 0 && searched && !not_local;
-        int hit = (!expects(ck, "local-certified") || local_cert) && (!expects(ck, "not-local") || not_local) &&
-                  (!expects(ck, "not-global") || not_global) && (!expects(ck, "local-evidence") || local_ev);
+        int hit = (!expects(ex, "local-certified") || local_cert) && (!expects(ex, "not-local") || not_local) &&
+                  (!expects(ex, "not-global") || not_global) && (!expects(ex, "local-evidence") || local_ev);
         ok &= hit;
         cnt++;
         if (cnt <= 3) {
