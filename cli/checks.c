@@ -604,9 +604,7 @@ static void ck_nonzero_global(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     cli_fmt(o->expected, sizeof o->expected, "all, gamma* = %.6g +- %.2g", gs, tol);
 }
 
-/* gamma_svm and w_svm (unit, d entries) of binary data by mf_svm_solve;
- * returns gamma_svm or NAN. */
-static double svm_of(const mf_data *d, double *wsvm) {
+double rp_svm_unit(const mf_data *d, double *wsvm) {
     mf_svm_result *sv = NULL;
     mf_err e = {0, ""};
     double g = NAN;
@@ -697,7 +695,7 @@ static void ck_linear(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         for (int k = 0; k < d->n; k++) q[k] *= d->y[k]; /* Phi(x_n) */
         double res = linear_fit(d->x, q, d->n, d->d, v);
         free(q);
-        double gs = svm_of(d, ws), dot = 0, nv = 0;
+        double gs = rp_svm_unit(d, ws), dot = 0, nv = 0;
         for (int j = 0; j < d->d; j++) dot += v[j] * ws[j], nv += v[j] * v[j];
         double cs = isnan(gs) || !(nv > 0) ? NAN : dot / sqrt(nv);
         double col = NAN;
@@ -774,7 +772,7 @@ static void ck_below_best(const cJSON *ck, rp_claim *c, rp_check_out *o) {
             mf_maxmargin_result_free(mm);
         }
         double g = r->res.final.normalized_margin, ratio = g / best;
-        double gs = r->data->num_classes == 0 ? svm_of(r->data, NULL) : NAN;
+        double gs = r->data->num_classes == 0 ? rp_svm_unit(r->data, NULL) : NAN;
         ok &= ratio <= mr;
         cnt++;
         if (cnt <= 3)

@@ -49,19 +49,13 @@ static double qmin_of(const mf_model *m, const mf_data *d, const double *theta, 
     return mn;
 }
 
-/* Unit w_svm of binary data (d entries); returns gamma_svm or NAN. */
-static double unit_svm(const mf_data *d, double *w) {
-    mf_svm_result *s = NULL;
-    mf_err e = {0, ""};
-    double g = NAN;
-    if (mf_svm_solve(d, MF_SVM_L2, NULL, &s, &e) == 0 && s->status == MF_SVM_SOLVED) {
-        double nw = 0;
-        for (int j = 0; j < d->d; j++) nw += s->w[j] * s->w[j];
-        for (int j = 0; j < d->d; j++) w[j] = s->w[j] / sqrt(nw);
-        g = s->gamma;
-    }
-    mf_svm_result_free(s);
-    return g;
+/* 1 when r is a bias-free relu2 run with trainable outer weights (u
+ * filled); else 0 with o an ERROR naming the run and what quantity q needs. */
+static int relu2_run(const rp_run *r, mf_units *u, const char *q, rp_check_out *o) {
+    if (plain_relu2(r->model, u)) return 1;
+    o->pass = -1;
+    cli_fmt(o->measured, sizeof o->measured, "run %s: %s needs a bias-free relu2 model", r->name, q);
+    return 0;
 }
 
 /* Does the expectation ex (a check's "expect": a name or a list of
@@ -107,10 +101,7 @@ void rp_ck_global_relu2(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         const rp_run *r = &c->runs[i];
         mf_units u;
         if (!r->done || (sel && strcmp(sel, r->base))) continue;
-        if (!plain_relu2(r->model, &u)) {
-            o->pass = -1;
-            cli_fmt(o->measured, sizeof o->measured, "run %s: global_relu2 needs a bias-free relu2 model",
-                    r->name);
+        if (!relu2_run(r, &u, "global_relu2", o)) {
             mf_global_result_free(g);
             return;
         }
@@ -301,12 +292,7 @@ void rp_ck_layer0_relu2(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         const rp_run *r = &c->runs[i];
         mf_units u;
         if (!r->done || (sel && strcmp(sel, r->base))) continue;
-        if (!plain_relu2(r->model, &u)) {
-            o->pass = -1;
-            cli_fmt(o->measured, sizeof o->measured, "run %s: layer0_relu2 needs a bias-free relu2 model",
-                    r->name);
-            return;
-        }
+        if (!relu2_run(r, &u, "layer0_relu2", o)) return;
         const mf_data *D = r->data;
         const int M = u.n_units, d = D->d, N = D->n, P = M * d;
         const mf_layer *WL = &r->model->layers[u.w_layer];
@@ -466,7 +452,7 @@ void rp_ck_odd_even(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         mf_units u;
         if (!r->done || (sel && strcmp(sel, r->base))) continue;
         double ws[64];
-        if (!r->snapshots || !plain_relu2(r->model, &u) || r->data->d > 64 || isnan(unit_svm(r->data, ws)) ||
+        if (!r->snapshots || !plain_relu2(r->model, &u) || r->data->d > 64 || isnan(rp_svm_unit(r->data, ws)) ||
             r->nrows < 3) {
             o->pass = -1;
             cli_fmt(o->measured, sizeof o->measured,

@@ -379,17 +379,8 @@ static int fig_cosine(const rp_claim *c, FILE *f) {
  * of the first relu2 run with snapshots, against log10 t. */
 static int fig_odd_even(const rp_claim *c, FILE *f) {
     const rp_run *r = snap_run(c);
-    mf_svm_result *sv = NULL;
-    mf_err e = {0, ""};
-    double ws[64], nw = 0;
-    if (!r || r->data->num_classes != 0 || r->data->d > 64) return 1;
-    if (mf_svm_solve(r->data, MF_SVM_L2, NULL, &sv, &e) || sv->status != MF_SVM_SOLVED) {
-        mf_svm_result_free(sv);
-        return 1;
-    }
-    for (int j = 0; j < r->data->d; j++) nw += sv->w[j] * sv->w[j];
-    for (int j = 0; j < r->data->d; j++) ws[j] = sv->w[j] / sqrt(nw);
-    mf_svm_result_free(sv);
+    double ws[64];
+    if (!r || r->data->num_classes != 0 || r->data->d > 64 || isnan(rp_svm_unit(r->data, ws))) return 1;
     FILE *d = open_in(c, "fig-odd-even.dat");
     if (!d) return -1;
     fprintf(d, "# step,log10_time,1-cos(v,w_svm),max|E|/max|L|\n");
