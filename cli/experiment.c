@@ -112,7 +112,7 @@ static int get_tnum(cli_jr *p, const cJSON *o, const char *path, const char *key
 /* ------------------------------------------------------------ runs */
 
 static const char *const run_keys[] = {"name",  "data",  "model", "init", "seeds", "vary",
-                                       "loss",  "optimizer", "lr", "tol", "steps",
+                                       "loss",  "optimizer", "lr", "tol", "max_rel_step", "steps",
                                        "until_log10_loss", "until_time", "wall_seconds",
                                        "log_points", "log_horizon", "snapshots", "comment", NULL};
 static const char *const init_keys[] = {"params", "kind", "scale", "seed", "comment", NULL};
@@ -169,7 +169,8 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
     struct {
         const char *k;
         double *dst;
-    } nums[] = {{"lr", &s->lr}, {"tol", &s->tol}, {"until_log10_loss", &s->until_log10_loss},
+    } nums[] = {{"lr", &s->lr}, {"tol", &s->tol}, {"max_rel_step", &s->max_rel_step},
+                {"until_log10_loss", &s->until_log10_loss},
                 {"until_time", &s->until_time}, {"wall_seconds", &s->wall_seconds}};
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
         if (get_tnum(p, r, path, nums[i].k, var, has, v, nums[i].dst) < 0) return -1;

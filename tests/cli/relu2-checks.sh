@@ -12,7 +12,9 @@
 #    "not-local" fails; case D's first layer is not-local, "local-certified"
 #    fails; a name that is not a fact is refused (exit 2);
 #  - odd_even, sign_init, invariant on sym4: pass with their numbers, fail
-#    with an impossible bound, and a run without snapshots is an ERROR.
+#    with an impossible bound, and a run without snapshots is an ERROR;
+#  - a claim run's max_rel_step (lyu-li's step bound) is validated like the
+#    other train settings.
 # Prints "N passed, N failed"; exits 1 on any failure.
 
 . "$(dirname "$0")/lib.sh"
@@ -79,8 +81,10 @@ B="$T/bad"
 mkdir -p "$B"
 printf '{"name": "b", "runs": [%s], "checks": [{"quantity": "layer0_relu2", "expect": "global"}]}\n' "$TWO" >"$B/b.json"
 printf '{"name": "c", "runs": [%s], "checks": [{"quantity": "global_relu2", "expect": ["global"]}]}\n' "$TWO" >"$B/c.json"
+printf '{"name": "m", "runs": [{"name": "r", "data": "builtin:B", "model": "diag:depth=2", "optimizer": "lyu-li", "max_rel_step": -1}], "checks": [{"quantity": "final", "expect": 1}]}\n' >"$B/m.json"
 "$MF" reproduce --experiments "$B" --out "$T/ob" >"$T/bout" 2>"$T/berr"
 expect_rc 2 $? "bad expectations exit 2"
+check "a run's max_rel_step is validated" grep -qF "m.json: runs[0]: run 'r': max_rel_step: must be a finite number >= 0 (0 = off)" "$T/berr"
 check "layer0 names" grep -qF "b.json: checks[0].expect: 'global' is not one of local-certified, not-local, not-global, local-evidence" "$T/berr"
 check "global_relu2 takes one name" grep -qF "c.json: checks[0].expect: must be \"global\" or \"not-global\"" "$T/berr"
 check "nothing trained" test ! -e "$T/ob/b/two"
