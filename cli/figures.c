@@ -558,6 +558,17 @@ static void html_esc(FILE *f, const char *s) {
     }
 }
 
+/* s as one Markdown table cell: '|' escaped, so a measured "|gamma - gamma~|"
+ * or "||theta||" does not split the cell. */
+static void md_cell(FILE *f, const char *s) {
+    fputs(" ", f);
+    for (; s && *s; s++) {
+        if (*s == '|') fputc('\\', f);
+        fputc(*s, f);
+    }
+    fputs(" |", f);
+}
+
 /* A string field of a result.json object, "" when absent. */
 static const char *js(const cJSON *o, const char *k) {
     return cli_jstr_or(o, k, "");
@@ -603,8 +614,10 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
         res[i] = p ? cli_json_load(&jr, p, CLI_MAX_JSON_BYTES) : NULL;
         free(p);
         const char *st = res[i] ? js(res[i], "status") : "ERROR";
-        fprintf(md, "| [%s](#%s) | %s | %s | %s |\n", names[i], names[i], st,
-                res[i] ? js(res[i], "paper_result") : "", res[i] ? js(res[i], "paper") : "");
+        fprintf(md, "| [%s](#%s) | %s |", names[i], names[i], st);
+        md_cell(md, res[i] ? js(res[i], "paper_result") : "");
+        md_cell(md, res[i] ? js(res[i], "paper") : "");
+        fputc('\n', md);
         fprintf(h, "<tr><td><a href=\"#%s\">%s</a></td><td class=\"%s\">%s</td><td>", names[i], names[i],
                 st, st);
         html_esc(h, res[i] ? js(res[i], "paper_result") : "");
@@ -644,8 +657,10 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
             fprintf(md, "| check | status | measured | expected |\n|---|---|---|---|\n");
             fprintf(h, "<table><tr><th>check</th><th>status</th><th>measured</th><th>expected</th></tr>\n");
             cJSON_ArrayForEach(ck, checks) {
-                fprintf(md, "| %s | %s | %s | %s |\n", js(ck, "quantity"), js(ck, "status"),
-                        js(ck, "measured"), js(ck, "expected"));
+                fprintf(md, "| %s | %s |", js(ck, "quantity"), js(ck, "status"));
+                md_cell(md, js(ck, "measured"));
+                md_cell(md, js(ck, "expected"));
+                fputc('\n', md);
                 fprintf(h, "<tr><td>%s</td><td class=\"%s\">%s</td><td>", js(ck, "quantity"),
                         js(ck, "status"), js(ck, "status"));
                 html_esc(h, js(ck, "measured"));

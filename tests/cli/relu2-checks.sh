@@ -27,7 +27,8 @@ D='{"name": "D", "data": "builtin:D", "model": "relu2:width=2,alpha=0", "init": 
 SYM='{"name": "s", "data": "builtin:sym4", "model": "relu2:width=6,alpha=0.5", "init": {"kind": "gauss", "scale": 1e-6, "seed": 1}, "optimizer": "flow", "until_log10_loss": -300, "snapshots": true}'
 GD='{"name": "gd", "data": "builtin:sym4", "model": "relu2:width=6,alpha=0.5", "init": {"kind": "gauss", "scale": 1e-3, "seed": 1}, "optimizer": "scaled", "lr": "{lr}", "vary": {"name": "lr", "values": [0.04, 0.02]}, "until_log10_loss": -30, "snapshots": true}'
 claim() { # NAME RUNS CHECKS
-    printf '{"name": "%s", "runs": [%s], "checks": [%s]}\n' "$1" "$2" "$3" >"$E/$1.json"
+    printf '{"name": "%s", "paper_result": "[X] a_k^2 - ||w_k||^2 stays", "runs": [%s], "checks": [%s]}\n' \
+        "$1" "$2" "$3" >"$E/$1.json"
 }
 claim g-not "$TWO" '{"quantity": "global_relu2", "expect": "not-global", "tol": 1e-3}'
 claim g-yes "$TWO" '{"quantity": "global_relu2", "expect": "global"}'
@@ -35,7 +36,7 @@ claim l0-two "$TWO" '{"quantity": "layer0_relu2", "expect": ["local-certified", 
 claim l0-two-nl "$TWO" '{"quantity": "layer0_relu2", "expect": "not-local"}'
 claim l0-D "$D" '{"quantity": "layer0_relu2", "expect": "not-local", "gain_min": 0.1}'
 claim l0-D-lc "$D" '{"quantity": "layer0_relu2", "expect": "local-certified"}'
-claim oe "$SYM" '{"quantity": "odd_even", "cos_min": 0.999, "ratio_max": 0.5}'
+claim oe "$SYM" '{"quantity": "odd_even", "cos_min": 0.999, "ratio_max": 0.5}, {"quantity": "sign_init"}'
 claim oe-bad "$SYM" '{"quantity": "odd_even", "cos_min": 1.5}'
 claim sign "$SYM" '{"quantity": "sign_init"}'
 claim inv "$SYM, $GD" '{"quantity": "invariant", "run": "s", "tol": 1e-6}, {"quantity": "invariant", "run": "gd", "slope": 1, "slope_tol": 0.3}'
@@ -67,6 +68,9 @@ has g-diag ERROR "run m: global_relu2 needs a bias-free relu2 model"
 has sign-nosnap ERROR "run s: sign_init needs snapshots (from step 0) of a bias-free relu2 model"
 check "the witness network is written next to the claim" test -s "$T/o/g-not/global-two.txt"
 check "the report maps claims to paper results (column)" grep -q "| claim | verdict | paper result | paper |" "$T/o/report.md"
+check "a '|' in a table cell is escaped in report.md" grep -qF '| PASS | [X] a_k^2 - \|\|w_k\|\|^2 stays |' "$T/o/report.md"
+check "and in the checks' measured column" grep -qF '| odd_even | PASS | cos(v, w_svm)' "$T/o/report.md"
+check "(escaped there too)" grep -qF 'max\|E\| / max\|L\|' "$T/o/report.md"
 
 # the witness trains at its certified margin (it is a q_min = 1 KKT point)
 spec=$(sed -n 's/^# marginflow params v1 n=[0-9]* model=//p' "$T/o/g-not/global-two.txt")
