@@ -150,6 +150,7 @@ extern const mf__model_ops mf__ops_skip_linear;                              /* 
 struct mf_work {
     int max_batch;
     const mf__model_ops *ops;
+    mf_model model;  /* the model it was made for: forward/backward refuse another */
     void *state;    /* ops->work_state bytes, right after this struct */
     double *block;
 };
