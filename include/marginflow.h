@@ -81,6 +81,28 @@ typedef struct mf_err {
 /* Short static description of an error code ("out of memory", ...). */
 MF_API const char *mf_strerror(int code);
 
+/* ------------------------------------------------------------------------ */
+/* Version and ABI                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* MF_ABI_VERSION counts the revisions of this header's binary interface: it
+ * goes up whenever a public struct's layout, an enum's values or a
+ * function's signature change (the shared library's soname,
+ * libmarginflow.so.0, stays at 0 while marginflow is 0.x). A binding checks
+ * mf_abi_version() and the mf_sizeof of every struct it mirrors against the
+ * header it was written for. */
+#define MF_ABI_VERSION 1
+
+/* The library that is running: MF_VERSION and MF_ABI_VERSION as it was
+ * built (a program compiled against another header may see other macros). */
+MF_API const char *mf_version(void);
+MF_API int mf_abi_version(void);
+
+/* sizeof the public struct named type ("mf_train_settings", every
+ * `typedef struct mf_X {...} mf_X` below); 0 for any other name (also
+ * NULL and the opaque mf_work). */
+MF_API size_t mf_sizeof(const char *type);
+
 /* Replace the allocator used by the whole library (NULL for any argument
  * restores the libc default for all three). Not thread-safe: call before use. */
 MF_API void mf_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
