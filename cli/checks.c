@@ -796,7 +796,7 @@ int rp_kkt_at(const rp_claim *c, const rp_run *r, int k, double *eps, double *de
     const mf_analysis *a = rp_analysis(c, r, k, -1, 0, err, sizeof err);
     if (!a) return -1;
     *eps = a->eps, *delta = a->delta;
-    if (lleps) *lleps = a->ll_eps;
+    if (lleps) *lleps = isfinite(a->ll_beta) ? sqrt(fmax(0, 2 * (1 - a->ll_beta))) : NAN;
     return 0;
 }
 

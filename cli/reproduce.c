@@ -202,6 +202,7 @@ static int run_claim(const char *expdir, const char *name, const char *outdir, i
     rp_claim cl;
     memset(&cl, 0, sizeof cl);
     cl.name = name;
+    cl.title = x.title ? x.title : "";
     cl.dir = cdir;
     cl.gamma_star = x.gamma_star;
     cl.runs = x.runs;
