@@ -603,7 +603,7 @@ int cli_sweep_report(int argc, char **argv) {
                       name, dir, name);
             code = CLI_EXIT_ERROR;
         } else if (!quiet) {
-            printf("%s/%s.png (and .svg, .gp)\n", dir, name);
+            printf("%s/%s.png (and .pdf, .svg, .gp)\n", dir, name);
         }
     }
     free(rows);

@@ -5,7 +5,7 @@
  * flow on exponential, logistic or cross-entropy loss for extremely long
  * horizons, and measures the quantities of the margin-maximization theory:
  * normalized margin, smoothed margin, per-layer margin, loss and norm rates.
- * The mathematics is in shared/THEORY.md; the papers it cites are the
+ * The mathematics is in docs/theory.md; the papers it cites are the
  * specification:
  *   [LL20]  Lyu & Li, Gradient Descent Maximizes the Margin of Homogeneous
  *           Neural Networks, ICLR 2020 (arXiv:1906.05890).

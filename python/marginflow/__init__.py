@@ -36,6 +36,7 @@ __all__ = ["Error", "Data", "Model", "TrainResult", "Result", "Run", "train", "a
 
 C = ctypes
 _dp = C.POINTER(C.c_double)
+Error.__module__ = __name__  # shown as marginflow.Error
 
 
 def version():
