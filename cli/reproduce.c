@@ -306,7 +306,7 @@ static void reproduce_help(void) {
            "  --out DIR           output folder (default runs/reproduce): DIR/<claim>/<run>/ are\n"
            "                      run directories (config.json, metrics.csv, params.txt,\n"
            "                      summary.json, snapshots.csv), DIR/<claim>/result.json and\n"
-           "                      fig-*.gp/.png/.svg, DIR/report.md and DIR/report.html\n"
+           "                      fig-*.gp/.pdf/.svg/.png, DIR/report.md and DIR/report.html\n"
            "  --jobs N            run N claims at once in separate processes (default 1);\n"
            "                      results do not depend on N\n"
            "  --experiments DIR   folder of claim files (default experiments)\n"
