@@ -142,6 +142,19 @@ static void clause_title(FILE *b, const rp_claim *c, int i, int groups, const ch
     fputs("' noenhanced", b);
 }
 
+/* One plot clause per finished drawn run reading its metrics.csv with
+ * `using` (a gnuplot using spec), coloured by group, comma-separated (the
+ * caller writes "plot " before and what follows after). */
+static void run_lines(FILE *b, const rp_claim *c, int groups, const char *using) {
+    for (int i = 0, k = 0; i < n_drawn(c); i++) {
+        if (!c->runs[i].done) continue;
+        fprintf(b, "%s'", k++ ? ", " : "");
+        gp_str(b, c->runs[i].name);
+        fprintf(b, "/metrics.csv' skip 1 using %s lt %d", using, group_of(c, i) + 1);
+        clause_title(b, c, i, groups, "");
+    }
+}
+
 /* The largest log10 t of the drawn runs' last rows (0 when none). */
 static double max_log10_t(const rp_claim *c) {
     double xmax = 0;
@@ -402,37 +415,24 @@ static int fig_loss(const rp_claim *c, gp_fig *g, int norm) {
         fprintf(b, "set format x '%%h'\nset format y '%%h'\nset xlabel '%s'\nset ylabel 'log_{10} Loss'\n",
                 GP_LABEL_LOG10_T);
         fprintf(b, "plot [0:*] ");
-        for (int i = 0, k = 0; i < n_drawn(c); i++) {
-            if (!c->runs[i].done) continue;
-            fprintf(b, "%s'", k++ ? ", " : "");
-            gp_str(b, c->runs[i].name);
-            fprintf(b, "/metrics.csv' skip 1 using %d:%d lt %d", lt, ll, group_of(c, i) + 1);
-            clause_title(b, c, i, groups, "");
-        }
+        char u[192];
+        cli_fmt(u, sizeof u, "%d:%d", lt, ll);
+        run_lines(b, c, groups, u);
         fprintf(b, ", x > 0 ? -x - %s * log10(x * log(10)) + %s : 1/0 lc rgb 'black' lw 1 dt 2 "
                    "title 'Θ(1 / (t (ln t)^{%.3g}))'\n",
                 gp_num(p), gp_num(c0), p);
         fprintf(b, "set xlabel '%s'\nset ylabel 'log_{10} (Loss · t)'\nplot ", GP_LABEL_LOG10_LN_T);
-        for (int i = 0, k = 0; i < n_drawn(c); i++) {
-            if (!c->runs[i].done) continue;
-            fprintf(b, "%s'", k++ ? ", " : "");
-            gp_str(b, c->runs[i].name);
-            fprintf(b, "/metrics.csv' skip 1 using %s:($%d + $%d) lt %d", lnt, ll, lt, group_of(c, i) + 1);
-            clause_title(b, c, i, groups, "");
-        }
+        cli_fmt(u, sizeof u, "%s:($%d + $%d)", lnt, ll, lt);
+        run_lines(b, c, groups, u);
         fprintf(b, ", %s - %s * (x - %s) lc rgb 'black' lw 1 dt 2 title 'slope -(2 - 2/L) = %.3g'\n",
                 gp_num(le + xe), gp_num(p), gp_num(xl), -p);
     } else {
         double ne = log10(e->norm);
         gp_title(g, "Norm growth of [LL20]: ‖θ‖ = Θ((ln t)^{1/L})", c->title);
         fprintf(b, "set xlabel '%s'\nset ylabel 'log_{10} ‖θ‖'\nplot ", GP_LABEL_LOG10_LN_T);
-        for (int i = 0, k = 0; i < n_drawn(c); i++) {
-            if (!c->runs[i].done) continue;
-            fprintf(b, "%s'", k++ ? ", " : "");
-            gp_str(b, c->runs[i].name);
-            fprintf(b, "/metrics.csv' skip 1 using %s:(log10($%d)) lt %d", lnt, ln, group_of(c, i) + 1);
-            clause_title(b, c, i, groups, "");
-        }
+        char u[192];
+        cli_fmt(u, sizeof u, "%s:(log10($%d))", lnt, ln);
+        run_lines(b, c, groups, u);
         fprintf(b, ", %s + (x - %s) / %d.0 lc rgb 'black' lw 1 dt 2 title 'slope 1/L, L = %d'\n",
                 gp_num(ne), gp_num(xl), L, L);
     }

@@ -57,6 +57,7 @@ typedef struct prun {
     double *x, *y;       /* [nrows] and [MAX_Y][nrows]: what is drawn (NAN: left out) */
     char group[256];     /* the --group-by value */
     int gi;              /* its group index */
+    int order;           /* its place on the command line (runs are drawn by group, then order) */
 } prun;
 
 typedef struct popts {
@@ -463,8 +464,15 @@ static int group_value(const prun *r, const char *F, char *b, size_t cap) {
     return 0;
 }
 
+static int by_group(const void *a, const void *b) {
+    const prun *x = a, *y = b;
+    return x->gi != y->gi ? (x->gi > y->gi) - (x->gi < y->gi) : (x->order > y->order) - (x->order < y->order);
+}
+
 /* Number the groups in the order of their first run, numeric values in
- * numeric order. Returns the number of groups. */
+ * numeric order, and sort the runs by group (then command-line order).
+ * Returns the number of groups, with *names_out their values (pointers
+ * into the runs: valid until they are freed), or -1 out of memory. */
 static int number_groups(prun *r, int n, char ***names_out) {
     char **names = calloc((size_t)n, sizeof *names);
     int ng = 0;
@@ -486,10 +494,23 @@ static int number_groups(prun *r, int n, char ***names_out) {
                 char *t = names[b];
                 names[b] = names[b - 1], names[b - 1] = t;
             }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        r[i].order = i;
         for (int g = 0; g < ng; g++)
             if (!strcmp(names[g], r[i].group)) r[i].gi = g;
-    *names_out = names;
+    }
+    /* the names point into the runs' group fields: copy them before the sort moves those */
+    char **copies = calloc((size_t)(ng ? ng : 1), sizeof *copies);
+    int okc = copies != NULL;
+    for (int g = 0; okc && g < ng; g++) okc = (copies[g] = cli_aprintf("%s", names[g])) != NULL;
+    free(names);
+    if (!okc) {
+        for (int g = 0; copies && g < ng; g++) free(copies[g]);
+        free(copies);
+        return -1;
+    }
+    qsort(r, (size_t)n, sizeof *r, by_group);
+    *names_out = copies;
     return ng;
 }
 
@@ -614,11 +635,8 @@ static int draw(prun *r, int n, const popts *o, char *const *ys, int ny, char **
         else if (gs_line && last) gp_key_below(b, 1, 1);
         else fprintf(b, "set key off\n");
         fprintf(b, "plot ");
-        /* group by group, so the key lists the groups in their order */
-        for (int gq = 0, k = 0; gq < ng; gq++)
-        for (int i = 0; i < n; i++) {
-            if (r[i].gi != gq) continue;
-            fprintf(b, "%s'", k++ ? ", \\\n     " : "");
+        for (int i = 0; i < n; i++) { /* sorted by group: the key lists them in order */
+            fprintf(b, "%s'", i ? ", \\\n     " : "");
             char *mp = cli_join(r[i].dir, "metrics.csv");
             gp_str(b, mp ? mp : "");
             free(mp);
@@ -818,6 +836,7 @@ int cli_plot(int argc, char **argv) {
     int ng = rc ? 0 : number_groups(L.r, L.n, &gnames);
     if (!rc && ng < 0) rc = CLI_EXIT_ERROR;
     if (!rc) rc = draw(L.r, L.n, &o, ys, ny, gnames, ng);
+    for (int g = 0; g < ng; g++) free(gnames[g]);
     free(gnames);
     for (int i = 0; i < L.n; i++) prun_free(&L.r[i]);
     free(L.r);

@@ -15,11 +15,7 @@ cli_test_init python
 ROOT=$(pwd)
 SO="$BUILD/libmarginflow.so.0"
 
-py=""
-for p in "${PYTHON:-}" python3 /usr/bin/python3; do
-    [ -n "$p" ] || continue
-    if "$p" -c 'import numpy, pandas, pytest' 2>/dev/null; then py=$p; break; fi
-done
+py=$(find_python "numpy pandas pytest")
 if [ -z "$py" ]; then
     bad "no python3 with numpy, pandas and pytest (run scripts/install-deps)"
     cli_test_done
@@ -31,14 +27,7 @@ if [ ! -f "$SO" ]; then
     exit 1
 fi
 
-preload=""
-if nm -D "$SO" 2>/dev/null | grep -q ' U __asan_init'; then
-    cc=${CC:-cc}
-    for rt in libasan.so libubsan.so; do
-        f=$($cc -print-file-name=$rt)
-        [ -f "$f" ] && preload="$preload${preload:+:}$f"
-    done
-fi
+preload=$(sanitizer_preload "$SO")
 
 out="$T/pytest.out"
 env LD_PRELOAD="$preload" ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}" \

@@ -11,18 +11,8 @@ cli_test_init tutorial
 ROOT=$(pwd)
 DOC="$ROOT/docs/tutorial.md"
 
-py=""
-for p in "${PYTHON:-}" python3 /usr/bin/python3; do
-    [ -n "$p" ] || continue
-    if "$p" -c 'import numpy, pandas' 2>/dev/null; then py=$p; break; fi
-done
-preload=""
-if nm -D "$BUILD/libmarginflow.so.0" 2>/dev/null | grep -q ' U __asan_init'; then
-    for rt in libasan.so libubsan.so; do
-        f=$(${CC:-cc} -print-file-name=$rt)
-        [ -f "$f" ] && preload="$preload${preload:+:}$f"
-    done
-fi
+py=$(find_python "numpy pandas")
+preload=$(sanitizer_preload "$BUILD/libmarginflow.so.0")
 
 # split the file into numbered blocks: T/blocks/NN.sh or NN.py
 mkdir -p "$T/blocks" "$T/work"
