@@ -377,7 +377,7 @@ static void ck_verdict(const cJSON *ck, rp_claim *c, rp_check_out *o) {
 }
 
 /* (eps, delta)-KKT of the final parameters by the analysis' NNLS certificate
- * (THEORY.md s.3), with Lyu & Li's loss-gradient certificate reported too. */
+ * (docs/theory.md s.3), with Lyu & Li's loss-gradient certificate reported too. */
 static void ck_kkt(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     rp_run *runs = c->runs;
     int n = c->nruns;

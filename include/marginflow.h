@@ -180,7 +180,7 @@ MF_API int mf_data_load(const char *path, const char *format, int min_d, mf_data
 
 /* Build a data set from a spec string:
  *   builtin:B | builtin:C | builtin:D | builtin:G | builtin:R1 | builtin:sym4
- *       the known-answer sets of THEORY.md section 4;
+ *       the known-answer sets of docs/theory.md section 4;
  *   gauss:n=200,d=20,margin=0.1,seed=3
  *       linearly separable through the origin with a planted margin;
  *   symmetric:n=..,d=..,margin=..,seed=..   gauss plus the mirror (-x, -y) of
@@ -352,7 +352,7 @@ MF_API double mf_margins(const mf_data *data, const double *out, int n_out, doub
  *   *log_loss = log sum_n ell(s_n)   (natural log, exact at any level)
  *   gout[n][n_out] = (d Loss / d z) / Loss     (may be NULL)
  *   wts[n] = -ell'(s_n) / Loss                 (softmax weights; may be NULL)
- * [LL20] section 2 / THEORY.md section 2. No exp() of a positive argument
+ * [LL20] section 2 / docs/theory.md section 2. No exp() of a positive argument
  * larger than log(DBL_MAX) is ever taken. Returns MF_ERR_NUMERIC if an
  * output is non-finite (then *log_loss = NAN). idx (may be NULL): the batch
  * rows out[i] correspond to data sample idx[i]; n = batch size. */
@@ -363,7 +363,7 @@ MF_API int mf_loss_eval(mf_loss_kind loss, const mf_data *data, const int *idx, 
 /* log ell(0): log 1 = 0 for exp, log log 2 for logistic/CE. */
 MF_API double mf_loss_log_ell0(mf_loss_kind loss);
 
-/* Smoothed normalized margin from the log loss, [LL20] Def./THEORY.md s.1:
+/* Smoothed normalized margin from the log loss, [LL20] Def./docs/theory.md s.1:
  *   exp:       -log_loss / ||theta||^L
  *   logistic:  -log(expm1(Loss)) / ||theta||^L, computed stably from log_loss.
  * ||theta||^L may overflow or underflow: the quotient is then taken with the
@@ -611,7 +611,7 @@ MF_API void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap);
  * Exact max-margin references for linear predictors through the
  * origin: the l2 hard-margin SVM (the global optimum of (P) for linear and
  * fully-connected linear nets) and the l1-margin LP (the global optimum for
- * depth-2 diagonal nets). THEORY.md section 3; [LL20], [VSS22].
+ * depth-2 diagonal nets). docs/theory.md section 3; [LL20], [VSS22].
  *
  * Notation: z_n = y_n x_n in R^d (n = 1..N), Z = [N][d] with rows z_n,
  * q_n(w) = <w, z_n> the margin of sample n.
@@ -655,7 +655,7 @@ MF_API const char *mf_svm_settings_validate(const mf_svm_settings *s);
  *              margin max_{||b||_1 = 1} min_n q_n(b)), gamma_diag2 =
  *              gamma_l1 / 2 = 1/(2 ||beta||_1), the global optimum of the
  *              normalized margin of a depth-2 diagonal net <u o v, x>
- *              (THEORY.md s.3); alpha [n] the LP row duals (multipliers of
+ *              (docs/theory.md s.3); alpha [n] the LP row duals (multipliers of
  *              q_n >= 1; alpha >= 0, ||Z^T alpha||_inf <= 1).
  * NONSEPARABLE: w = alpha = NULL, gamma = gamma_diag2 = 0; certificate [n]
  *              with c_n >= 0, sum c_n = 1 and certificate_norm =
@@ -771,7 +771,7 @@ MF_API int mf_svm_norm_from_name(const char *s, mf_svm_norm *norm);
 
 /*
  * Analysis: KKT certificates and optimality
- * verdicts for problem (P) of THEORY.md section 3,
+ * verdicts for problem (P) of docs/theory.md section 3,
  *     (P)  minimize 1/2 ||theta||^2  subject to  q_n(theta) >= 1 for all n.
  *
  * Split of work: section A is src/margin.c; section B (search-based and
@@ -805,7 +805,7 @@ MF_API int mf_model_preactivations(const mf_model *m, const double *theta, const
 /* Most radii one local search takes. */
 #define MF_LOCAL_MAX_RADII 8
 
-/* Directional first-order test at a non-smooth point ([VSS22]; THEORY.md s.3):
+/* Directional first-order test at a non-smooth point ([VSS22]; docs/theory.md s.3):
  * search for d with q_n'(theta; d) >= 0 for every active n (q_n <= 1 + act_tol)
  * and <theta, d> < 0, by one LP (GLPK) per sign pattern of the directional
  * derivatives of the pre-activations that are within zero_tol of 0 (at most

@@ -7,7 +7,7 @@
  * (groups stored row-major one after another, named by m->layers[]). The
  * homogeneous ones (Phi(c theta) = c^L Phi(theta), c > 0) are the objects of
  * [LL20] (Lyu & Li, ICLR 2020) and [VSS22] (Vardi, Shamir & Srebro, NeurIPS
- * 2022); skip-linear (THEORY.md construction G) and relu2-outbias are the
+ * 2022); skip-linear (docs/theory.md s.4, case G) and relu2-outbias are the
  * non-homogeneous counter-examples. What each family computes and how is in
  * its file: src/model/chain.c (linear, fc-linear, mlp), relu2.c (relu2,
  * relu2-outbias), diag.c, skip.c; the table they fill is in

@@ -5,8 +5,8 @@
  *  - spec parsing: canonical specs, parameter counts, degrees, layer tables,
  *    and the exact error code and offending token of bad specs;
  *  - forward values against an independent scalar reference written here
- *    from the mf_model_kind definitions, and the known answers of THEORY.md
- *    section 4 (cases B, C, D, G);
+ *    from the mf_model_kind definitions, and the known answers of
+ *    docs/theory.md section 4 (cases B, C, D, G);
  *  - backward against central finite differences of f(theta) = sum_i <r_i,
  *    out_i> for every architecture (points chosen away from kinks), on the
  *    plain-loop path and on the BLAS path;

@@ -31,7 +31,7 @@ if [ "$(readlink "$DEST$PREFIX/lib/libmarginflow.so.0")" = "libmarginflow.so.0.1
 else bad "libmarginflow.so.0 -> $(readlink "$DEST$PREFIX/lib/libmarginflow.so.0")"; fi
 
 cat >"$T/prog.c" <<'C'
-/* solves the hard-margin SVM of THEORY.md's sym4 set: gamma_svm = sqrt(5)/2 */
+/* solves the hard-margin SVM of the sym4 set of docs/theory.md s.4: gamma_svm = sqrt(5)/2 */
 #include <marginflow.h>
 #include <stdio.h>
 #include <string.h>

@@ -3,7 +3,7 @@
 # build: ${BUILD:-build}/marginflow; figures need gnuplot, and are checked
 # only when it is installed).
 #
-#  - three fast claims (cases B, C and G of THEORY.md) in quick form with
+#  - three fast claims (cases B, C and G of docs/theory.md s.4) in quick form with
 #    --jobs 2: each prints PASS, the run ends with "3 passed, 0 failed" and
 #    exit 0; each run directory holds metrics.csv, params.txt, summary.json;
 #    report.md / report.html name every claim; the figures exist as .gp (and
