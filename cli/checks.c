@@ -417,6 +417,7 @@ static void ck_fraction(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     const cJSON *groups = cli_jget(ck, "groups");
     const char *label = cli_jstr_or(ck, "label", "value");
     c->n_groups = 0;
+    c->frac_below = below;
     cli_fmt(c->sweep_kind, sizeof c->sweep_kind, "fraction");
     int ok = 1, any = 0;
     o->measured[0] = '\0';

@@ -610,13 +610,13 @@ static int fig_sweep(const rp_claim *c, gp_fig *g) {
     FILE *b = GP_BODY(g);
     if (frac) {
         gp_title(g, "Fraction of runs that end at a suboptimal limit", c->title);
-        fprintf(b, "set xlabel '%s' noenhanced\nset ylabel 'fraction of the runs that separate the data'\n"
+        fprintf(b, "set xlabel '%s' noenhanced\nset ylabel 'runs ending at γ < %s (of those that separate)'\n"
                    "set yrange [0:1.05]\nset boxwidth 0.6\nset style fill solid 0.35 border\n"
                    "set xtics ()\nset offsets 0.6, 0.6, 0, 0\nset key off\n"
                    "plot 'fig-sweep.dat' skip 1 using 0:2:xticlabels(stringcolumn(1)) with boxes lc rgb '%s', "
                    "'' skip 1 using 0:2:3:4 with yerrorbars pt 0 lw 1 lc rgb 'black', "
                    "'' skip 1 using 0:4:(sprintf('%%d/%%d', $5, $6)) with labels offset 0,0.7 font ',8'\n",
-                var, gp_color(0));
+                var, gp_num(c->frac_below), gp_color(0));
     } else if (!(isfinite(c->fit_icpt) && isfinite(c->fit_slope) && isfinite(c->pred_slope))) {
         gp_title(g, "Escape time of the small-initialization phase", c->title);
         fprintf(b, "set xlabel 'ln(1/σ_{init})'\nset ylabel 'escape time t_{esc} (flow time, sum loss)'\n"

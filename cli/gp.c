@@ -46,17 +46,39 @@ void gp_dstr(FILE *f, const char *s) {
     }
 }
 
-/* s cut at about `max` characters at a space (bytes; UTF-8 sequences are
- * never split because only an ASCII space is a cut point), in gnuplot
- * double-quote form, lines joined by "\n". */
-static void wrapped(FILE *f, const char *s, size_t max) {
+/* Width in printed characters of the byte s[i]: 0 for a UTF-8 continuation
+ * byte (a character counts once, at its lead byte) and, when markup (the
+ * text is gnuplot enhanced text), 0 for the markup characters _ ^ { } that
+ * do not print; 1 otherwise. */
+static size_t printed(const char *s, size_t i, int markup) {
+    unsigned char c = (unsigned char)s[i];
+    if ((c & 0xC0) == 0x80) return 0;
+    return markup && strchr("_^{}", c) ? 0 : 1;
+}
+
+/* 1 if the space s[i] may end a line: not one beside an '=' ("y = -1"
+ * stays on one line). */
+static int cut_point(const char *s, size_t i) {
+    return s[i] == ' ' && s[i + 1] != '=' && (i == 0 || s[i - 1] != '=');
+}
+
+/* s cut at about `max` printed characters (printed() above) at a space,
+ * in gnuplot double-quote form, lines joined by "\n". UTF-8 sequences are
+ * never split: only an ASCII space is a cut point (cut_point), and a long
+ * word is cut before a lead byte. */
+static void wrapped(FILE *f, const char *s, size_t max, int markup) {
     size_t n = strlen(s), start = 0;
     while (start < n) {
+        size_t lim = start, v = 0; /* lim: first byte past what fits */
+        while (lim < n && v + printed(s, lim, markup) <= max) v += printed(s, lim++, markup);
         size_t end = n;
-        if (n - start > max) {
-            end = start + max;
-            while (end > start && s[end] != ' ') end--;
-            if (end == start) end = start + max; /* one long word: cut it */
+        if (lim < n) {
+            end = lim;
+            while (end > start && !cut_point(s, end)) end--;
+            if (end == start) { /* one long word: cut it (at least one character) */
+                end = lim > start ? lim : start + 1;
+                while (end < n && ((unsigned char)s[end] & 0xC0) == 0x80) end++;
+            }
         }
         char *piece = cli_aprintf("%.*s", (int)(end - start), s + start);
         if (start) fputs("\\n", f);
@@ -67,14 +89,15 @@ static void wrapped(FILE *f, const char *s, size_t max) {
     }
 }
 
-/* wrapped(s, max) written to b, with what enhanced text mode would read
- * (^ _ @ & ~ { }) escaped when enh. */
+/* wrapped(s, max) written to b; when enh (s is literal text shown in an
+ * enhanced-mode string) what enhanced text mode would read (^ _ @ & ~ { })
+ * is escaped, and every character counts for the width. */
 static void wrapped_text(FILE *b, const char *s, size_t max, int enh) {
     char *w = NULL;
     size_t wl = 0;
     FILE *m = open_memstream(&w, &wl);
     if (!m) return;
-    wrapped(m, s ? s : "", max);
+    wrapped(m, s ? s : "", max, !enh);
     fclose(m);
     for (const char *p = w; p && *p; p++) {
         if (enh && strchr("^_@&~{}", *p)) fputs("\\\\", b);
@@ -87,10 +110,10 @@ static void wrapped_text(FILE *b, const char *s, size_t max, int enh) {
  * words in enhanced text (q_{min}, ‖θ‖^L) unless s_literal, sub (text from
  * a user or a claim file) literal, in smaller lines below it; either may
  * be empty. Lines are cut to what fits the figure's width w (inches): about
- * 15 characters an inch at 9 pt, 17 at the subtitle's size. */
+ * 15 printed characters an inch at 9 pt, 18 at the subtitle's size. */
 static void title_text(FILE *b, double w, const char *s, int s_literal, const char *sub) {
     int has_s = s && s[0], has_sub = sub && sub[0];
-    size_t main_chars = (size_t)(15 * w), sub_chars = (size_t)(17 * w);
+    size_t main_chars = (size_t)(15 * w), sub_chars = (size_t)(18 * w);
     fputc('"', b);
     if (has_s) wrapped_text(b, s, main_chars, s_literal);
     if (has_sub) {

@@ -31,6 +31,7 @@ typedef struct rp_claim {
     int n_groups;
     double group_x[64], group_y[64], group_y2[64];
     int n_dead;               /* fraction: runs that never separated the data */
+    double frac_below;        /* fraction: the margin a run ends below to count (NAN if none) */
     char sweep_kind[32];      /* "fraction" or "escape" or "" */
     double fit_slope, fit_icpt, pred_slope;
     int degree;               /* homogeneity order of the first run's model */
