@@ -166,8 +166,8 @@ static double max_log10_t(const rp_claim *c) {
 
 /* Normalized (and smoothed) margin vs log10 t; layer != 0: the per-layer
  * margin q_min / prod_l ||W_l|| instead. The y range follows the margins
- * (gp_range over every drawn value, and gamma*), starting at 0 when they
- * are positive. */
+ * (gp_range over every drawn value, smoothed margins only where positive,
+ * and gamma*), starting at 0 when they are positive. */
 static int fig_margin(const rp_claim *c, gp_fig *g, int layer) {
     FILE *b = GP_BODY(g);
     double xmax = max_log10_t(c);
@@ -190,7 +190,10 @@ static int fig_margin(const rp_claim *c, gp_fig *g, int layer) {
             double tl = r->rows[k].time_log; /* only the rows drawn: x finite */
             if (!isfinite(tl) || (xmax > 100 && !(tl > 0))) continue;
             v[nv++] = layer ? r->rows[k].layer_margin : r->rows[k].normalized_margin;
-            if (smooth) v[nv++] = r->rows[k].smoothed_margin;
+            /* gamma~ > 0 exactly where Loss < ell(0), the regime of [LL20]'s
+             * theorem; before it gamma~ can be far below 0 (-17 on sym4 from
+             * a 1e-6 init) and is left to the frame, not the range */
+            if (smooth && r->rows[k].smoothed_margin > 0) v[nv++] = r->rows[k].smoothed_margin;
         }
     }
     double lo, hi;
