@@ -202,7 +202,11 @@ static int fig_margin(const rp_claim *c, gp_fig *g, int layer) {
     if (!any) return 1;
     int gs = isfinite(c->gamma_star) && !layer;
     if (ranged) {
-        if (gs) lo = fmin(lo, 0.96 * c->gamma_star), hi = fmax(hi, 1.04 * c->gamma_star);
+        if (gs) { /* gamma* inside, and the data still 4% of the range off the frame */
+            double dlo = lo, dhi = hi;
+            lo = fmin(lo, 0.96 * c->gamma_star), hi = fmax(hi, 1.04 * c->gamma_star);
+            lo = fmin(lo, dlo - 0.04 * (hi - lo)), hi = fmax(hi, dhi + 0.04 * (hi - lo));
+        }
         if (lo > 0 && lo < 0.35 * hi) lo = 0;
         fprintf(b, "set yrange [%s:%s]\n", gp_num(lo), gp_num(hi));
     }
