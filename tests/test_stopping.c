@@ -113,9 +113,14 @@ TEST(rejection_budget) {
 
 /* The wall budget holds inside the retry loops of lyu-li and flow: every
  * attempt is rejected and slow enough that the rejection budget would take
- * many seconds; the run stops at the wall budget with no accepted step. */
+ * many seconds; the run stops at the wall budget with no accepted step.
+ * flow shrinks its step at least 5x per rejection, so from lr = 1e300 it
+ * reaches an acceptable step after about 430 attempts of up to 4 passes over
+ * 20000 x 100 data (well over 0.1 s on any machine); the 0.01 s budget must
+ * end the run long before that (with 4000 rows and 0.3 s a fast machine
+ * accepted steps first). */
 TEST(wall_budget_inside_retry_loops) {
-    mf_data *D = random_data(4000, 100, 1.0);
+    mf_data *D = random_data(20000, 100, 1.0);
     if (!D) return;
     mf_optimizer_kind opts[2] = {MF_OPT_LYU_LI, MF_OPT_FLOW};
     for (int k = 0; k < 2; k++) {
@@ -126,7 +131,7 @@ TEST(wall_budget_inside_retry_loops) {
         s.lr_down = 1 + 1e-9;
         s.max_rel_step = 0;
         s.max_steps = 5;
-        s.wall_seconds = 0.3;
+        s.wall_seconds = 0.01;
         mf_train_result res;
         double secs;
         CHECK_EQ_INT(run(D, 0.1, &s, &res, &secs), MF_OK);
@@ -134,7 +139,7 @@ TEST(wall_budget_inside_retry_loops) {
               mf_outcome_name(res.outcome));
         CHECK_EQ_INT(res.steps, 0);
         CHECK(res.rejected > 0, "%s: rejected %lld", mf_optimizer_name(opts[k]), res.rejected);
-        CHECK(secs < 2.0, "%s: took %g s for a 0.3 s budget", mf_optimizer_name(opts[k]), secs);
+        CHECK(secs < 2.0, "%s: took %g s for a 0.01 s budget", mf_optimizer_name(opts[k]), secs);
     }
     mf_data_free(D);
 }
