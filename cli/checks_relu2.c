@@ -5,8 +5,8 @@
  * first-layer per-layer problem, and [LLWA21]'s mechanisms on symmetric
  * data. Their rows are in the one table of cli/checks.c (rp_quantities[]);
  * what each measures and when it passes is in experiments/README.md; the
- * mathematics is in docs/theory.md ("Global optimum of two-layer ReLU
- * nets" and the section on the papers' results).
+ * mathematics is in docs/theory.md (section 5, the global optimum of
+ * two-layer ReLU nets; section 7.4, the derivations behind these checks).
  *
  *   global_relu2   the run's normalized margin against gamma* of
  *                  mf_global_relu2 (certified bracket), with the witness

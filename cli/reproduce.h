@@ -18,6 +18,7 @@ typedef struct rp_memo rp_memo; /* analyses of a claim, computed once (checks.h)
 /* Everything the figures need from a claim. */
 typedef struct rp_claim {
     const char *name;         /* the claim's name (not owned) */
+    const char *title;        /* its title, for the figures ("" when none; not owned) */
     const char *dir;          /* DIR/<claim> (not owned) */
     double gamma_star;        /* NAN if none */
     int nruns;
@@ -30,6 +31,7 @@ typedef struct rp_claim {
     int n_groups;
     double group_x[64], group_y[64], group_y2[64];
     int n_dead;               /* fraction: runs that never separated the data */
+    double frac_below;        /* fraction: the margin a run ends below to count (NAN if none) */
     char sweep_kind[32];      /* "fraction" or "escape" or "" */
     double fit_slope, fit_icpt, pred_slope;
     int degree;               /* homogeneity order of the first run's model */
@@ -60,14 +62,17 @@ void rp_unit_cosines(const mf_model *m, const double *theta, const double *ref, 
  * by mf_svm_solve (cli/checks.c); returns gamma_svm, or NAN when not solved. */
 double rp_svm_unit(const mf_data *d, double *wsvm);
 
-/* [LLWA21]'s odd/even split (cli/checks_relu2.c) of a bias-free relu2 net at theta on binary
- * data D (d <= 64): *cosv = cos(v, wsvm), v = sum_k a_k w_k (wsvm a unit
- * vector), *ratio = max_n |E(x_n)| / max_n |L(x_n)| (NAN when undefined).
+/* [LLWA21]'s odd/even split (cli/checks_relu2.c) of a bias-free relu2 net
+ * at theta on binary data D (d <= 64): *cosv = cos(v, wsvm), v = sum_k a_k
+ * w_k (wsvm a unit vector), *ratio = max_n |E(x_n)| / max_n |L(x_n)| (NAN
+ * when undefined).
  * Returns 0, or -1 for another model. */
 int rp_odd_even(const mf_model *m, const mf_data *D, const double *theta, const double *wsvm,
                 double *cosv, double *ratio);
 
-/* NNLS (eps, delta) of (P) and Lyu & Li's certificate eps (lleps may be NULL)
+/* NNLS (eps, delta) of (P) and Lyu & Li's certificate eps relative to
+ * ||theta~||, sqrt(2 (1 - beta)) (lleps may be NULL; like eps it is
+ * relative, so the two share an axis), 
  * for the snapshot of logged row k of run r of claim c (mf_analyze without
  * the local search, through the claim's memo: a row a check analysed is not
  * analysed again). Returns 0, or -1 if the row is not separating, has no
