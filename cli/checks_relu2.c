@@ -545,7 +545,7 @@ void rp_ck_sign_init(const cJSON *ck, rp_claim *c, rp_check_out *o) {
  * c_k = a_k^2 - ||w_k||^2 (snapshot row 0 = init). Passes when every
  * selected run has drift <= tol and, with "slope", when the least-squares
  * slope of ln drift against ln of the vary value (the step) is within
- * slope_tol of slope. */
+ * slope_tol of slope (then the sweep figure draws drift against the step). */
 void rp_ck_invariant(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     const char *sel = cli_jstr_or(ck, "run", NULL);
     double tol = cli_jnum_or(ck, "tol", INFINITY), sl = cli_jnum_or(ck, "slope", NAN);
@@ -598,6 +598,11 @@ void rp_ck_invariant(const cJSON *ck, rp_claim *c, rp_check_out *o) {
             sxx += (xs[k] - sx / m) * (xs[k] - sx / m), sxy += (xs[k] - sx / m) * (ys[k] - sy / m);
         if (m >= 2 && sxx > 0) b = sxy / sxx;
         ok &= fabs(b - sl) <= stol;
+        /* the sweep figure: drift against the step, log-log, with the fit */
+        cli_fmt(c->sweep_kind, sizeof c->sweep_kind, "invariant");
+        c->n_groups = m;
+        for (int k = 0; k < m; k++) c->group_x[k] = exp(xs[k]), c->group_y[k] = exp(ys[k]);
+        c->fit_slope = b, c->fit_icpt = m > 0 ? sy / m - b * sx / m : NAN, c->pred_slope = sl;
         cli_cat(o->measured, sizeof o->measured, "; slope of ln drift vs ln step %s (%d runs)", cli_f(b, 3), m);
         cli_cat(o->expected, sizeof o->expected, "%sslope %.3g +- %.3g", o->expected[0] ? ", " : "", sl, stol);
     }

@@ -639,7 +639,9 @@ static int fig_sweep(const rp_claim *c, gp_fig *g) {
     if (c->n_groups == 0 || !c->sweep_kind[0]) return 1;
     FILE *d = open_in(c, "fig-sweep.dat");
     if (!d) return -1;
-    const char *var = c->nruns > 0 && c->runs[0].var[0] ? c->runs[0].var : "value";
+    const char *var = "value"; /* the varied quantity of the first run that varies one */
+    for (int i = c->nruns - 1; i >= 0; i--)
+        if (c->runs[i].has_vary && c->runs[i].var[0]) var = c->runs[i].var;
     int frac = !strcmp(c->sweep_kind, "fraction");
     fprintf(d, "# x,y%s\n", frac ? ",low,high,k,n (95% Wilson)" : "");
     for (int q = 0; q < c->n_groups; q++) {
@@ -663,6 +665,29 @@ static int fig_sweep(const rp_claim *c, gp_fig *g) {
                    "'' skip 1 using 0:2:3:4 with yerrorbars pt 0 lw 1 lc rgb 'black', "
                    "'' skip 1 using 0:4:(sprintf('%%d/%%d', $5, $6)) with labels offset 0,0.7 font ',8'\n",
                 var, gp_num(c->frac_below), gp_color(0));
+    } else if (!strcmp(c->sweep_kind, "invariant")) {
+        /* drift of a_k^2 - ||w_k||^2 against the step (checks_relu2.c): log-log,
+         * the fit ln drift = icpt + slope ln step and the expected slope
+         * through the geometric mean of the points */
+        double mx = 0, my = 0;
+        for (int q = 0; q < c->n_groups; q++) mx += log(c->group_x[q]), my += log(c->group_y[q]);
+        mx /= c->n_groups, my /= c->n_groups;
+        gp_title(g, "Drift of the flow invariant a_{k}^2 - ‖w_{k}‖^2 under gradient descent", c->title);
+        fprintf(b, "set logscale xy\nset xlabel '%s' noenhanced\n"
+                   "set ylabel 'max_{k} |Δ(a_{k}^2 - ‖w_{k}‖^2)| / ‖θ‖^2'\n"
+                   "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\n", var);
+        /* tics at the measured points: the range spans less than a decade */
+        fprintf(b, "set format y '%%.2g'\nset xtics (");
+        for (int q = 0; q < c->n_groups; q++) fprintf(b, "%s%s", q ? ", " : "", gp_num(c->group_x[q]));
+        fprintf(b, ")\nset ytics (");
+        for (int q = 0; q < c->n_groups; q++) fprintf(b, "%s%s", q ? ", " : "", gp_num(c->group_y[q]));
+        fprintf(b, ")\n");
+        gp_key_below(b, 3, 3);
+        fprintf(b, "plot 'fig-sweep.dat' skip 1 using 1:2 with points pt 7 ps 1 lt 1 title 'measured', "
+                   "exp(%s) * x**%s lt 2 lw 1.2 title 'fit, slope %.3g', "
+                   "exp(%s + %s * (log(x) - %s)) lc rgb 'black' lw 1 dt 2 title 'expected slope %.3g'\n",
+                gp_num(c->fit_icpt), gp_num(c->fit_slope), c->fit_slope, gp_num(my), gp_num(c->pred_slope),
+                gp_num(mx), c->pred_slope);
     } else if (!(isfinite(c->fit_icpt) && isfinite(c->fit_slope) && isfinite(c->pred_slope))) {
         gp_title(g, "Escape time of the small-initialization phase", c->title);
         fprintf(b, "set xlabel 'ln(1/σ_{init})'\nset ylabel 'escape time t_{esc} (flow time, sum loss)'\n"
