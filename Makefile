@@ -17,7 +17,7 @@ WARN    := -Wall -Wextra -pedantic -Werror
 CFLAGS  ?= $(OPT) -g
 ALLCFLAGS := -std=c11 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -D_POSIX_C_SOURCE=200809L \
              -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu -MMD -MP
-LDLIBS  := -lnlopt -lglpk $(BLAS) -llapacke -lcjson -lz -lm $(EXTRA_LDLIBS)
+LDLIBS  := -lnlopt -lglpk -larpack $(BLAS) -llapacke -lcjson -lz -lm $(EXTRA_LDLIBS)
 
 LIB_SRC := $(wildcard src/*.c src/model/*.c)
 CLI_SRC := $(wildcard cli/*.c)

@@ -75,6 +75,37 @@ static double dHd(const mf_model *m, const mf_data *D, const double *theta, cons
     return s;
 }
 
+/* The witness of a not-local verdict re-evaluates, independently of the
+ * analysis (mf_margin_jacobian's single-sample passes, a plain norm), to a
+ * feasible point with a larger normalized margin than theta~. */
+static void expect_witness(const mf_model *m, const mf_data *D, const mf_analysis *a,
+                           const char *kind) {
+    const mf_witness *w = &a->witness;
+    CHECK(w->found && w->theta, "no witness: %s", a->verdict_reason);
+    if (!w->found || !w->theta) return;
+    if (kind) CHECK(strcmp(w->kind, kind) == 0, "witness kind %s, want %s", w->kind, kind);
+    double *q = malloc(sizeof(double) * (size_t)D->n), *q0 = malloc(sizeof(double) * (size_t)D->n);
+    mf_margin_jacobian(m, D, w->theta, q, NULL, NULL);
+    mf_margin_jacobian(m, D, a->theta_tilde, q0, NULL, NULL);
+    double qmin = INFINITY, qmin0 = INFINITY, n2 = 0, n20 = 0;
+    for (int n = 0; n < D->n; n++) {
+        if (q[n] < qmin) qmin = q[n];
+        if (q0[n] < qmin0) qmin0 = q0[n];
+    }
+    for (size_t i = 0; i < m->n_params; i++) {
+        n2 += w->theta[i] * w->theta[i];
+        n20 += a->theta_tilde[i] * a->theta_tilde[i];
+    }
+    double g = qmin / pow(sqrt(n2), m->degree), g0 = qmin0 / pow(sqrt(n20), m->degree);
+    CHECK(qmin >= 1.0 - 1e-12, "witness q_min %.17g < 1", qmin);
+    CHECK(g > g0 * (1 + 1e-9), "witness gamma %.17g not above gamma(theta~) %.17g", g, g0);
+    CHECK_NEAR(g, w->gamma, 1e-12 * g);
+    CHECK(w->gain_ref > w->noise && w->noise >= 1e-9, "gain %g vs noise %g", w->gain_ref, w->noise);
+    CHECK(w->distance <= w->radius * (1 + 1e-6), "distance %g > radius %g", w->distance, w->radius);
+    free(q);
+    free(q0);
+}
+
 /* B: u = v = (1, 0), x = (1, 2). */
 TEST(test_B) {
     mf_data *D = load("builtin:B");
@@ -99,12 +130,12 @@ TEST(test_B) {
         if (a->dir) {
             CHECK_NEAR(fabs(a->dir[1]), sqrt(0.5), 1e-6);
             CHECK_NEAR(a->dir[1] * a->dir[3], 0.5, 1e-6);
-            /* gain along theta~ + eps d: (1 + eps^2/2 ... ) > 0 for small eps */
+            /* along the curve the gain is second order: ~ t^2 |d'Hd| / 2 / ||theta~||^2 */
             CHECK(a->gain[2] > 0 && a->gain[3] > 0, "gains %g %g", a->gain[2], a->gain[3]);
-            /* exact: u = v = (1, t), t = eps/sqrt2: gamma = (1 + 2t^2)/(2 + 2t^2) */
-            double t = 1e-1 / sqrt(2.0), want = (1 + 2 * t * t) / (2 + 2 * t * t) / 0.5 - 1;
-            CHECK_NEAR(a->gain[0], want, 1e-12);
+            CHECK(a->gain[1] > 50 * a->gain[2] && a->gain[1] < 200 * a->gain[2], "gains not ~r^2: %g %g",
+                  a->gain[1], a->gain[2]);
         }
+        expect_witness(m, D, a, "second-order curve");
         double d[4] = {0, 1, 0, 1};
         CHECK_NEAR(dHd(m, D, a->theta_tilde, a->lambda, d), -2.0, 1e-6);
         CHECK_EQ_INT(a->verdict, MF_VERDICT_NOT_LOCAL);
@@ -132,6 +163,7 @@ TEST(test_C) {
         CHECK_NEAR(dHd(m, D, a->theta_tilde, a->lambda, d), -6.0, 1e-6);
         CHECK(a->min_eig < -1e-3, "min_eig = %g", a->min_eig);
         CHECK_EQ_INT(a->verdict, MF_VERDICT_NOT_LOCAL);
+        expect_witness(m, D, a, "second-order curve");
     }
     mf_analysis_free(a);
     mf_model_free(m);
@@ -159,6 +191,7 @@ TEST(test_D) {
             CHECK(a->directional->best_inner < 0, "best_inner = %g", a->directional->best_inner);
         }
         CHECK_EQ_INT(a->verdict, MF_VERDICT_NOT_LOCAL);
+        expect_witness(m, D, a, "directional");
     }
     mf_analysis_free(a);
     mf_model_free(m);
@@ -319,9 +352,11 @@ TEST(test_multiclass_smoke) {
     if (a) {
         CHECK(a->q_min > 0, "q_min = %g", a->q_min);
         CHECK(isfinite(a->eps), "eps = %g", a->eps);
-        CHECK_EQ_INT(a->has_global, 0);
-        CHECK(a->verdict != MF_VERDICT_NON_HOMOGENEOUS && a->verdict != MF_VERDICT_GLOBAL, "verdict %s",
-              mf_verdict_name(a->verdict));
+        /* the Crammer-Singer SVM of multi3: W = (4/9, 0; -2/9, 1/3; -2/9, -1/3),
+           ||W||_F^2 = 14/27 (checked by hand from its two support samples) */
+        CHECK_EQ_INT(a->has_global, 1);
+        CHECK_NEAR(a->gamma_star, sqrt(27.0 / 14.0), 1e-12);
+        CHECK_EQ_INT(a->verdict, MF_VERDICT_NOT_KKT); /* the class directions are not the SVM */
     }
     mf_analysis_free(a);
     mf_model_free(m);
@@ -555,7 +590,13 @@ TEST(test_settings) {
     CHECK(msg && strstr(msg, "layer"), "message: %s", msg ? msg : "(null)");
     CHECK(strcmp(mf_verdict_name(MF_VERDICT_GLOBAL), "global") == 0, "name");
     CHECK(strcmp(mf_verdict_name(MF_VERDICT_NOT_LOCAL), "not-local") == 0, "name");
-    CHECK(strcmp(mf_verdict_name(MF_VERDICT_LOCAL_EVIDENCE), "local-evidence") == 0, "name");
+    CHECK(strcmp(mf_verdict_name(MF_VERDICT_INCONCLUSIVE), "inconclusive") == 0, "name");
+    mf_verdict v = MF_VERDICT_GLOBAL;
+    CHECK_EQ_INT(mf_verdict_from_name("local-evidence", &v), MF_OK); /* the former name */
+    CHECK_EQ_INT(v, MF_VERDICT_INCONCLUSIVE);
+    CHECK_EQ_INT(mf_verdict_from_name("not-local", &v), MF_OK);
+    CHECK_EQ_INT(v, MF_VERDICT_NOT_LOCAL);
+    CHECK_EQ_INT(mf_verdict_from_name("bogus", &v), MF_ERR_INVALID);
     mf_analysis_free(NULL);
 }
 
@@ -578,6 +619,10 @@ static mf__evidence evidence(void) {
     ev.kkt_tol = 1e-3;
     ev.global_tol = 1e-4;
     ev.ratio = NAN;
+    ev.gamma_lower = ev.gamma_upper = NAN;
+    ev.kkt_exact = 1;
+    ev.min_eig = ev.min_eig_err = NAN;
+    ev.min_eig_absent = "";
     return ev;
 }
 
@@ -592,6 +637,22 @@ static void expect_verdict(const mf__evidence *ev, int decided, mf_verdict want,
     CHECK_EQ_INT(v1, want);
     CHECK(strncmp(r1, start, strlen(start)) == 0, "reason '%s' does not start with '%s'", r1, start);
     if (contains) CHECK(strstr(r1, contains) != NULL, "reason '%s' lacks '%s'", r1, contains);
+}
+
+/* A found witness for constructed evidence. */
+static mf_witness g_wit;
+static const mf_witness *witness_found(void) {
+    memset(&g_wit, 0, sizeof g_wit);
+    g_wit.found = 1;
+    snprintf(g_wit.kind, sizeof g_wit.kind, "local search");
+    g_wit.radius = 0.1;
+    g_wit.distance = 0.05;
+    g_wit.q_min = 1.0;
+    g_wit.gamma = 0.3;
+    g_wit.reference = 0.25;
+    g_wit.gain_ref = 0.2;
+    g_wit.noise = 1e-9;
+    return &g_wit;
 }
 
 /* The rules of verdict.c, in their order, on constructed evidence. */
@@ -613,7 +674,9 @@ TEST(test_verdict_rules) {
     ev.layer_value = ev.layer_opt = 0.5;
     expect_verdict(&ev, 1, MF_VERDICT_GLOBAL, "per-layer problem P_1 (a, other layers frozen)",
                    "(Whole network: eps = 1e-06, KKT.) NOTE.");
-    ev.layer_value = 0.6;
+    ev.layer_value = 0.6; /* beyond global_tol: not-local only with the QP's witness */
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "per-layer problem P_1 (a,", "no witness");
+    ev.witness = witness_found();
     expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "per-layer problem P_1 (a,", "exceeds the optimum");
     ev = evidence();
     ev.eps = 2e-3;
@@ -621,6 +684,9 @@ TEST(test_verdict_rules) {
     ev.ratio = 0.5;
     expect_verdict(&ev, 1, MF_VERDICT_NOT_KKT, "not a KKT direction yet: eps = 0.002 > kkt_tol = 0.001",
                    ", 0.5 of gamma*). NOTE.");
+    ev.kkt_exact = 0; /* an upper bound only */
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "eps = 0.002 > kkt_tol = 0.001, but some kinks",
+                   "only an upper bound");
     ev = evidence();
     ev.has_global = 1;
     ev.ratio = 1.0 + 5e-5;
@@ -631,30 +697,40 @@ TEST(test_verdict_rules) {
     ev.local_done = 0;
     expect_verdict(&ev, 0, MF_VERDICT_GLOBAL, "", NULL);
     ev.local_done = 1;
-    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_EVIDENCE, "KKT (eps = 1e-06); no improvement found",
-                   "evidence, not proof. gamma / gamma* = 1.0002 (SRC). NOTE.");
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "KKT (eps = 1e-06) at a smooth point",
+                   "inconclusive. gamma / gamma* = 1.0002 (SRC). NOTE.");
+    /* negative curvature or a descent direction alone decide nothing */
     ev = evidence();
-    ev.loc.so_not_local = ev.loc.dir_not_local = 1;
+    ev.loc.so_negative = 1;
+    ev.second_order_done = 1;
     snprintf(ev.loc.so_note, sizeof ev.loc.so_note, "SO");
-    ev.so_gain = 0.125;
-    expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "KKT (eps = 1e-06) but SO; margin gain along it 0.125",
-                   NULL);
-    ev.loc.so_not_local = 0;
+    ev.loc.cand_kind = "second-order curve";
+    ev.loc.cand_gain = -7e-8;
+    ev.loc.cand_noise = 1e-9;
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "KKT (eps = 1e-06) at a smooth point; second order: SO",
+                   "best candidate (second-order curve): relative gain -7e-08 vs the noise bound 1e-09: no witness");
+    ev.witness = witness_found(); /* the witness decides */
+    expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "KKT (eps = 1e-06) and a witness (local search)",
+                   "not a local optimum within that radius");
+    ev = evidence();
     ev.n_kinks = 3;
-    expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "KKT (eps = 1e-06) at a non-smooth point (3 kinks)", NULL);
-    ev.loc.dir_not_local = 0;
-    ev.loc.search_not_local = 1;
-    ev.local_best_gain = 0.5;
-    expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "KKT (eps = 1e-06) but the local re-solve", "0.5 higher");
-    ev.loc.search_not_local = 0;
+    ev.loc.dir_found = 1;
+    ev.has_directional = 1;
+    ev.dir_n_patterns = 8;
+    ev.dir_searched = 1;
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "KKT (eps = 1e-06) at a non-smooth point (3 kinks)",
+                   "a descent direction (evidence only)");
     ev.loc.so_certified = 1; /* at kinks the sufficient condition is not used */
-    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_EVIDENCE, "KKT (eps = 1e-06); no improvement found", "; SO:");
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "KKT (eps = 1e-06) at a non-smooth point", NULL);
     ev.n_kinks = 0;
+    snprintf(ev.loc.so_note, sizeof ev.loc.so_note, "SO");
     ev.has_local = 1;
     ev.local_trials = 8;
-    ev.local_best_gain = 1e-7;
+    ev.local_method = "SLSQP";
+    ev.loc.cand_kind = "local search";
+    ev.loc.cand_gain = 1e-12;
     expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 1e-06) at a smooth point and SO",
-                   "8 starts each: best gain 1e-07.) NOTE.");
+                   "8 starts per radius: best relative gain 1e-12.) NOTE.");
 }
 
 static int same_settings(const mf_analyze_settings *a, const mf_analyze_settings *b) {
