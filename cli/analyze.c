@@ -66,6 +66,9 @@ static void analyze_help(void) {
            d.max_patterns);
     printf("  --seed N             seed of the local search (default %llu)\n",
            (unsigned long long)d.seed);
+    printf("  --always-local       run and report the local tests also when the global\n"
+           "                       reference decided the verdict (default %s)\n",
+           d.always_local ? "on" : "off");
     printf(
         "  --out FILE           write the analysis JSON to FILE (default:\n"
         "                       RUN_DIR/analysis.json with a run directory, none otherwise)\n"
@@ -148,6 +151,7 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
         cli_json_int(sj, "seed", (long long)s->seed);
         cli_json_int(sj, "max_patterns", s->max_patterns);
         cli_json_int(sj, "layer", s->layer);
+        cJSON_AddBoolToObject(sj, "always_local", s->always_local != 0);
     }
     cli_json_str(r, "verdict", mf_verdict_name(a->verdict));
     cli_json_str(r, "verdict_reason", a->verdict_reason);
@@ -353,6 +357,7 @@ static int analyze_args(int argc, char **argv, analyze_opts *o) {
             return CLI_EXIT_OK;
         }
         if (!strcmp(a, "--json")) { o->json = 1; continue; }
+        if (!strcmp(a, "--always-local")) { o->s.always_local = 1; continue; }
         if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { o->quiet = 1; continue; }
 #define STR_OPT(name, var)                                                                   \
     if ((r = cli_opt(argc, argv, &i, name, &val)) != 0) {                                    \

@@ -490,6 +490,12 @@ static void html_esc(FILE *f, const char *s) {
     }
 }
 
+/* A table cell: v formatted by fmt, or "absent" when v is not finite. */
+static void cell(char *buf, size_t cap, const char *fmt, double v) {
+    if (isfinite(v)) cli_fmt(buf, cap, fmt, v);
+    else cli_fmt(buf, cap, "absent");
+}
+
 /* A string field of a result.json object, "" when absent. */
 static const char *js(const cJSON *o, const char *k) {
     return cli_jstr_or(o, k, "");
@@ -596,16 +602,20 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
                 fprintf(h, "<tr><td colspan=7>... %d more runs</td></tr>\n", nr - 24);
                 break;
             }
-            char set[1024];
+            char set[1024], c1[48], c2[48], c3[48], c4[48];
             setting_line(ru, set, sizeof set);
-            fprintf(md, "| [%s](%s/%s/) | %s | %s | %.0f | %.6g | %.6g | %.9g |\n", js(ru, "name"), names[i],
-                    js(ru, "name"), set, js(ru, "outcome"), cli_jnum_or(ru, "steps", NAN), cli_jnum_or(ru, "log10_time", NAN),
-                    cli_jnum_or(ru, "log10_loss", NAN), cli_jnum_or(ru, "normalized_margin", NAN));
+            /* a value the run does not have (null in result.json) is written
+               as "absent", never as nan */
+            cell(c1, sizeof c1, "%.0f", cli_jnum_or(ru, "steps", NAN));
+            cell(c2, sizeof c2, "%.6g", cli_jnum_or(ru, "log10_time", NAN));
+            cell(c3, sizeof c3, "%.6g", cli_jnum_or(ru, "log10_loss", NAN));
+            cell(c4, sizeof c4, "%.9g", cli_jnum_or(ru, "normalized_margin", NAN));
+            fprintf(md, "| [%s](%s/%s/) | %s | %s | %s | %s | %s | %s |\n", js(ru, "name"), names[i],
+                    js(ru, "name"), set, js(ru, "outcome"), c1, c2, c3, c4);
             fprintf(h, "<tr><td><a href=\"%s/%s/\">%s</a></td><td>", names[i], js(ru, "name"), js(ru, "name"));
             html_esc(h, set);
-            fprintf(h, "</td><td>%s</td><td>%.0f</td><td>%.6g</td><td>%.6g</td><td>%.9g</td></tr>\n",
-                    js(ru, "outcome"), cli_jnum_or(ru, "steps", NAN), cli_jnum_or(ru, "log10_time", NAN), cli_jnum_or(ru, "log10_loss", NAN),
-                    cli_jnum_or(ru, "normalized_margin", NAN));
+            fprintf(h, "</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
+                    js(ru, "outcome"), c1, c2, c3, c4);
         }
         fprintf(md, "\n");
         fprintf(h, "</table>\n");

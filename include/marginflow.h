@@ -985,6 +985,9 @@ typedef struct mf_analyze_settings {
     uint64_t seed;        /* default 1 */
     int max_patterns;     /* directional test, default 4096 */
     int layer;            /* -1 = whole network (default); l >= 0: per-layer problem P_l */
+    int always_local;     /* 1: run the local tests (second order, directional, searches) and
+                             report their evidence also when the global reference already
+                             decided the verdict; default 0 */
 } mf_analyze_settings;
 
 void mf_analyze_settings_default(mf_analyze_settings *s);

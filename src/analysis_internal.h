@@ -42,13 +42,15 @@
  * only for margin gaps below ~1e-290 of the scale (0 either way). */
 #define MF__LL_OUTPUT_CAP 1e300
 /* Second-order test: the reduced Hessian is formed and diagonalized (dense,
- * P Hessian-vector products and P^2 doubles: 1500 -> 18 MB) up to
- * MF__MAX_HESS_PARAMS parameters; beyond, ARPACK's Lanczos method finds its
+ * k Hessian-vector products and 2 P k doubles, k the dimension of the
+ * critical subspace) up to k = MF__MAX_HESS_PARAMS and P k =
+ * MF__DENSE_MAX_DOUBLES; beyond, ARPACK's Lanczos method finds its
  * smallest eigenvalue from Hessian-vector products alone, up to
  * MF__MAX_ARPACK_PARAMS (memory ~ (MF__ARPACK_NCV + 8) P doubles: 2e5 ->
  * 60 MB). ARPACK: MF__ARPACK_NCV Lanczos vectors, at most MF__ARPACK_MAXIT
  * restarts, relative tolerance MF__ARPACK_TOL of the Ritz value. */
 #define MF__MAX_HESS_PARAMS 1500
+#define MF__DENSE_MAX_DOUBLES 4194304.0 /* P k doubles of Z and HZ each: 32 MiB */
 #define MF__MAX_ARPACK_PARAMS 200000
 #define MF__ARPACK_NCV 30
 #define MF__ARPACK_MAXIT 300
@@ -260,6 +262,11 @@ struct mf__local_evidence {
     const char *cand_kind;
     double cand_gain, cand_noise, cand_radius;
 };
+
+/* Tests only: the second-order test takes the dense path up to `limit`
+ * parameters and ARPACK beyond (-1 restores MF__MAX_HESS_PARAMS); returns
+ * the previous limit. Not thread-safe. */
+int mf__so_dense_limit(int limit);
 
 /* Second-order test at a smooth point (contract in second_order.c): fills
  * a->min_eig, min_eig_err, so_dim, min_eig_absent, dir (the eigenvector),

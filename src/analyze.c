@@ -46,6 +46,7 @@ void mf_analyze_settings_default(mf_analyze_settings *s) {
     s->seed = 1;
     s->max_patterns = 4096;
     s->layer = -1;
+    s->always_local = 0;
 }
 
 /* NULL if every field is in range, else a sentence naming the field. */
@@ -61,6 +62,7 @@ const char *mf_analyze_settings_validate(const mf_analyze_settings *s) {
     if (s->max_patterns < 1) return "max_patterns must be an integer >= 1";
     if (s->layer < -1 || s->layer >= MF_MAX_LAYERS)
         return "layer must be -1 (whole network) or a layer index in [0, 15]";
+    if (s->always_local != 0 && s->always_local != 1) return "always_local must be 0 or 1";
     return NULL;
 }
 
@@ -484,7 +486,14 @@ int mf_analyze(const mf_model *m, const mf_data *data, const double *theta, mf_l
     if (!rc) rc = certificates(&c, s, loss, J, q, kink, a, note, sizeof note, e);
     if (rc) goto fail;
     evidence_of(m, a, &loc, note, 1, 0, &ev);
-    if (mf__verdict(&ev, &a->verdict, a->verdict_reason, sizeof a->verdict_reason)) goto done;
+    if (mf__verdict(&ev, &a->verdict, a->verdict_reason, sizeof a->verdict_reason)) {
+        /* decided before the local tests; with always_local their evidence is
+           still computed and reported (the verdict stands) */
+        if (!s->always_local || s->layer >= 0 || !(a->eps <= s->kkt_tol)) goto done;
+        rc = local_tests(&c, s, J, a, &loc, note, sizeof note, e);
+        if (rc) goto fail;
+        goto done;
+    }
     rc = local_tests(&c, s, J, a, &loc, note, sizeof note, e);
     if (rc) goto fail;
     evidence_of(m, a, &loc, note, 1, 1, &ev);

@@ -24,12 +24,13 @@
  * orthogonal complement of the rows Gp: an SVD of Gp (LAPACK dgesvd) gives
  * its rank and an orthonormal basis V of its row space, a Householder QR
  * of V (dgeqrf) gives Q = [V', Z] with Z an orthonormal basis of S+, applied
- * to vectors by dormqr in O(P rank). The reduced operator Z' H Z is
- *  - formed and diagonalized (dsyev) up to MF__MAX_HESS_PARAMS parameters
- *    (P Hessian-vector products);
- *  - beyond, handed to ARPACK's implicitly restarted Lanczos method (dsaupd
- *    / dseupd, Lehoucq, Sorensen & Yang, ARPACK Users' Guide, SIAM 1998)
- *    for its smallest algebraic eigenvalue, up to MF__MAX_ARPACK_PARAMS.
+ * to vectors by dormqr in O(P rank). The reduced operator Z' H Z (dimension
+ * k = P - rank) is
+ *  - formed by k Hessian-vector products and diagonalized (dsyev) when k <=
+ *    MF__MAX_HESS_PARAMS and Z fits MF__DENSE_MAX_DOUBLES;
+ *  - else handed to ARPACK's implicitly restarted Lanczos method (dsaupd /
+ *    dseupd, Lehoucq, Sorensen & Yang, ARPACK Users' Guide, SIAM 1998) for
+ *    its smallest algebraic eigenvalue, up to MF__MAX_ARPACK_PARAMS.
  * The numerical error of the smallest eigenvalue lambda with unit
  * eigenvector d is estimated as
  *   err = 2 (|d'H_{2h}d - d'H_h d| + asym) + residual + 64 u (1 + |lambda|),
@@ -48,6 +49,16 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+/* The parameter count up to which the dense path is taken (tests lower it
+ * to compare the two paths on one problem). */
+static int g_dense_limit = MF__MAX_HESS_PARAMS;
+
+int mf__so_dense_limit(int limit) {
+    int prev = g_dense_limit;
+    g_dense_limit = limit < 0 ? MF__MAX_HESS_PARAMS : limit;
+    return prev;
+}
 
 /* The state of one second-order test. */
 typedef struct so_ctx {
@@ -194,59 +205,45 @@ typedef struct so_eig {
     const char *fail;      /* non-NULL: why there is no eigenvalue */
 } so_eig;
 
-/* Dense path: H by P Hessian-vector products of unit vectors, symmetrized;
- * R = Z'HZ by products with the basis; dsyev. d [P] receives the unit
- * eigenvector. 0, -1 no memory, -2 LAPACK. */
+/* Dense path: Z [P][k] explicitly (dormqr on [0; I_k]), HZ by k
+ * Hessian-vector products of its columns, R = Z' HZ (dgemm), its
+ * antisymmetric part ||(R - R')/2||_F as the asymmetry, then R symmetrized
+ * and diagonalized (dsyev). d [P] receives the unit eigenvector of the
+ * smallest eigenvalue. 0, -1 no memory, -2 LAPACK. */
 static int so_dense(so_ctx *s, double *d, so_eig *ev) {
     const int P = s->P, k = s->k;
-    double *H = mf__malloc(sizeof(double) * (size_t)P * P);
-    double *Z = mf__malloc(sizeof(double) * (size_t)P * k);
+    double *Z = mf__calloc((size_t)P * k, sizeof(double));
     double *HZ = mf__malloc(sizeof(double) * (size_t)P * k);
     double *R = mf__malloc(sizeof(double) * (size_t)k * k);
-    double *w = mf__malloc(sizeof(double) * (size_t)(k ? k : 1));
-    double *e = mf__calloc((size_t)P, sizeof(double));
+    double *w = mf__malloc(sizeof(double) * (size_t)k);
     int rc = -1;
-    if (!H || !Z || !HZ || !R || !w || !e) goto done;
-    for (int i = 0; i < P; i++) { /* column i = H e_i */
-        e[i] = 1.0;
-        so_hvp(s, e, s->h, H + (size_t)i * P);
-        e[i] = 0.0;
-    }
+    if (!Z || !HZ || !R || !w) goto done;
     rc = -2;
-    for (int c = 0; c < k; c++) { /* Z column c = Z e_c */
-        for (int i = 0; i < k; i++) w[i] = i == c ? 1.0 : 0.0;
-        if (so_Z(s, w, Z + (size_t)c * P)) goto done;
-    }
-    /* the antisymmetric part, ||(H - H')/2||_F >= its norm on the subspace;
-       then H symmetrized */
+    for (int c = 0; c < k; c++) Z[(size_t)c * P + s->rank + c] = 1.0; /* [0; I_k] */
+    if (s->rank > 0 &&
+        LAPACKE_dormqr(LAPACK_COL_MAJOR, 'L', 'N', P, k, s->rank, s->Q, P, s->tau, Z, P) != 0)
+        goto done;
+    for (int c = 0; c < k; c++) so_hvp(s, Z + (size_t)c * P, s->h, HZ + (size_t)c * P);
+    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, k, k, P, 1.0, Z, P, HZ, P, 0.0, R, k);
     double as = 0.0;
-    for (int i = 0; i < P; i++)
-        for (int j = i + 1; j < P; j++) {
-            double t = 0.5 * (H[(size_t)i * P + j] - H[(size_t)j * P + i]);
-            double m = 0.5 * (H[(size_t)i * P + j] + H[(size_t)j * P + i]);
+    for (int i = 0; i < k; i++)
+        for (int j = i + 1; j < k; j++) {
+            double t = 0.5 * (R[(size_t)i * k + j] - R[(size_t)j * k + i]);
+            double m = 0.5 * (R[(size_t)i * k + j] + R[(size_t)j * k + i]);
             as += 2.0 * t * t;
-            H[(size_t)i * P + j] = H[(size_t)j * P + i] = m;
+            R[(size_t)i * k + j] = R[(size_t)j * k + i] = m;
         }
     ev->asym = sqrt(as);
-    /* HZ [P][k] = H Z, R [k][k] = Z' HZ (column-major) */
-    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, P, k, P, 1.0, H, P, Z, P, 0.0, HZ, P);
-    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, k, k, P, 1.0, Z, P, HZ, P, 0.0, R, k);
     if (LAPACKE_dsyev(LAPACK_COL_MAJOR, 'V', 'U', k, R, k, w) != 0) goto done;
     ev->lam = w[0];
     ev->resid = 0.0;
-    for (int i = 0; i < P; i++) {
-        double t = 0.0;
-        for (int c = 0; c < k; c++) t += Z[(size_t)c * P + i] * R[c];
-        d[i] = t;
-    }
+    cblas_dgemv(CblasColMajor, CblasNoTrans, P, k, 1.0, Z, P, R, 1, 0.0, d, 1); /* d = Z y */
     rc = 0;
 done:
-    mf__free(H);
     mf__free(Z);
     mf__free(HZ);
     mf__free(R);
     mf__free(w);
-    mf__free(e);
     return rc;
 }
 
@@ -404,13 +401,21 @@ static int so_init(so_ctx *s, mf__an_ctx *c, const double *tt, const mf_analysis
     return 0;
 }
 
+/* The dense path when the subspace is small enough to form Z'HZ (k <=
+ * g_dense_limit and P k <= MF__DENSE_MAX_DOUBLES), or too small for
+ * Lanczos (k <= 2: ARPACK needs more Lanczos vectors than eigenvalues). */
+static int so_use_dense(const so_ctx *s) {
+    return s->k <= 2 ||
+           (s->k <= g_dense_limit && (double)s->P * s->k <= MF__DENSE_MAX_DOUBLES);
+}
+
 /* The smallest eigenvalue of Z'HZ on the current basis (dense or ARPACK),
  * retrying with h / 10 (twice) when a step crossed a kink. */
 static int so_min_eig(so_ctx *s, double *d, so_eig *ev) {
     for (int tries = 0; tries < 3; tries++) {
         memset(ev, 0, sizeof *ev);
         s->crossed = 0;
-        int rc = s->P <= MF__MAX_HESS_PARAMS ? so_dense(s, d, ev) : so_arpack(s, d, ev);
+        int rc = so_use_dense(s) ? so_dense(s, d, ev) : so_arpack(s, d, ev);
         if (rc) return rc;
         if (!s->crossed && !(ev->fail && !strcmp(ev->fail, "crossed"))) return 0;
         s->h /= 10;
@@ -456,7 +461,7 @@ int mf__second_order(mf__an_ctx *c, const double *tt, const double *J, mf_analys
         rc = mf__err(e, MF_ERR_NOMEM, "out of memory for the second-order test");
         goto done;
     }
-    if (P > MF__MAX_ARPACK_PARAMS) {
+    if (P > MF__MAX_ARPACK_PARAMS) { /* (the memory the columns need, ~40 P doubles, is small) */
         snprintf(a->min_eig_absent, sizeof a->min_eig_absent,
                  "second-order test not run: %d parameters > %d", P, MF__MAX_ARPACK_PARAMS);
         goto done;
@@ -492,7 +497,7 @@ int mf__second_order(mf__an_ctx *c, const double *tt, const double *J, mf_analys
         goto done;
     }
     snprintf(a->hessian_method, sizeof a->hessian_method, "%s, HVP central differences, h = %.3g",
-             P <= MF__MAX_HESS_PARAMS ? "dense dsyev" : "ARPACK Lanczos", s.h);
+             so_use_dense(&s) ? "dense dsyev" : "ARPACK Lanczos", s.h);
     if (ev.fail) {
         a->second_order_done = 0;
         if (!strcmp(ev.fail, "crossed"))

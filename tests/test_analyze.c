@@ -336,6 +336,108 @@ TEST(test_local_certified) {
     mf_data_free(D);
 }
 
+/* One sample x [d] with label +1 as data. */
+static mf_data *one_sample(const double *x, int d) {
+    mf_data *D = NULL;
+    mf_data_new(1, d, 0, &D, NULL);
+    if (!D) return NULL;
+    memcpy(D->x, x, sizeof(double) * (size_t)d);
+    D->y[0] = 1.0;
+    snprintf(D->desc, sizeof D->desc, "one sample in %d dimensions", d);
+    return D;
+}
+
+/*
+ * A depth-2 diagonal net on one sample x at u = v = e_1 / sqrt(x_1): KKT
+ * with lambda = 1 / x_1, and (our derivation) H = I - lambda Hess q has the
+ * eigenvalues 1 - x_j / x_1 and 1 + x_j / x_1 on the pairs (e_uj, e_vj)
+ * (j >= 2), 2 on e_u1 - e_v1: on the critical subspace the smallest is
+ * 1 - max_{j >= 2} x_j / x_1. x_1 largest: the global optimum (a strict local
+ * one), with curvature as small as we like; x_2 > x_1: a saddle (case B).
+ * Returns the analysis with always_local (the second-order evidence also at
+ * a global verdict); dense_limit < 0 leaves the dense / ARPACK choice alone.
+ */
+static mf_analysis *diag2_one(const double *x, int d, int dense_limit, mf_model **mo, mf_data **Do) {
+    mf_data *D = one_sample(x, d);
+    mf_model *m = D ? model("diag:depth=2", D) : NULL;
+    double *theta = calloc(2 * (size_t)d, sizeof *theta);
+    mf_analysis *a = NULL;
+    if (m && theta) {
+        theta[0] = theta[d] = 1.0 / sqrt(x[0]);
+        mf_analyze_settings s;
+        mf_analyze_settings_default(&s);
+        s.local_trials = 0;
+        s.always_local = 1;
+        int prev = mf__so_dense_limit(dense_limit);
+        mf_err e;
+        int rc = mf_analyze(m, D, theta, MF_LOSS_EXP, &s, &a, &e);
+        mf__so_dense_limit(prev);
+        CHECK(rc == MF_OK, "%s", rc ? e.msg : "");
+    }
+    free(theta);
+    *mo = m;
+    *Do = D;
+    return a;
+}
+
+/* The second-order test by its two paths (dense dsyev, ARPACK Lanczos) on
+ * the closed-form spectrum above, up to 2000 parameters; tiny positive
+ * curvature certified only above its error, below the floor inconclusive. */
+TEST(test_second_order_paths) {
+    enum { D1 = 200, D2 = 1000 };
+    static double x[D2];
+    mf_model *m = NULL;
+    mf_data *D = NULL;
+    /* x_1 = 1, x_2 = 1 - 1e-3, the rest <= 0.5: min eigenvalue 1e-3 */
+    for (int pass = 0; pass < 3; pass++) {
+        const int d = pass < 2 ? D1 : D2;
+        x[0] = 1.0;
+        x[1] = 1.0 - 1e-3;
+        for (int j = 2; j < d; j++) x[j] = 0.5 * j / d;
+        mf_analysis *a = diag2_one(x, d, pass == 1 ? 0 : -1, &m, &D);
+        if (a) {
+            const char *path = pass == 0 ? "dense" : "ARPACK";
+            CHECK(strstr(a->hessian_method, pass == 0 ? "dense" : "ARPACK") != NULL, "%s: method %s", path,
+                  a->hessian_method);
+            CHECK_EQ_INT(a->verdict, MF_VERDICT_GLOBAL);
+            CHECK_EQ_INT(a->so_dim, 2 * d - 1);
+            CHECK_NEAR(a->min_eig, 1e-3, 1e-9);
+            CHECK(a->min_eig_err < 1e-7, "%s: error estimate %g", path, a->min_eig_err);
+            if (a->dir) CHECK_NEAR(fabs(a->dir[1]), sqrt(0.5), 1e-5); /* (e_u2 - e_v2) / sqrt 2 */
+        }
+        mf_analysis_free(a);
+        mf_model_free(m);
+        mf_data_free(D);
+    }
+    /* curvature 1e-8: below the floor, not certified */
+    x[0] = 1.0;
+    x[1] = 1.0 - 1e-8;
+    for (int j = 2; j < D1; j++) x[j] = 0.5 * j / D1;
+    mf_analysis *a = diag2_one(x, D1, -1, &m, &D);
+    if (a) {
+        CHECK_NEAR(a->min_eig, 1e-8, 1e-9);
+        CHECK(strstr(a->verdict_reason, "certified global") != NULL, "%s", a->verdict_reason);
+    }
+    mf_analysis_free(a);
+    mf_model_free(m);
+    mf_data_free(D);
+    /* x_2 = 2 x_1 (case B in 1000 dimensions): min eigenvalue -1 by ARPACK,
+       the curve gives the witness */
+    x[0] = 1.0;
+    x[1] = 2.0;
+    for (int j = 2; j < D2; j++) x[j] = 0.5 * j / D2;
+    a = diag2_one(x, D2, -1, &m, &D);
+    if (a) {
+        CHECK(strstr(a->hessian_method, "ARPACK") != NULL, "method %s", a->hessian_method);
+        CHECK_NEAR(a->min_eig, -1.0, 1e-8);
+        CHECK_EQ_INT(a->verdict, MF_VERDICT_NOT_LOCAL);
+        expect_witness(m, D, a, "second-order curve");
+    }
+    mf_analysis_free(a);
+    mf_model_free(m);
+    mf_data_free(D);
+}
+
 /* Multi-class mlp at a random point: runs end to end (the verdict depends on
  * the point; the KKT residual of a random point is large). */
 TEST(test_multiclass_smoke) {
@@ -737,7 +839,8 @@ static int same_settings(const mf_analyze_settings *a, const mf_analyze_settings
     return a->kkt_tol == b->kkt_tol && a->act_tol == b->act_tol && a->zero_tol == b->zero_tol &&
            a->global_tol == b->global_tol && a->hess_h == b->hess_h &&
            a->local_trials == b->local_trials && a->seed == b->seed &&
-           a->max_patterns == b->max_patterns && a->layer == b->layer;
+           a->max_patterns == b->max_patterns && a->layer == b->layer &&
+           a->always_local == b->always_local;
 }
 
 /* The result carries the settings it was judged with. */
@@ -814,6 +917,7 @@ int main(void) {
     RUN(test_linear_gauss_vs_svm);
     RUN(test_relu2_sym4_global);
     RUN(test_local_certified);
+    RUN(test_second_order_paths);
     RUN(test_multiclass_smoke);
     RUN(test_G);
     RUN(test_layer);
