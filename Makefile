@@ -91,11 +91,12 @@ $(FUZZ_DIR)/fuzz_experiment: tests/fuzz/fuzz_experiment.c tests/fuzz/fuzz.h $(FU
 fuzz-smoke: fuzz
 	tests/fuzz/smoke $(FUZZ_DIR) $(FUZZ_SECONDS)
 
-# test_science trains to deep losses (flow runs of 10^5 steps): seconds
-# natively, far beyond CI's budget under valgrind's ~50x slowdown; its code
-# paths are memchecked by the other programs and it runs under ASan.
+# test_science and test_verdicts train to deep losses (flow runs of 10^5
+# steps): seconds natively, far beyond CI's budget under valgrind's ~50x
+# slowdown; their code paths are memchecked by the other programs and they
+# run under ASan.
 valgrind: all
-	VALGRIND_SKIP="$(VALGRIND_SKIP) test_science" BUILD=$(BUILD) tests/valgrind
+	VALGRIND_SKIP="$(VALGRIND_SKIP) test_science test_verdicts" BUILD=$(BUILD) tests/valgrind
 
 deps:
 	scripts/install-deps

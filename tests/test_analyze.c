@@ -13,6 +13,7 @@
 #include "marginflow.h"
 #include "test.h"
 
+#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -459,6 +460,43 @@ TEST(test_multiclass_smoke) {
         CHECK_EQ_INT(a->has_global, 1);
         CHECK_NEAR(a->gamma_star, sqrt(27.0 / 14.0), 1e-12);
         CHECK_EQ_INT(a->verdict, MF_VERDICT_NOT_KKT); /* the class directions are not the SVM */
+    }
+    mf_analysis_free(a);
+    mf_model_free(m);
+    mf_data_free(D);
+}
+
+/* Multi-class depth-2 linear net on multi3: its Crammer-Singer W has rank 2,
+ * so k^{-k/2} gamma_cs is only an upper bound (a depth-2 net minimizes the
+ * nuclear norm of W2 W1, not the Frobenius norm); at the balanced
+ * factorization W1 = S^{1/2} V', W2 = U S^{1/2} the analysis must report the
+ * bracket [1 / (2 sum sigma), gamma_cs / 2] with gamma at its lower end and
+ * no exact reference. */
+TEST(test_multiclass_fc_linear_bracket) {
+    mf_data *D = load("tests/data/multi3.svm");
+    mf_model *m = D ? model("fc-linear:depth=2,width=2", D) : NULL;
+    if (!m) {
+        mf_data_free(D);
+        return;
+    }
+    /* W [3][2] of the Crammer-Singer SVM (test_svm.c) and its SVD */
+    double W[6] = {4.0 / 9, 0, -2.0 / 9, 1.0 / 3, -2.0 / 9, -1.0 / 3}, A[6], S[2], U[6], VT[4], sup[2];
+    memcpy(A, W, sizeof A);
+    LAPACKE_dgesvd(LAPACK_ROW_MAJOR, 'S', 'S', 3, 2, A, 2, S, U, 2, VT, 2, sup);
+    double theta[2 * 2 + 3 * 2];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) theta[m->layers[0].offset + i * 2 + j] = sqrt(S[i]) * VT[i * 2 + j];
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 2; i++) theta[m->layers[1].offset + c * 2 + i] = U[c * 2 + i] * sqrt(S[i]);
+    mf_analysis *a = analyze(m, D, theta);
+    if (a) {
+        CHECK(S[1] > 1e-3 * S[0], "rank one? sigma %g %g", S[0], S[1]);
+        CHECK_EQ_INT(a->has_global, 0);
+        CHECK_NEAR(a->gamma_upper, sqrt(27.0 / 14.0) / 2, 1e-12);
+        CHECK_NEAR(a->gamma_lower, 1.0 / (2 * (S[0] + S[1])), 1e-12);
+        CHECK_NEAR(a->gamma, a->gamma_lower, 1e-12);
+        CHECK(a->gamma_lower < a->gamma_upper * (1 - 1e-3), "bracket [%g, %g]", a->gamma_lower,
+              a->gamma_upper);
     }
     mf_analysis_free(a);
     mf_model_free(m);
@@ -919,6 +957,7 @@ int main(void) {
     RUN(test_local_certified);
     RUN(test_second_order_paths);
     RUN(test_multiclass_smoke);
+    RUN(test_multiclass_fc_linear_bracket);
     RUN(test_G);
     RUN(test_layer);
     RUN(test_bad_inputs);
