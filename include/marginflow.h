@@ -916,7 +916,8 @@ void mf_maxmargin_result_free(mf_maxmargin_result *r);
  *   global           gamma equals an EXACT reference gamma* (closed form or a
  *                    certified solve) to global_tol;
  *   local-certified  H positive definite on the critical cone by a margin
- *                    larger than its estimated numerical error;
+ *                    larger than its estimated numerical error (it wins over
+ *                    a search witness, which is then another basin);
  *   not-local        a WITNESS (mf_witness): a point within the stated radius
  *                    of theta~ with q_min >= 1 and a normalized margin larger
  *                    than the reference's by more than the stated noise bound,
@@ -945,7 +946,10 @@ const char *mf_verdict_name(mf_verdict v); /* "global", "local-certified", "inco
  * "local-evidence" (the former name) reads as MF_VERDICT_INCONCLUSIVE. */
 int mf_verdict_from_name(const char *s, mf_verdict *v);
 
-/* A witness that theta~ is not a local optimum of (P): a point theta with
+/* A witness that theta~ is not optimal for (P) within the stated radius
+ * (not a local optimum, unless the second-order sufficient condition says
+ * the point is a strict local minimum with another basin nearby): a point
+ * theta with
  * q_min(theta) >= 1 (by a fresh batched forward pass), within relative
  * distance `radius` of theta~, whose normalized margin exceeds the
  * reference by more than the noise bound:

@@ -11,10 +11,11 @@
  *   eps > kkt_tol: over the exact Clarke sets -> not-kkt; if some kinks
  *     were left at sigma'(0) = alpha, eps is only an upper bound -> inconclusive
  *   an EXACT reference gamma* with |gamma / gamma* - 1| <= global_tol -> global
+ *   H positive definite on the critical cone by more than its estimated
+ *     numerical error, at a smooth point -> local-certified (a search
+ *     witness at a finite distance is then another basin, reported beside)
  *   a WITNESS (mf_witness: a better feasible point within the stated radius,
  *     beyond the noise bound, re-evaluated from scratch) -> not-local
- *   H positive definite on the critical cone by more than its estimated
- *     numerical error, at a smooth point -> local-certified
  *   otherwise -> inconclusive, with the evidence: negative curvature or a
  *     descent direction that produced no witness, what the searches found,
  *     a semidefinite Hessian, a bracket of gamma*.
@@ -147,26 +148,35 @@ static void say_evidence(const mf__evidence *ev, char *reason, size_t cap) {
         mf__say(reason, cap, "; no candidate point was feasible");
 }
 
-/* After the local tests: a witness, then the sufficient condition, else
- * the evidence. */
+/* After the local tests: the sufficient condition, then a witness, else
+ * the evidence. A strict local minimum certified by the second-order
+ * sufficient condition can still have better points at a finite distance
+ * (another basin): a search witness then does not make it not-local, it is
+ * reported beside (a curve or line witness cannot occur with H positive
+ * definite on the cone, and kinked points are never local-certified). */
 static void verdict_local(const mf__evidence *ev, mf_verdict *v, char *reason, size_t cap) {
     const mf__local_evidence *L = &ev->loc;
     reason[0] = '\0';
-    if (ev->witness && ev->witness->found) {
-        *v = MF_VERDICT_NOT_LOCAL;
-        mf__say(reason, cap, "KKT (eps = %.3g) and a ", ev->eps);
-        say_witness(ev->witness, reason, cap);
-        if (L->so_negative) mf__say(reason, cap, "; it lies on the curve of %s", L->so_note);
-        mf__say(reason, cap, ": not a local optimum within that radius.");
-    } else if (L->so_certified && ev->n_kinks == 0) {
+    if (L->so_certified && ev->n_kinks == 0) {
         *v = MF_VERDICT_LOCAL_CERTIFIED;
         mf__say(reason, cap,
                 "KKT (eps = %.3g) at a smooth point and %s: second-order sufficient condition, "
                 "strict local optimum of (P).",
                 ev->eps, L->so_note);
-        if (ev->has_local && L->cand_kind)
+        if (ev->witness && ev->witness->found)
+            mf__say(reason, cap,
+                    " A better feasible point lies at relative distance %.3g (gain %.3g): another "
+                    "basin, theta~ is not optimal within that radius.",
+                    ev->witness->distance, ev->witness->gain_ref);
+        else if (ev->has_local && L->cand_kind)
             mf__say(reason, cap, " (Local re-solves, %s, %d starts per radius: best relative gain %.2g.)",
                     ev->local_method, ev->local_trials, L->cand_gain);
+    } else if (ev->witness && ev->witness->found) {
+        *v = MF_VERDICT_NOT_LOCAL;
+        mf__say(reason, cap, "KKT (eps = %.3g) and a ", ev->eps);
+        say_witness(ev->witness, reason, cap);
+        if (L->so_negative) mf__say(reason, cap, "; it lies on the curve of %s", L->so_note);
+        mf__say(reason, cap, ": not a local optimum within that radius.");
     } else {
         *v = MF_VERDICT_INCONCLUSIVE;
         mf__say(reason, cap, "KKT (eps = %.3g)%s", ev->eps,

@@ -871,6 +871,9 @@ TEST(test_verdict_rules) {
     ev.loc.cand_gain = 1e-12;
     expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 1e-06) at a smooth point and SO",
                    "8 starts per radius: best relative gain 1e-12.) NOTE.");
+    ev.witness = witness_found(); /* a better point at 0.05: another basin, still local */
+    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 1e-06) at a smooth point and SO",
+                   "another basin");
 }
 
 static int same_settings(const mf_analyze_settings *a, const mf_analyze_settings *b) {
