@@ -24,75 +24,11 @@
  */
 #include "marginflow.h"
 #include "test.h"
+#include "trained.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct {
-    mf_data *data;
-    mf_model *model;
-    mf_train_state *st;
-} trained;
-
-/* Train model on data from init (explicit values, or gauss with the scale
- * and seed) with optimizer opt until log10 Loss <= target. */
-static int train_to(trained *t, const char *data, const char *model, const double *init,
-                    double scale, uint64_t seed, mf_optimizer_kind opt, double target) {
-    memset(t, 0, sizeof *t);
-    mf_err e = {0, ""};
-    mf_train_result res;
-    int rc = mf_data_from_spec(data, NULL, &t->data, &e);
-    if (!rc) rc = mf_model_parse(model, t->data->d, t->data->num_classes, &t->model, &e);
-    if (!rc) rc = mf_train_state_new(t->model->n_params, &t->st, &e);
-    if (!rc && init) memcpy(t->st->theta, init, sizeof(double) * t->model->n_params);
-    if (!rc && !init) {
-        mf_rng r;
-        mf_rng_seed(&r, seed);
-        rc = mf_model_init(t->model, "gauss", scale, &r, t->st->theta, &e);
-    }
-    mf_train_settings s;
-    mf_train_settings_default(&s);
-    s.optimizer = opt;
-    s.lr = 0.1;
-    s.max_steps = 0;
-    s.until_log10_loss = target;
-    if (!rc) rc = mf_train(t->model, t->data, &s, t->st, NULL, &res, &e);
-    CHECK(rc == MF_OK, "train %s %s: %s", data, model, e.msg);
-    return rc;
-}
-
-static void trained_free(trained *t) {
-    mf_train_state_free(t->st);
-    mf_model_free(t->model);
-    mf_data_free(t->data);
-}
-
-/* The witness re-evaluated independently: q_min >= 1, gamma above theta~'s. */
-static void check_witness(const mf_model *m, const mf_data *D, const mf_analysis *a) {
-    const mf_witness *w = &a->witness;
-    CHECK(w->found && w->theta, "not-local without a witness: %s", a->verdict_reason);
-    if (!w->found || !w->theta) return;
-    double *q = malloc(sizeof(double) * (size_t)D->n), *q0 = malloc(sizeof(double) * (size_t)D->n);
-    mf_margin_jacobian(m, D, w->theta, q, NULL, NULL);
-    mf_margin_jacobian(m, D, a->theta_tilde, q0, NULL, NULL);
-    double qm = INFINITY, qm0 = INFINITY, n2 = 0, n20 = 0;
-    for (int n = 0; n < D->n; n++) {
-        if (q[n] < qm) qm = q[n];
-        if (q0[n] < qm0) qm0 = q0[n];
-    }
-    for (size_t i = 0; i < m->n_params; i++) {
-        n2 += w->theta[i] * w->theta[i];
-        n20 += a->theta_tilde[i] * a->theta_tilde[i];
-    }
-    double g = qm / pow(sqrt(n2), m->degree), g0 = qm0 / pow(sqrt(n20), m->degree);
-    CHECK(qm >= 1.0 - 1e-12, "witness q_min %.17g", qm);
-    CHECK(g > g0 * (1 + 1e-9), "witness gamma %.17g vs gamma(theta~) %.17g", g, g0);
-    CHECK(w->distance <= w->radius * (1 + 1e-6), "witness at %g outside its radius %g", w->distance,
-          w->radius);
-    free(q);
-    free(q0);
-}
 
 /* Analyse theta with the default settings; check the verdict (and the
  * witness of a not-local one). */
@@ -107,8 +43,7 @@ static void expect(const mf_model *m, const mf_data *D, const double *theta, mf_
     CHECK(a->verdict == want, "%s: verdict %s, want %s", what, mf_verdict_name(a->verdict),
           mf_verdict_name(want));
     if (a->verdict == MF_VERDICT_NOT_LOCAL) {
-        check_witness(m, D, a);
-        if (kind) CHECK(strcmp(a->witness.kind, kind) == 0, "%s: witness %s, want %s", what, a->witness.kind, kind);
+        check_witness(m, D, a, kind);
     }
     mf_analysis_free(a);
 }
