@@ -26,6 +26,7 @@
  */
 #include "analysis_internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -217,8 +218,10 @@ static void margins_at(mf__an_ctx *c, const double *theta, mf_analysis *a, doubl
         a->gamma = INFINITY;
         for (int n = 0; n < c->N; n++)
             if (q[n] < a->gamma) a->gamma = q[n];
-        double nl = pow(a->norm, L); /* q_min = gamma ||theta||^L: only reported */
-        a->q_min = isfinite(nl) && isfinite(a->gamma * nl) ? a->gamma * nl : NAN;
+        /* q_min = gamma ||theta||^L is only reported: absent (NAN) where the
+           product leaves the normal range (it would be inf, or a wrong 0) */
+        double qv = a->gamma * pow(a->norm, L);
+        a->q_min = isfinite(qv) && (fabs(qv) >= DBL_MIN || a->gamma == 0) ? qv : NAN;
         for (int l = 0; l < m->n_layers; l++) prod *= mf_layer_norm(m, a->theta_tilde, l);
         double f = pow(a->norm, L - m->n_layers), lm = a->gamma / prod * f;
         a->layer_margin = prod > 0 && isfinite(lm) ? lm : NAN;

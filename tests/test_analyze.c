@@ -116,6 +116,29 @@ TEST(test_B) {
     mf_data_free(D);
 }
 
+/* B's saddle at trained-run magnitudes: ||theta|| = 1.4e200 (||theta||^2
+ * overflows) and 1.4e-200 (q_min = gamma ||theta||^2 underflows): the same
+ * gamma and verdict, q_min absent instead of inf or a wrong 0. */
+TEST(test_B_extreme_norms) {
+    mf_data *D = load("builtin:B");
+    mf_model *m = model("diag:depth=2", D);
+    if (!D || !m) return;
+    for (int k = 0; k < 2; k++) {
+        const double s = k ? 1e-200 : 1e200;
+        double theta[4] = {s, 0, s, 0};
+        mf_analysis *a = analyze(m, D, theta);
+        if (a) {
+            CHECK_NEAR(a->gamma, 0.5, 1e-15);
+            CHECK(isnan(a->q_min), "q_min = %g for ||theta|| = %g, want absent", a->q_min, a->norm);
+            CHECK(a->eps < 1e-10, "eps = %g", a->eps);
+            CHECK_EQ_INT(a->verdict, MF_VERDICT_NOT_LOCAL);
+        }
+        mf_analysis_free(a);
+    }
+    mf_model_free(m);
+    mf_data_free(D);
+}
+
 /* C: depth-3 diagonal, x = (1, 1), w_l = (2^{-1/3}, 2^{-1/3}). */
 TEST(test_C) {
     mf_data *D = load("builtin:C");
@@ -921,6 +944,7 @@ int main(void) {
     RUN(test_jacobian_fd);
     RUN(test_preactivations);
     RUN(test_B);
+    RUN(test_B_extreme_norms);
     RUN(test_C);
     RUN(test_D);
     RUN(test_R1);
