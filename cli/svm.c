@@ -17,6 +17,9 @@
 
 int cli_svm(int argc, char **argv);
 
+/* The default norm, printed by the help from here. */
+#define SVM_DEFAULT_NORM "l2"
+
 /* Exit code for non-separable data (documented in --help). */
 #define CLI_EXIT_NONSEPARABLE 3
 
@@ -39,7 +42,7 @@ static void usage(FILE *f) {
             "options:\n"
             "  --data D        data file or spec (builtin:B, gauss:n=..,d=.., ...); required\n"
             "  --format F      libsvm or csv (default: by extension)\n"
-            "  --norm N        l2 or l1 (default l2)\n"
+            "  --norm N        l2 or l1 (default " SVM_DEFAULT_NORM ")\n"
             "  --json          print one JSON object instead of text\n"
             "  --help          this text\n"
             "\n"
@@ -222,7 +225,7 @@ static void print_text(const mf_data *D, const mf_svm_result *r) {
 }
 
 int cli_svm(int argc, char **argv) {
-    const char *data = NULL, *format = NULL, *norm_s = "l2", *v;
+    const char *data = NULL, *format = NULL, *norm_s = SVM_DEFAULT_NORM, *v;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         int m;
