@@ -782,8 +782,9 @@ typedef struct mf_directional_result {
     int searched;          /* 1 if the test ran over every pattern */
     int n_zero;            /* number of (sample, unit) pre-activations at 0 */
     int n_patterns;        /* LPs solved */
-    int found;             /* 1: a feasible descent direction exists (certificate) */
-    double best_inner;     /* min <theta, d> found (< 0 means certificate) */
+    int found;             /* 1: a feasible descent direction exists (evidence:
+                              only a witness along it decides, mf_analyze) */
+    double best_inner;     /* min <theta, d> found (< 0: descent to first order) */
     double *d;             /* [n_params] the direction (when found), owned */
     double gain[MF_N_GAINS]; /* gamma(theta + eps d) / gamma(theta) - 1 for eps = 1e-1..1e-4 */
 } mf_directional_result;

@@ -18,7 +18,12 @@
  * and on constructed near-degenerate points: D's global optimum with a
  * second unit shrunk to 1e-7 (a kink; removing the unit gains only ~1e-14,
  * below the noise bound) and exactly 0 (a global optimum at a kink):
- * inconclusive, never not-local. Every not-local witness is re-evaluated here
+ * inconclusive, never not-local; and two limits of a sweep on D (relu2
+ * width 2, flow to log10 Loss -1e8, experiments/sweeps/relu-bad-kkt.json)
+ * at the global margin with a dead unit within 1e-4 of its kink, where the
+ * directional LP finds <theta~, d> ~ -3e-5 but the margin falls along d:
+ * evidence without a witness, inconclusive (it was once "not-local").
+ * Every not-local witness is re-evaluated here
  * with mf_margin_jacobian and must have q_min >= 1 and a larger normalized
  * margin than theta~.
  */
@@ -128,10 +133,50 @@ TEST(near_kink_constructed) {
     mf_data_free(D);
 }
 
+/* Two of the sweep's limits that once got "not-local" from the directional
+ * LP alone (seeds 5 and 42 of relu-bad-kkt width 2; params.txt, %.17g): the
+ * normalized margins are gamma* = 1/(2 sqrt 2) of D to 2e-10 and 2e-6, unit 1 is
+ * dead with a pre-activation -2.5e-5 (a kink at zero_tol 1e-3). The LP's
+ * direction has <theta~, d> ~ -3e-5, yet gamma falls along it at every
+ * radius; removing the dead unit gains ~2e-10, below the 1e-9 floor. */
+TEST(directional_without_witness) {
+    static const double th[2][6] = {
+        {-0.33049087457083953, -2.4864246970543853e-05, 12789.20459045202, 12789.20459045202,
+         -0.14817057892118971, 18086.666582059523},
+        {-0.15163153233936899, -3.0045505923962291e-05, 12760.118208075472, 12760.170829625589,
+         -0.29291998329849228, 18045.507512352742}};
+    mf_data *D = NULL;
+    mf_model *m = NULL;
+    mf_data_from_spec("builtin:D", NULL, &D, NULL);
+    mf_model_parse("relu2:width=2,alpha=0", D->d, 0, &m, NULL);
+    for (int k = 0; k < 2 && m; k++) {
+        mf_analysis *a = NULL;
+        mf_err e = {0, ""};
+        CHECK_EQ_INT(mf_analyze(m, D, th[k], MF_LOSS_EXP, NULL, &a, &e), MF_OK);
+        if (!a) continue;
+        fprintf(stderr, "  [sweep limit %d] %s: %.300s\n", k, mf_verdict_name(a->verdict),
+                a->verdict_reason);
+        CHECK(fabs(a->gamma * 2.0 * sqrt(2.0) - 1.0) < 1e-5, "gamma %.17g", a->gamma);
+        CHECK(a->n_kinks >= 1, "kinks %d", a->n_kinks);
+        CHECK(a->directional && a->directional->found && a->directional->best_inner < 0 &&
+                  a->directional->best_inner > -1e-4,
+              "the directional LP's descent direction (the evidence under test)");
+        for (int i = 0; a->directional && i < MF_N_GAINS; i++)
+            CHECK(!(a->directional->gain[i] > 0), "gain %d along d = %g", i, a->directional->gain[i]);
+        CHECK(!a->witness.found, "a witness: %s", a->verdict_reason);
+        CHECK(a->verdict == MF_VERDICT_INCONCLUSIVE, "verdict %s", mf_verdict_name(a->verdict));
+        CHECK(strstr(a->verdict_reason, "evidence only") != NULL, "reason: %s", a->verdict_reason);
+        mf_analysis_free(a);
+    }
+    mf_model_free(m);
+    mf_data_free(D);
+}
+
 int main(void) {
     RUN(theory_cases);
     RUN(llwa21_nonsym);
     RUN(near_flat_trained);
     RUN(near_kink_constructed);
+    RUN(directional_without_witness);
     return TEST_REPORT();
 }
