@@ -264,43 +264,49 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
     return r;
 }
 
-/* A number for the summary, or "absent (why)". */
+/* A number for the summary, or "absent (why)" (cli_g says only "absent"). */
 static const char *num_or(char *buf, size_t cap, const char *fmt, double v, const char *why) {
     if (isfinite(v)) snprintf(buf, cap, fmt, v);
     else snprintf(buf, cap, "absent (%s)", why);
     return buf;
 }
 
+/* The text summary: every value through num_or or cli_g, so an undefined
+ * one reads "absent", never "nan". */
 static void print_summary(const mf_analysis *a, const mf_model *m, const mf_data *d,
                           const mf_analyze_settings *s) {
     char b1[200], b2[200], b3[200];
     printf("analysis of %s on %s\n", m->spec, d->desc);
-    printf("  gamma         %s  (q_min %s, ||theta|| %.6g, layer margin %s)\n",
+    printf("  gamma         %s  (q_min %s, ||theta|| %s, layer margin %s)\n",
            num_or(b1, sizeof b1, "%.10g", a->gamma, "undefined"),
-           num_or(b2, sizeof b2, "%.6g", a->q_min, "beyond the double range"), a->norm,
+           num_or(b2, sizeof b2, "%.6g", a->q_min, "beyond the double range"), cli_g(a->norm, 6),
            num_or(b3, sizeof b3, "%.6g", a->layer_margin, "undefined"));
     if (a->has_global)
-        printf("  gamma*        %.10g  (%s)  ratio %.8g\n", a->gamma_star, a->global_source, a->ratio);
+        printf("  gamma*        %s  (%s)  ratio %s\n", cli_g(a->gamma_star, 10), a->global_source,
+               cli_g(a->ratio, 8));
     else if (isfinite(a->gamma_lower))
-        printf("  gamma*        in [%.10g, %.10g] (bracket, not exact)\n", a->gamma_lower, a->gamma_upper);
+        printf("  gamma*        in [%s, %s] (bracket, not exact)\n", cli_g(a->gamma_lower, 10),
+               cli_g(a->gamma_upper, 10));
     else
         printf("  gamma*        unknown (no exact reference for this model and data)\n");
     if (a->homogeneous && isfinite(a->eps)) {
-        printf("  KKT           eps %.3g (tol %.3g%s), delta %.3g, active %d of %d, kinks %d\n", a->eps,
-               s->kkt_tol, a->kkt_exact ? "" : "; an upper bound: some kinks not enumerated",
-               a->delta, a->n_active, a->n, a->n_kinks);
-        printf("  Euler         ||theta~||^2 = %.10g  vs  L sum lambda = %.10g\n", a->euler_lhs,
-               a->euler_rhs);
+        printf("  KKT           eps %s (tol %s%s), delta %s, active %d of %d, kinks %d\n",
+               cli_g(a->eps, 3), cli_g(s->kkt_tol, 3),
+               a->kkt_exact ? "" : "; an upper bound: some kinks not enumerated", cli_g(a->delta, 3),
+               a->n_active, a->n, a->n_kinks);
+        printf("  Euler         ||theta~||^2 = %s  vs  L sum lambda = %s\n", cli_g(a->euler_lhs, 10),
+               cli_g(a->euler_rhs, 10));
         if (isfinite(a->ll_eps))
-            printf("  Lyu-Li        beta %.12g, eps %.3g (relative %.3g), delta %.3g\n", a->ll_beta,
-                   a->ll_eps, a->ll_eps / sqrt(a->euler_lhs), a->ll_delta);
+            printf("  Lyu-Li        beta %s, eps %s (relative %s), delta %s\n", cli_g(a->ll_beta, 12),
+                   cli_g(a->ll_eps, 3), cli_g(a->ll_eps / sqrt(a->euler_lhs), 3),
+                   cli_g(a->ll_delta, 3));
         else
             printf("  Lyu-Li        absent (the loss gradient vanishes or the loss is not finite)\n");
     }
     if (a->second_order_done || a->so_dim >= 0 || a->min_eig_absent[0]) {
         if (isfinite(a->min_eig))
-            printf("  second order  min eigenvalue %.6g +- %.2g on the critical subspace (dim %d; %s)\n",
-                   a->min_eig, a->min_eig_err, a->so_dim, a->hessian_method);
+            printf("  second order  min eigenvalue %s +- %s on the critical subspace (dim %d; %s)\n",
+                   cli_g(a->min_eig, 6), cli_g(a->min_eig_err, 2), a->so_dim, a->hessian_method);
         else
             printf("  second order  min eigenvalue absent (%s)\n", a->min_eig_absent);
         int any = 0;
@@ -326,12 +332,13 @@ static void print_summary(const mf_analysis *a, const mf_model *m, const mf_data
                a->local->trials, (unsigned long long)a->local->seed,
                num_or(b2, sizeof b2, "%.10g", a->gamma_polished, "not within half its ball"));
     if (a->witness.found)
-        printf("  witness       %s at distance %.3g: gamma %.10g vs reference %.10g (gain %.3g > noise %.2g)\n",
-               a->witness.kind, a->witness.distance, a->witness.gamma, a->witness.reference,
-               a->witness.gain_ref, a->witness.noise);
+        printf("  witness       %s at distance %s: gamma %s vs reference %s (gain %s > noise %s)\n",
+               a->witness.kind, cli_g(a->witness.distance, 3), cli_g(a->witness.gamma, 10),
+               cli_g(a->witness.reference, 10), cli_g(a->witness.gain_ref, 3),
+               cli_g(a->witness.noise, 2));
     if (a->layer >= 0)
-        printf("  layer %d       P_%d optimum %s, value at theta~ %.10g\n", a->layer, a->layer,
-               num_or(b1, sizeof b1, "%.10g", a->layer_opt, "not solved"), a->layer_value);
+        printf("  layer %d       P_%d optimum %s, value at theta~ %s\n", a->layer, a->layer,
+               num_or(b1, sizeof b1, "%.10g", a->layer_opt, "not solved"), cli_g(a->layer_value, 10));
     printf("  verdict       %s\n", mf_verdict_name(a->verdict));
     printf("  reason        %s\n", a->verdict_reason);
 }
@@ -404,11 +411,16 @@ static int analyze_args(int argc, char **argv, analyze_opts *o) {
             continue;
         }
         if (a[0] == '-' && a[1] != '\0') {
-            cli_error("analyze: unknown option '%s' (see marginflow analyze --help)", a);
+            cli_error("analyze: unknown option '%s' (see marginflow analyze --help)", cli_q(a));
             return CLI_EXIT_USAGE;
         }
+        if (!a[0]) {
+            cli_error("analyze: the run directory name is empty");
+            return CLI_EXIT_USAGE;
+        }
+        if (cli_check_text("analyze: RUN_DIR", a, 0)) return CLI_EXIT_USAGE;
         if (o->run_dir) {
-            cli_error("analyze: more than one run directory ('%s' and '%s')", o->run_dir, a);
+            cli_error("analyze: more than one run directory ('%s' and '%s')", cli_q(o->run_dir), cli_q(a));
             return CLI_EXIT_USAGE;
         }
         o->run_dir = a;
@@ -427,6 +439,10 @@ int mf_cli_analyze(int argc, char **argv) {
                *out_path = o.out_path;
     int json = o.json, quiet = o.quiet;
     mf_analyze_settings s = o.s;
+    if (out_path && !out_path[0]) {
+        cli_error("analyze: --out: the file name is empty");
+        return CLI_EXIT_USAGE;
+    }
     const char *bad = mf_analyze_settings_validate(&s);
     if (bad) {
         cli_error("analyze: %s", bad);
@@ -454,15 +470,15 @@ int mf_cli_analyze(int argc, char **argv) {
         }
         run_read_error re;
         if (run_config_read(run_dir, RUN_READ_DESCRIBE, &config, &re)) {
-            if (re.kind == RUN_READ_OPEN)
-                cli_error("analyze: cannot read %s: %s", config.path ? config.path : run_dir,
-                          strerror(re.errnum));
-            else
+            if (re.kind == RUN_READ_FIELD)
                 cli_error("analyze: %s is not a marginflow config (needs data.path or data.spec "
-                          "and model.spec)",
-                          config.path);
+                          "and model.spec): %s", cli_q(config.path), re.why);
+            else
+                cli_error("analyze: %s", re.why);
+            int code = re.kind == RUN_READ_OPEN && re.errnum == ENOMEM ? CLI_EXIT_ERROR
+                                                                        : CLI_EXIT_USAGE;
             run_config_free(&config);
-            return CLI_EXIT_USAGE;
+            return code;
         }
         data_spec = config.data_path;
         model_spec = config.model_spec;
@@ -477,22 +493,31 @@ int mf_cli_analyze(int argc, char **argv) {
     }
     if (!loss_name) loss_name = cfg_loss;
     if (loss_name && mf_loss_from_name(loss_name, &loss) != MF_OK) {
-        cli_error("analyze: --loss: unknown loss '%s' (valid: exp, logistic, ce)", loss_name);
+        cli_error("analyze: --loss: unknown loss '%s' (valid: exp, logistic, ce)", cli_q(loss_name));
         rc = CLI_EXIT_USAGE;
         goto done;
     }
 
-    int lr = mf_data_from_spec(data_spec, format, &data, &e);
-    if (!lr) lr = mf_model_parse(model_spec, data->d, data->num_classes, &m, &e);
-    if (!lr) {
-        theta = malloc(sizeof(double) * (m->n_params ? m->n_params : 1));
-        if (!theta) {
-            cli_error("analyze: out of memory");
-            rc = CLI_EXIT_ERROR;
-            goto done;
-        }
-        lr = mf_params_read(params, m->n_params, theta, &e);
+    char why[MF_ERR_LEN];
+    if ((rc = cli_load_problem(data_spec, format, model_spec, &data, &m, why, sizeof why))) {
+        cli_error("analyze: %s", why);
+        goto done;
     }
+    /* a run's data must be the data it was trained on (data_hash) */
+    int hc = run_dir ? run_data_hash_check(&config, data, run_dir, why, sizeof why) : 0;
+    if (hc < 0) {
+        cli_error("analyze: %s", why);
+        rc = CLI_EXIT_USAGE;
+        goto done;
+    }
+    if (hc > 0 && !quiet) cli_error("%s", why);
+    theta = malloc(sizeof(double) * (m->n_params ? m->n_params : 1));
+    if (!theta) {
+        cli_error("analyze: out of memory");
+        rc = CLI_EXIT_ERROR;
+        goto done;
+    }
+    int lr = mf_params_read_for(params, m, theta, &e); /* a params file of this model */
     if (!lr) lr = mf_analyze(m, data, theta, loss, &s, &an, &e);
     if (lr) {
         cli_error("analyze: %s", e.msg[0] ? e.msg : mf_strerror(lr));
@@ -516,7 +541,7 @@ int mf_cli_analyze(int argc, char **argv) {
             cJSON_free(t);
         } else {
             print_summary(an, m, data, &s);
-            if (out_path && rc == CLI_EXIT_OK) printf("  written       %s\n", out_path);
+            if (out_path && rc == CLI_EXIT_OK) printf("  written       %s\n", cli_q(out_path));
         }
     }
     cJSON_Delete(aj);
@@ -529,4 +554,9 @@ done:
     free(params_path);
     free(analysis_path);
     return rc;
+}
+
+cJSON *cli_analysis_json(const mf_analysis *a, const mf_model *m, const mf_data *d,
+                         mf_loss_kind loss, const mf_analyze_settings *s) {
+    return analysis_json(a, m, d, loss, s);
 }

@@ -99,13 +99,11 @@ static cJSON *maxmargin_json(const mf_model *m, const mf_data *data,
             !cli_json_int(v, "count", r->counts[i]))
             vals = NULL;
     }
-    cJSON *th = vals ? cJSON_AddArrayToObject(root, "best_theta") : NULL;
-    for (size_t i = 0; th && r->n_values > 0 && i < m->n_params; i++) {
-        char b[40];
-        mf_format_double(b, sizeof b, r->best_theta[i]);
-        cJSON *x = cJSON_CreateRaw(b);
-        if (!x || !cJSON_AddItemToArray(th, x)) th = NULL;
-    }
+    /* numbers as everywhere (cli_json_num: a non-finite entry is null) */
+    cJSON *th = !vals ? NULL
+                : r->n_values > 0 ? cli_json_num_array(root, "best_theta", r->best_theta,
+                                                       (int)m->n_params)
+                                  : cJSON_AddArrayToObject(root, "best_theta");
     if (!ok || !vals || !th) {
         cJSON_Delete(root);
         return NULL;
@@ -113,32 +111,25 @@ static cJSON *maxmargin_json(const mf_model *m, const mf_data *data,
     return root;
 }
 
+/* The text report (values through cli_g: "absent", never "nan"). */
 static void maxmargin_text(const mf_model *m, const mf_data *data, const mf_maxmargin_result *r,
                            double rel_tol) {
-    char b[40];
-    mf_format_double(b, sizeof b, r->best_gamma);
     printf("SEARCH (not a certificate): best normalized margin %s over %d%s starts "
            "(seeds %llu..%llu), %s\n",
-           r->n_values > 0 ? b : "none", r->starts_done, r->interrupted ? " (interrupted)" : "",
-           (unsigned long long)r->seed,
+           r->n_values > 0 ? cli_g(r->best_gamma, 17) : "none", r->starts_done,
+           r->interrupted ? " (interrupted)" : "", (unsigned long long)r->seed,
            (unsigned long long)(r->seed + (uint64_t)(r->starts_done ? r->starts_done : 1) - 1),
            r->method);
     printf("model %s, data %s\n", m->spec, data->desc);
     printf("distinct local values (rel-tol %g), with the number of starts reaching each:\n",
            rel_tol);
-    for (int i = 0; i < r->n_values; i++) {
-        mf_format_double(b, sizeof b, r->values[i]);
-        printf("  %-24s x %d\n", b, r->counts[i]);
-    }
+    for (int i = 0; i < r->n_values; i++) printf("  %-24s x %d\n", cli_g(r->values[i], 17), r->counts[i]);
     printf("failures: %d of %d starts reached no feasible point (%d needed a training run to "
            "separate the data)\n",
            r->failures, r->starts_done, r->feasibility_runs);
     if (r->n_values > 0 && m->n_params <= 64) {
         printf("best theta (q_min = 1; order of `marginflow layout`):");
-        for (size_t i = 0; i < m->n_params; i++) {
-            mf_format_double(b, sizeof b, r->best_theta[i]);
-            printf("%s%s", i ? "," : " ", b);
-        }
+        for (size_t i = 0; i < m->n_params; i++) printf("%s%s", i ? "," : " ", cli_g(r->best_theta[i], 17));
         printf("\n");
     }
 }
@@ -225,7 +216,7 @@ int mf_cli_maxmargin(int argc, char **argv) {
         } else if (r < 0) {
             return CLI_EXIT_USAGE;
         } else {
-            cli_error("maxmargin: unknown option '%s'; see marginflow maxmargin --help", argv[i]);
+            cli_error("maxmargin: unknown option '%s'; see marginflow maxmargin --help", cli_q(argv[i]));
             return CLI_EXIT_USAGE;
         }
     }
@@ -242,8 +233,12 @@ int mf_cli_maxmargin(int argc, char **argv) {
     mf_data *data = NULL;
     mf_model *m = NULL;
     mf_maxmargin_result *res = NULL;
-    int rc = mf_data_from_spec(data_spec, format, &data, &e);
-    if (!rc) rc = mf_model_parse(model_spec, data->d, data->num_classes, &m, &e);
+    char why[MF_ERR_LEN];
+    int code = cli_load_problem(data_spec, format, model_spec, &data, &m, why, sizeof why);
+    if (code) {
+        cli_error("%s", why);
+        return code;
+    }
     struct sigaction sa, old_int, old_term;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = mm_on_signal;
@@ -253,7 +248,7 @@ int mf_cli_maxmargin(int argc, char **argv) {
     g_mm_stop = 0;
     s.should_stop = mm_should_stop;
     if (!quiet) s.on_start = mm_progress;
-    if (!rc) rc = mf_maxmargin_run(m, data, &s, &res, &e);
+    int rc = mf_maxmargin_run(m, data, &s, &res, &e);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (rc) {
@@ -262,8 +257,7 @@ int mf_cli_maxmargin(int argc, char **argv) {
         mf_data_free(data);
         return cli_exit_for(rc, 1);
     }
-    int code = res->interrupted ? CLI_EXIT_INTERRUPTED
-               : res->n_values > 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+    code = res->interrupted ? CLI_EXIT_INTERRUPTED : res->n_values > 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
     if (json) {
         cJSON *root = maxmargin_json(m, data, res, s.rel_tol);
         char *text = root ? cJSON_Print(root) : NULL;
