@@ -190,10 +190,14 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
     if (g) {
         cJSON_AddBoolToObject(g, "known", a->has_global != 0);
         cli_json_num_or(g, "gamma_star", a->gamma_star, ab, "global", why_no_global(a));
-        if (a->has_global) cli_json_str(g, "source", a->global_source);
+        if (a->has_global || isfinite(a->gamma_lower)) cli_json_str(g, "source", a->global_source);
         cli_json_num_or(g, "ratio", a->ratio, ab, "global", why_no_global(a));
         if (isfinite(a->gamma_lower)) cli_json_num(g, "gamma_lower", a->gamma_lower);
         if (isfinite(a->gamma_upper)) cli_json_num(g, "gamma_upper", a->gamma_upper);
+        if (a->global_theta) { /* the reference's network attaining gamma_lower */
+            cli_json_str(g, "spec", a->global_spec);
+            cli_json_num_array(g, "theta", a->global_theta, (int)a->global_n_params);
+        }
     }
     cJSON *so = cJSON_AddObjectToObject(r, "second_order");
     if (so) {

@@ -1026,7 +1026,8 @@ typedef struct mf_analysis {
     /* global reference */
     int has_global;
     double gamma_star;              /* NAN if unknown */
-    char global_source[128];        /* e.g. "hard-margin SVM: gamma_svm * k^{-k/2}" */
+    char global_source[128];        /* e.g. "hard-margin SVM: gamma_svm * k^{-k/2}"; with only
+                                       a bracket (gamma_lower), the bracket's method */
     double ratio;                   /* gamma / gamma_star */
     int kkt_exact;                  /* 1: every kink's exact Clarke set entered the NNLS;
                                        0: some kinks used sigma'(0) = alpha (budget), so eps
@@ -1057,8 +1058,16 @@ typedef struct mf_analysis {
     double layer_opt;               /* optimal value of the convex per-layer problem, NAN if n/a */
     double layer_value;             /* value at theta~ */
     mf_witness witness;             /* the certificate of a not-local verdict (found = 0 otherwise) */
-    double gamma_lower, gamma_upper;/* a bracket of gamma* where only a bracket is known
-                                       (multi-class fc-linear), NAN otherwise */
+    double gamma_lower, gamma_upper;/* a certified bracket of gamma* (a reference solver's,
+                                       or multi-class fc-linear), NAN otherwise; gamma >=
+                                       gamma_upper (1 - global_tol) is "global", gamma <
+                                       gamma_lower (1 - global_tol) is certified not global */
+    double *global_theta;           /* a reference solver's network attaining gamma_lower
+                                       (re-evaluated by the solver), model global_spec of
+                                       global_n_params parameters (its own width), owned;
+                                       NULL when the reference gives none */
+    size_t global_n_params;
+    char global_spec[MF_SPEC_LEN];
     mf_verdict verdict;
     char verdict_reason[1024];      /* what is proved / what is evidence */
     mf_analyze_settings settings;   /* the settings (tolerances) it was judged with */

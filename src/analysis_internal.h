@@ -317,7 +317,8 @@ typedef struct mf__evidence {
     int has_global;            /* an exact reference */
     double gamma_star, ratio;
     const char *global_source;
-    double gamma_lower, gamma_upper; /* a bracket of gamma* (NAN: none) */
+    double gamma_lower, gamma_upper; /* a certified bracket of gamma* (NAN: none) */
+    const char *global_spec;   /* the model of the network attaining gamma_lower, or NULL */
     int layer;                 /* -1 or the per-layer problem's layer */
     const char *layer_name;
     double layer_value, layer_opt;

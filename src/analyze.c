@@ -103,6 +103,7 @@ void mf_analysis_free(mf_analysis *a) {
     mf__free(a->active);
     mf__free(a->dir);
     mf__free(a->witness.theta);
+    mf__free(a->global_theta);
     mf_directional_result_free(a->directional);
     mf_local_result_free(a->local);
     mf__free(a);
@@ -410,6 +411,7 @@ static void evidence_of(const mf_model *m, const mf_analysis *a, const mf__local
     ev->global_source = a->global_source;
     ev->gamma_lower = a->gamma_lower;
     ev->gamma_upper = a->gamma_upper;
+    ev->global_spec = a->global_theta ? a->global_spec : NULL;
     ev->layer = a->layer;
     ev->layer_name = a->layer >= 0 ? m->layers[a->layer].name : "";
     ev->layer_value = a->layer_value;

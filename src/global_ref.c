@@ -177,6 +177,8 @@ static int svm_reference(const mf__an_ctx *c, const mf__global_ref *ref, mf_anal
         }
         a->gamma_lower = lo;
         a->gamma_upper = up;
+        snprintf(a->global_source, sizeof a->global_source,
+                 "Crammer-Singer SVM of rank %d: Schatten-%.3g bracket", rank, 2.0 / ref->depth);
         if (up - lo <= a->settings.global_tol * up) {
             a->gamma_star = up;
             a->has_global = 1;
@@ -207,16 +209,26 @@ static void solver_reference(const mf__an_ctx *c, const mf__global_ref *ref, mf_
     mf_err se = {0, ""};
     memset(&x, 0, sizeof x);
     if (ref->solve(c->m, c->data, &x, &se) != MF_OK) {
+        mf__free(x.theta);
         mf__say(note, cap, " No global reference: %s. ", se.msg);
         return;
     }
     if (!(x.lower > 0) || !(x.upper >= x.lower) || !isfinite(x.upper)) {
+        mf__free(x.theta);
         mf__say(note, cap, " No global reference: the solver's bracket [%.6g, %.6g] is not valid. ",
                 x.lower, x.upper);
         return;
     }
     a->gamma_lower = x.lower;
     a->gamma_upper = x.upper;
+    snprintf(a->global_source, sizeof a->global_source, "%s", x.source);
+    if (x.theta && x.n_params > 0) { /* the reference network, for "not global" */
+        a->global_theta = x.theta;
+        a->global_n_params = x.n_params;
+        snprintf(a->global_spec, sizeof a->global_spec, "%s", x.spec);
+    } else {
+        mf__free(x.theta);
+    }
     if (x.upper - x.lower <= a->settings.global_tol * x.upper) {
         a->has_global = 1;
         a->gamma_star = x.gamma_star;

@@ -10,7 +10,9 @@
  *     otherwise inconclusive
  *   eps > kkt_tol: over the exact Clarke sets -> not-kkt; if some kinks
  *     were left at sigma'(0) = alpha, eps is only an upper bound -> inconclusive
- *   an EXACT reference gamma* with |gamma / gamma* - 1| <= global_tol -> global
+ *   an EXACT reference gamma* with |gamma / gamma* - 1| <= global_tol -> global;
+ *     so is gamma >= gamma_upper (1 - global_tol) for a certified upper
+ *     bound gamma_upper of gamma* (a bracket: gamma <= gamma* <= upper)
  *   H positive definite on the critical cone by more than its estimated
  *     numerical error, at a smooth point -> local-certified (a search
  *     witness at a finite distance is then another basin, reported beside)
@@ -19,6 +21,11 @@
  *   otherwise -> inconclusive, with the evidence: negative curvature or a
  *     descent direction that produced no witness, what the searches found,
  *     a semidefinite Hessian, a bracket of gamma*.
+ * The local verdicts say beside them whether theta is certified NOT global:
+ * gamma* / gamma > 1 + global_tol for an exact gamma*, or gamma below the
+ * certified lower bound gamma_lower (1 - global_tol) of a bracket, whose
+ * network (a reference solver's, mf_analysis.global_theta) is the witness:
+ * "local-certified ... not global" is the "local, not global" statement.
  * A negative second-order eigenvalue or a directional descent direction is
  * never a certificate by itself: at a trained point (eps > 0) both can come
  * from the distance to the limit, so only the witness they lead to counts.
@@ -124,7 +131,43 @@ static int verdict_kkt(const mf__evidence *ev, mf_verdict *v, char *reason, size
         mf__say(reason, cap, "%s", ev->note);
         return 1;
     }
+    if (!ev->has_global && isfinite(ev->gamma_upper) && isfinite(ev->gamma_lower) &&
+        ev->gamma >= ev->gamma_upper * (1.0 - ev->global_tol)) {
+        *v = MF_VERDICT_GLOBAL;
+        snprintf(reason, cap,
+                 "KKT (eps = %.3g) and gamma = %.10g reaches the certified upper bound %.10g of "
+                 "gamma* (bracket [%.10g, %.10g]%s%s) to within %.2g: gamma <= gamma* <= upper, so "
+                 "|gamma / gamma* - 1| <= %.2g: certified global.",
+                 ev->eps, ev->gamma, ev->gamma_upper, ev->gamma_lower, ev->gamma_upper,
+                 ev->global_source && ev->global_source[0] ? ", " : "",
+                 ev->global_source ? ev->global_source : "", ev->global_tol, ev->global_tol);
+        mf__say(reason, cap, "%s", ev->note);
+        return 1;
+    }
     return 0;
+}
+
+/* Beside a local verdict: what the global reference says, and "not
+ * global" where it is certified (file comment). */
+static void say_global(const mf__evidence *ev, char *reason, size_t cap) {
+    const double lo = ev->gamma_lower, up = ev->gamma_upper, tol = ev->global_tol;
+    if (ev->has_global && ev->ratio < 1.0 - tol) {
+        mf__say(reason, cap, " Not global: gamma / gamma* = %.6g (%s).", ev->ratio, ev->global_source);
+    } else if (ev->has_global) {
+        mf__say(reason, cap, " gamma / gamma* = %.6g (%s).", ev->ratio, ev->global_source);
+    } else if (isfinite(lo) && isfinite(up) && ev->gamma < lo * (1.0 - tol)) {
+        mf__say(reason, cap,
+                " Not global: gamma* >= %.10g > gamma = %.10g (the certified lower bound of the "
+                "bracket [%.10g, %.10g]%s%s",
+                lo, ev->gamma, lo, up, ev->global_source && ev->global_source[0] ? ", " : "",
+                ev->global_source ? ev->global_source : "");
+        if (ev->global_spec)
+            mf__say(reason, cap, "; attained by the network %s in analysis.json global.theta",
+                    ev->global_spec);
+        mf__say(reason, cap, ").");
+    } else if (isfinite(lo) && isfinite(up)) {
+        mf__say(reason, cap, " gamma* lies in [%.10g, %.10g] (not exact).", lo, up);
+    }
 }
 
 /* What was found without a certificate, for an inconclusive verdict. */
@@ -185,10 +228,7 @@ static void verdict_local(const mf__evidence *ev, mf_verdict *v, char *reason, s
         say_evidence(ev, reason, cap);
         mf__say(reason, cap, ". Nothing certified either way: inconclusive.");
     }
-    if (ev->has_global) mf__say(reason, cap, " gamma / gamma* = %.6g (%s).", ev->ratio, ev->global_source);
-    else if (isfinite(ev->gamma_lower) && isfinite(ev->gamma_upper))
-        mf__say(reason, cap, " gamma* lies in [%.10g, %.10g] (not exact).", ev->gamma_lower,
-                ev->gamma_upper);
+    say_global(ev, reason, cap);
     mf__say(reason, cap, "%s", ev->note);
 }
 

@@ -869,6 +869,52 @@ TEST(test_verdict_rules) {
                    "another basin");
 }
 
+/* A certified reference beside the local verdicts (the slot a reference
+ * solver, MF__REF_SOLVER, fills): "global" when gamma reaches a certified
+ * upper bound of gamma*; "not global" when gamma is below an exact gamma*
+ * or below a certified lower bound, naming the reference's network. */
+TEST(test_verdict_references) {
+    mf__evidence ev = evidence(); /* gamma 0.25, global_tol 1e-4 */
+    ev.gamma_lower = 0.2;
+    ev.gamma_upper = 0.25 * (1 + 5e-5);
+    ev.global_source = "BRACKET";
+    expect_verdict(&ev, 1, MF_VERDICT_GLOBAL, "KKT (eps = 1e-06) and gamma = 0.25 reaches the certified upper bound",
+                   "(bracket [0.2, 0.2500125], BRACKET) to within 0.0001");
+    ev.gamma_upper = 0.25 * (1 + 2e-4); /* not reached: on to the local tests */
+    ev.local_done = 0;
+    expect_verdict(&ev, 0, MF_VERDICT_GLOBAL, "", NULL);
+    ev.local_done = 1;
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "KKT (eps = 1e-06) at a smooth point",
+                   "inconclusive. gamma* lies in [0.2, 0.25005] (not exact). NOTE.");
+    ev.eps = 2e-3; /* not KKT: the bracket does not make it global */
+    ev.gamma_upper = 0.25;
+    expect_verdict(&ev, 1, MF_VERDICT_NOT_KKT, "not a KKT direction yet", NULL);
+    /* local, not global: a certified strict local optimum below the lower bound */
+    ev = evidence();
+    ev.gamma_lower = 0.3;
+    ev.gamma_upper = 0.31;
+    ev.global_source = "BRACKET";
+    ev.global_spec = "relu2:width=3,alpha=0";
+    ev.loc.so_certified = 1;
+    snprintf(ev.loc.so_note, sizeof ev.loc.so_note, "SO");
+    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 1e-06) at a smooth point and SO",
+                   "Not global: gamma* >= 0.3 > gamma = 0.25 (the certified lower bound of the bracket "
+                   "[0.3, 0.31], BRACKET; attained by the network relu2:width=3,alpha=0 in "
+                   "analysis.json global.theta). NOTE.");
+    ev.gamma_lower = 0.25 * (1 - 5e-5); /* within global_tol of the lower bound: not certified */
+    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 1e-06) at a smooth point and SO",
+                   "gamma* lies in [0.2499875, 0.31] (not exact). NOTE.");
+    ev = evidence(); /* an exact gamma* above gamma */
+    ev.has_global = 1;
+    ev.gamma_star = 0.5;
+    ev.ratio = 0.5;
+    ev.global_source = "SRC";
+    ev.loc.so_certified = 1;
+    snprintf(ev.loc.so_note, sizeof ev.loc.so_note, "SO");
+    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 1e-06) at a smooth point and SO",
+                   "Not global: gamma / gamma* = 0.5 (SRC). NOTE.");
+}
+
 static int same_settings(const mf_analyze_settings *a, const mf_analyze_settings *b) {
     return a->kkt_tol == b->kkt_tol && a->act_tol == b->act_tol && a->zero_tol == b->zero_tol &&
            a->global_tol == b->global_tol && a->hess_h == b->hess_h &&
@@ -940,6 +986,7 @@ TEST(test_bad_inputs) {
 int main(void) {
     RUN(test_settings);
     RUN(test_verdict_rules);
+    RUN(test_verdict_references);
     RUN(test_settings_carried);
     RUN(test_jacobian_fd);
     RUN(test_preactivations);

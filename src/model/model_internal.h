@@ -72,6 +72,14 @@ typedef enum mf__ref_kind {
 typedef struct mf__exact_ref {
     double gamma_star, lower, upper;
     char source[128];   /* the method, for the verdict text */
+    /* optional: the network attaining `lower` (q_min = 1, re-evaluated by
+     * the solver), of model `spec` (its own width) with n_params
+     * parameters, allocated with mf__malloc; the analysis takes it over
+     * (mf_analysis.global_theta) and says "not global" with it when gamma
+     * < lower (1 - global_tol). NULL: none. */
+    double *theta;
+    size_t n_params;
+    char spec[MF_SPEC_LEN];
 } mf__exact_ref;
 
 typedef struct mf__global_ref {
