@@ -4,7 +4,7 @@
 # B with diag:depth=2 -> 1, sym4 with linear -> sqrt(5)/2), the SEARCH label,
 # the JSON output, and exit code 2 on bad input; issue 12: every start made
 # feasible (no failures on separable data), the augmented Lagrangian, the
-# memory limit refused up front, a 2-line file with class 999999, progress
+# memory limit refused up front, a 2-line file with class 999999 refused, progress
 # lines on stderr, SIGTERM printing the best so far, --help defaults equal to
 # the code's (through the JSON). Needs the full build (make).
 . "$(dirname "$0")/lib.sh"
@@ -63,14 +63,18 @@ grep -q '^marginflow: maxmargin: .* needs about [0-9]* MiB .* more than the limi
 "$MF" maxmargin --model relu2:width=500,alpha=0.1 --data gauss:n=50,d=50 --method slsqp \
     >"$T/out" 2>"$T/err"; rc=$?
 [ $rc -eq 2 ] && grep -q 'needs about .* for SLSQP' "$T/err" && ok || bad "slsqp width 500: exit $rc $(cat "$T/err")"
-# a 2-line file with class label 999999 (10^6 classes, 10^6 parameters; it
-# crashed inside SLSQP): the augmented Lagrangian's memory is estimated and
-# a limit below it refuses the search up front (with the default 4 GiB it
-# runs, for minutes: 40000 evaluations of 10^6 outputs per start)
+# a 2-line file with class label 999999 (it crashed inside SLSQP with 10^6
+# classes): the reader now refuses it (every class 0..C-1 must be present)
 printf '999999 1:1\n0 1:-1\n' >"$T/big.svm"
-"$MF" maxmargin --model linear --data "$T/big.svm" --starts 1 --max-memory 100 -q >"$T/out" 2>"$T/err"; rc=$?
-[ $rc -eq 2 ] && grep -q '1000000 parameters) needs about [0-9]* MiB for augmented Lagrangian' "$T/err" && ok ||
+"$MF" maxmargin --model linear --data "$T/big.svm" --starts 1 -q >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q 'but no sample of class 1' "$T/err" && ok ||
     bad "class 999999: exit $rc $(cat "$T/err")"
+# 2.2e6 parameters: the augmented Lagrangian's memory is estimated and a
+# limit below it refuses the search up front, before anything is allocated
+"$MF" maxmargin --model relu2:width=200000,alpha=0.1 --data gauss:n=20,d=10 --starts 1 \
+    --max-memory 100 -q >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 2 ] && grep -q '2200000 parameters) needs about [0-9]* MiB for augmented Lagrangian' "$T/err" && ok ||
+    bad "width 200000 over --max-memory 100: exit $rc $(cat "$T/err")"
 # SIGTERM: the best point so far is printed, exit 130, the error line on its own line
 "$MF" maxmargin --model relu2:width=50,alpha=0.1 --data gauss:n=200,d=10 --starts 1000 \
     >"$T/out" 2>"$T/err" &
