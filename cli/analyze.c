@@ -202,6 +202,8 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
     cJSON *so = cJSON_AddObjectToObject(r, "second_order");
     if (so) {
         cJSON_AddBoolToObject(so, "done", a->second_order_done != 0);
+        cli_json_num_or(so, "kink_distance", a->kink_distance, ab, "second_order",
+                        "no hidden units, or every active pre-activation is at a kink");
         if (a->hessian_method[0]) cli_json_str(so, "hessian_method", a->hessian_method);
         if (a->so_dim >= 0) cli_json_int(so, "dim", a->so_dim);
         cli_json_num_or(so, "min_eig", a->min_eig, ab, "second_order", a->min_eig_absent);

@@ -1021,6 +1021,11 @@ typedef struct mf_analysis {
     double eps, delta;              /* eps relative to ||theta~|| */
     double euler_lhs, euler_rhs;    /* ||theta~||^2 and L sum lambda */
     int n_kinks;                    /* pre-activations treated as zero */
+    double kink_distance;           /* min over the active samples' pre-activations z (not
+                                       at a kink) of |z| / ||h_in|| / ||theta~||: how far,
+                                       relative, the unit's own weights are from making z = 0
+                                       (exact for two-layer nets; deeper, a perturbation of
+                                       earlier layers may need less); NAN: no hidden units */
     /* Lyu & Li's certificate from the loss gradient at theta */
     double ll_beta, ll_eps, ll_delta;
     /* global reference */

@@ -326,6 +326,7 @@ typedef struct mf__evidence {
     mf__local_evidence loc;
     int second_order_done, so_dim;
     double min_eig, min_eig_err;
+    double kink_distance;      /* mf_analysis.kink_distance (NAN: no hidden units) */
     const char *min_eig_absent;
     int has_directional, dir_n_patterns, dir_searched;
     double dir_best_inner;

@@ -181,6 +181,7 @@ static mf_analysis *result_new(const mf_model *m, const mf_data *data, const mf_
     a->eps = a->delta = a->euler_lhs = a->euler_rhs = NAN;
     a->ll_beta = a->ll_eps = a->ll_delta = NAN;
     a->min_eig = a->min_eig_err = NAN;
+    a->kink_distance = NAN;
     a->so_dim = -1;
     a->kkt_exact = 1;
     a->gamma_lower = a->gamma_upper = NAN;
@@ -238,10 +239,38 @@ static void margins_at(mf__an_ctx *c, const double *theta, mf_analysis *a, doubl
 }
 
 /*
+ * a->kink_distance from the pre-activations pre [N][H] and scales scl
+ * [N][H] (= ||w_k|| ||h_in||) at theta~: min over active samples and units
+ * not at a kink of |z| / ||h_in|| / ||theta~|| = |z| ||w_k|| / scale /
+ * ||theta~||, the hidden units being the rows of the layers in order (relu2:
+ * W; mlp: the hidden layers), as the model tables number them.
+ */
+static void kink_distance(const mf__an_ctx *c, const mf_analysis *a, const double *pre,
+                          const double *scl, const int *kink) {
+    const mf_model *m = c->m;
+    const int H = mf_model_n_hidden(m);
+    const double nt = mf__norm2(a->theta_tilde, c->P);
+    double best = INFINITY;
+    for (int l = 0, u0 = 0; l < m->n_layers && u0 < H; u0 += m->layers[l].rows, l++) {
+        const mf_layer *W = &m->layers[l];
+        for (int k = 0; k < W->rows && u0 + k < H; k++) {
+            const double wn = mf__norm2(a->theta_tilde + W->offset + (size_t)k * W->cols, (size_t)W->cols);
+            for (int n = 0; n < c->N; n++) {
+                const size_t t = (size_t)n * H + u0 + k;
+                if (!a->active[n] || kink[t] || !(scl[t] > 0)) continue;
+                const double dist = fabs(pre[t]) * wn / scl[t] / nt;
+                if (dist < best) best = dist;
+            }
+        }
+    }
+    ((mf_analysis *)a)->kink_distance = isfinite(best) ? best : NAN;
+}
+
+/*
  * theta~ = theta^ / gamma^{1/L} (= theta / q_min^{1/L}) in a->theta_tilde;
  * margins q [N] and gradients J [N][P] there, the active set (q_n <= 1 +
  * act_tol) and the kinks (*kink [N][H], allocated here): active samples'
- * pre-activations with |z| <= zero_tol * scale.
+ * pre-activations with |z| <= zero_tol * scale; a->kink_distance.
  */
 static int rescaled_point(mf__an_ctx *c, const mf_analyze_settings *s, mf_analysis *a, double *q,
                           double *J, int **kink, mf_err *e) {
@@ -267,6 +296,7 @@ static int rescaled_point(mf__an_ctx *c, const mf_analyze_settings *s, mf_analys
             (*kink)[t] = a->active[n] && fabs(pre[t]) <= s->zero_tol * scl[t];
             a->n_kinks += (*kink)[t];
         }
+    if (!rc) kink_distance(c, a, pre, scl, *kink);
     mf__free(pre);
     mf__free(scl);
     return rc;
@@ -422,6 +452,7 @@ static void evidence_of(const mf_model *m, const mf_analysis *a, const mf__local
     ev->so_dim = a->so_dim;
     ev->min_eig = a->min_eig;
     ev->min_eig_err = a->min_eig_err;
+    ev->kink_distance = a->kink_distance;
     ev->min_eig_absent = a->min_eig_absent;
     ev->has_directional = a->directional != NULL;
     if (a->directional) {

@@ -14,8 +14,13 @@
  *     so is gamma >= gamma_upper (1 - global_tol) for a certified upper
  *     bound gamma_upper of gamma* (a bracket: gamma <= gamma* <= upper)
  *   H positive definite on the critical cone by more than its estimated
- *     numerical error, at a smooth point -> local-certified (a search
- *     witness at a finite distance is then another basin, reported beside)
+ *     numerical error, at a smooth point whose nearest kink (kink_distance)
+ *     is farther than the exact KKT point can be, 2 eps / mu relative (mu
+ *     the smallest eigenvalue, 1 for a trivial subspace; a first-order
+ *     perturbation bound), -> local-certified (a search witness at a
+ *     finite distance is then another basin, reported beside); with a kink
+ *     that near, the limit may be a non-smooth point the test says nothing
+ *     about (a dead unit shrinking relative to the rest): inconclusive
  *   a WITNESS (mf_witness: a better feasible point within the stated radius,
  *     beyond the noise bound, re-evaluated from scratch) -> not-local
  *   otherwise -> inconclusive, with the evidence: negative curvature or a
@@ -200,7 +205,10 @@ static void say_evidence(const mf__evidence *ev, char *reason, size_t cap) {
 static void verdict_local(const mf__evidence *ev, mf_verdict *v, char *reason, size_t cap) {
     const mf__local_evidence *L = &ev->loc;
     reason[0] = '\0';
-    if (L->so_certified && ev->n_kinks == 0) {
+    const double mu = isfinite(ev->min_eig) && ev->min_eig > 0 ? fmin(ev->min_eig, 1.0) : 1.0;
+    const double reach = 2.0 * ev->eps / mu; /* how far the exact KKT point may be (relative) */
+    const int kink_near = ev->kink_distance <= reach;
+    if (L->so_certified && ev->n_kinks == 0 && !kink_near) {
         *v = MF_VERDICT_LOCAL_CERTIFIED;
         mf__say(reason, cap,
                 "KKT (eps = %.3g) at a smooth point and %s: second-order sufficient condition, "
@@ -226,6 +234,13 @@ static void verdict_local(const mf__evidence *ev, mf_verdict *v, char *reason, s
                 ev->n_kinks ? "" : " at a smooth point");
         if (ev->n_kinks) mf__say(reason, cap, " at a non-smooth point (%d kinks)", ev->n_kinks);
         say_evidence(ev, reason, cap);
+        if (L->so_certified && ev->n_kinks == 0 && kink_near)
+            mf__say(reason, cap,
+                    "; but a pre-activation of an active sample is %.3g (relative) from its kink, "
+                    "within the %.3g that eps allows between theta~ and the exact KKT point (2 eps "
+                    "/ mu): the limit may be non-smooth, so the sufficient condition is not a "
+                    "certificate",
+                    ev->kink_distance, reach);
         mf__say(reason, cap, ". Nothing certified either way: inconclusive.");
     }
     say_global(ev, reason, cap);

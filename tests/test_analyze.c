@@ -756,6 +756,7 @@ static mf__evidence evidence(void) {
     ev.kkt_exact = 1;
     ev.min_eig = ev.min_eig_err = NAN;
     ev.min_eig_absent = "";
+    ev.kink_distance = NAN;
     return ev;
 }
 
@@ -867,6 +868,19 @@ TEST(test_verdict_rules) {
     ev.witness = witness_found(); /* a better point at 0.05: another basin, still local */
     expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 1e-06) at a smooth point and SO",
                    "another basin");
+    /* a kink nearer than the exact KKT point may be (2 eps / mu): a dead unit
+       shrinking relative to the rest, as in the relu-bad-kkt sweep */
+    ev = evidence();
+    ev.eps = 3e-5;
+    ev.loc.so_certified = 1;
+    ev.second_order_done = 1;
+    ev.min_eig = 0.5;
+    snprintf(ev.loc.so_note, sizeof ev.loc.so_note, "SO");
+    ev.kink_distance = 2e-6;
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "KKT (eps = 3e-05) at a smooth point; second order: SO",
+                   "is 2e-06 (relative) from its kink, within the 0.00012 that eps allows");
+    ev.kink_distance = 2e-4; /* beyond: certified */
+    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 3e-05) at a smooth point and SO", NULL);
 }
 
 /* A certified reference beside the local verdicts (the slot a reference
