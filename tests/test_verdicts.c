@@ -23,6 +23,8 @@
  * at the global margin with a dead unit within 1e-4 of its kink, where the
  * directional LP finds <theta~, d> ~ -3e-5 but the margin falls along d:
  * evidence without a witness, inconclusive (it was once "not-local").
+ * A third sweep limit, smooth with a dead unit 2e-6 from its kink, is
+ * inconclusive rather than local-certified (the limit is a kink).
  * Every not-local witness is re-evaluated here
  * with mf_margin_jacobian and must have q_min >= 1 and a larger normalized
  * margin than theta~.
@@ -172,11 +174,42 @@ TEST(directional_without_witness) {
     mf_data_free(D);
 }
 
+/* A sweep limit (seed 88 of relu-bad-kkt width 2) at the global margin
+ * with a dead unit (w = (-0.054, -0.78), a = -0.26, beside a live unit of
+ * size 1.3e4): smooth at theta~ with H positive definite on the critical
+ * subspace (min eigenvalue 1), so it was "local-certified"; but the dead
+ * unit's pre-activation is 2e-6 ||theta~|| from 0 while eps = 3.2e-5 lets
+ * the exact KKT point lie 6.4e-5 away (the limit has the unit at 0, a
+ * kink): inconclusive, with that reason. */
+TEST(dead_unit_not_certified) {
+    static const double th[6] = {-0.053979235987215476, -0.78106571737039809, 12940.43238914135,
+                                 12940.43238914135,     -0.2587341861382752,  18300.534977760195};
+    mf_data *D = NULL;
+    mf_model *m = NULL;
+    mf_data_from_spec("builtin:D", NULL, &D, NULL);
+    mf_model_parse("relu2:width=2,alpha=0", D->d, 0, &m, NULL);
+    mf_analysis *a = NULL;
+    CHECK_EQ_INT(mf_analyze(m, D, th, MF_LOSS_EXP, NULL, &a, NULL), MF_OK);
+    if (a) {
+        fprintf(stderr, "  [dead unit] %s: %.300s\n", mf_verdict_name(a->verdict), a->verdict_reason);
+        CHECK(a->n_kinks == 0 && a->second_order_done && a->min_eig > 0.5, "kinks %d, min eig %g",
+              a->n_kinks, a->min_eig);
+        CHECK(a->kink_distance > 1e-6 && a->kink_distance < 4e-6, "kink distance %g", a->kink_distance);
+        CHECK(a->verdict == MF_VERDICT_INCONCLUSIVE, "verdict %s", mf_verdict_name(a->verdict));
+        CHECK(strstr(a->verdict_reason, "from its kink") != NULL, "reason: %s", a->verdict_reason);
+        CHECK(!a->witness.found, "a witness: %s", a->verdict_reason);
+    }
+    mf_analysis_free(a);
+    mf_model_free(m);
+    mf_data_free(D);
+}
+
 int main(void) {
     RUN(theory_cases);
     RUN(llwa21_nonsym);
     RUN(near_flat_trained);
     RUN(near_kink_constructed);
     RUN(directional_without_witness);
+    RUN(dead_unit_not_certified);
     return TEST_REPORT();
 }
