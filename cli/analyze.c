@@ -1,7 +1,7 @@
 /*
  * analyze.c -- `marginflow analyze`: KKT certificate and optimality verdict
- * of a trained parameter vector for the max-margin problem (P) of THEORY.md
- * section 3 (library: mf_analyze in src/analyze.c).
+ * of a trained parameter vector for the max-margin problem (P) of
+ * docs/theory.md section 3 (library: mf_analyze in src/analyze.c).
  *
  *   marginflow analyze RUN_DIR [options]
  *       reads RUN_DIR/config.json (model spec, data path/format, loss, as
@@ -32,8 +32,8 @@ static void analyze_help(void) {
         "usage: marginflow analyze RUN_DIR [options]\n"
         "       marginflow analyze --model M --data D --params FILE [options]\n"
         "\n"
-        "Is theta a KKT point of the max-margin problem (P) (THEORY.md s.3), and is it a\n"
-        "global optimum, a local optimum, or neither? Rescales theta to q_min = 1, solves\n"
+        "Is theta a KKT point of the max-margin problem (P) (docs/theory.md s.3), and is\n"
+        "it a global optimum, a local optimum, or neither? Rescales theta to q_min = 1, solves\n"
         "the multiplier NNLS over the exact Clarke sets at ReLU kinks (any depth), compares\n"
         "with an exact reference where one is known, and runs the second-order test\n"
         "(smooth points), the directional test (kinks) and local re-solves in balls; a\n"

@@ -3,7 +3,7 @@
  * normalized margin gamma = q_min / ||theta||^L a homogeneous network
  * reaches on a data set (library: mf_maxmargin_run in src/maxmargin.c: each
  * random Gaussian start made feasible, then solved for the max-margin
- * problem (P) of THEORY.md section 3 by SLSQP for small nets or an
+ * problem (P) of docs/theory.md section 3 by SLSQP for small nets or an
  * augmented Lagrangian with L-BFGS for large ones). It is a SEARCH, not a
  * certificate, and says so in its output: the best value found, the
  * distinct local values with how many starts reached each, the seeds used
@@ -40,7 +40,7 @@ static void maxmargin_help(void) {
     printf("usage: marginflow maxmargin --model M --data D [options]\n"
            "\n"
            "Multi-start search for the best normalized margin q_min / ||theta||^L of a\n"
-           "homogeneous model on (P) min 1/2 ||theta||^2 s.t. q_n >= 1 (THEORY.md s.3).\n"
+           "homogeneous model on (P) of docs/theory.md s.3 (min 1/2 ||theta||^2, q_n >= 1).\n"
            "Each start (N(0, S^2) entries, seeds S, S+1, ...) is made feasible first: rescaled\n"
            "when it separates the data, else trained briefly (exp loss) until Loss < 1, which\n"
            "separates it; then solved by SLSQP (up to %d parameters) or by an augmented\n"

@@ -1,7 +1,7 @@
 /*
  * kkt.c -- approximate KKT certificates for the max-margin problem
  *     (P)  minimize 1/2 ||theta||^2  subject to  q_n(theta) >= 1 for all n
- * at the rescaled point theta~ (THEORY.md section 3):
+ * at the rescaled point theta~ (docs/theory.md section 3):
  *  - (eps, delta)-KKT by non-negative least squares over the multipliers of
  *    the active samples ([LL20] Def. of approximate KKT points; [VSS22]
  *    sec. 2), over the exact Clarke subdifferential of each kinked margin
@@ -65,7 +65,7 @@ static void margin_seed(const mf__an_ctx *c, int n, const double *z, double *dou
  * the limits of gradients at points of differentiability) the Clarke
  * subdifferential of q_n is therefore exactly
  *   conv { grad q_n^s(theta~) : s in {alpha, 1}^{K_n} },
- * at any depth (our derivation; THEORY.md s.3). At depth 2 these gradients
+ * at any depth (our derivation; docs/theory.md s.3). At depth 2 these gradients
  * are affine in s and the hull is the box image [alpha, 1]^{K_n}; deeper the
  * slopes multiply along paths and the hull is not a product of intervals,
  * so the vertices are enumerated. Writing lambda_n h_n = sum_s mu_ns grad

@@ -1,6 +1,6 @@
 /*
  * local.c -- search-based and LP-based tests of local optimality for the
- * max-margin problem of THEORY.md section 3,
+ * max-margin problem of docs/theory.md section 3,
  *     (P)  minimize 1/2 ||theta||^2  subject to  q_n(theta) >= 1 for all n,
  * section B of marginflow.h:
  *
@@ -448,7 +448,7 @@ static int dt_setup(dt_state *st, double qmin, double act_tol, mf_directional_re
 
 /*
  * mf_directional_test -- the first-order test of [VSS22] for (P) at theta
- * (THEORY.md s.3 "Non-smooth point"). With the active set
+ * (docs/theory.md s.3 "Non-smooth points"). With the active set
  * A = {n : q_n <= q_min (1 + act_tol)} it solves
  *     minimize <theta, d>  s.t.  q_n'(theta; d) >= 0 (n in A),  -1 <= d_i <= 1,
  * exactly when q_n'(theta; .) is piecewise linear:

@@ -1,7 +1,7 @@
 /*
  * maxmargin.c -- mf_maxmargin_run: a multi-start SEARCH for the largest
  * normalized margin gamma = q_min / ||theta||^L of a homogeneous model,
- * i.e. for good local solutions of THEORY.md s.3's
+ * i.e. for good local solutions of docs/theory.md s.3's
  *     (P)  minimize 1/2 ||theta||^2  subject to  q_n(theta) >= 1,
  * (contract at mf_maxmargin_run in marginflow.h). Nothing here certifies a
  * global optimum; the result says how many starts reached each value.

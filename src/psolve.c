@@ -1,5 +1,5 @@
 /*
- * psolve.c -- local solvers of the max-margin problem of THEORY.md s.3,
+ * psolve.c -- local solvers of the max-margin problem of docs/theory.md s.3,
  *     (P)  minimize 1/2 ||x||^2  subject to  q_n(x) >= 1 for all n,
  * optionally restricted to a ball ||x - center|| <= rho (the local searches
  * of the analysis), shared by mf_local_search (local.c) and mf_maxmargin

@@ -1,6 +1,6 @@
 /*
  * svm.c -- exact max-margin references for linear predictors through the
- * origin (THEORY.md section 3): the l2 hard-margin SVM, solved as a
+ * origin (docs/theory.md section 3): the l2 hard-margin SVM, solved as a
  * least-distance program by the library's Lawson-Hanson NNLS (src/nnls.c)
  * and a support-set polish by LAPACK least squares, and the l1-margin LP,
  * solved by GLPK.
@@ -592,7 +592,7 @@ static double unscale(double v, int k) {
  *   (P2-mc)  minimize 1/2 ||W||_F^2  s.t.  <w_{y_n} - w_j, x_n> >= 1  (n, j != y_n),
  * whose optimum is gamma_cs = 1 / ||W||_F = max_W min_n (Phi_y - max_{j != y}
  * Phi_j) / ||W||_F, the global optimum of (P) for a linear multi-class
- * model (THEORY.md s.3 with the multi-class margin). It is exactly the
+ * model (docs/theory.md s.3 with the multi-class margin). It is exactly the
  * binary problem (P2) on the lifted samples z_{nj} = (e_{y_n} - e_j) (x) x_n
  * in R^{C d} with label +1 (the constraint is <vec W, z_nj> >= 1), so the
  * binary solver, its certificates (weak-duality bracket, KKT residuals,

@@ -2,7 +2,7 @@
  * witness.c -- the only way to a "not-local" verdict: a WITNESS, i.e. a
  * point theta' near theta~ that is feasible for (P) and has a larger
  * normalized margin than the reference by more than a stated noise bound,
- * re-evaluated from scratch (THEORY.md s.3: "a nearby point with larger
+ * re-evaluated from scratch (docs/theory.md s.3: "a nearby point with larger
  * normalized margin is a certificate (report it)"). Contract of the bound
  * at mf_witness in marginflow.h.
  *

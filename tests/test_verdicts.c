@@ -3,9 +3,9 @@
  * trained runs whose verdict is known (issue 12's acceptance set): each run
  * is trained with mf_train and analysed with the default settings, and the
  * verdict must be the known one:
- *   THEORY.md B (depth-2 diagonal, saddle)            not-local (second-order curve)
- *   THEORY.md C (depth-3 diagonal, symmetric init)    not-local
- *   THEORY.md D (two-layer ReLU, a pre-activation
+ *   docs/theory.md B (depth-2 diagonal, saddle)            not-local (second-order curve)
+ *   docs/theory.md C (depth-3 diagonal, symmetric init)    not-local
+ *   docs/theory.md D (two-layer ReLU, a pre-activation
  *     within 1e-6 of its kink)                        not-local (directional line)
  *   R1 (fully-connected linear, depth 3)              global
  *   sym4 (two-layer leaky ReLU, tiny init)            global
