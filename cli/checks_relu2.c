@@ -276,7 +276,7 @@ static int p0_witness(const mf_global_result *g, const double *a, int M, int d, 
  *    gain_min: a first-order descent direction, not a finite-run defect.
  *  - not-global: the global network of mf_global_relu2 rebuilt on the
  *    frozen a (p0_witness) has a smaller P_0 value by more than tol.
- *  - local-evidence: kinks, and no pattern gives descent (a search).
+ *  - inconclusive: kinks, and no pattern gives descent (a search).
  * Passes when every fact in "expect" holds for every selected run. */
 void rp_ck_layer0_relu2(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     const char *sel = cli_jstr_or(ck, "run", NULL);
@@ -371,9 +371,9 @@ void rp_ck_layer0_relu2(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         int grc = mf_global_relu2(r->model, D, NULL, &g, &e);
         if (!grc && p0_witness(g, a, M, d, Wt) == 0) Vw = p0_value(D, Wt, a, M, alpha);
         not_global = Vw < V0 * (1 - tol);
-        int local_ev = nk > 0 && searched && !not_local;
+        int inconc = nk > 0 && searched && !not_local;
         int hit = (!expects(ex, "local-certified") || local_cert) && (!expects(ex, "not-local") || not_local) &&
-                  (!expects(ex, "not-global") || not_global) && (!expects(ex, "local-evidence") || local_ev);
+                  (!expects(ex, "not-global") || not_global) && (!expects(ex, "inconclusive") || inconc);
         ok &= hit;
         cnt++;
         if (cnt <= 3) {
@@ -386,7 +386,7 @@ void rp_ck_layer0_relu2(const cJSON *ck, rp_claim *c, rp_check_out *o) {
                 cli_cat(o->measured, sizeof o->measured, " (more than %d: sides not searched)", P0_MAX_KINKS);
             else
                 cli_cat(o->measured, sizeof o->measured, ", best first-order descent rate %s over %ld patterns%s",
-                        cli_g(best_rate, 3), 1L << nk, not_local ? " (not-local)" : " (local-evidence)");
+                        cli_g(best_rate, 3), 1L << nk, not_local ? " (not-local)" : " (inconclusive)");
             if (grc)
                 cli_cat(o->measured, sizeof o->measured, ", global network: %s", e.msg);
             else

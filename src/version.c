@@ -29,6 +29,7 @@ static const struct {
     T(mf_svm_result),   T(mf_directional_result), T(mf_local_result),
     T(mf_maxmargin_result), T(mf_analyze_settings), T(mf_analysis),
     T(mf_global_settings), T(mf_global_result),
+    T(mf_maxmargin_progress), T(mf_maxmargin_settings), T(mf_witness),
 };
 #undef T
 

@@ -89,7 +89,7 @@ printf '{"name": "m", "runs": [{"name": "r", "data": "builtin:B", "model": "diag
 "$MF" reproduce --experiments "$B" --out "$T/ob" >"$T/bout" 2>"$T/berr"
 expect_rc 2 $? "bad expectations exit 2"
 check "a run's max_rel_step is validated" grep -qF "m.json: runs[0]: run 'r': max_rel_step: must be a finite number >= 0 (0 = off)" "$T/berr"
-check "layer0 names" grep -qF "b.json: checks[0].expect: 'global' is not one of local-certified, not-local, not-global, local-evidence" "$T/berr"
+check "layer0 names" grep -qF "b.json: checks[0].expect: 'global' is not one of local-certified, not-local, not-global, inconclusive" "$T/berr"
 check "global_relu2 takes one name" grep -qF "c.json: checks[0].expect: must be \"global\" or \"not-global\"" "$T/berr"
 check "nothing trained" test ! -e "$T/ob/b/two"
 
