@@ -14,7 +14,9 @@
 #  - odd_even, sign_init, invariant on sym4: pass with their numbers, fail
 #    with an impossible bound, and a run without snapshots is an ERROR;
 #  - a claim run's max_rel_step (lyu-li's step bound) is validated like the
-#    other train settings.
+#    other train settings;
+#  - analyze and maxmargin report the certified reference of bias-free relu2
+#    (mf_global_relu2): "Not global" with its network, "REFERENCE (certified)".
 # Prints "N passed, N failed"; exits 1 on any failure.
 
 . "$(dirname "$0")/lib.sh"
@@ -79,6 +81,23 @@ spec=$(sed -n 's/^# marginflow params v1 n=[0-9]* model=//p' "$T/o/g-not/global-
 expect_rc 0 $? "training from the witness network"
 m=$(json "$T/w/summary.json" 'd["final"]["normalized_margin"]')
 check "witness margin $m = 0.3213938 (1e-6)" python3 -c "import sys; sys.exit(abs($m - 0.32139380484327) > 1e-6)"
+
+# the analysis and maxmargin use the certified reference for bias-free relu2:
+# the two-rays limit is local-certified and "Not global" with the reference
+# network; maxmargin prints it as the reference, a diagonal net gets none
+"$MF" analyze "$T/o/g-not/two" >"$T/an" 2>&1
+expect_rc 0 $? "analyze the two-rays limit"
+check "analyze: gamma* of the convex program" grep -q "gamma\*        0.32139380" "$T/an"
+check "analyze: local-certified" grep -q "verdict       local-certified" "$T/an"
+check "analyze: not global, with the network" grep -qF "Not global: gamma / gamma* = 0.7778" "$T/an"
+check "analyze: the network is named" grep -qF "attained by the network relu2:width=1,alpha=0 in analysis.json global.theta" "$T/an"
+"$MF" maxmargin --model relu2:width=2,alpha=0 --data experiments/data/vardi-two-rays.svm --starts 6 -q >"$T/mm" 2>&1
+check "maxmargin: the certified reference" grep -qF "REFERENCE (certified): gamma* = 0.3213938048432" "$T/mm"
+check "maxmargin: best against it" grep -q "^best found / gamma\* = " "$T/mm"
+"$MF" maxmargin --model diag:depth=2 --data builtin:B --starts 2 -q >"$T/mm2" 2>&1
+check "maxmargin: no reference line for other models" test "$(grep -c "REFERENCE\|^reference" "$T/mm2")" = 0
+"$MF" maxmargin --model relu2:width=2,alpha=0 --data gauss:n=40,d=5,margin=0.1,seed=1 --starts 1 -q >"$T/mm3" 2>&1
+check "maxmargin: a refused program says why" grep -q "^reference: none (global: .*more than max_patterns" "$T/mm3"
 
 # an expectation that is not a fact of the quantity is refused before training
 B="$T/bad"
