@@ -30,6 +30,7 @@ cJSON *cli_settings_json(const mf_train_settings *s, int with_stopping) {
     if (with_stopping) {
         cli_json_int(o, "max_steps", s->max_steps);
         cli_json_num(o, "until_log10_loss", s->until_log10_loss);
+        cli_json_num(o, "until_margin_gap", s->until_margin_gap);
         cli_json_num(o, "until_time", s->until_time);
         cli_json_num(o, "wall_seconds", s->wall_seconds);
     }
@@ -52,6 +53,7 @@ int cli_write_summary(const char *dir, const mf_train_settings *s, const mf_data
     cli_json_int(root, "rejected", r->rejected);
     cli_json_num(root, "wall_seconds", r->wall_seconds);
     cli_json_num(root, "steps_per_second", r->steps_per_second);
+    if (s->optimizer == MF_OPT_FLOW) cli_json_int(root, "stiff_steps", r->stiff_steps);
     cJSON *f = cJSON_AddObjectToObject(root, "final");
     if (f) {
         char t[64];
@@ -69,6 +71,29 @@ int cli_write_summary(const char *dir, const mf_train_settings *s, const mf_data
         cli_json_num(f, "lr", mt->lr);
         cli_json_num(f, "train_error", mt->train_error);
         cli_json_num(f, "balancedness", mt->balancedness);
+        cli_json_num(f, "beta", mt->beta);
+        cli_json_num(f, "smoothed_decrease", mt->smoothed_decrease);
+        cli_json_num(f, "loss_increase", mt->loss_increase);
+        cli_json_num(f, "margin_change", mt->margin_change);
+    }
+    /* the discretization indicators of the run (marginflow.h, mf_metrics):
+     * what gradient flow never shows, and where this run showed it most */
+    cJSON *ind = cJSON_AddObjectToObject(root, "indicators");
+    if (ind) {
+        cli_json_num(ind, "smoothed_decrease", r->final.smoothed_decrease);
+        if (r->smoothed_decrease_step >= 0)
+            cli_json_int(ind, "smoothed_decrease_step", r->smoothed_decrease_step);
+        else
+            cJSON_AddNullToObject(ind, "smoothed_decrease_step");
+        cli_json_num(ind, "loss_increase", r->final.loss_increase);
+        if (r->loss_increase_step >= 0)
+            cli_json_int(ind, "loss_increase_step", r->loss_increase_step);
+        else
+            cJSON_AddNullToObject(ind, "loss_increase_step");
+        cli_json_num(ind, "beta", r->final.beta);
+        cli_json_num(ind, "margin_change", r->final.margin_change);
+        cJSON_AddBoolToObject(ind, "flow_monotone", !(r->final.smoothed_decrease > 1e-9) &&
+                                                        !(r->final.loss_increase > 1));
     }
     cJSON *mj = cJSON_AddObjectToObject(root, "model");
     if (mj) {

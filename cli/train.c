@@ -88,19 +88,34 @@ static void train_help(void) {
         "                         skip-linear, relu2-outbias:width=M,alpha=A (default linear)\n"
         "training:\n"
         "  --loss L               exp|logistic|ce (default exp)\n"
-        "  --optimizer O          gd|scaled|lyu-li|flow|sgd (default lyu-li)\n"
+        "  --optimizer O          flow|lyu-li|scaled|gd|sgd (default flow). flow is gradient\n"
+        "                         flow, the object of the theorems, to the accuracy --tol;\n"
+        "                         the others are the papers' discrete algorithms, whose\n"
+        "                         discretization error metrics.csv shows (beta,\n"
+        "                         smoothed_decrease, loss_increase; one warning line)\n"
         "  --lr X                 step size / alpha / initial dtau (default 0.1)\n"
-        "  --tol X                flow: local error tolerance (default 1e-6)\n"
+        "  --tol X                flow: every step's local error is at most X (1 + ||theta||)\n"
+        "                         in theta and, where the flow is stiff (deep in training),\n"
+        "                         at most X in the loss weights (l1), i.e. in the margin\n"
+        "                         differences q_n - q_min that set them; at the default the\n"
+        "                         margins agree with a run at 1e-4 X to 1e-6 or better (check\n"
+        "                         it: rerun with --tol 1e-10) (default 1e-6)\n"
         "  --max-rel-step X       lyu-li: roll back steps longer than X ||theta||\n"
         "                         (our safeguard; 0 = off, default 0.1)\n"
         "  --batch N              sgd: batch size (default 32)\n"
         "  --seed N               init and sgd order, 0..2^53 (default 1)\n"
+        );
+    printf(
         "stopping (the first criterion met ends the run):\n"
         "  --steps N              step budget; 0 = unlimited (default 10000)\n"
-        "  --until-log10-loss X   stop when log10 Loss <= X (default off)\n"
+        "  --until-log10-loss X   stop when log10 Loss <= X, e.g. -300 for Loss <= 1e-300\n"
+        "                         (default off)\n"
+        "  --until-margin-gap X   stop when the normalized margin changed by less than X\n"
+        "                         (relative) over the last decade of log t, i.e. from\n"
+        "                         t^(1/10) to t (margin_change in metrics.csv; default off)\n"
         "  --until-time T         stop when the flow time t >= T (default off)\n"
         "  --wall-seconds S       stop after S seconds of wall time (default off)\n"
-        "                         ('off' unsets any of the last three)\n"
+        "                         ('off' unsets any of the last four)\n"
         "logging:\n"
         "  --log-points N         metrics rows, log-spaced in the step (default 200)\n"
         "  --log-horizon N        steps the rows are spread over; fixed for the run,\n"
@@ -117,8 +132,8 @@ static void train_help(void) {
         "  --out DIR              run directory (default runs/train-YYYYmmdd-HHMMSS)\n"
         "  -q, --quiet            no progress line and no summary\n"
         "  --resume DIR           continue the run in DIR from its checkpoint; only\n"
-        "                         --steps, --until-log10-loss, --until-time,\n"
-        "                         --wall-seconds and -q may be given with it\n"
+        "                         --steps, --until-log10-loss, --until-margin-gap,\n"
+        "                         --until-time, --wall-seconds and -q may be given with it\n"
         "  -h, --help             this help\n"
         "\n"
         "SIGINT/SIGTERM stop the run cleanly: checkpoint, params and summary are\n"
@@ -267,6 +282,8 @@ static int load_config(const char *dir, train_opts *o, cJSON **tree) {
     s->until_log10_loss = jnum(sj, "until_log10_loss", 1, &err);
     s->until_time = jnum(sj, "until_time", 1, &err);
     s->wall_seconds = jnum(sj, "wall_seconds", 1, &err);
+    if (jget(sj, "until_margin_gap")) /* absent in runs made before it existed */
+        s->until_margin_gap = jnum(sj, "until_margin_gap", 1, &err);
     if (err) {
         cli_error("cannot resume: %s: missing or invalid field '%s'", path, err);
         cJSON_Delete(root);
@@ -394,12 +411,14 @@ static size_t count_values(const char *s) {
 /* Options that take a value. The stopping criteria may be given with
  * --resume; the others are fixed by the run's config.json. */
 enum {
-    O_RESUME, O_STEPS, O_UNTIL_LOSS, O_UNTIL_TIME, O_WALL, O_DATA, O_FORMAT, O_MODEL, O_LOSS,
+    O_RESUME, O_STEPS, O_UNTIL_LOSS, O_UNTIL_TIME, O_WALL, O_UNTIL_GAP, O_DATA, O_FORMAT, O_MODEL,
+    O_LOSS,
     O_OPTIMIZER, O_LR, O_TOL, O_BATCH, O_LOG_POINTS, O_CKPT, O_SEED, O_INIT, O_INIT_SCALE,
     O_INIT_PARAMS, O_INIT_FILE, O_OUT, O_LOG_HORIZON, O_MAX_REL_STEP
 };
 static const char *const opt_names[] = {
-    "--resume", "--steps", "--until-log10-loss", "--until-time", "--wall-seconds", "--data",
+    "--resume", "--steps", "--until-log10-loss", "--until-time", "--wall-seconds",
+    "--until-margin-gap", "--data",
     "--format", "--model", "--loss", "--optimizer", "--lr", "--tol", "--batch", "--log-points",
     "--checkpoint-every", "--seed", "--init", "--init-scale", "--init-params", "--init-file",
     "--out", "--log-horizon", "--max-rel-step"};
@@ -407,7 +426,8 @@ static const char *const opt_names[] = {
 
 /* Parse the command line into o. Returns -1 to continue, else an exit code.
  * *set_mask records which stopping criteria were given (1 steps, 2 loss,
- * 4 time, 8 wall); *given_other names the first option --resume forbids. */
+ * 4 time, 8 wall, 16 margin gap); *given_other names the first option
+ * --resume forbids. */
 static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
                       const char **given_other) {
     for (int i = 1; i < argc; i++) {
@@ -438,7 +458,7 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
             cli_error("%s needs a value; see marginflow train --help", name);
             return CLI_EXIT_USAGE;
         }
-        if (id > O_WALL && !*given_other) *given_other = name;
+        if (id > O_UNTIL_GAP && !*given_other) *given_other = name;
         long long ll;
         double x;
         switch (id) {
@@ -451,11 +471,19 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
         case O_UNTIL_LOSS:
         case O_UNTIL_TIME:
         case O_WALL:
+        case O_UNTIL_GAP:
             x = NAN;
             if (strcmp(v, "off") != 0 && cli_parse_double(name, v, &x)) return CLI_EXIT_USAGE;
+            if (id == O_UNTIL_LOSS && x > 0 && x < 1) {
+                cli_error("--until-log10-loss %s: the value is log10 of the loss, so this asks "
+                          "for Loss <= 10^%s, about 1; for Loss <= %s give --until-log10-loss %.6g",
+                          v, v, v, log10(x));
+                return CLI_EXIT_USAGE;
+            }
             if (id == O_UNTIL_LOSS) o->s.until_log10_loss = x, *set_mask |= 2;
             if (id == O_UNTIL_TIME) o->s.until_time = x, *set_mask |= 4;
             if (id == O_WALL) o->s.wall_seconds = x, *set_mask |= 8;
+            if (id == O_UNTIL_GAP) o->s.until_margin_gap = x, *set_mask |= 16;
             break;
         case O_DATA: o->data_spec = v; break;
         case O_FORMAT:
@@ -602,6 +630,29 @@ static void remove_stale_tmp(const char *dir) {
     closedir(d);
 }
 
+/* The achieved accuracy of a finished run, one line: the flow's tolerance
+ * or the discrete method's indicators, and the margin's change over the
+ * last decade of log t (what --until-margin-gap tests). */
+static void print_accuracy(const mf_train_settings *s, const mf_train_result *r) {
+    const mf_metrics *f = &r->final;
+    char mc[64];
+    if (isnan(f->margin_change))
+        snprintf(mc, sizeof mc, "not yet defined (needs log t >= 10)");
+    else
+        snprintf(mc, sizeof mc, "%.3g relative", f->margin_change);
+    if (s->optimizer == MF_OPT_FLOW)
+        printf("accuracy: gradient flow, local error per step <= %g (theta: times 1 + ||theta||; "
+               "loss weights in stiff steps: l1); beta %.10g; margin change over the last decade "
+               "of log t %s\n",
+               s->tol, f->beta, mc);
+    else
+        printf("accuracy: %s is a discrete method: beta %.10g, largest smoothed-margin decrease "
+               "%.3g, largest loss increase 10^%.3g; margin change over the last decade of log "
+               "t %s\n",
+               mf_optimizer_name(s->optimizer), f->beta, f->smoothed_decrease, f->loss_increase,
+               mc);
+}
+
 /* --------------------------------------------------------------- train */
 
 int cli_train(int argc, char **argv) {
@@ -630,8 +681,8 @@ int cli_train(int argc, char **argv) {
     if (o.resume_dir) {
         if (other) {
             cli_error("%s cannot be combined with --resume: the run's configuration is fixed "
-                      "by %s/config.json; only --steps, --until-log10-loss, --until-time, "
-                      "--wall-seconds and -q may be given",
+                      "by %s/config.json; only --steps, --until-log10-loss, "
+                      "--until-margin-gap, --until-time, --wall-seconds and -q may be given",
                       other, o.resume_dir);
             return CLI_EXIT_USAGE;
         }
@@ -646,6 +697,7 @@ int cli_train(int argc, char **argv) {
         if (set_mask & 2) fromcfg.s.until_log10_loss = o.s.until_log10_loss;
         if (set_mask & 4) fromcfg.s.until_time = o.s.until_time;
         if (set_mask & 8) fromcfg.s.wall_seconds = o.s.wall_seconds;
+        if (set_mask & 16) fromcfg.s.until_margin_gap = o.s.until_margin_gap;
         fromcfg.quiet = o.quiet;
         fromcfg.resume_dir = o.resume_dir;
         o = fromcfg;
@@ -867,10 +919,12 @@ int cli_train(int argc, char **argv) {
         printf("%s after %lld steps (%lld rejected) in %.3g s (%.4g steps/s)\n",
                mf_outcome_name(res.outcome), res.steps, res.rejected, res.wall_seconds,
                res.steps_per_second);
-        if (!(res.outcome == MF_OUT_NONFINITE && res.final.norm == 0))
+        if (!(res.outcome == MF_OUT_NONFINITE && res.final.norm == 0)) {
             printf("final: log10 loss %.10g, normalized margin %.10g, smoothed margin %.10g\n",
                    res.final.log10_loss, res.final.normalized_margin,
                    res.final.smoothed_margin);
+            print_accuracy(&o.s, &res);
+        }
         printf("outputs in %s (metrics.csv, params.txt, checkpoint.bin, summary.json)\n", dir);
     }
     free(qdir);

@@ -44,4 +44,38 @@ double mf__strtod_c(const char *s, char **end);
  * previous setting (models.c). */
 int mf__work_table_chunks(mf_work *w, int chunks);
 
+/* ------------------------------------------------ training internals */
+
+/* One evaluation of the training loss on the full data at some theta. */
+typedef struct mf__evalset {
+    double *out;   /* [n][n_out] outputs */
+    double *gout;  /* [n][n_out] dLoss/dout / Loss */
+    double *grad;  /* [P] G = grad Loss / Loss */
+    double log_loss;
+} mf__evalset;
+
+/* Evaluate log Loss, dLoss/dout / Loss and (with_grad) G at theta on the
+ * full data into es, with the workspace w (max_batch >= data->n). Returns 1
+ * if everything is finite, 0 otherwise (train.c). */
+int mf__evaluate(const mf_model *m, mf_work *w, const mf_data *data, mf_loss_kind loss,
+                 const double *theta, mf__evalset *es, int with_grad);
+/* Exchange the buffers and values of two evaluations. */
+void mf__evalset_swap(mf__evalset *a, mf__evalset *b);
+/* 1 if every v[i] is finite. */
+int mf__all_finite(const double *v, size_t n);
+
+/* The gradient-flow integrator (flow.c, contract in its file comment). */
+typedef struct mf__flow mf__flow;
+int mf__flow_new(const mf_model *m, const mf_data *data, mf_loss_kind loss, mf__flow **out,
+                 mf_err *e);
+void mf__flow_free(mf__flow *f);
+/* One accepted step from st->theta, whose evaluation (with G) is in cur:
+ * on MF_OUT_RUNNING theta, cur, st->log_loss, st->time_log, st->step,
+ * st->lr (the next step size) and st->flow_mode are updated and cand is
+ * scratch; rejected attempts count in st->rejected. MF_OUT_STALLED when the
+ * step no longer changes theta or h underflows, MF_OUT_INTERRUPTED when
+ * cb->should_stop asks between attempts; theta is unchanged then. */
+mf_outcome mf__flow_step(mf__flow *f, const mf_train_settings *s, mf_work *w, mf_train_state *st,
+                         mf__evalset *cur, mf__evalset *cand, const mf_callbacks *cb);
+
 #endif

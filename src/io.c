@@ -14,6 +14,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <float.h>
 #include <fcntl.h>
 #include <locale.h>
 #include <math.h>
@@ -44,6 +45,8 @@ int mf_train_state_new(size_t n_params, mf_train_state **out, mf_err *e) {
     s->lr = 0.0;
     s->log_loss = NAN;
     mf_rng_seed(&s->rng, 1);
+    s->smoothed_decrease_step = -1;
+    s->loss_increase_step = -1;
     *out = s;
     return MF_OK;
 }
@@ -156,18 +159,24 @@ static int read_file(const char *path, unsigned char **out, size_t *len, mf_err 
 
 /* Layout (all little-endian):
  *   0   magic "MFCKPT\r\n"                    8 bytes
- *   8   u32 version (1)
+ *   8   u32 version (2; 1 is still read)
  *   12  u32 fingerprint
  *   16  u64 payload length P
  *   24  payload: i64 step, i64 rejected, f64 time_log, f64 lr, f64 log_loss,
  *                u64 rng.s[4], u64 n_params, f64 theta[n_params]
- *                (P = 80 + 8 n_params)
+ *                (version 1 ends here: P = 80 + 8 n_params), then
+ *                i64 flow_mode, f64 flow_lambda, f64 smoothed_decrease,
+ *                i64 its step, f64 loss_increase, i64 its step, i64 hist_n,
+ *                i64 hist_start, i64 hist_next_k, i64 flow_stiff_steps,
+ *                f64 hist_logt[40], f64 hist_gamma[40]
+ *                (version 2: P = 80 + 8 n_params + 720)
  *   24+P u32 CRC-32 of bytes [0, 24+P)
  * The "\r\n" in the magic catches text-mode / newline-translating copies. */
 static const unsigned char ckpt_magic[8] = {'M', 'F', 'C', 'K', 'P', 'T', '\r', '\n'};
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u
 #define CKPT_HEADER 24u
 #define CKPT_FIXED 80u
+#define CKPT_TAIL (80u + 16u * MF_MARGIN_HIST) /* version 2 fields after theta */
 
 static void put_u32(unsigned char *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
@@ -200,9 +209,9 @@ static double get_f64(const unsigned char *p) {
 /* Serialize s with the given fingerprint and write it atomically to path. */
 int mf_checkpoint_write(const char *path, const mf_train_state *s, uint32_t fingerprint,
                         mf_err *e) {
-    if (s->n_params > ((size_t)-1 - CKPT_HEADER - CKPT_FIXED - 4) / 8)
+    if (s->n_params > ((size_t)-1 - CKPT_HEADER - CKPT_FIXED - CKPT_TAIL - 4) / 8)
         return mf__err(e, MF_ERR_INVALID, "%s: too many parameters (%zu)", path, s->n_params);
-    size_t payload = CKPT_FIXED + 8 * s->n_params;
+    size_t payload = CKPT_FIXED + 8 * s->n_params + CKPT_TAIL;
     size_t total = CKPT_HEADER + payload + 4;
     unsigned char *b = mf__malloc(total);
     if (!b) return mf__err(e, MF_ERR_NOMEM, "out of memory writing %s", path);
@@ -219,6 +228,21 @@ int mf_checkpoint_write(const char *path, const mf_train_state *s, uint32_t fing
     for (int i = 0; i < 4; i++) put_u64(p + 40 + 8 * i, s->rng.s[i]);
     put_u64(p + 72, (uint64_t)s->n_params);
     for (size_t i = 0; i < s->n_params; i++) put_f64(p + CKPT_FIXED + 8 * i, s->theta[i]);
+    unsigned char *q = p + CKPT_FIXED + 8 * s->n_params;
+    put_u64(q, (uint64_t)(int64_t)s->flow_mode);
+    put_f64(q + 8, s->flow_lambda);
+    put_f64(q + 16, s->smoothed_decrease);
+    put_u64(q + 24, (uint64_t)s->smoothed_decrease_step);
+    put_f64(q + 32, s->loss_increase);
+    put_u64(q + 40, (uint64_t)s->loss_increase_step);
+    put_u64(q + 48, (uint64_t)(int64_t)s->hist_n);
+    put_u64(q + 56, (uint64_t)(int64_t)s->hist_start);
+    put_u64(q + 64, (uint64_t)s->hist_next_k);
+    put_u64(q + 72, (uint64_t)s->flow_stiff_steps);
+    for (int i = 0; i < MF_MARGIN_HIST; i++) {
+        put_f64(q + 80 + 8 * i, s->hist_logt[i]);
+        put_f64(q + 80 + 8 * MF_MARGIN_HIST + 8 * i, s->hist_gamma[i]);
+    }
     put_u32(b + CKPT_HEADER + payload, mf__crc32(b, CKPT_HEADER + payload));
     int rc = mf_write_file_atomic(path, b, total, e);
     mf__free(b);
@@ -249,11 +273,12 @@ int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t exp
         goto done;
     }
     uint32_t version = get_u32(b + 8);
-    if (version != CKPT_VERSION) {
-        rc = mf__err(e, MF_ERR_CORRUPT, "%s: unknown checkpoint version %u, expected %u", path,
-                     version, CKPT_VERSION);
+    if (version != CKPT_VERSION && version != 1) {
+        rc = mf__err(e, MF_ERR_CORRUPT, "%s: unknown checkpoint version %u, expected 1 or %u",
+                     path, version, CKPT_VERSION);
         goto done;
     }
+    size_t tail = version == 1 ? 0 : CKPT_TAIL;
     uint64_t payload = get_u64(b + 16);
     if (payload != (uint64_t)(n - CKPT_HEADER - 4)) {
         rc = mf__err(e, MF_ERR_CORRUPT,
@@ -272,7 +297,8 @@ int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t exp
     }
     const unsigned char *p = b + CKPT_HEADER;
     uint64_t np = get_u64(p + 72);
-    if (np > (payload - CKPT_FIXED) / 8 || CKPT_FIXED + 8 * np != payload) {
+    if (payload < CKPT_FIXED + tail || np > (payload - CKPT_FIXED - tail) / 8 ||
+        CKPT_FIXED + 8 * np + tail != payload) {
         rc = mf__err(e, MF_ERR_CORRUPT,
                      "%s: checkpoint says %llu parameters but holds %llu payload bytes", path,
                      (unsigned long long)np, (unsigned long long)payload);
@@ -302,6 +328,33 @@ int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t exp
     s->log_loss = get_f64(p + 32);
     for (int i = 0; i < 4; i++) s->rng.s[i] = get_u64(p + 40 + 8 * i);
     for (size_t i = 0; i < s->n_params; i++) s->theta[i] = get_f64(p + CKPT_FIXED + 8 * i);
+    if (version >= 2) {
+        const unsigned char *q = p + CKPT_FIXED + 8 * s->n_params;
+        int64_t mode = (int64_t)get_u64(q), hn = (int64_t)get_u64(q + 48),
+                hs = (int64_t)get_u64(q + 56), hk = (int64_t)get_u64(q + 64);
+        double lam = get_f64(q + 8);
+        if ((mode != 0 && mode != 1) || !(lam >= 0 && lam <= DBL_MAX) || hn < 0 ||
+            hn > MF_MARGIN_HIST || hs < 0 || hs >= MF_MARGIN_HIST || hk < 0) {
+            mf_train_state_free(s);
+            rc = mf__err(e, MF_ERR_CORRUPT,
+                         "%s: checkpoint holds an invalid flow mode or margin history", path);
+            goto done;
+        }
+        s->flow_mode = (int)mode;
+        s->flow_lambda = lam;
+        s->smoothed_decrease = get_f64(q + 16);
+        s->smoothed_decrease_step = (long long)get_u64(q + 24);
+        s->loss_increase = get_f64(q + 32);
+        s->loss_increase_step = (long long)get_u64(q + 40);
+        s->hist_n = (int)hn;
+        s->hist_start = (int)hs;
+        s->hist_next_k = (long long)hk;
+        s->flow_stiff_steps = (long long)get_u64(q + 72);
+        for (int i = 0; i < MF_MARGIN_HIST; i++) {
+            s->hist_logt[i] = get_f64(q + 80 + 8 * i);
+            s->hist_gamma[i] = get_f64(q + 80 + 8 * MF_MARGIN_HIST + 8 * i);
+        }
+    }
     *out = s;
     rc = MF_OK;
 done:
@@ -474,23 +527,30 @@ int mf_params_parse(const char *list, size_t n_params, double *theta, mf_err *e)
 
 const char *mf_metrics_csv_header(void) {
     return "step,time,log10_time,log10_loss,norm,q_min,normalized_margin,smoothed_margin,"
-           "layer_margin,lr,train_error,balancedness";
+           "layer_margin,lr,train_error,balancedness,beta,smoothed_decrease,loss_increase,"
+           "margin_change";
 }
 
 /* One CSV row: step as an integer, time via mf_format_log_value, log10_time =
- * time_log / ln 10 (empty when t = 0), every other column %.17g. */
+ * time_log / ln 10 (empty when t = 0), every other column %.17g; a NAN
+ * (beta, margin_change where undefined) is an empty field. */
 void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap) {
     char t[MF_LOG_VALUE_LEN], lt[40];
-    char v[9][40];
+    char v[13][40];
     mf_format_log_value(t, sizeof t, m->time_log);
     if (m->time_log == -INFINITY)
         lt[0] = '\0';
     else
         mf_format_double(lt, sizeof lt, m->time_log / MF_LN10);
-    const double vals[9] = {m->log10_loss,      m->norm,         m->q_min,
-                            m->normalized_margin, m->smoothed_margin, m->layer_margin,
-                            m->lr,              m->train_error,  m->balancedness};
-    for (int i = 0; i < 9; i++) mf_format_double(v[i], sizeof v[i], vals[i]);
-    snprintf(buf, cap, "%lld,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s", m->step, t, lt, v[0], v[1], v[2],
-             v[3], v[4], v[5], v[6], v[7], v[8]);
+    const double vals[13] = {m->log10_loss,        m->norm,          m->q_min,
+                             m->normalized_margin, m->smoothed_margin, m->layer_margin,
+                             m->lr,                m->train_error,   m->balancedness,
+                             m->beta,              m->smoothed_decrease, m->loss_increase,
+                             m->margin_change};
+    for (int i = 0; i < 13; i++) {
+        if (isnan(vals[i]) && i >= 9) v[i][0] = '\0';
+        else mf_format_double(v[i], sizeof v[i], vals[i]);
+    }
+    snprintf(buf, cap, "%lld,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s", m->step, t, lt, v[0],
+             v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]);
 }
