@@ -54,6 +54,9 @@ int cli_write_summary(const char *dir, const mf_train_settings *s, const mf_data
     cli_json_num(root, "wall_seconds", r->wall_seconds);
     cli_json_num(root, "steps_per_second", r->steps_per_second);
     if (s->optimizer == MF_OPT_FLOW) cli_json_int(root, "stiff_steps", r->stiff_steps);
+    cli_json_int(root, "gradient_evals", r->gradient_evals);
+    cli_json_int(root, "forward_evals", r->forward_evals);
+    cli_json_int(root, "term_gradients", r->term_gradients);
     cJSON *f = cJSON_AddObjectToObject(root, "final");
     if (f) {
         char t[64];

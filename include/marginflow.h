@@ -444,6 +444,11 @@ typedef struct mf_train_result {
     long long smoothed_decrease_step, loss_increase_step; /* steps that set the two maxima
                                                               of final (-1 if none) */
     long long stiff_steps;     /* flow: accepted steps taken by its stiff method */
+    /* work of this call: forward + backward passes on the full data (the
+     * right-hand side of the flow; rejected attempts included), forward
+     * passes alone, and (flow, stiff steps) batch-1 backward passes for the
+     * per-term margin gradients */
+    long long gradient_evals, forward_evals, term_gradients;
     double wall_seconds;
     double steps_per_second;   /* steps of the step loop per second (setup excluded) */
 } mf_train_result;

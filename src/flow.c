@@ -135,6 +135,7 @@ struct mf__flow {
     double *tv;        /* [2 max(cap, P)] */
     double snorm;      /* lambda_max(S) estimate (power iteration on gram) */
     mf_work *w1;       /* batch-1 workspace for per-term gradients */
+    long long n_fwd, n_term; /* forward passes at yhat, batch-1 backward passes */
     double *o1, *d1, *g1; /* [C], [C], [P] */
 };
 
@@ -156,6 +157,11 @@ void mf__flow_free(mf__flow *f) {
     mf__free(f->d1);
     mf__free(f->g1);
     mf__free(f);
+}
+
+void mf__flow_counts(const mf__flow *f, long long *forward, long long *terms) {
+    *forward = f->n_fwd;
+    *terms = f->n_term;
 }
 
 int mf__flow_new(const mf_model *m, const mf_data *data, mf_loss_kind loss, mf__flow **out,
@@ -249,6 +255,7 @@ static double step_error(mf__flow *f, const mf_train_settings *s, mf_work *w, co
     double er = en / (s->tol * (1.0 + rho));
     if (!weights || f->terms < 2) return er; /* one term: its weight is 1 whatever theta */
     mf_model_forward(f->m, w, yhat, f->data->x, f->N, f->outh);
+    f->n_fwd++;
     double llh;
     if (mf_loss_eval(s->loss, f->data, NULL, f->N, f->outh, f->C, &llh, f->gouth, NULL) != MF_OK ||
         !(llh < INFINITY))
@@ -318,6 +325,7 @@ static int build_stiff(mf__flow *f, const double *theta, const mf__evalset *cur)
             f->d1[j] = -1.0;
         }
         mf_model_backward(f->m, f->w1, theta, xn, 1, f->d1, f->g1);
+        f->n_term++;
         double sw = sqrt(wt), *kr = f->K + (size_t)f->nk * P;
         for (size_t i = 0; i < P; i++) kr[i] = sw * (f->g1[i] + cur->grad[i] / wsum);
         f->nk++;

@@ -52,6 +52,8 @@ typedef struct mf__evalset {
     double *gout;  /* [n][n_out] dLoss/dout / Loss */
     double *grad;  /* [P] G = grad Loss / Loss */
     double log_loss;
+    long long n_grad, n_fwd; /* mf__evaluate calls into this set with / without G (the sum
+                                over a swapped pair is the run's count) */
 } mf__evalset;
 
 /* Evaluate log Loss, dLoss/dout / Loss and (with_grad) G at theta on the
@@ -69,6 +71,9 @@ typedef struct mf__flow mf__flow;
 int mf__flow_new(const mf_model *m, const mf_data *data, mf_loss_kind loss, mf__flow **out,
                  mf_err *e);
 void mf__flow_free(mf__flow *f);
+/* Work done so far outside mf__evaluate: forward passes on the full data
+ * (at embedded solutions) and batch-1 backward passes (per-term gradients). */
+void mf__flow_counts(const mf__flow *f, long long *forward, long long *terms);
 /* One accepted step from st->theta, whose evaluation (with G) is in cur:
  * on MF_OUT_RUNNING theta, cur, st->log_loss, st->time_log, st->step,
  * st->lr (the next step size) and st->flow_mode are updated and cand is

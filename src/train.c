@@ -249,6 +249,8 @@ int mf__all_finite(const double *v, size_t n) {
  * pass (gout is still filled). */
 int mf__evaluate(const mf_model *m, mf_work *w, const mf_data *data, mf_loss_kind loss,
                  const double *theta, mf__evalset *es, int with_grad) {
+    if (with_grad) es->n_grad++;
+    else es->n_fwd++;
     mf_model_forward(m, w, theta, data->x, data->n, es->out);
     if (mf_loss_eval(loss, data, NULL, data->n, es->out, m->n_out, &es->log_loss, es->gout,
                      NULL) != MF_OK)
@@ -743,6 +745,14 @@ done:
     result->smoothed_decrease_step = st->smoothed_decrease_step;
     result->loss_increase_step = st->loss_increase_step;
     result->stiff_steps = st->flow_stiff_steps;
+    result->gradient_evals = t.cur.n_grad + t.cand.n_grad;
+    result->forward_evals = t.cur.n_fwd + t.cand.n_fwd;
+    if (t.flow) {
+        long long fw = 0, tg = 0;
+        mf__flow_counts(t.flow, &fw, &tg);
+        result->forward_evals += fw;
+        result->term_gradients = tg;
+    }
     result->wall_seconds = now_seconds() - t.t0;
     {
         double loop_seconds = now_seconds() - t0_loop;
