@@ -395,7 +395,8 @@ typedef struct mf_train_state {
     mf_rng rng;
     size_t n_params;
     double *theta;       /* [n_params], owned by the state */
-    int flow_mode;       /* flow: kind of the next step, 0 explicit, 1 stiff (src/flow.c) */
+    int flow_mode;       /* flow: kind of the next step: 0 explicit, 1 stiff, 2 explicit until
+                            the next stiffness probe (src/flow.c) */
     double flow_lambda;  /* flow: the last estimate of lambda_max of the stiff part (0: none) */
     long long flow_stiff_steps; /* flow: accepted steps taken by the stiff (Rosenbrock-W) method */
     /* discretization indicators so far (mf_metrics) and the steps that set them */

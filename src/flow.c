@@ -67,13 +67,18 @@
  *    I + c K^T K) or, when fewer terms than parameters carry weight, through
  *    the push-through identity (I + c K^T K)^{-1} = I - K^T (I/c + K K^T)^{-1} K
  *    (a T x T system), c = h gamma.
- * Switching (our heuristic): explicit steps estimate lambda_max(S) by power
- * iteration every FLOW_PROBE steps (st->flow_lambda keeps it) and are only
- * taken with h lambda <= 2 (Bogacki-Shampine's real stability interval is
- * [-2.51, 0]); a step that would need a larger h is taken stiff. A stiff
- * step returns to explicit when h lambda <= 0.5. The mode and lambda are
- * part of the training state (and of checkpoints), so runs resume bit for
- * bit. Models whose terms do not fit the buffers (more than
+ * Switching (our heuristic): every FLOW_PROBE steps the explicit mode
+ * estimates lambda, the largest eigenvalue of Hess log Loss, by a few power
+ * iterations on difference quotients of G (st->flow_lambda keeps it), and
+ * explicit steps are only taken with h lambda <= 2 (Bogacki-Shampine's real
+ * stability interval is [-2.51, 0]); a step that would need a larger h is
+ * taken stiff. Stiff steps cost several explicit ones (the per-term
+ * gradients, the factoring), so a stiff step that does not reach
+ * h lambda_max(S) > FLOW_GAIN * 2 (kinks or the weights' accuracy limit
+ * it) hands over to explicit steps for up to FLOW_HOLD probes (mode 2,
+ * lifted at steps divisible by FLOW_PROBE * FLOW_HOLD). The mode
+ * and lambda are part of the training state (and of checkpoints), so runs
+ * resume bit for bit. Models whose terms do not fit the buffers (more than
  * FLOW_MAX_K_DOUBLES / n_params terms carrying weight) stay explicit.
  *
  * The real time of a step is dt = int dtau / Loss; with log Loss taken linear
@@ -95,8 +100,10 @@
 #define FLOW_ACTIVE 1e-16
 /* Switching thresholds, see the file comment. */
 #define FLOW_TO_STIFF 2.0
-#define FLOW_TO_EXPLICIT 0.5
+#define FLOW_GAIN 4.0
 #define FLOW_PROBE 16
+#define FLOW_PROBE_ITERS 4
+#define FLOW_HOLD 16
 
 /* ROS34PW2 (Rang & Angermann 2005): alpha (stage points), gamma (off-
  * diagonal stage couplings), gamma_ii, weights b and embedded bhat. */
@@ -393,6 +400,36 @@ static void add_Av(mf__flow *f, double s, const double *v, double *y) {
     cblas_dgemv(CblasRowMajor, CblasTrans, nk, P, -s, f->K, P, f->tv, 1, 1.0, y, 1);
 }
 
+/* lambda_max of the Jacobian of G (= Hess log Loss, symmetric) at theta
+ * by FLOW_PROBE_ITERS power iterations on difference quotients
+ * (G(theta + e v) - G(theta)) / e, e = 1e-7 (1 + ||theta||) / ||v||, from a
+ * fixed start vector: FLOW_PROBE_ITERS gradient evaluations into cand
+ * (scratch), no per-term passes. Returns the Rayleigh quotient (0 when an
+ * evaluation is not finite). */
+static double probe_lambda(mf__flow *f, const mf_train_settings *s, mf_work *w,
+                           const double *theta, const mf__evalset *cur, mf__evalset *cand,
+                           double rho) {
+    size_t P = f->P;
+    double *v = f->acc, *y = f->Y, lam = 0;
+    for (size_t i = 0; i < P; i++) v[i] = 1.0 + 0.5 * sin(1.0 + (double)i);
+    for (int it = 0; it < FLOW_PROBE_ITERS; it++) {
+        double vn = mf__norm2(v, P);
+        if (!(vn > 0) || !isfinite(vn)) return 0;
+        double eps = 1e-7 * (1.0 + rho) / vn;
+        for (size_t i = 0; i < P; i++) y[i] = theta[i] + eps * v[i];
+        if (!mf__evaluate(f->m, w, f->data, s->loss, y, cand, 1)) return 0;
+        double vv = 0, uv = 0;
+        for (size_t i = 0; i < P; i++) {
+            double u = (cand->grad[i] - cur->grad[i]) / eps;
+            uv += u * v[i];
+            vv += v[i] * v[i];
+            v[i] = u;
+        }
+        lam = uv / vv;
+    }
+    return lam > 0 && isfinite(lam) ? lam : 0;
+}
+
 /* ------------------------------------------------------------- the step */
 
 /* Accept the step to y1 whose evaluation is in cand: theta = y1, swap the
@@ -429,22 +466,26 @@ mf_outcome mf__flow_step(mf__flow *f, const mf_train_settings *s, mf_work *w, mf
      * damps the stiff components (|R(-2)| = 1/3); a step that would need a
      * larger h is taken stiff instead. */
     int stiff = 0;
+    double hcap = DBL_MAX; /* explicit steps: h lambda <= FLOW_TO_STIFF */
     if (st->flow_mode == 1) {
         stiff = build_stiff(f, th, cur);
         if (stiff) st->flow_lambda = f->snorm;
     } else if (f->cap >= 2) {
         if (st->step % FLOW_PROBE == 0)
-            st->flow_lambda = build_stiff(f, th, cur) ? f->snorm : 0.0;
+            st->flow_lambda = probe_lambda(f, s, w, th, cur, cand, rho);
+        if (st->step % (FLOW_PROBE * FLOW_HOLD) == 0) st->flow_mode = 0; /* lifts mode 2 */
         if (st->lr * st->flow_lambda > FLOW_TO_STIFF) {
-            stiff = (f->nk > 0 && st->step % FLOW_PROBE == 0) || build_stiff(f, th, cur);
+            if (st->flow_mode == 0) stiff = build_stiff(f, th, cur);
             if (stiff) {
                 st->flow_mode = 1;
                 st->flow_lambda = f->snorm;
+            } else {
+                hcap = FLOW_TO_STIFF / st->flow_lambda;
             }
         }
     }
     for (;;) {
-        double h = st->lr, err = INFINITY;
+        double h = st->lr < hcap ? st->lr : hcap, err = INFINITY;
         int ok = 1, changed = 0;
         if (!stiff) {
             double *k2 = f->k[1], *k3 = f->k[2], *Y = f->Y, *y = f->y;
@@ -475,7 +516,7 @@ mf_outcome mf__flow_step(mf__flow *f, const mf_train_settings *s, mf_work *w, mf
             }
             if (ok && err <= 1.0) {
                 accept(f, st, cur, cand, h, err);
-                st->flow_mode = 0;
+                if (st->flow_mode == 1) st->flow_mode = 2; /* a stiff step fell back */
                 return MF_OUT_RUNNING;
             }
         } else {
@@ -518,15 +559,27 @@ mf_outcome mf__flow_step(mf__flow *f, const mf_train_settings *s, mf_work *w, mf
             }
             if (ok) err = step_error(f, s, w, f->yh, f->acc, rho, cand->out, cand->gout, 1);
             if (ok && err <= 1.0) {
-                int to_explicit = next_h(h, err, 1) * f->snorm <= FLOW_TO_EXPLICIT;
+                /* back to explicit when the stiff step no longer gains
+                 * FLOW_GAIN x over the explicit limit (a stiff step costs
+                 * that much more: the per-term gradients and the factoring);
+                 * mode 2 stays explicit for a while (file comment) */
+                int to_explicit = next_h(h, err, 1) * f->snorm <= FLOW_GAIN * FLOW_TO_STIFF;
                 accept(f, st, cur, cand, h, err);
-                st->flow_mode = to_explicit ? 0 : 1;
+                st->flow_mode = to_explicit ? 2 : 1;
                 st->flow_stiff_steps++;
                 return MF_OUT_RUNNING;
             }
         }
         st->rejected++;
         st->lr = next_h(h, err, 0);
+        if (stiff && st->lr * f->snorm <= FLOW_GAIN * FLOW_TO_STIFF) {
+            /* the stiff step would not gain over an explicit one (kinks
+             * or the weights' accuracy limit it): retry explicitly */
+            stiff = 0;
+            st->flow_mode = 2;
+            st->flow_lambda = f->snorm;
+            hcap = FLOW_TO_STIFF / f->snorm;
+        }
         if (!(st->lr > 1e-300)) return MF_OUT_STALLED;
         if (cb && cb->should_stop && cb->should_stop(cb->user)) return MF_OUT_INTERRUPTED;
     }

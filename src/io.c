@@ -333,7 +333,7 @@ int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t exp
         int64_t mode = (int64_t)get_u64(q), hn = (int64_t)get_u64(q + 48),
                 hs = (int64_t)get_u64(q + 56), hk = (int64_t)get_u64(q + 64);
         double lam = get_f64(q + 8);
-        if ((mode != 0 && mode != 1) || !(lam >= 0 && lam <= DBL_MAX) || hn < 0 ||
+        if (mode < 0 || mode > 2 || !(lam >= 0 && lam <= DBL_MAX) || hn < 0 ||
             hn > MF_MARGIN_HIST || hs < 0 || hs >= MF_MARGIN_HIST || hk < 0) {
             mf_train_state_free(s);
             rc = mf__err(e, MF_ERR_CORRUPT,

@@ -607,8 +607,8 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
     if (data->n < 1) return mf__err(e, MF_ERR_INVALID, "the data set is empty");
     if (!mf__all_finite(st->theta, m->n_params))
         return mf__err(e, MF_ERR_INVALID, "the initial parameters contain NaN or Inf");
-    if (st->flow_mode != 0 && st->flow_mode != 1)
-        return mf__err(e, MF_ERR_INVALID, "state: flow_mode %d must be 0 or 1", st->flow_mode);
+    if (st->flow_mode < 0 || st->flow_mode > 2)
+        return mf__err(e, MF_ERR_INVALID, "state: flow_mode %d must be 0, 1 or 2", st->flow_mode);
     if (st->hist_n < 0 || st->hist_n > MF_MARGIN_HIST || st->hist_start < 0 ||
         st->hist_start >= MF_MARGIN_HIST || st->hist_next_k < 0)
         return mf__err(e, MF_ERR_INVALID, "state: the margin history is out of range");
