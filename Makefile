@@ -7,6 +7,7 @@
 #   make fuzz       libFuzzer harnesses tests/fuzz/fuzz_*.c (clang, ASan+UBSan) in build-fuzz/
 #   make fuzz-smoke each harness for FUZZ_SECONDS (default 20) from tests/fuzz/corpus/
 #   make valgrind   the unit test programs under valgrind memcheck (tests/valgrind)
+#   make mpi        build/marginflow-mpi: the CLI with the Open MPI sweep backend (mpicc)
 # Variables: CC, OPT (default -O2), BLAS (default -lopenblas), BUILD.
 
 CC      ?= gcc
@@ -17,17 +18,17 @@ WARN    := -Wall -Wextra -pedantic -Werror
 CFLAGS  ?= $(OPT) -g
 ALLCFLAGS := -std=c11 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -D_POSIX_C_SOURCE=200809L \
              -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu -MMD -MP
-LDLIBS  := -lnlopt -lglpk $(BLAS) -llapacke -lcjson -lz -lm $(EXTRA_LDLIBS)
+LDLIBS  := -lipopt -lnlopt -lglpk $(BLAS) -llapacke -lcjson -lz -lm $(EXTRA_LDLIBS)
 
-LIB_SRC := $(wildcard src/*.c)
-CLI_SRC := $(wildcard cli/*.c)
+LIB_SRC := $(wildcard src/*.c src/model/*.c)
+CLI_SRC := $(filter-out cli/jobs_mpi.c,$(wildcard cli/*.c))
 TEST_SRC := $(wildcard tests/test_*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test asan demo bench clean deps fuzz fuzz-smoke valgrind
+.PHONY: all test asan demo bench clean deps fuzz fuzz-smoke valgrind mpi
 all: $(BUILD)/libmarginflow.a $(BUILD)/marginflow $(TEST_BIN)
 
 $(BUILD)/%.o: %.c
@@ -44,7 +45,27 @@ $(BUILD)/marginflow: $(CLI_OBJ) $(BUILD)/libmarginflow.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmarginflow.a
 	$(CC) $(ALLCFLAGS) -o $@ $< $(BUILD)/libmarginflow.a $(LDLIBS)
 
-test: all
+# the process pool is CLI code: its test links cli/jobs.c
+$(BUILD)/tests/test_jobs: $(BUILD)/tests/test_jobs.o $(BUILD)/cli/jobs.o $(BUILD)/libmarginflow.a
+	$(CC) $(ALLCFLAGS) -o $@ $< $(BUILD)/cli/jobs.o $(BUILD)/libmarginflow.a $(LDLIBS)
+
+# build/marginflow-mpi: every CLI file compiled with mpicc -DMF_MPI (the sweep
+# then uses cli/jobs_mpi.c), linked with the same library. `make test` builds it
+# whenever mpicc is there (scripts/install-deps installs Open MPI).
+MPICC ?= mpicc
+HAVE_MPI := $(shell command -v $(MPICC) 2>/dev/null)
+MPI_OBJ := $(CLI_SRC:%.c=$(BUILD)/mpi/%.o) $(BUILD)/mpi/cli/jobs_mpi.o
+
+mpi: $(BUILD)/marginflow-mpi
+
+$(BUILD)/mpi/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(ALLCFLAGS) -DMF_MPI -c $< -o $@
+
+$(BUILD)/marginflow-mpi: $(MPI_OBJ) $(BUILD)/libmarginflow.a
+	$(MPICC) $(ALLCFLAGS) -o $@ $(MPI_OBJ) $(BUILD)/libmarginflow.a $(LDLIBS)
+
+test: all $(if $(HAVE_MPI),mpi)
 	BUILD=$(BUILD) tests/run-tests
 
 asan:
@@ -76,10 +97,20 @@ $(FUZZ_DIR)/libmarginflow.a: $(FUZZ_OBJ)
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_DIR)/libmarginflow.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libmarginflow.a $(LDLIBS)
 
-# the experiment-file parser lives in the CLI: compiled into its harness
-$(FUZZ_DIR)/fuzz_experiment: tests/fuzz/fuzz_experiment.c tests/fuzz/fuzz.h cli/experiment.c \
-                             cli/experiment.h $(FUZZ_DIR)/libmarginflow.a
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icli -fsanitize=fuzzer -o $@ $< cli/experiment.c \
+# the experiment-file parser lives in the CLI: compiled into its harness with
+# what it uses (typed JSON getters, the check table, the common helpers)
+FUZZ_EXP_CLI := cli/experiment.c cli/json.c cli/checks.c cli/common.c
+$(FUZZ_DIR)/fuzz_experiment: tests/fuzz/fuzz_experiment.c tests/fuzz/fuzz.h $(FUZZ_EXP_CLI) \
+                             $(wildcard cli/*.h) $(FUZZ_DIR)/libmarginflow.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icli -fsanitize=fuzzer -o $@ $< $(FUZZ_EXP_CLI) \
+	  $(FUZZ_DIR)/libmarginflow.a $(LDLIBS)
+
+# the grid parser: the claim parser it reuses for the base run, and the run
+# settings' JSON of cli/rundir.c (the harness defines cli_argc / cli_argv)
+FUZZ_GRID_CLI := cli/grid.c cli/rundir.c $(FUZZ_EXP_CLI)
+$(FUZZ_DIR)/fuzz_grid: tests/fuzz/fuzz_grid.c tests/fuzz/fuzz.h $(FUZZ_GRID_CLI) \
+                       $(wildcard cli/*.h) $(FUZZ_DIR)/libmarginflow.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icli -fsanitize=fuzzer -o $@ $< $(FUZZ_GRID_CLI) \
 	  $(FUZZ_DIR)/libmarginflow.a $(LDLIBS)
 
 fuzz-smoke: fuzz
@@ -104,4 +135,4 @@ bench: all
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(FUZZ_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(FUZZ_OBJ:.o=.d) $(MPI_OBJ:.o=.d)

@@ -13,7 +13,7 @@
  * round trip); non-finite values are null. Exit status: 0 whatever the
  * verdict, 1 on I/O or memory failure, 2 on bad usage or bad input.
  */
-#include "cli.h"
+#include "rundir.h"
 
 #include <errno.h>
 #include <math.h>
@@ -66,20 +66,6 @@ static void analyze_help(void) {
 
 /* ------------------------------------------------------------- helpers */
 
-static cJSON *num_array(cJSON *obj, const char *name, const double *v, int n) {
-    cJSON *arr = cJSON_AddArrayToObject(obj, name);
-    for (int i = 0; arr && i < n; i++) {
-        char b[40];
-        if (isfinite(v[i])) {
-            mf_format_double(b, sizeof b, v[i]);
-            cJSON_AddItemToArray(arr, cJSON_CreateRaw(b));
-        } else {
-            cJSON_AddItemToArray(arr, cJSON_CreateNull());
-        }
-    }
-    return arr;
-}
-
 static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_data *d,
                             mf_loss_kind loss, const mf_analyze_settings *s) {
     cJSON *r = cJSON_CreateObject();
@@ -112,7 +98,7 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
     cli_json_num(r, "norm", a->norm);
     cli_json_num(r, "gamma", a->gamma);
     cli_json_num(r, "layer_margin", a->layer_margin);
-    num_array(r, "theta_tilde", a->theta_tilde, a->n_params);
+    cli_json_num_array(r, "theta_tilde", a->theta_tilde, a->n_params);
     cJSON *k = cJSON_AddObjectToObject(r, "kkt");
     if (k) {
         cli_json_num(k, "eps", a->eps);
@@ -121,7 +107,7 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
         cli_json_num(k, "euler_rhs", a->euler_rhs);
         cli_json_int(k, "n_active", a->n_active);
         cli_json_int(k, "n_kinks", a->n_kinks);
-        num_array(k, "lambda", a->lambda, a->n);
+        cli_json_num_array(k, "lambda", a->lambda, a->n);
         cJSON *act = cJSON_AddArrayToObject(k, "active");
         for (int i = 0; act && i < a->n; i++)
             if (a->active[i]) cJSON_AddItemToArray(act, cJSON_CreateNumber(i));
@@ -144,9 +130,9 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
         cJSON_AddBoolToObject(so, "done", a->second_order_done != 0);
         cli_json_str(so, "hessian_method", a->second_order_done ? a->hessian_method : NULL);
         cli_json_num(so, "min_eig", a->min_eig);
-        if (a->dir) num_array(so, "dir", a->dir, a->n_params);
+        if (a->dir) cli_json_num_array(so, "dir", a->dir, a->n_params);
         else cJSON_AddNullToObject(so, "dir");
-        num_array(so, "gain", a->gain, 4);
+        cli_json_num_array(so, "gain", a->gain, 4);
     }
     if (a->directional) {
         const mf_directional_result *dr = a->directional;
@@ -157,9 +143,9 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
             cli_json_int(dj, "n_patterns", dr->n_patterns);
             cJSON_AddBoolToObject(dj, "found", dr->found != 0);
             cli_json_num(dj, "best_inner", dr->best_inner);
-            if (dr->d) num_array(dj, "d", dr->d, a->n_params);
+            if (dr->d) cli_json_num_array(dj, "d", dr->d, a->n_params);
             else cJSON_AddNullToObject(dj, "d");
-            num_array(dj, "gain", dr->gain, 4);
+            cli_json_num_array(dj, "gain", dr->gain, 4);
         }
     } else {
         cJSON_AddNullToObject(r, "directional");
@@ -168,16 +154,16 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
         const mf_local_result *lr = a->local;
         cJSON *lj = cJSON_AddObjectToObject(r, "local_search");
         if (lj) {
-            num_array(lj, "radii", lr->radii, lr->n_radii);
+            cli_json_num_array(lj, "radii", lr->radii, lr->n_radii);
             cli_json_int(lj, "trials", lr->trials);
             cli_json_int(lj, "seed", (long long)lr->seed);
             cli_json_num(lj, "gamma0", lr->gamma0);
-            num_array(lj, "best_gamma", lr->best_gamma, lr->n_radii);
+            cli_json_num_array(lj, "best_gamma", lr->best_gamma, lr->n_radii);
             cli_json_num(lj, "best_gain", lr->best_gain);
             cli_json_int(lj, "evaluations", lr->evaluations);
             cli_json_int(lj, "failures", lr->failures);
             cli_json_num(lj, "gamma_polished", a->gamma_polished);
-            if (lr->best_theta) num_array(lj, "best_theta", lr->best_theta, a->n_params);
+            if (lr->best_theta) cli_json_num_array(lj, "best_theta", lr->best_theta, a->n_params);
         }
     } else {
         cJSON_AddNullToObject(r, "local_search");
@@ -191,51 +177,61 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
     return r;
 }
 
+/* The text summary; every value through cli_g, so an undefined one reads
+ * "absent", never "nan". */
 static void print_summary(const mf_analysis *a, const mf_model *m, const mf_data *d,
                           const mf_analyze_settings *s) {
     printf("analysis of %s on %s\n", m->spec, d->desc);
-    printf("  gamma         %.10g  (q_min %.6g, ||theta|| %.6g, layer margin %.6g)\n", a->gamma,
-           a->q_min, a->norm, a->layer_margin);
+    printf("  gamma         %s  (q_min %s, ||theta|| %s, layer margin %s)\n", cli_g(a->gamma, 10),
+           cli_g(a->q_min, 6), cli_g(a->norm, 6), cli_g(a->layer_margin, 6));
     if (a->has_global)
-        printf("  gamma*        %.10g  (%s)  ratio %.8g\n", a->gamma_star, a->global_source, a->ratio);
+        printf("  gamma*        %s  (%s)  ratio %s\n", cli_g(a->gamma_star, 10), a->global_source,
+               cli_g(a->ratio, 8));
     else
         printf("  gamma*        unknown\n");
     if (a->homogeneous && isfinite(a->eps)) {
-        printf("  KKT           eps %.3g (tol %.3g), delta %.3g, active %d of %d, kinks %d\n", a->eps,
-               s->kkt_tol, a->delta, a->n_active, a->n, a->n_kinks);
-        printf("  Euler         ||theta~||^2 = %.10g  vs  L sum lambda = %.10g\n", a->euler_lhs,
-               a->euler_rhs);
-        printf("  Lyu-Li        beta %.12g, eps %.3g (relative %.3g), delta %.3g\n", a->ll_beta,
-               a->ll_eps, a->ll_eps / sqrt(a->euler_lhs), a->ll_delta);
+        printf("  KKT           eps %s (tol %s), delta %s, active %d of %d, kinks %d\n",
+               cli_g(a->eps, 3), cli_g(s->kkt_tol, 3), cli_g(a->delta, 3), a->n_active, a->n,
+               a->n_kinks);
+        printf("  Euler         ||theta~||^2 = %s  vs  L sum lambda = %s\n", cli_g(a->euler_lhs, 10),
+               cli_g(a->euler_rhs, 10));
+        printf("  Lyu-Li        beta %s, eps %s (relative %s), delta %s\n", cli_g(a->ll_beta, 12),
+               cli_g(a->ll_eps, 3), cli_g(a->ll_eps / sqrt(a->euler_lhs), 3), cli_g(a->ll_delta, 3));
     }
     if (a->second_order_done)
-        printf("  second order  min eigenvalue %.6g on the critical subspace (%s); gains %.3g %.3g "
-               "%.3g %.3g at eps 1e-1..1e-4\n",
-               a->min_eig, a->hessian_method, a->gain[0], a->gain[1], a->gain[2], a->gain[3]);
+        printf("  second order  min eigenvalue %s on the critical subspace (%s); gains %s %s "
+               "%s %s at eps 1e-1..1e-4\n",
+               cli_g(a->min_eig, 6), a->hessian_method, cli_g(a->gain[0], 3), cli_g(a->gain[1], 3),
+               cli_g(a->gain[2], 3), cli_g(a->gain[3], 3));
     if (a->directional)
-        printf("  directional   %s (%d zero pre-activations, %d patterns), min <theta, d> %.6g\n",
+        printf("  directional   %s (%d zero pre-activations, %d patterns), min <theta, d> %s\n",
                a->directional->found ? "descent direction found" : "no descent direction",
-               a->directional->n_zero, a->directional->n_patterns, a->directional->best_inner);
+               a->directional->n_zero, a->directional->n_patterns,
+               cli_g(a->directional->best_inner, 6));
     if (a->local)
-        printf("  local search  best gain %.3g over radii 1e-1..1e-4, %d starts each (seed %llu); "
-               "polished from theta~: %.10g\n",
-               a->local->best_gain, a->local->trials, (unsigned long long)a->local->seed,
-               a->gamma_polished);
+        printf("  local search  best gain %s over radii 1e-1..1e-4, %d starts each (seed %llu); "
+               "polished from theta~: %s\n",
+               cli_g(a->local->best_gain, 3), a->local->trials, (unsigned long long)a->local->seed,
+               cli_g(a->gamma_polished, 10));
     if (a->layer >= 0)
-        printf("  layer %d       P_%d optimum %.10g, value at theta~ %.10g\n", a->layer, a->layer,
-               a->layer_opt, a->layer_value);
+        printf("  layer %d       P_%d optimum %s, value at theta~ %s\n", a->layer, a->layer,
+               cli_g(a->layer_opt, 10), cli_g(a->layer_value, 10));
     printf("  verdict       %s\n", mf_verdict_name(a->verdict));
     printf("  reason        %s\n", a->verdict_reason);
 }
 
 /* ---------------------------------------------------------------- main */
 
-int mf_cli_analyze(int argc, char **argv) {
-    const char *run_dir = NULL, *model_spec = NULL, *data_spec = NULL, *format = NULL,
-               *params = NULL, *loss_name = NULL, *out_path = NULL, *val;
-    int json = 0, quiet = 0;
+/* The command line. */
+typedef struct analyze_opts {
+    const char *run_dir, *model_spec, *data_spec, *format, *params, *loss_name, *out_path;
+    int json, quiet;
     mf_analyze_settings s;
-    mf_analyze_settings_default(&s);
+} analyze_opts;
+
+/* Parse the options into *o. Returns -1 to go on, else an exit code. */
+static int analyze_args(int argc, char **argv, analyze_opts *o) {
+    const char *val;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r;
@@ -244,8 +240,8 @@ int mf_cli_analyze(int argc, char **argv) {
             analyze_help();
             return CLI_EXIT_OK;
         }
-        if (!strcmp(a, "--json")) { json = 1; continue; }
-        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { quiet = 1; continue; }
+        if (!strcmp(a, "--json")) { o->json = 1; continue; }
+        if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) { o->quiet = 1; continue; }
 #define STR_OPT(name, var)                                                                   \
     if ((r = cli_opt(argc, argv, &i, name, &val)) != 0) {                                    \
         if (r < 0) return CLI_EXIT_USAGE;                                                    \
@@ -257,42 +253,65 @@ int mf_cli_analyze(int argc, char **argv) {
         if (r < 0 || cli_parse_double(name, val, &var)) return CLI_EXIT_USAGE;               \
         continue;                                                                            \
     }
-        STR_OPT("--model", model_spec)
-        STR_OPT("--data", data_spec)
-        STR_OPT("--format", format)
-        STR_OPT("--params", params)
-        STR_OPT("--loss", loss_name)
-        STR_OPT("--out", out_path)
-        NUM_OPT("--kkt-tol", s.kkt_tol)
-        NUM_OPT("--act-tol", s.act_tol)
-        NUM_OPT("--zero-tol", s.zero_tol)
-        NUM_OPT("--global-tol", s.global_tol)
+        STR_OPT("--model", o->model_spec)
+        STR_OPT("--data", o->data_spec)
+        STR_OPT("--format", o->format)
+        STR_OPT("--params", o->params)
+        STR_OPT("--loss", o->loss_name)
+        STR_OPT("--out", o->out_path)
+        NUM_OPT("--kkt-tol", o->s.kkt_tol)
+        NUM_OPT("--act-tol", o->s.act_tol)
+        NUM_OPT("--zero-tol", o->s.zero_tol)
+        NUM_OPT("--global-tol", o->s.global_tol)
 #undef STR_OPT
 #undef NUM_OPT
         if ((r = cli_opt(argc, argv, &i, "--layer", &val)) != 0) {
             if (r < 0 || cli_parse_ll("--layer", val, -1, MF_MAX_LAYERS - 1, &ll)) return CLI_EXIT_USAGE;
-            s.layer = (int)ll;
+            o->s.layer = (int)ll;
             continue;
         }
         if ((r = cli_opt(argc, argv, &i, "--trials", &val)) != 0) {
             if (r < 0 || cli_parse_ll("--trials", val, 0, 100000, &ll)) return CLI_EXIT_USAGE;
-            s.local_trials = (int)ll;
+            o->s.local_trials = (int)ll;
             continue;
         }
         if ((r = cli_opt(argc, argv, &i, "--seed", &val)) != 0) {
             if (r < 0 || cli_parse_ll("--seed", val, 0, 9007199254740992LL, &ll)) return CLI_EXIT_USAGE;
-            s.seed = (uint64_t)ll;
+            o->s.seed = (uint64_t)ll;
             continue;
         }
         if (a[0] == '-' && a[1] != '\0') {
-            cli_error("analyze: unknown option '%s' (see marginflow analyze --help)", a);
+            cli_error("analyze: unknown option '%s' (see marginflow analyze --help)", cli_q(a));
             return CLI_EXIT_USAGE;
         }
-        if (run_dir) {
-            cli_error("analyze: more than one run directory ('%s' and '%s')", run_dir, a);
+        if (!a[0]) {
+            cli_error("analyze: the run directory name is empty");
             return CLI_EXIT_USAGE;
         }
-        run_dir = a;
+        if (cli_check_text("analyze: RUN_DIR", a, 0)) return CLI_EXIT_USAGE;
+        if (o->run_dir) {
+            cli_error("analyze: more than one run directory ('%s' and '%s')", cli_q(o->run_dir), cli_q(a));
+            return CLI_EXIT_USAGE;
+        }
+        o->run_dir = a;
+    }
+    return -1;
+}
+
+int mf_cli_analyze(int argc, char **argv) {
+    analyze_opts o;
+    memset(&o, 0, sizeof o);
+    mf_analyze_settings_default(&o.s);
+    int arc = analyze_args(argc, argv, &o);
+    if (arc >= 0) return arc;
+    const char *run_dir = o.run_dir, *model_spec = o.model_spec, *data_spec = o.data_spec,
+               *format = o.format, *params = o.params, *loss_name = o.loss_name,
+               *out_path = o.out_path;
+    int json = o.json, quiet = o.quiet;
+    mf_analyze_settings s = o.s;
+    if (out_path && !out_path[0]) {
+        cli_error("analyze: --out: the file name is empty");
+        return CLI_EXIT_USAGE;
     }
     const char *bad = mf_analyze_settings_validate(&s);
     if (bad) {
@@ -301,7 +320,8 @@ int mf_cli_analyze(int argc, char **argv) {
     }
 
     int rc = CLI_EXIT_OK;
-    cJSON *config = NULL;
+    run_config config;
+    run_config_default(&config);
     char *params_path = NULL, *analysis_path = NULL;
     mf_data *data = NULL;
     mf_model *m = NULL;
@@ -318,36 +338,22 @@ int mf_cli_analyze(int argc, char **argv) {
             cli_error("analyze: give either RUN_DIR or --model/--data/--params, not both");
             return CLI_EXIT_USAGE;
         }
-        char *cpath = cli_join(run_dir, "config.json");
-        char *text = cpath ? cli_read_text(cpath, NULL) : NULL;
-        if (!text) {
-            cli_error("analyze: cannot read %s: %s", cpath ? cpath : run_dir, strerror(errno));
-            free(cpath);
-            return CLI_EXIT_USAGE;
+        run_read_error re;
+        if (run_config_read(run_dir, RUN_READ_DESCRIBE, &config, &re)) {
+            if (re.kind == RUN_READ_FIELD)
+                cli_error("analyze: %s is not a marginflow config (needs data.path or data.spec "
+                          "and model.spec): %s", cli_q(config.path), re.why);
+            else
+                cli_error("analyze: %s", re.why);
+            int code = re.kind == RUN_READ_OPEN && re.errnum == ENOMEM ? CLI_EXIT_ERROR
+                                                                        : CLI_EXIT_USAGE;
+            run_config_free(&config);
+            return code;
         }
-        config = cJSON_Parse(text);
-        free(text);
-        const cJSON *dj = cJSON_GetObjectItemCaseSensitive(config, "data");
-        const cJSON *mj = cJSON_GetObjectItemCaseSensitive(config, "model");
-        const cJSON *sj = cJSON_GetObjectItemCaseSensitive(config, "settings");
-        const cJSON *dp = cJSON_GetObjectItemCaseSensitive(dj, "path");
-        const cJSON *ds = cJSON_GetObjectItemCaseSensitive(dj, "spec");
-        const cJSON *df = cJSON_GetObjectItemCaseSensitive(dj, "format");
-        const cJSON *ms = cJSON_GetObjectItemCaseSensitive(mj, "spec");
-        const cJSON *lj = cJSON_GetObjectItemCaseSensitive(sj, "loss");
-        data_spec = cJSON_IsString(dp) ? dp->valuestring : cJSON_IsString(ds) ? ds->valuestring : NULL;
-        model_spec = cJSON_IsString(ms) ? ms->valuestring : NULL;
-        if (!format && cJSON_IsString(df)) format = df->valuestring;
-        if (cJSON_IsString(lj)) cfg_loss = lj->valuestring;
-        if (!config || !data_spec || !model_spec) {
-            cli_error("analyze: %s is not a marginflow config (needs data.path or data.spec and "
-                      "model.spec)",
-                      cpath);
-            free(cpath);
-            cJSON_Delete(config);
-            return CLI_EXIT_USAGE;
-        }
-        free(cpath);
+        data_spec = config.data_path;
+        model_spec = config.model_spec;
+        if (!format) format = config.format;
+        cfg_loss = config.loss_name;
         params_path = cli_join(run_dir, "params.txt");
         params = params_path;
         if (!out_path) out_path = analysis_path = cli_join(run_dir, "analysis.json");
@@ -357,22 +363,31 @@ int mf_cli_analyze(int argc, char **argv) {
     }
     if (!loss_name) loss_name = cfg_loss;
     if (loss_name && mf_loss_from_name(loss_name, &loss) != MF_OK) {
-        cli_error("analyze: --loss: unknown loss '%s' (valid: exp, logistic, ce)", loss_name);
+        cli_error("analyze: --loss: unknown loss '%s' (valid: exp, logistic, ce)", cli_q(loss_name));
         rc = CLI_EXIT_USAGE;
         goto done;
     }
 
-    int lr = mf_data_from_spec(data_spec, format, &data, &e);
-    if (!lr) lr = mf_model_parse(model_spec, data->d, data->num_classes, &m, &e);
-    if (!lr) {
-        theta = malloc(sizeof(double) * (m->n_params ? m->n_params : 1));
-        if (!theta) {
-            cli_error("analyze: out of memory");
-            rc = CLI_EXIT_ERROR;
-            goto done;
-        }
-        lr = mf_params_read(params, m->n_params, theta, &e);
+    char why[MF_ERR_LEN];
+    if ((rc = cli_load_problem(data_spec, format, model_spec, &data, &m, why, sizeof why))) {
+        cli_error("analyze: %s", why);
+        goto done;
     }
+    /* a run's data must be the data it was trained on (data_hash) */
+    int hc = run_dir ? run_data_hash_check(&config, data, run_dir, why, sizeof why) : 0;
+    if (hc < 0) {
+        cli_error("analyze: %s", why);
+        rc = CLI_EXIT_USAGE;
+        goto done;
+    }
+    if (hc > 0 && !quiet) cli_error("%s", why);
+    theta = malloc(sizeof(double) * (m->n_params ? m->n_params : 1));
+    if (!theta) {
+        cli_error("analyze: out of memory");
+        rc = CLI_EXIT_ERROR;
+        goto done;
+    }
+    int lr = mf_params_read_for(params, m, theta, &e); /* a params file of this model */
     if (!lr) lr = mf_analyze(m, data, theta, loss, &s, &an, &e);
     if (lr) {
         cli_error("analyze: %s", e.msg[0] ? e.msg : mf_strerror(lr));
@@ -396,7 +411,7 @@ int mf_cli_analyze(int argc, char **argv) {
             cJSON_free(t);
         } else {
             print_summary(an, m, data, &s);
-            if (out_path && rc == CLI_EXIT_OK) printf("  written       %s\n", out_path);
+            if (out_path && rc == CLI_EXIT_OK) printf("  written       %s\n", cli_q(out_path));
         }
     }
     cJSON_Delete(aj);
@@ -405,8 +420,13 @@ done:
     free(theta);
     mf_model_free(m);
     mf_data_free(data);
-    cJSON_Delete(config);
+    run_config_free(&config);
     free(params_path);
     free(analysis_path);
     return rc;
+}
+
+cJSON *cli_analysis_json(const mf_analysis *a, const mf_model *m, const mf_data *d,
+                         mf_loss_kind loss, const mf_analyze_settings *s) {
+    return analysis_json(a, m, d, loss, s);
 }

@@ -3,8 +3,9 @@
  * reading, validating and expanding experiments/<claim>.json (format:
  * experiments/README.md) into a plain description of its runs, checks and
  * figures. Internal to the CLI (cli/experiment.c); used by cli/reproduce.c
- * and by the fuzz harness tests/fuzz/fuzz_experiment.c, so it needs only the
- * public library API and cJSON (no other CLI file).
+ * and by the fuzz harness tests/fuzz/fuzz_experiment.c, which links it with
+ * cli/json.c (typed getters), cli/checks.c (the check quantities: each check
+ * is validated against their table) and cli/common.c.
  *
  * Every field is checked before anything is trained: types, finite numbers,
  * integers inside their ranges (no out-of-range float-to-integer casts),
@@ -33,6 +34,7 @@
  * and what came out (filled by cli/reproduce.c). */
 typedef struct rp_run {
     char name[160];           /* directory name under DIR/<claim>/, unique in the claim */
+    char path[40];            /* where it is in the file ("runs[3]"), for messages */
     char base[64];            /* the run's name in the experiment file */
     char data_spec[MF_SPEC_LEN];
     char model_spec[MF_SPEC_LEN];
@@ -59,13 +61,16 @@ typedef struct rp_run {
 } rp_run;
 
 /* One check of a claim. Its parameters stay in the JSON object `spec` (part
- * of the experiment's root); the parser has checked that every key is known,
- * of its type, finite, and that integer parameters (local_trials, layer,
- * starts, seed) are integers in range, so evaluators may read them directly. */
+ * of the experiment's root); the parser (rp_check_parse, cli/checks.c) has
+ * checked that every key is one its quantity reads, of its type, finite, and
+ * that integer parameters (local_trials, layer, starts, seed) are integers
+ * in range, so evaluators may read them directly. */
+struct rp_quantity;
 typedef struct rp_check {
-    const cJSON *spec;        /* the check object */
-    const char *quantity;     /* one of rp_check_quantities */
-    const char *column;       /* a known metrics column, or NULL when absent */
+    const cJSON *spec;               /* the check object */
+    const char *quantity;            /* its quantity's name */
+    const struct rp_quantity *def;   /* its row of rp_quantities (checks.h) */
+    const char *column;              /* a known metrics column, or NULL when absent */
 } rp_check;
 
 /* A parsed experiment file. Strings point into root (or are ""). */
@@ -83,8 +88,8 @@ typedef struct rp_experiment {
     const char *figures[RP_MAX_FIGURES]; /* each one of rp_figure_kinds */
 } rp_experiment;
 
-/* NULL-terminated lists of the known check quantities and figure kinds. */
-extern const char *const rp_check_quantities[];
+/* NULL-terminated list of the figure kinds (the check quantities are the
+ * table rp_quantities of checks.h). */
 extern const char *const rp_figure_kinds[];
 
 /* The value of metrics column `col` ("step", "log10_time", "normalized_margin",
@@ -109,9 +114,26 @@ int rp_experiment_parse(const char *text, size_t len, const char *file, int quic
  * read: <strerror>". */
 int rp_experiment_read(const char *path, int quick, rp_experiment *x, char *why, size_t wcap);
 
+/* The runs of a parsed experiment checked against their data, as training
+ * them would: each run's data spec loads (cli_load_data), its model spec
+ * parses for that data, and explicit init.params have the model's
+ * parameter count. Kept out of rp_experiment_parse (which the fuzz harness
+ * drives with arbitrary text) because it reads the data files a claim
+ * names. Returns 0, or -1 with why "FILE: runs[K].FIELD: what is wrong". */
+int rp_experiment_check_runs(const rp_experiment *x, const char *file, char *why, size_t wcap);
+
 /* Free everything *x owns (runs with their results, checks, root) and zero
  * it. Safe on a zeroed or already freed experiment. */
 void rp_experiment_free(rp_experiment *x);
+
+/* Parse the single run object r at path (the RUN keys of experiments/README.md;
+ * "seeds" and "vary" are not expanded here: the caller's own axes replace
+ * them, and "{var}" templates must already be substituted) into *out, with
+ * the same checks as a claim's runs: known keys, types, ranges, valid train
+ * settings. Returns 0, or -1 with p->why set and nothing owned by *out
+ * (release a parsed run's init_params with free). */
+struct cli_jr;
+int rp_run_parse(struct cli_jr *p, const cJSON *r, const char *path, rp_run *out);
 
 /* Free the run list r[n] with every result the runs own. */
 void rp_runs_free(rp_run *r, int n);

@@ -1,8 +1,9 @@
 /*
- * reproduce.h -- what cli/reproduce.c (experiments, runs, checks) and
- * cli/figures.c (gnuplot figures, report.md / report.html) share; the
- * experiment files and the rp_run type are in experiment.h. Internal to
- * the CLI; the names are rp_ to keep them apart from the library's mf_.
+ * reproduce.h -- what cli/reproduce.c (claims, runs), cli/checks.c (the
+ * check quantities) and cli/figures.c (gnuplot figures, report.md /
+ * report.html) share; the experiment files and the rp_run type are in
+ * experiment.h. Internal to the CLI; the names are rp_ to keep them apart
+ * from the library's mf_.
  */
 #ifndef MF_CLI_REPRODUCE_H
 #define MF_CLI_REPRODUCE_H
@@ -12,10 +13,12 @@
 #define LN10 2.302585092994045684 /* log(10) */
 #include "experiment.h" /* rp_run, rp_col, the experiment files */
 
+typedef struct rp_memo rp_memo; /* analyses of a claim, computed once (checks.h) */
+
 /* Everything the figures need from a claim. */
 typedef struct rp_claim {
-    char name[128];
-    char dir[1024];           /* DIR/<claim> */
+    const char *name;         /* the claim's name (not owned) */
+    const char *dir;          /* DIR/<claim> (not owned) */
     double gamma_star;        /* NAN if none */
     int nruns;
     rp_run *runs;
@@ -30,7 +33,14 @@ typedef struct rp_claim {
     char sweep_kind[32];      /* "fraction" or "escape" or "" */
     double fit_slope, fit_icpt, pred_slope;
     int degree;               /* homogeneity order of the first run's model */
+    rp_memo *memo;            /* the analyses made for the claim (checks.h) */
 } rp_claim;
+
+/* The run_config (cli/rundir.h) of the parsed run r: data, model, init and
+ * train settings; made_by "marginflow train" and no claim until the caller
+ * sets them. The strings and init values point into r. */
+struct run_config;
+void rp_run_config(const rp_run *r, struct run_config *c);
 
 /* Write fig-<kind>.gp in c->dir and run gnuplot on it (PNG and SVG next to
  * it). kind: margin, loss, norm, cosine, neurons, sweep. Returns 0 if the
@@ -47,9 +57,11 @@ int rp_report(const char *dir, char *const *names, int n, int quick);
 void rp_unit_cosines(const mf_model *m, const double *theta, const double *ref, double *cos);
 
 /* NNLS (eps, delta) of (P) and Lyu & Li's certificate eps (lleps may be NULL)
- * for the snapshot of logged row k of r (mf_analyze without the local
- * search). Returns 0, or -1 if the row is not separating, has no snapshot or
- * the analysis fails. */
-int rp_kkt_at(const rp_run *r, int k, double *eps, double *delta, double *lleps);
+ * for the snapshot of logged row k of run r of claim c (mf_analyze without
+ * the local search, through the claim's memo: a row a check analysed is not
+ * analysed again). Returns 0, or -1 if the row is not separating, has no
+ * snapshot or the analysis fails. */
+int rp_kkt_at(const rp_claim *c, const rp_run *r, int k, double *eps, double *delta,
+              double *lleps);
 
 #endif

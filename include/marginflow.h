@@ -63,7 +63,8 @@ typedef enum mf_error {
     MF_ERR_CALLBACK     /* a user callback returned failure */
 } mf_error;
 
-/* Detailed error: code plus a human sentence. */
+/* Detailed error: code plus a human sentence (a longer one is cut, ending
+ * in "..."). */
 typedef struct mf_err {
     int code;
     char msg[MF_ERR_LEN];
@@ -110,7 +111,9 @@ typedef struct mf_data {
     double *x;         /* [n][d] */
     double *y;         /* [n] or NULL */
     int *cls;          /* [n] or NULL */
-    char desc[MF_SPEC_LEN]; /* e.g. "builtin:B" or "file:foo.svm (libsvm)" */
+    char desc[MF_SPEC_LEN]; /* for display, e.g. "builtin:B" or "file:foo.svm (libsvm)";
+                               a path is escaped as in messages and a long one cut
+                               with "..." */
 } mf_data;
 
 /* Allocate an empty data set of n samples, d features (zeroed). If
@@ -121,12 +124,28 @@ typedef struct mf_data {
 int mf_data_new(int n, int d, int num_classes, mf_data **out, mf_err *e);
 void mf_data_free(mf_data *data);
 
+/* Limits of the data-file reader (docs/limits.md). A data set holds at most
+ * MF_DATA_MAX_ENTRIES = n * d entries; a data file is at most
+ * MF_DATA_MAX_FILE_BYTES bytes (16 GiB: 64 bytes for each entry of the
+ * largest set) and one of its lines at most MF_DATA_MAX_LINE_BYTES (64 MiB).
+ * Each is checked while reading, so that an endless input (/dev/zero, a FIFO,
+ * a pipe) is refused once it passes a limit, and a regular file larger than
+ * the file limit is refused from its size before anything is read. The
+ * reader's memory is bounded by those limits: one line, and per sample or
+ * entry kept a fixed number of bytes. */
+#define MF_DATA_MAX_ENTRIES ((size_t)1 << 28)
+#define MF_DATA_MAX_FILE_BYTES ((uint64_t)1 << 34)
+#define MF_DATA_MAX_LINE_BYTES ((size_t)1 << 26)
+
 /* Load a data file. format: "libsvm" (liblinear/libsvm text, 1-based sparse
  * indices), "csv" (label in the first column), or NULL to choose by extension
  * (.csv -> csv, anything else -> libsvm). Errors name file, line and column:
  * unreadable/empty file, ragged rows, non-numeric fields, NaN/Inf features,
- * bad labels, duplicate or unsorted indices. For libsvm, d = largest index
- * seen, unless min_d > that (pass 0 otherwise). */
+ * bad labels, duplicate or unsorted indices, a NUL byte or a control
+ * character (anything below 0x20 but tab, CR, VT and FF, and DEL; named by
+ * its code, never copied into the message), a file, line or data set beyond
+ * the limits above. For libsvm, d = largest index seen, unless min_d > that
+ * (pass 0 otherwise). */
 int mf_data_load(const char *path, const char *format, int min_d, mf_data **out, mf_err *e);
 
 /* Build a data set from a spec string:
@@ -139,6 +158,18 @@ int mf_data_load(const char *path, const char *format, int min_d, mf_data **out,
  *   anything else is a file path, loaded with mf_data_load(spec, format, 0).
  * format may be NULL. */
 int mf_data_from_spec(const char *spec, const char *format, mf_data **out, mf_err *e);
+
+/* Fingerprint of a data set's contents: the CRC-32 (zlib) of
+ *   "MFDATA1" and a NUL byte, n, d, num_classes (each a little-endian
+ *   64-bit integer), x[n][d] as little-endian IEEE-754 bit patterns, then
+ *   y[n] the same way (binary) or cls[n] as little-endian 32-bit integers.
+ * Bit patterns, so -0 and +0 differ and a value that prints the same but is
+ * not the same double is seen; desc is not part of it (a moved file with the
+ * same contents has the same hash). 0 for NULL. Store it with a run and
+ * compare it when the run's data is loaded again: a changed file with the
+ * same n and d gets another hash (up to the 2^-32 chance of a CRC collision;
+ * CRC-32 catches every change of up to 32 consecutive bits). */
+uint32_t mf_data_hash(const mf_data *data);
 
 /* ------------------------------------------------------------------------ */
 /* Models                                                                   */
@@ -228,6 +259,29 @@ void mf_model_backward(const mf_model *m, mf_work *w, const double *theta,
 int mf_model_init(const mf_model *m, const char *kind, double scale, mf_rng *rng,
                   double *theta, mf_err *e);
 
+/* The hidden units of a two-layer net Phi(x) = sum_k a_k sigma(<w_k, x~>) (+ b)
+ * (relu2 and relu2-outbias), read from the layer views of theta:
+ *   w_k     row k of m->layers[w_layer], [n_units][cols]; with in_bias its
+ *           last column (index d) is the hidden bias, x~ = (x, 1), else x~ = x;
+ *   a_k     entry k of m->layers[a_layer] ([1][n_units]); a_layer = -1 when the
+ *           outer weights are fixed (fix-outer): a_k = mf_units_fixed_outer(k);
+ *           mf_units_outer gives a_k in both cases;
+ *   b       the output bias m->layers[b_layer] ([1][1]); -1 when there is none. */
+typedef struct mf_units {
+    int n_units;    /* M */
+    int w_layer;
+    int in_bias;
+    int a_layer;
+    int b_layer;
+} mf_units;
+
+/* 1 and *u filled for a two-layer net; 0 otherwise (then *u = {0, -1, 0, -1, -1}). */
+int mf_model_units(const mf_model *m, mf_units *u);
+/* The fixed outer weights of fix-outer: +1 for even k, -1 for odd k. */
+double mf_units_fixed_outer(int k);
+/* a_k at theta (u from mf_model_units on m). */
+double mf_units_outer(const mf_model *m, const mf_units *u, const double *theta, int k);
+
 /* Euclidean norm of layer l of theta, and of all of theta. */
 double mf_layer_norm(const mf_model *m, const double *theta, int l);
 double mf_param_norm(const mf_model *m, const double *theta);
@@ -275,7 +329,11 @@ double mf_loss_log_ell0(mf_loss_kind loss);
 
 /* Smoothed normalized margin from the log loss, [LL20] Def./THEORY.md s.1:
  *   exp:       -log_loss / ||theta||^L
- *   logistic:  -log(expm1(Loss)) / ||theta||^L, computed stably from log_loss. */
+ *   logistic:  -log(expm1(Loss)) / ||theta||^L, computed stably from log_loss.
+ * ||theta||^L may overflow or underflow: the quotient is then taken with the
+ * norm split into mantissa and exponent. A result that is not a normal
+ * double (beyond DBL_MAX, or nonzero below DBL_MIN) is absent: NAN. norm = 0
+ * gives 0; a NaN, infinite or negative norm gives NAN. */
 double mf_smoothed_margin(mf_loss_kind loss, double log_loss, double norm, int degree);
 
 /* Everything a metrics row holds. */
@@ -288,6 +346,8 @@ typedef struct mf_metrics {
     double normalized_margin;   /* q_min / ||theta||^L */
     double smoothed_margin;
     double layer_margin;        /* q_min / prod_l ||W_l|| */
+    /* (these three are exact whatever the size of ||theta||^L; NAN, i.e.
+     * absent, when the quotient itself is not a normal double) */
     double lr;                  /* current step size (alpha for scaled/lyu-li, dtau for flow) */
     double train_error;         /* fraction of samples with q_n <= 0 */
     double balancedness;        /* max_k |a_k^2 - ||w_k||^2| (two-layer), max_l |
@@ -338,7 +398,9 @@ typedef enum mf_outcome {
     MF_OUT_TIME_TARGET,   /* flow time >= until_time */
     MF_OUT_WALL_BUDGET,   /* wall_seconds elapsed */
     MF_OUT_NONFINITE,     /* non-finite loss or gradient; theta is the last good state */
-    MF_OUT_STALLED,       /* the step no longer changes theta (or lr underflowed) */
+    MF_OUT_STALLED,       /* no step can be taken: it no longer changes theta, the step
+                             size underflowed, or (lyu-li, flow) 100000 attempts in a row
+                             were rejected; mf_train_result.reason says which */
     MF_OUT_INTERRUPTED,   /* should_stop callback asked to stop */
     MF_OUT_MARGIN_GAP     /* margin_change <= until_margin_gap */
 } mf_outcome;
@@ -415,6 +477,22 @@ typedef struct mf_train_state {
 int mf_train_state_new(size_t n_params, mf_train_state **out, mf_err *e);
 void mf_train_state_free(mf_train_state *s);
 
+/* Largest step (and rejected) count a state may hold: 2^62, so that a run
+ * can count on without overflow (at 10^9 steps a second, 146 years). */
+#define MF_MAX_STEPS ((long long)1 << 62)
+
+/* NULL if every field of s is in its range, else a static sentence naming
+ * the first bad field ("lr: must be ..."):
+ *   step, rejected   integers in [0, MF_MAX_STEPS]
+ *   time_log         -INFINITY (t = 0) or finite
+ *   lr               0 (not started: mf_train takes settings.lr) or finite > 0
+ *   log_loss         finite, or NaN (not evaluated yet: a fresh state)
+ *   rng              not the all-zero state (xoshiro256** would stay at 0)
+ *   theta            n_params finite values.
+ * These are what a run can produce; mf_checkpoint_read refuses anything
+ * else. */
+const char *mf_train_state_validate(const mf_train_state *s);
+
 /* Whether metrics are logged at step s (log-spaced schedule of the settings:
  * step 0 and round(10^(i/k)), k = log_points / log10(H) per decade, where
  * H = log_horizon, or max_steps when that is 0, or 10^6 when both are 0). */
@@ -452,6 +530,7 @@ typedef struct mf_train_result {
     long long gradient_evals, forward_evals, term_gradients;
     double wall_seconds;
     double steps_per_second;   /* steps of the step loop per second (setup excluded) */
+    const char *reason;        /* MF_OUT_STALLED: why, one static phrase; else NULL */
 } mf_train_result;
 
 /* Train. state holds theta (initial parameters, or a resumed state) and is
@@ -479,7 +558,13 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
  * for bit the run an uninterrupted version-1 program would have made. */
 int mf_checkpoint_write(const char *path, const mf_train_state *s, uint32_t fingerprint,
                         mf_err *e);
-/* Reads into a new state. expect_fingerprint / expect_n_params checked. */
+/* Reads into a new state. expect_fingerprint / expect_n_params checked.
+ * At most the size of a checkpoint of expect_n_params parameters is read (a
+ * longer file or stream is refused: MF_ERR_FOREIGN when its header names
+ * another parameter count, MF_ERR_CORRUPT otherwise). After the checksum,
+ * every field is checked as mf_train_state_validate does; a field out of its
+ * range is MF_ERR_CORRUPT naming the field and its value (a file with a valid
+ * checksum but impossible content is forged or written by other software). */
 int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t expect_n_params,
                        mf_train_state **out, mf_err *e);
 
@@ -489,14 +574,35 @@ int mf_write_file_atomic(const char *path, const void *buf, size_t len, mf_err *
 
 /* Parameters as text: first line "# marginflow params v1 n=<n_params> model=<spec>",
  * then one value per line, %.17g, C locale. Reading accepts that format or a
- * plain list of numbers separated by whitespace/commas ('#' comments). */
+ * plain list of numbers separated by whitespace/commas ('#' comments).
+ * A first line that starts "# marginflow params" is a header and is checked:
+ * version v1, n=<count> and model=<spec> (else MF_ERR_PARSE naming what is
+ * wrong); n must equal n_params (else MF_ERR_FOREIGN: the file belongs to
+ * another model). mf_params_read_for also checks the model: the header's spec,
+ * parsed for m's input dimension and outputs, must give m's canonical spec
+ * (else MF_ERR_FOREIGN naming both). Files without a header are read as plain
+ * lists by both. A params file is at most MF_PARAMS_MAX_BYTES(n_params)
+ * bytes (1 MiB for comments plus 64 bytes a value), checked while reading;
+ * a NUL byte or a control character is an error naming its line and column. */
+#define MF_PARAMS_MAX_BYTES(n) \
+    ((size_t)(n) < (((size_t)-1 >> 7) - ((size_t)1 << 14)) ? ((size_t)1 << 20) + 64 * (size_t)(n) \
+                                                            : (size_t)-1)
 int mf_params_write(const char *path, const mf_model *m, const double *theta, mf_err *e);
 int mf_params_read(const char *path, size_t n_params, double *theta, mf_err *e);
+int mf_params_read_for(const char *path, const mf_model *m, double *theta, mf_err *e);
 /* Parse "v1,v2,..." (exactly n values) into theta. */
 int mf_params_parse(const char *list, size_t n_params, double *theta, mf_err *e);
 
 /* Format a value as %.17g in the C locale regardless of the process locale. */
 void mf_format_double(char *buf, size_t cap, double v);
+/* s as every library message shows a path, spec or token: printable ASCII
+ * and printable UTF-8 copied, every other byte (control characters, DEL,
+ * malformed UTF-8) written as "\xNN", cut with "..." after max bytes of s.
+ * dst[cap] is always NUL-terminated; MF_QUOTE_CAP(max) bytes always hold
+ * the whole rendering. Returns dst. For callers (the CLI) that quote what a
+ * user typed the same way. */
+#define MF_QUOTE_CAP(max) (4 * (size_t)(max) + 4)
+char *mf_quote(char *dst, size_t cap, const char *s, size_t max);
 /* Format t = exp(time_log) exactly as a decimal, also beyond double range
  * ("3.1415926535897931e+10000"); "0" when time_log = -INFINITY. The exponent
  * can have up to 308 digits: a buffer of MF_LOG_VALUE_LEN always suffices. */
@@ -507,8 +613,12 @@ void mf_format_log_value(char *buf, size_t cap, double time_log);
  * Columns: step,time,log10_time,log10_loss,norm,q_min,normalized_margin,
  * smoothed_margin,layer_margin,lr,train_error,balancedness,beta,
  * smoothed_decrease,loss_increase,margin_change (the fields of mf_metrics).
- * log10_time is empty at t = 0, beta and margin_change where they are
- * undefined (NAN). */
+ * log10_time is empty at t = 0. A quantity that is absent (NAN in
+ * mf_metrics: undefined, like beta and margin_change early on, or not
+ * representable as a double) or infinite is written as an empty field: CSV
+ * readers (gnuplot, pandas) take it as missing, never as a number. (The
+ * CLI's JSON files write such values as null.) */
+#define MF_METRICS_ROW_LEN 1024 /* always enough for one row (and its NUL) */
 const char *mf_metrics_csv_header(void);
 void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap);
 
@@ -620,8 +730,9 @@ typedef struct mf_svm_result {
  * method) as least-distance programming (LDP) through NNLS (Lawson & Hanson,
  * Solving Least Squares Problems, 1974, ch. 23, algorithms NNLS and LDP):
  *   minimize || [Z^T; 1^T] u - (0, 1) ||  s.t. u >= 0,
- * whose solution is u = t c with c the simplex weights of p. The least-squares
- * subproblems use LAPACK (dgels, QR/LQ) on the passive set. When polish is set
+ * whose solution is u = t c with c the simplex weights of p (the library's one
+ * NNLS, src/nnls.c; its least-squares subproblems use LAPACK dgelsd, SVD, on
+ * the passive set). When polish is set
  * the equality system <w, z_n> = 1 on the support set is re-solved by LAPACK
  * (min-norm w by LQ, then alpha by QR) and kept if its KKT residual is lower.
  *
@@ -645,6 +756,14 @@ typedef struct mf_svm_result {
  *    and terminal output off during the call) on (P1) with beta = p - m,
  *    p, m >= 0; the residuals are recomputed here from beta and the row
  *    duals, and GLPK's own glp_check_kkt errors are reported beside them.
+ *
+ * Scale: the problems are homogeneous in x, and the data are solved at the
+ * power-of-two scale where max |x| lies in [0.5, 1), then the results are
+ * scaled back exactly: data multiplied by c > 0 give gamma (and its bracket)
+ * times c, w over c, alpha over c^2 (l2) or c (l1), the same support and
+ * certificate weights, certificate_norm times c, over the whole double range
+ * (bit for bit when c is a power of two). An entry of w or alpha, or gamma,
+ * that is not a normal double at the caller's scale is NAN (absent).
  *
  * data: binary (num_classes == 0), n >= 1, d >= 1, finite x, y in {-1, +1}.
  * settings may be NULL (defaults). On MF_OK *out is a new result (free with
@@ -674,8 +793,11 @@ int mf_svm_norm_from_name(const char *s, mf_svm_norm *norm);
  * verdicts for problem (P) of THEORY.md section 3,
  *     (P)  minimize 1/2 ||theta||^2  subject to  q_n(theta) >= 1 for all n.
  *
- * Split of work: src/analyze.c implements everything in sections A and C;
- * src/local.c implements section B (search-based and LP-based local tests).
+ * Split of work: section A is src/margin.c; section B (search-based and
+ * LP-based local tests) src/local.c; section C is orchestrated by
+ * src/analyze.c over kkt.c (KKT by NNLS, Lyu-Li's certificate),
+ * global_ref.c (closed-form optima, per-layer problem), second_order.c and
+ * verdict.c (the verdict from the evidence).
  */
 /* ---------------------------------------------------------------- A: basics */
 
@@ -696,6 +818,12 @@ int mf_model_preactivations(const mf_model *m, const double *theta, const mf_dat
 
 /* ------------------------------------------------- B: local tests (local.c) */
 
+/* Margin gains are reported at MF_N_GAINS steps eps = 1e-1, 1e-2, 1e-3, 1e-4
+ * (a first-order direction gives a gain linear in eps for small eps). */
+#define MF_N_GAINS 4
+/* Most radii one local search takes. */
+#define MF_LOCAL_MAX_RADII 8
+
 /* Directional first-order test at a non-smooth point ([VSS22]; THEORY.md s.3):
  * search for d with q_n'(theta; d) >= 0 for every active n (q_n <= 1 + act_tol)
  * and <theta, d> < 0, by one LP (GLPK) per sign pattern of the directional
@@ -710,7 +838,7 @@ typedef struct mf_directional_result {
     int found;             /* 1: a feasible descent direction exists (certificate) */
     double best_inner;     /* min <theta, d> found (< 0 means certificate) */
     double *d;             /* [n_params] the direction (when found), owned */
-    double gain[4];        /* gamma(theta + eps d) / gamma(theta) - 1 for eps = 1e-1..1e-4 */
+    double gain[MF_N_GAINS]; /* gamma(theta + eps d) / gamma(theta) - 1 for eps = 1e-1..1e-4 */
 } mf_directional_result;
 
 int mf_directional_test(const mf_model *m, const mf_data *data, const double *theta,
@@ -726,11 +854,11 @@ void mf_directional_result_free(mf_directional_result *r);
  * found is evidence only. */
 typedef struct mf_local_result {
     int n_radii;
-    double radii[8];
+    double radii[MF_LOCAL_MAX_RADII];
     int trials;
     uint64_t seed;
     double gamma0;               /* gamma(theta) */
-    double best_gamma[8];        /* best normalized margin found at each radius */
+    double best_gamma[MF_LOCAL_MAX_RADII]; /* best normalized margin found at each radius */
     double best_gain;            /* max over radii of best_gamma / gamma0 - 1 */
     double *best_theta;          /* [n_params], owned */
     int evaluations;
@@ -814,7 +942,7 @@ typedef struct mf_analysis {
     char hessian_method[64];        /* "differences of exact gradients, h = 1e-05" */
     double min_eig;                 /* smallest eigenvalue of H on the critical subspace */
     double *dir;                    /* [n_params] its eigenvector (unit), owned */
-    double gain[4];                 /* gamma(theta~ + eps d)/gamma(theta~) - 1, eps = 1e-1..1e-4 */
+    double gain[MF_N_GAINS];        /* gamma(theta~ + eps d)/gamma(theta~) - 1, eps = 1e-1..1e-4 */
     /* non-smooth and search-based tests */
     mf_directional_result *directional; /* NULL if not run */
     mf_local_result *local;             /* NULL if not run */
@@ -827,11 +955,136 @@ typedef struct mf_analysis {
     double layer_value;             /* value at theta~ */
     mf_verdict verdict;
     char verdict_reason[512];       /* what is proved / what is evidence */
+    mf_analyze_settings settings;   /* the settings (tolerances) it was judged with */
 } mf_analysis;
 
 int mf_analyze(const mf_model *m, const mf_data *data, const double *theta, mf_loss_kind loss,
                const mf_analyze_settings *s, mf_analysis **out, mf_err *e);
 void mf_analysis_free(mf_analysis *a);
+
+/* ------------------------------------------------------------------------ */
+/* Global optimum of bias-free two-layer (leaky) ReLU nets (global_relu2.c)  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The certified global max-margin value gamma* of Phi(x) = sum_k a_k
+ * sigma(<w_k, x>), sigma(z) = max(z, alpha z), alpha in [0, 1), no bias,
+ * over ALL widths (problem (P) of docs/theory.md, L = 2). By balancing each
+ * neuron, OPT(P) = min sum_k |a_k| ||w_k|| = 1 / (2 gamma*), and that is the
+ * convex program of Pilanci & Ergen (ICML 2020) over the activation
+ * patterns D_i = diag(1[X u >= 0]) of the data:
+ *   min sum_i ||v_i|| + ||w_i||  s.t.  y o sum_i Dt_i X (v_i - w_i) >= 1,
+ *       (2 D_i - I) X v_i >= 0,  (2 D_i - I) X w_i >= 0,
+ *   Dt_i = alpha I + (1 - alpha) D_i,
+ * whose dual is  max sum_n lambda_n  s.t.  lambda >= 0 and
+ *   rho(lambda) = max_{||u|| <= 1} |sum_n lambda_n y_n sigma(<x_n, u>)| <= 1.
+ * The derivation and the exactness bound (an optimal net of width <= n
+ * exists) are in docs/theory.md.
+ *
+ * What is certified (every number re-evaluated here, not taken from a
+ * solver):
+ *  - gamma_lower = q_min(theta) / ||theta||^2 of the returned network theta,
+ *    its margins computed by mf_model_forward: a certified LOWER bound on
+ *    gamma* whatever the patterns (any network's normalized margin is one).
+ *  - gamma_upper = rho(lambda) / (2 sum_n lambda_n) for the returned
+ *    lambda >= 0 (weak duality): an UPPER bound on gamma* when rho was
+ *    evaluated over every direction u, i.e. exactly for d <= 2 (an angular
+ *    sweep over the arcs of the arrangement, on which the sum is linear) and,
+ *    for d >= 3, when every cell of the arrangement was enumerated (rho is
+ *    bounded cell by cell by ||s g_i + A_i^T mu_i|| with mu_i >= 0,
+ *    A_i = (2 D_i - I) X, which holds for every mu_i >= 0). With sampled
+ *    patterns and d >= 3 the upper bound covers only the sampled cells and
+ *    is evidence, not proof: upper_certified = 0 says so.
+ */
+typedef struct mf_global_settings {
+    int sample;          /* 0 (default): enumerate every cell of the arrangement of the
+                            hyperplanes {u : <x_n, u> = 0}; K > 0: the patterns of K random
+                            Gaussian directions u instead (lower bound certified only) */
+    int max_patterns;    /* at most this many patterns (cells); enumeration beyond it is
+                            refused with MF_ERR_UNSUPPORTED; default 4096, range [2, 10^6] */
+    uint64_t seed;       /* sampling seed, default 1 */
+    double tol;          /* IPOPT's convergence tolerance (option tol), default 1e-12,
+                            range (0, 1e-2] */
+    int max_iter;        /* IPOPT iterations, default 3000, range [1, 10^6] */
+    double max_seconds;  /* IPOPT CPU-time limit (max_cpu_time), default 600, > 0 */
+} mf_global_settings;
+
+void mf_global_settings_default(mf_global_settings *s);
+/* NULL if valid, else a static sentence naming the bad field and its range. */
+const char *mf_global_settings_validate(const mf_global_settings *s);
+
+typedef struct mf_global_result {
+    int n, d;
+    double alpha;
+    /* patterns */
+    int enumerated;        /* 1: every cell of the arrangement; 0: sampled */
+    int n_samples;         /* directions drawn (sampled), 0 when enumerated */
+    int n_patterns;        /* distinct activation patterns used by the program */
+    int n_lines;           /* distinct hyperplanes (parallel x_n merged) */
+    /* the bracket gamma_lower <= gamma* <= gamma_upper */
+    double gamma;          /* = gamma_lower: the normalized margin of theta */
+    double gamma_lower;    /* certified: q_min / ||theta||^2 by mf_model_forward */
+    double gamma_upper;    /* rho(lambda) / (2 sum lambda); a bound iff upper_certified */
+    int upper_certified;   /* 1: gamma_upper is proved (see above); 0: evidence only */
+    double gap;            /* (gamma_upper - gamma_lower) / gamma_upper (rounding can
+                              make it a few ulps negative) */
+    /* the primal network: relu2:width=width,alpha=alpha, q_min = 1, balanced */
+    char spec[MF_SPEC_LEN];/* "relu2:width=M,alpha=A" (mf_model_parse it for theta) */
+    int width;             /* number of neurons (nonzero blocks) */
+    size_t n_params;       /* width * (d + 1) */
+    double *theta;         /* [n_params]: W [width][d] then a [width], owned */
+    double q_min;          /* min_n q_n(theta) by mf_model_forward (1 up to rounding) */
+    double path_norm;      /* sum_k |a_k| ||w_k|| = ||theta||^2 / 2 */
+    /* the dual certificate */
+    double *lambda;        /* [n] >= 0, scaled so that rho(lambda) = 1 */
+    double rho;            /* rho of the solver's lambda before that scaling */
+    double rho_cells;      /* the cell-by-cell bound max_i ||s g_i + A_i^T mu_i|| of the
+                              same lambda over the program's patterns (>= rho up to
+                              rounding; the bound used for d >= 3) */
+    int n_support;         /* samples with lambda_n > 1e-9 max lambda */
+    /* solver */
+    char solver[128];      /* e.g. "IPOPT 3.11 (MUMPS) on the dual QCQP + GLPK simplex" */
+    int solver_status;     /* IPOPT's ApplicationReturnStatus (0 = solved) */
+    int iterations;        /* IPOPT iterations */
+    double solver_objective; /* IPOPT's reported dual objective (not used for any bound) */
+    double lp_objective;   /* GLPK's value of the re-weighting LP, sum_j c_j in the units
+                              of x (0 when GLPK did not solve it) */
+    double seconds_patterns, seconds_solve, seconds_certify;
+} mf_global_result;
+
+/*
+ * Solve the max-margin problem of the bias-free two-layer (leaky) ReLU model
+ * m (kind relu2, no bias, no fix-outer, 0 <= alpha < 1; m->width is ignored:
+ * the answer holds for every width >= result->width) on binary data, and
+ * certify the value as described above.
+ *
+ * Method: (1) the activation patterns: d = 2 an angular sweep (2L cells for
+ * L distinct lines), d = 1 or d >= 3 incremental enumeration of the cells of
+ * the central arrangement, one GLPK LP per (cell, new hyperplane) whose
+ * interior point is then checked by direct evaluation, or sampling
+ * (settings.sample); (2) the program is feasible iff the lifted points
+ * (Dt_i x_n)_i are linearly separable through the origin, decided exactly by
+ * mf_svm_solve (else the data are not separable by any such net);
+ * (3) IPOPT solves the dual of the convex program as a smooth convex QCQP
+ *   max sum lambda  s.t.  h_b = s_b X^T Dt_i (y o lambda) + A_i^T mu_b,
+ *       ||h_b||^2 <= 1,  lambda, mu_b >= 0   (b = (i, s_b), s_b = +-1),
+ * whose constraint multipliers are the primal neurons; (4) a GLPK simplex
+ * LP re-weights those neuron directions (a vertex: at most n neurons);
+ * (5) the certificate is evaluated as described above.
+ *
+ * settings may be NULL (defaults). On MF_OK *out is a new result (free with
+ * mf_global_result_free). Errors (*out NULL): MF_ERR_INVALID (NULL
+ * arguments, bad settings, labels not +-1, non-finite x, data and model
+ * dimensions differ, alpha outside [0, 1): alpha = 1 is a linear model, use
+ * mf_svm_solve), MF_ERR_UNSUPPORTED (not relu2, bias, fix-outer, multi-class
+ * data, more than max_patterns cells to enumerate), MF_ERR_NONSEPARABLE (no
+ * such network has q_n > 0 for all n: a sample at x = 0, or a Gordan
+ * certificate for the lifted points), MF_ERR_NUMERIC (IPOPT or GLPK
+ * failed, or the evaluated certificate is not finite), MF_ERR_NOMEM.
+ */
+int mf_global_relu2(const mf_model *m, const mf_data *data, const mf_global_settings *settings,
+                    mf_global_result **out, mf_err *e);
+void mf_global_result_free(mf_global_result *r);
 
 #ifdef __cplusplus
 }

@@ -22,18 +22,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Largest class index accepted in a multi-class file (C <= 1e6 outputs). */
 #define MAX_CLASS_INDEX 999999
-/* Longest token quoted in an error message before it is cut with "...". */
+/* Longest token quoted in an error message before it is cut with "...",
+ * and longest path. */
 #define QUOTE_MAX 48
+#define QUOTE_PATH 300
 /* Largest dense data matrix: n * d <= 2^28 entries (2 GiB of doubles, e.g.
  * CIFAR-10's 50000 x 3072 = 1.5e8 fits). Checked by mf_data_new
  * (MF_ERR_INVALID), and earlier, with a message naming the cause, by the
- * generators and the file readers, so that a 15-byte libsvm line
- * "1 2000000000:1" or the spec gauss:n=1000000,d=100000 is refused at once
- * instead of asking for gigabytes. */
-#define MAX_ENTRIES ((size_t)1 << 28)
+ * generators and the file readers (at the line that passes it), so that a
+ * 15-byte libsvm line "1 2000000000:1" or the spec gauss:n=1000000,d=100000
+ * is refused at once instead of asking for gigabytes. */
+#define MAX_ENTRIES MF_DATA_MAX_ENTRIES
+
+/* The reader's file and line limits (marginflow.h); tests lower them. */
+static uint64_t g_max_file = MF_DATA_MAX_FILE_BYTES;
+static size_t g_max_line = MF_DATA_MAX_LINE_BYTES;
+
+void mf__data_set_limits(uint64_t file_bytes, size_t line_bytes) {
+    g_max_file = file_bytes ? file_bytes : MF_DATA_MAX_FILE_BYTES;
+    g_max_line = line_bytes ? line_bytes : MF_DATA_MAX_LINE_BYTES;
+}
 
 /* ------------------------------------------------------------ allocation */
 
@@ -154,9 +166,12 @@ static int parse_num(const char *s, size_t len, double *v, size_t *end_off) {
 /* ------------------------------------------------------------ line reader */
 
 /* Reads a FILE line by line into one growable buffer (mf__realloc), so
- * lines may be of any length. Each returned line is NUL-terminated with its
- * '\n' and one trailing '\r' removed; the pointer is valid until the next
- * call. */
+ * lines may be of any length up to max_line bytes. Each returned line is
+ * NUL-terminated with its '\n' and one trailing '\r' removed; the pointer is
+ * valid until the next call. Every byte is looked at once for '\n' and NUL,
+ * as it arrives, so an endless input is stopped at the first NUL byte, at the
+ * line limit or at the file limit, whichever comes first; the buffer never
+ * holds more than one line and one read chunk (64 KiB). */
 typedef struct line_reader {
     FILE *f;
     char *buf;
@@ -164,14 +179,29 @@ typedef struct line_reader {
     int eof;
     int err;              /* errno of a read error, 0 if none */
     long line;            /* number of the line last returned (1-based) */
+    long nul_col;         /* -3: column of the NUL byte on line `line` */
+    uint64_t total;       /* bytes read so far */
+    uint64_t max_total;   /* file limit (bytes) */
+    size_t max_line;      /* line limit (bytes, without the '\n') */
 } line_reader;
 
+#define READ_CHUNK 65536
+
 /* Returns 1 with *line and *len set, 0 at end of file, -1 out of memory,
- * -2 on a read error (r->err). */
+ * -2 on a read error (r->err), -3 a NUL byte (r->line is its line, r->nul_col
+ * its column), -4 a line longer than max_line (r->line is that line), -5 more
+ * than max_total bytes in the file. */
 static int next_line(line_reader *r, char **line, size_t *len) {
     size_t scan = r->pos;
     for (;;) {
         char *nl = scan < r->len ? memchr(r->buf + scan, '\n', r->len - scan) : NULL;
+        size_t end = nl ? (size_t)(nl - r->buf) : r->len;
+        char *z = end > scan ? memchr(r->buf + scan, '\0', end - scan) : NULL;
+        if (z) {
+            r->line++;
+            r->nul_col = (long)(z - (r->buf + r->pos)) + 1;
+            return -3;
+        }
         if (nl || (r->eof && r->pos < r->len)) {
             char *start = r->buf + r->pos;
             size_t n;
@@ -182,6 +212,10 @@ static int next_line(line_reader *r, char **line, size_t *len) {
                 n = r->len - r->pos;
                 r->pos = r->len;
             }
+            if (n > r->max_line) {
+                r->line++;
+                return -4;
+            }
             if (n > 0 && start[n - 1] == '\r') n--;
             start[n] = '\0';
             *line = start;
@@ -190,7 +224,12 @@ static int next_line(line_reader *r, char **line, size_t *len) {
             return 1;
         }
         if (r->eof) return 0;
-        /* Need more bytes: slide the partial line to the front, grow if full. */
+        if (r->len - r->pos > r->max_line) { /* no '\n' within the limit */
+            r->line++;
+            return -4;
+        }
+        /* Need more bytes: slide the partial line to the front, grow if full
+         * (geometrically, but to no more than the line limit and a chunk). */
         if (r->pos > 0) {
             memmove(r->buf, r->buf + r->pos, r->len - r->pos);
             r->len -= r->pos;
@@ -198,13 +237,20 @@ static int next_line(line_reader *r, char **line, size_t *len) {
         }
         scan = r->len;
         if (r->cap - r->len < 4096 + 1) {
-            size_t cap = r->cap;
-            if (grow((void **)&r->buf, &cap, r->len + 65536 + 1, 1)) return -1;
-            r->cap = cap;
+            size_t want = r->len + READ_CHUNK + 1, most = r->max_line + READ_CHUNK + 1;
+            size_t nc = r->cap ? r->cap : want;
+            while (nc < want) nc = nc > (size_t)-1 / 2 ? want : 2 * nc;
+            if (nc > most) nc = most > want ? most : want;
+            char *nb = mf__realloc(r->buf, nc);
+            if (!nb) return -1;
+            r->buf = nb;
+            r->cap = nc;
         }
         errno = 0;
         size_t got = fread(r->buf + r->len, 1, r->cap - r->len - 1, r->f);
         r->len += got;
+        r->total += got;
+        if (r->total > r->max_total) return -5;
         if (got == 0) {
             if (ferror(r->f)) {
                 r->err = errno ? errno : EIO;
@@ -220,7 +266,10 @@ static int next_line(line_reader *r, char **line, size_t *len) {
 /* State shared by the libsvm and CSV readers. */
 typedef struct loader {
     const char *path;
+    char qpath[MF__QUOTE_CAP(QUOTE_PATH)]; /* path as messages show it */
+    char qtok[MF__QUOTE_CAP(QUOTE_MAX)];   /* the token a message quotes */
     mf_err *e;
+    int min_d;
     line_reader r;
     /* per sample */
     double *label;
@@ -247,8 +296,10 @@ typedef struct loader {
     long csv_fields_line;
 } loader;
 
-static int quote_len(size_t n) { return (int)(n > QUOTE_MAX ? QUOTE_MAX : n); }
-static const char *quote_tail(size_t n) { return n > QUOTE_MAX ? "..." : ""; }
+/* tok[0..len) quoted for a message (escaped, cut after QUOTE_MAX bytes). */
+static const char *qt(loader *L, const char *tok, size_t len) {
+    return mf__quote(L->qtok, sizeof L->qtok, tok, len, QUOTE_MAX);
+}
 
 static int lerr(loader *L, int code, long col, const char *fmt, ...)
 #if defined(__GNUC__)
@@ -264,7 +315,7 @@ static int lerr(loader *L, int code, long col, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        mf__err(L->e, code, "%s:%ld:%ld: %s", L->path, L->r.line > 0 ? L->r.line : 1, col, msg);
+        mf__err(L->e, code, "%s:%ld:%ld: %s", L->qpath, L->r.line > 0 ? L->r.line : 1, col, msg);
     }
     return code;
 }
@@ -281,15 +332,15 @@ static int add_label(loader *L, const char *tok, size_t len, long col) {
     if (st == NUM_EMPTY)
         return lerr(L, MF_ERR_PARSE, col, "expected a label (a number), got an empty field");
     if (st == NUM_NOT_NUMBER || st == NUM_TRAILING)
-        return lerr(L, MF_ERR_PARSE, col, "expected a label (a number), got '%.*s%s'",
-                    quote_len(len), tok, quote_tail(len));
+        return lerr(L, MF_ERR_PARSE, col, "expected a label (a number), got '%s'",
+                    qt(L, tok, len));
     int pm1 = (v == 1.0 || v == -1.0);
     int cls_ok = st == NUM_OK && v >= 0 && v <= MAX_CLASS_INDEX && v == floor(v);
     if (!pm1 && !cls_ok)
         return lerr(L, MF_ERR_PARSE, col,
-                    "bad label '%.*s%s': expected -1/+1 (binary) or a non-negative integer "
+                    "bad label '%s': expected -1/+1 (binary) or a non-negative integer "
                     "class index <= %d",
-                    quote_len(len), tok, quote_tail(len), MAX_CLASS_INDEX);
+                    qt(L, tok, len), MAX_CLASS_INDEX);
     if (L->n == INT_MAX - 1)
         return lerr(L, MF_ERR_PARSE, col, "too many samples (more than %d)", INT_MAX - 1);
     if (grow((void **)&L->label, &L->label_cap, (size_t)L->n + 1, sizeof *L->label))
@@ -340,11 +391,38 @@ static int classify_labels(loader *L, int *num_classes) {
 
 static int is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
 
+/* Column (1-based) of the first control character in s[0..len): a byte
+ * below 0x20 other than the blanks tab, CR, VT and FF, or DEL (0x7f); 0 if
+ * there is none. */
+static size_t control_col(const char *s, size_t len) {
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t' && c != '\r' && c != '\v' && c != '\f') || c == 0x7f)
+            return i + 1;
+    }
+    return 0;
+}
+
 /* Whether a line is blank or a '#' comment (to be skipped). */
 static int skip_line(const char *s, size_t len) {
     size_t i = 0;
     while (i < len && is_space(s[i])) i++;
     return i == len || s[i] == '#';
+}
+
+/* The dense limit while reading libsvm: n samples so far with d =
+ * max(largest index, min_d, 1) features must fit MAX_ENTRIES; else an error
+ * at column col of the current line (the check at the end of the file would
+ * come only after memory for every sample was taken). */
+static int libsvm_entries(loader *L, long col) {
+    uint64_t d = (uint64_t)(L->max_index > L->min_d ? L->max_index : L->min_d);
+    if (d < 1) d = 1;
+    if ((uint64_t)L->n * d <= MAX_ENTRIES) return MF_OK;
+    return lerr(L, MF_ERR_PARSE, col,
+                "%d samples x %llu features = %llu entries exceed the limit of %zu (2^28) for "
+                "a dense data set",
+                L->n, (unsigned long long)d, (unsigned long long)((uint64_t)L->n * d),
+                MAX_ENTRIES);
 }
 
 /* Parse one libsvm line "label idx:val idx:val ..." (s[len] == '\0'; the
@@ -357,6 +435,7 @@ static int libsvm_line(loader *L, char *s, size_t len) {
     size_t tl = i - t0;
     if (i < len) s[i++] = '\0';
     int rc = add_label(L, s + t0, tl, (long)t0 + 1);
+    if (rc == MF_OK) rc = libsvm_entries(L, (long)t0 + 1);
     if (rc) return rc;
     if (grow((void **)&L->row_start, &L->row_cap, (size_t)L->n + 1, sizeof *L->row_start))
         return nomem(L);
@@ -374,8 +453,8 @@ static int libsvm_line(loader *L, char *s, size_t len) {
         long col = (long)t0 + 1;
         char *colon = memchr(tok, ':', tl);
         if (!colon)
-            return lerr(L, MF_ERR_PARSE, col, "expected 'idx:val', got '%.*s%s' (missing ':')",
-                        quote_len(tl), tok, quote_tail(tl));
+            return lerr(L, MF_ERR_PARSE, col, "expected 'idx:val', got '%s' (missing ':')",
+                        qt(L, tok, tl));
         size_t il = (size_t)(colon - tok);
         long long index = 0;
         int ok = il > 0;
@@ -385,8 +464,8 @@ static int libsvm_line(loader *L, char *s, size_t len) {
         }
         if (!ok || index < 1)
             return lerr(L, MF_ERR_PARSE, col,
-                        "expected a feature index (an integer >= 1) before ':', got '%.*s%s'",
-                        quote_len(il), tok, quote_tail(il));
+                        "expected a feature index (an integer >= 1) before ':', got '%s'",
+                        qt(L, tok, il));
         if (index == prev)
             return lerr(L, MF_ERR_PARSE, col,
                         "duplicate feature index %lld (already given at column %ld)", index,
@@ -405,17 +484,16 @@ static int libsvm_line(loader *L, char *s, size_t len) {
         int st = parse_num(vs, vl, &v, &eo);
         if (st == NUM_EMPTY || st == NUM_NOT_NUMBER)
             return lerr(L, MF_ERR_PARSE, vcol,
-                        "expected a number after ':' in 'idx:val', got '%.*s%s'", quote_len(vl),
-                        vs, quote_tail(vl));
+                        "expected a number after ':' in 'idx:val', got '%s'", qt(L, vs, vl));
         if (st == NUM_TRAILING)
             return lerr(L, MF_ERR_PARSE, vcol,
-                        "expected a number after ':' in 'idx:val', got '%.*s%s' (trailing "
+                        "expected a number after ':' in 'idx:val', got '%s' (trailing "
                         "characters after the number)",
-                        quote_len(vl), vs, quote_tail(vl));
+                        qt(L, vs, vl));
         if (st == NUM_NONFINITE)
             return lerr(L, MF_ERR_PARSE, vcol,
-                        "expected a finite number after ':' in 'idx:val', got '%.*s%s'%s",
-                        quote_len(vl), vs, quote_tail(vl),
+                        "expected a finite number after ':' in 'idx:val', got '%s'%s",
+                        qt(L, vs, vl),
                         isinf(v) && vl > 0 && (vs[vl - 1] >= '0' && vs[vl - 1] <= '9')
                             ? " (overflows to infinity)"
                             : "");
@@ -423,6 +501,7 @@ static int libsvm_line(loader *L, char *s, size_t len) {
             L->max_index = prev;
             L->max_index_line = L->r.line;
             L->max_index_col = col;
+            if ((rc = libsvm_entries(L, col))) return rc;
         }
         if (v != 0.0) {
             if (grow((void **)&L->idx, &L->idx_cap, L->nnz + 1, sizeof *L->idx) ||
@@ -499,7 +578,12 @@ static int csv_line(loader *L, char *s, size_t len) {
                     L->csv_fields, L->csv_fields_line, nf);
     }
     size_t d = (size_t)L->csv_fields - 1;
-    if (L->n > 0 && (size_t)L->n > ((size_t)-1 / sizeof(double)) / d - 1) return nomem(L);
+    uint64_t rows = (uint64_t)L->n + 1; /* rows, d < 2^31: no overflow */
+    if (rows * d > MAX_ENTRIES)
+        return lerr(L, MF_ERR_PARSE, 1,
+                    "%llu samples x %zu features = %llu entries exceed the limit of %zu (2^28) "
+                    "for a dense data set",
+                    (unsigned long long)rows, d, (unsigned long long)(rows * d), MAX_ENTRIES);
     if (grow((void **)&L->val, &L->val_cap, ((size_t)L->n + 1) * d, sizeof *L->val))
         return nomem(L);
     double *row = L->val + (size_t)L->n * d;
@@ -524,17 +608,17 @@ static int csv_line(loader *L, char *s, size_t len) {
                 return lerr(L, MF_ERR_PARSE, col, "expected a number in field %zu, got an empty field",
                             f + 1);
             if (st == NUM_NOT_NUMBER)
-                return lerr(L, MF_ERR_PARSE, col, "expected a number in field %zu, got '%.*s%s'",
-                            f + 1, quote_len(tl), tok, quote_tail(tl));
+                return lerr(L, MF_ERR_PARSE, col, "expected a number in field %zu, got '%s'",
+                            f + 1, qt(L, tok, tl));
             if (st == NUM_TRAILING)
                 return lerr(L, MF_ERR_PARSE, col,
-                            "expected a number in field %zu, got '%.*s%s' (trailing characters "
+                            "expected a number in field %zu, got '%s' (trailing characters "
                             "after the number)",
-                            f + 1, quote_len(tl), tok, quote_tail(tl));
+                            f + 1, qt(L, tok, tl));
             if (st == NUM_NONFINITE)
                 return lerr(L, MF_ERR_PARSE, col,
-                            "expected a finite number in field %zu, got '%.*s%s'%s", f + 1,
-                            quote_len(tl), tok, quote_tail(tl),
+                            "expected a finite number in field %zu, got '%s'%s", f + 1,
+                            qt(L, tok, tl),
                             isinf(v) && tl > 0 && tok[tl - 1] >= '0' && tok[tl - 1] <= '9'
                                 ? " (overflows to infinity)"
                                 : "");
@@ -585,27 +669,48 @@ int mf_data_load(const char *path, const char *format, int min_d, mf_data **out,
         csv = 1;
     else if (strcmp(format, "libsvm") == 0)
         csv = 0;
-    else
+    else {
+        char qf[MF__QUOTE_CAP(QUOTE_MAX)];
         return mf__err(e, MF_ERR_INVALID,
-                       "unknown data format '%s' (expected 'libsvm' or 'csv')", format);
+                       "unknown data format '%s' (expected 'libsvm' or 'csv')",
+                       mf__quote(qf, sizeof qf, format, strlen(format), QUOTE_MAX));
+    }
 
     loader L;
     memset(&L, 0, sizeof L);
     L.path = path;
+    mf__quote(L.qpath, sizeof L.qpath, path, strlen(path), QUOTE_PATH);
     L.e = e;
+    L.min_d = min_d;
+    L.r.max_total = g_max_file;
+    L.r.max_line = g_max_line;
     L.r.f = fopen(path, "rb");
     if (!L.r.f)
-        return mf__err(e, MF_ERR_IO, "%s:1:1: cannot open file: %s", path, strerror(errno));
+        return mf__err(e, MF_ERR_IO, "%s:1:1: cannot open file: %s", L.qpath, strerror(errno));
 
     int rc = MF_OK;
+    struct stat st;
+    if (fstat(fileno(L.r.f), &st) == 0 && S_ISREG(st.st_mode) &&
+        (uint64_t)st.st_size > L.r.max_total)
+        rc = lerr(&L, MF_ERR_PARSE, 1,
+                  "the file is %llu bytes, beyond the limit of %llu bytes for a data file",
+                  (unsigned long long)st.st_size, (unsigned long long)L.r.max_total);
     char *s;
     size_t len;
-    int got;
-    while ((got = next_line(&L.r, &s, &len)) == 1) {
+    int got = 0;
+    while (rc == MF_OK && (got = next_line(&L.r, &s, &len)) == 1) {
         if (L.r.line == 1 && len >= 3 && (unsigned char)s[0] == 0xEF &&
             (unsigned char)s[1] == 0xBB && (unsigned char)s[2] == 0xBF) {
             s += 3; /* UTF-8 byte order mark */
             len -= 3;
+        }
+        size_t cc = control_col(s, len);
+        if (cc) {
+            rc = lerr(&L, MF_ERR_PARSE, (long)cc,
+                      "control character 0x%02x; a data file is text (numbers, ',' ':' and "
+                      "blanks)",
+                      (unsigned)(unsigned char)s[cc - 1]);
+            break;
         }
         if (skip_line(s, len)) continue;
         rc = csv ? csv_line(&L, s, len) : libsvm_line(&L, s, len);
@@ -614,6 +719,20 @@ int mf_data_load(const char *path, const char *format, int min_d, mf_data **out,
     if (got == -1) rc = nomem(&L);
     if (got == -2)
         rc = lerr(&L, MF_ERR_IO, 1, "cannot read file: %s", strerror(L.r.err));
+    if (got == -3)
+        rc = lerr(&L, MF_ERR_PARSE, L.r.nul_col,
+                  "NUL byte; a data file is text (libsvm or CSV), not binary");
+    if (got == -4)
+        rc = lerr(&L, MF_ERR_PARSE, 1,
+                  "line %ld is longer than %zu bytes, the limit for one line of a data file",
+                  L.r.line, L.r.max_line);
+    if (got == -5) {
+        L.r.line++;
+        rc = lerr(&L, MF_ERR_PARSE, 1,
+                  "the file holds more than %llu bytes, the limit for a data file (an endless "
+                  "input?)",
+                  (unsigned long long)L.r.max_total);
+    }
     fclose(L.r.f);
     L.r.f = NULL;
 
@@ -671,7 +790,11 @@ int mf_data_load(const char *path, const char *format, int min_d, mf_data **out,
             else
                 D->cls[i] = (int)L.label[i];
         }
-        snprintf(D->desc, sizeof D->desc, "file:%s (%s)", path, csv ? "csv" : "libsvm");
+        /* for display: the path escaped (mf__quote), and cut with "..." where
+         * it would not fit, never silently */
+        char qd[sizeof D->desc - sizeof "file: (libsvm)"];
+        snprintf(D->desc, sizeof D->desc, "file:%s (%s)",
+                 mf__quote(qd, sizeof qd, path, strlen(path), strlen(path)), csv ? "csv" : "libsvm");
         *out = D;
     }
     loader_free(&L);
@@ -693,9 +816,12 @@ static int builtin(const char *name, mf_data **out, mf_err *e) {
     else if (strcmp(name, "G") == 0) { x = G; n = 1; d = 1; }
     else if (strcmp(name, "R1") == 0) { x = R1; y = R1y; n = 2; d = 2; }
     else if (strcmp(name, "sym4") == 0) { x = P; n = 4; d = 2; mirror = 1; }
-    else
+    else {
+        char qn[MF__QUOTE_CAP(QUOTE_MAX)];
         return mf__err(e, MF_ERR_INVALID,
-                       "unknown builtin data set '%s' (valid: B, C, D, G, R1, sym4)", name);
+                       "unknown builtin data set '%s' (valid: B, C, D, G, R1, sym4)",
+                       mf__quote(qn, sizeof qn, name, strlen(name), QUOTE_MAX));
+    }
     mf_data *D = NULL;
     int rc = mf_data_new(mirror ? 2 * n : n, d, 0, &D, e);
     if (rc) return rc;
@@ -789,13 +915,18 @@ static int gauss_spec(const char *spec, const char *kind, const char *args, int 
     int have[4] = {0, 0, 0, 0};
     const char *p = args;
     unsigned long long nmax = mirror ? INT_MAX / 2 : INT_MAX;
+    /* messages quote the spec and its parts escaped (mf__quote) */
+    char qs[MF__QUOTE_CAP(QUOTE_PATH)], qa[MF__QUOTE_CAP(QUOTE_MAX)], qb[MF__QUOTE_CAP(QUOTE_MAX)];
+    mf__quote(qs, sizeof qs, spec, strlen(spec), QUOTE_PATH);
+#define QA(t, l) mf__quote(qa, sizeof qa, (t), (l), QUOTE_MAX)
+#define QB(t, l) mf__quote(qb, sizeof qb, (t), (l), QUOTE_MAX)
     while (*p) {
         const char *c = strchr(p, ',');
         size_t il = c ? (size_t)(c - p) : strlen(p);
         const char *eq = memchr(p, '=', il);
         if (!eq)
-            return mf__err(e, MF_ERR_INVALID, "data spec '%s': expected key=value, got '%.*s'",
-                           spec, (int)il, p);
+            return mf__err(e, MF_ERR_INVALID, "data spec '%s': expected key=value, got '%s'",
+                           qs, QA(p, il));
         size_t kl = (size_t)(eq - p);
         const char *v = eq + 1;
         size_t vl = il - kl - 1;
@@ -806,11 +937,11 @@ static int gauss_spec(const char *spec, const char *kind, const char *args, int 
                                                           : -1;
         if (key < 0)
             return mf__err(e, MF_ERR_INVALID,
-                           "data spec '%s': unknown key '%.*s' (valid: n, d, margin, seed)", spec,
-                           (int)kl, p);
+                           "data spec '%s': unknown key '%s' (valid: n, d, margin, seed)", qs,
+                           QA(p, kl));
         if (have[key])
-            return mf__err(e, MF_ERR_INVALID, "data spec '%s': key '%.*s' given twice", spec,
-                           (int)kl, p);
+            return mf__err(e, MF_ERR_INVALID, "data spec '%s': key '%s' given twice", qs,
+                           QA(p, kl));
         have[key] = 1;
         int bad = 0;
         if (key == 0) bad = parse_uint(v, vl, nmax, &n) || n < 1;
@@ -834,20 +965,22 @@ static int gauss_spec(const char *spec, const char *kind, const char *args, int 
             else
                 snprintf(range, sizeof range, "%s",
                          key == 2 ? "a finite number >= 0" : "an integer in 0..2^64-1");
-            return mf__err(e, MF_ERR_INVALID, "data spec '%s': %.*s must be %s, got '%.*s'", spec,
-                           (int)kl, p, range, (int)vl, v);
+            return mf__err(e, MF_ERR_INVALID, "data spec '%s': %s must be %s, got '%s'", qs,
+                           QA(p, kl), range, QB(v, vl));
         }
         if (!c) break;
         p = c + 1;
         if (!*p)
-            return mf__err(e, MF_ERR_INVALID, "data spec '%s': trailing ','", spec);
+            return mf__err(e, MF_ERR_INVALID, "data spec '%s': trailing ','", qs);
     }
+#undef QA
+#undef QB
     unsigned long long rows = mirror ? 2 * n : n;
     if (rows * d > (unsigned long long)MAX_ENTRIES) /* n, d < 2^31: no overflow */
         return mf__err(e, MF_ERR_INVALID,
                        "data spec '%s': %llu samples x %llu features = %llu entries exceed the "
                        "limit of %zu (2^28)",
-                       spec, rows, d, rows * d, MAX_ENTRIES);
+                       qs, rows, d, rows * d, MAX_ENTRIES);
     mf_data *D = NULL;
     int rc = gauss_set((int)n, (int)d, margin, seed, mirror, &D, e);
     if (rc) return rc;
@@ -866,6 +999,16 @@ int mf_data_from_spec(const char *spec, const char *format, mf_data **out, mf_er
     if (!out) return mf__err(e, MF_ERR_INVALID, "mf_data_from_spec: out is NULL");
     *out = NULL;
     if (!spec || !*spec) return mf__err(e, MF_ERR_INVALID, "empty data spec");
+    int generated = strncmp(spec, "builtin:", 8) == 0 || strcmp(spec, "gauss") == 0 ||
+                    strncmp(spec, "gauss:", 6) == 0 || strcmp(spec, "symmetric") == 0 ||
+                    strncmp(spec, "symmetric:", 10) == 0;
+    size_t cc = generated ? control_col(spec, strlen(spec)) : 0;
+    if (cc) {
+        char qs[MF__QUOTE_CAP(QUOTE_PATH)];
+        return mf__err(e, MF_ERR_INVALID, "data spec '%s': control character 0x%02x at column %zu",
+                       mf__quote(qs, sizeof qs, spec, strlen(spec), QUOTE_PATH),
+                       (unsigned)(unsigned char)spec[cc - 1], cc);
+    }
     if (strncmp(spec, "builtin:", 8) == 0) return builtin(spec + 8, out, e);
     if (strcmp(spec, "gauss") == 0) return gauss_spec(spec, "gauss", "", 0, out, e);
     if (strncmp(spec, "gauss:", 6) == 0) return gauss_spec(spec, "gauss", spec + 6, 0, out, e);
@@ -873,4 +1016,44 @@ int mf_data_from_spec(const char *spec, const char *format, mf_data **out, mf_er
     if (strncmp(spec, "symmetric:", 10) == 0)
         return gauss_spec(spec, "symmetric", spec + 10, 1, out, e);
     return mf_data_load(spec, format, 0, out, e);
+}
+
+/* ------------------------------------------------------------ fingerprint */
+
+/* mf_data_hash -- contract in marginflow.h. The values are serialized in
+ * chunks of 512 words into a little-endian buffer, so the hash is the same
+ * on every host. */
+uint32_t mf_data_hash(const mf_data *data) {
+    if (!data) return 0;
+    unsigned char b[8 * 512];
+    size_t k = 0;
+    uint32_t crc = mf__crc32("MFDATA1", 8); /* the tag and its NUL */
+#define PUT64(v)                                                                   \
+    do {                                                                           \
+        uint64_t v_ = (v);                                                         \
+        for (int i_ = 0; i_ < 8; i_++) b[k++] = (unsigned char)(v_ >> (8 * i_));   \
+        if (k == sizeof b) crc = mf__crc32_more(crc, b, k), k = 0;                 \
+    } while (0)
+    PUT64((uint64_t)(int64_t)data->n);
+    PUT64((uint64_t)(int64_t)data->d);
+    PUT64((uint64_t)(int64_t)data->num_classes);
+    size_t nd = data->x ? (size_t)data->n * (size_t)data->d : 0;
+    for (size_t i = 0; i < nd; i++) {
+        uint64_t v;
+        memcpy(&v, &data->x[i], sizeof v);
+        PUT64(v);
+    }
+    for (int i = 0; i < data->n; i++) {
+        if (data->num_classes == 0 && data->y) {
+            uint64_t v;
+            memcpy(&v, &data->y[i], sizeof v);
+            PUT64(v);
+        } else if (data->cls) {
+            uint32_t v = (uint32_t)data->cls[i];
+            for (int j = 0; j < 4; j++) b[k++] = (unsigned char)(v >> (8 * j));
+            if (k > sizeof b - 4) crc = mf__crc32_more(crc, b, k), k = 0;
+        }
+    }
+#undef PUT64
+    return mf__crc32_more(crc, b, k);
 }

@@ -455,7 +455,8 @@ static void accept(mf__flow *f, mf_train_state *st, mf__evalset *cur, mf__evalse
  *   y1 = theta + sum b_i k_i,  yhat = theta + sum bhat_i k_i.
  */
 mf_outcome mf__flow_step(mf__flow *f, const mf_train_settings *s, mf_work *w, mf_train_state *st,
-                         mf__evalset *cur, mf__evalset *cand, const mf_callbacks *cb) {
+                         mf__evalset *cur, mf__evalset *cand, const mf_callbacks *cb, double t0,
+                         const char **reason) {
     size_t P = f->P;
     const double *th = st->theta;
     double rho = mf_param_norm(f->m, th);
@@ -484,6 +485,7 @@ mf_outcome mf__flow_step(mf__flow *f, const mf_train_settings *s, mf_work *w, mf
             }
         }
     }
+    long long tries = 0; /* rejections of this step (mf__retry_stop) */
     for (;;) {
         double h = st->lr < hcap ? st->lr : hcap, err = INFINITY;
         int ok = 1, changed = 0;
@@ -502,7 +504,10 @@ mf_outcome mf__flow_step(mf__flow *f, const mf_train_settings *s, mf_work *w, mf
                     y[i] = th[i] + h * (-2.0 / 9.0 * G[i] + 1.0 / 3.0 * k2[i] + 4.0 / 9.0 * k3[i]);
                     changed |= y[i] != th[i];
                 }
-                if (!changed) return MF_OUT_STALLED;
+                if (!changed) {
+                    *reason = mf__stall_no_change;
+                    return MF_OUT_STALLED;
+                }
                 ok = mf__evaluate(f->m, w, f->data, s->loss, y, cand, 1); /* k4 = -cand->grad */
             }
             if (ok) {
@@ -554,7 +559,10 @@ mf_outcome mf__flow_step(mf__flow *f, const mf_train_settings *s, mf_work *w, mf
                     f->acc[q] = a - b;
                     changed |= a != th[q];
                 }
-                if (!changed) return MF_OUT_STALLED;
+                if (!changed) {
+                    *reason = mf__stall_no_change;
+                    return MF_OUT_STALLED;
+                }
                 ok = mf__evaluate(f->m, w, f->data, s->loss, y, cand, 1);
             }
             if (ok) err = step_error(f, s, w, f->yh, f->acc, rho, cand->out, cand->gout, 1);
@@ -580,7 +588,11 @@ mf_outcome mf__flow_step(mf__flow *f, const mf_train_settings *s, mf_work *w, mf
             st->flow_lambda = f->snorm;
             hcap = FLOW_TO_STIFF / f->snorm;
         }
-        if (!(st->lr > 1e-300)) return MF_OUT_STALLED;
-        if (cb && cb->should_stop && cb->should_stop(cb->user)) return MF_OUT_INTERRUPTED;
+        if (!(st->lr > 1e-300)) {
+            *reason = mf__stall_lr;
+            return MF_OUT_STALLED;
+        }
+        mf_outcome stop = mf__retry_stop(s, cb, t0, h, st->lr, &tries, reason);
+        if (stop != MF_OUT_RUNNING) return stop;
     }
 }

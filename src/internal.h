@@ -33,15 +33,74 @@ double mf__margin(const mf_data *data, const double *out, int n_out, int i);
 /* ||x||_2, finite whenever the result is (scaled second pass when needed). */
 double mf__norm2(const double *x, size_t n);
 
-/* CRC-32 (zlib's) of a buffer. */
+/* <a, b> = sum_i a[i] b[i], i = 0..n-1 in order (one plain loop, so the
+ * rounding is the same wherever it is used). */
+double mf__dot(const double *a, const double *b, size_t n);
+
+/* Append a printf-style sentence to the NUL-terminated text in buf [cap]
+ * (truncating; nothing when buf is full). */
+void mf__say(char *buf, size_t cap, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* 1 if binary data D is symmetric: for every n there is m with x_m = -x_n
+ * and y_m = -y_n, to MF__SYM_TOL per coordinate (src/global_ref.c). */
+int mf__data_symmetric(const mf_data *D);
+
+/* Non-negative least squares, minimize ||A z - b|| s.t. z >= 0, A [m][n]
+ * column-major, b [m], z [n] out (src/nnls.c, Lawson & Hanson 1974, ch. 23;
+ * the stopping rules, tol and max_iter are described there). MF_OK,
+ * MF_ERR_NOMEM or MF_ERR_NUMERIC; *iters (may be NULL) = columns entered. */
+int mf__nnls(int m, int n, const double *A, const double *b, double tol, int max_iter, double *z,
+             int *iters, mf_err *e);
+
+/* ||x||_2 as f * 2^e with f in [0.5, 1) (0 and e = 0 when x = 0), for
+ * norms beyond DBL_MAX or below DBL_MIN: entries are scaled by the power of
+ * two of the largest (exact), then the sum of squares is taken. */
+double mf__norm2_scaled(const double *x, size_t n, int *e);
+
+/* a / (f * 2^e) for finite f > 0 (any magnitude) and integer e, without
+ * overflow or underflow on the way: a and f are split into mantissa and
+ * exponent (frexp), the mantissas divided, the exponents subtracted
+ * exactly. Returns 0 when a = 0, and NAN (absent) when the quotient is not
+ * finite or below the smallest normal double (it would carry less than full
+ * precision) or a is not finite. Relative error: that of one division. */
+double mf__div_scaled(double a, double f, long e);
+
+/* The smoothed margin of mf_smoothed_margin with ||theta|| = f * 2^e given
+ * as mantissa and exponent (loss.c), so that norms beyond DBL_MAX work. */
+double mf__smoothed_margin_scaled(mf_loss_kind loss, double log_loss, double f, long e,
+                                  int degree);
+
+/* CRC-32 (zlib's) of a buffer; mf__crc32_more continues a running CRC
+ * (start from 0): mf__crc32_more(mf__crc32(a), b) = CRC of a then b. */
 uint32_t mf__crc32(const void *buf, size_t len);
+uint32_t mf__crc32_more(uint32_t crc, const void *buf, size_t len);
+
+/* A printable rendering of s[0..len) for an error message, in dst[cap]
+ * (always NUL-terminated, cap >= 8): printable ASCII and well-formed UTF-8
+ * characters from U+00A0 up are copied, every other byte (control
+ * characters, DEL, C1 controls, malformed UTF-8) becomes "\xNN", so no raw
+ * control byte reaches a terminal. At most max source bytes are rendered
+ * (cut at a character boundary), then "..." marks the cut; the rendering is
+ * also cut with "..." where dst is full. Returns dst. */
+char *mf__quote(char *dst, size_t cap, const char *s, size_t len, size_t max);
+/* Room mf__quote needs for max source bytes: 4 output bytes each, "...", NUL. */
+#define MF__QUOTE_CAP(max) (4 * (size_t)(max) + 4)
+
+/* Tests only: the data-file reader's limits (data.c), in bytes: the whole
+ * file and one line; 0 restores the default (MF_DATA_MAX_FILE_BYTES,
+ * MF_DATA_MAX_LINE_BYTES). Not thread-safe. */
+void mf__data_set_limits(uint64_t file_bytes, size_t line_bytes);
 
 /* strtod in the C locale, whatever the process locale. *end as strtod. */
 double mf__strtod_c(const char *s, char **end);
 
 /* Tests only: relu2 kinds use backward table groups of `chunks` chunks
  * (0: the dense products; set it before the forward pass); returns the
- * previous setting (models.c). */
+ * previous setting, 0 for other models (src/model/relu2.c). */
 int mf__work_table_chunks(mf_work *w, int chunks);
 
 /* ------------------------------------------------ training internals */
@@ -77,10 +136,20 @@ void mf__flow_counts(const mf__flow *f, long long *forward, long long *terms);
 /* One accepted step from st->theta, whose evaluation (with G) is in cur:
  * on MF_OUT_RUNNING theta, cur, st->log_loss, st->time_log, st->step,
  * st->lr (the next step size) and st->flow_mode are updated and cand is
- * scratch; rejected attempts count in st->rejected. MF_OUT_STALLED when the
- * step no longer changes theta or h underflows, MF_OUT_INTERRUPTED when
- * cb->should_stop asks between attempts; theta is unchanged then. */
+ * scratch; rejected attempts count in st->rejected. Between attempts the
+ * retry loop stops by mf__retry_stop (t0: the start of mf_train):
+ * MF_OUT_STALLED (*reason set) when the step no longer changes theta, h
+ * underflows or 100000 attempts in a row were rejected, MF_OUT_WALL_BUDGET,
+ * MF_OUT_INTERRUPTED; theta is unchanged then. */
 mf_outcome mf__flow_step(mf__flow *f, const mf_train_settings *s, mf_work *w, mf_train_state *st,
-                         mf__evalset *cur, mf__evalset *cand, const mf_callbacks *cb);
+                         mf__evalset *cur, mf__evalset *cand, const mf_callbacks *cb, double t0,
+                         const char **reason);
+
+/* Why a run stalls (static text for mf_train_result.reason). */
+extern const char *const mf__stall_no_change; /* the step no longer changes theta */
+extern const char *const mf__stall_lr;        /* the step size underflowed */
+/* The stop rules after a rejected attempt of a step's retry loop (src/train.c). */
+mf_outcome mf__retry_stop(const mf_train_settings *s, const mf_callbacks *cb, double t0,
+                          double lr_before, double lr, long long *tries, const char **reason);
 
 #endif

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <float.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <locale.h>
 #include <math.h>
 #include <stdio.h>
@@ -116,38 +117,88 @@ int mf_write_file_atomic(const char *path, const void *buf, size_t len, mf_err *
     return MF_OK;
 }
 
-/* Read a whole file into a new buffer (NUL-terminated, *len excludes the NUL). */
-static int read_file(const char *path, unsigned char **out, size_t *len, mf_err *e) {
+/* Longest path quoted in a message (mf__quote: escaped, cut with "..."). */
+#define QUOTE_PATH 300
+#define QUOTE_TOKEN 48
+
+/* A bounded read. Reads at most cap bytes of path into a new buffer
+ * (NUL-terminated, *len excludes the NUL); *more is set when the file holds
+ * more than cap bytes: known from fstat for a regular file (which is then not
+ * read at all unless prefix is set), or found by reading one byte past cap
+ * (a pipe, FIFO or device, which may never end). *fsize is the size of a
+ * regular file, -1 for other kinds. Memory: at most cap + 2 bytes. text: a
+ * NUL byte is MF_ERR_PARSE "QP:LINE:COL: NUL byte; <what> is text" as soon as
+ * the chunk holding it arrives (/dev/zero is refused after one chunk). qp is
+ * the path as messages show it. */
+static int read_capped(const char *path, const char *qp, size_t cap, int text, int prefix,
+                       const char *what, unsigned char **out, size_t *len, int *more,
+                       long long *fsize, mf_err *e) {
     *out = NULL;
     *len = 0;
+    *more = 0;
+    *fsize = -1;
+    if (cap > (size_t)-1 / 2) cap = (size_t)-1 / 2;
     FILE *f = fopen(path, "rb");
-    if (!f) return mf__err(e, MF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    unsigned char *b = mf__malloc(cap);
+    if (!f) return mf__err(e, MF_ERR_IO, "cannot open %s: %s", qp, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) {
+        *fsize = (long long)st.st_size;
+        if ((uint64_t)st.st_size > (uint64_t)cap) {
+            *more = 1;
+            if (!prefix) {
+                fclose(f);
+                return MF_OK;
+            }
+        }
+    }
+    size_t limit = cap + 1; /* read one byte past cap */
+    size_t bcap = limit + 1 < 4096 ? limit + 1 : 4096, n = 0;
+    unsigned char *b = mf__malloc(bcap);
     if (!b) {
         fclose(f);
-        return mf__err(e, MF_ERR_NOMEM, "out of memory reading %s", path);
+        return mf__err(e, MF_ERR_NOMEM, "out of memory reading %s", qp);
     }
+    long line = 1;
+    size_t line_start = 0; /* offset of the current line (text) */
+    int rc = MF_OK;
     for (;;) {
-        if (n + 1 >= cap) {
-            unsigned char *nb = mf__realloc(b, cap * 2);
+        if (n + 1 >= bcap && bcap < limit + 1) {
+            size_t nc = bcap > (limit + 1) / 2 ? limit + 1 : 2 * bcap;
+            unsigned char *nb = mf__realloc(b, nc);
             if (!nb) {
-                mf__free(b);
-                fclose(f);
-                return mf__err(e, MF_ERR_NOMEM, "out of memory reading %s", path);
+                rc = mf__err(e, MF_ERR_NOMEM, "out of memory reading %s", qp);
+                break;
             }
             b = nb;
-            cap *= 2;
+            bcap = nc;
         }
-        size_t got = fread(b + n, 1, cap - 1 - n, f);
+        size_t want = (bcap - 1 < limit ? bcap - 1 : limit) - n;
+        if (want == 0) break; /* limit bytes are in */
+        size_t got = fread(b + n, 1, want, f);
+        if (text && got) {
+            unsigned char *z = memchr(b + n, '\0', got);
+            size_t stop = z ? (size_t)(z - b) : n + got;
+            for (size_t i = n; i < stop; i++)
+                if (b[i] == '\n') line++, line_start = i + 1;
+            if (z) {
+                rc = mf__err(e, MF_ERR_PARSE, "%s:%ld:%zu: NUL byte; %s is text", qp, line,
+                             stop - line_start + 1, what);
+                break;
+            }
+        }
         n += got;
         if (got == 0) break;
     }
     int bad = ferror(f);
     fclose(f);
-    if (bad) {
+    if (rc == MF_OK && bad) rc = mf__err(e, MF_ERR_IO, "cannot read %s", qp);
+    if (rc) {
         mf__free(b);
-        return mf__err(e, MF_ERR_IO, "cannot read %s", path);
+        return rc;
+    }
+    if (n > cap) {
+        *more = 1;
+        n = cap;
     }
     b[n] = '\0';
     *out = b;
@@ -249,42 +300,165 @@ int mf_checkpoint_write(const char *path, const mf_train_state *s, uint32_t fing
     return rc;
 }
 
-/* Read and verify a checkpoint. Checks, in order: length of the file, magic,
- * version, payload length vs file size, CRC (all MF_ERR_CORRUPT), then the
- * fingerprint and n_params against the caller's expectation (MF_ERR_FOREIGN).
+/* ------------------------------------------------------ state validation */
+
+/* Largest step / rejected count (MF_MAX_STEPS) and the rules of
+ * mf_train_state_validate, one per field, in checking order. */
+static const char *const why_step = "step: must be an integer in [0, 2^62]";
+static const char *const why_rejected = "rejected: must be an integer in [0, 2^62]";
+static const char *const why_time = "time_log: must be -inf (t = 0) or a finite number";
+static const char *const why_lr = "lr: must be 0 (not started) or a finite number > 0";
+static const char *const why_loss = "log_loss: must be a finite number or NaN (not evaluated)";
+static const char *const why_rng = "rng: the all-zero state is not a valid xoshiro256** state";
+static const char *const why_theta = "theta: every parameter must be a finite number";
+static const char *const why_mode = "flow_mode: must be 0, 1 or 2";
+static const char *const why_lambda = "flow_lambda: must be a finite number >= 0";
+static const char *const why_hist = "hist_n, hist_start, hist_next_k: the margin history must "
+                                    "have 0 <= hist_n <= 40, 0 <= hist_start < 40, hist_next_k >= 0";
+
+/* The first bad field of s: its rule, and in *bad_theta the index of the
+ * first non-finite parameter (theta's rule only). NULL if all are valid. */
+static const char *state_check(const mf_train_state *s, size_t *bad_theta) {
+    if (s->step < 0 || s->step > MF_MAX_STEPS) return why_step;
+    if (s->rejected < 0 || s->rejected > MF_MAX_STEPS) return why_rejected;
+    if (!(s->time_log == -INFINITY || isfinite(s->time_log))) return why_time;
+    /* 0 compares equal to -0, which the writer never produces: the bits say */
+    uint64_t lr_bits;
+    memcpy(&lr_bits, &s->lr, sizeof lr_bits);
+    if (!(lr_bits == 0 || (s->lr > 0 && isfinite(s->lr)))) return why_lr;
+    if (!(isfinite(s->log_loss) || isnan(s->log_loss))) return why_loss;
+    if (!(s->rng.s[0] | s->rng.s[1] | s->rng.s[2] | s->rng.s[3])) return why_rng;
+    if (s->flow_mode < 0 || s->flow_mode > 2) return why_mode;
+    if (!(s->flow_lambda >= 0 && s->flow_lambda <= DBL_MAX)) return why_lambda;
+    if (s->hist_n < 0 || s->hist_n > MF_MARGIN_HIST || s->hist_start < 0 ||
+        s->hist_start >= MF_MARGIN_HIST || s->hist_next_k < 0)
+        return why_hist;
+    for (size_t i = 0; i < s->n_params; i++)
+        if (!isfinite(s->theta[i])) {
+            if (bad_theta) *bad_theta = i;
+            return why_theta;
+        }
+    return NULL;
+}
+
+const char *mf_train_state_validate(const mf_train_state *s) {
+    if (!s) return "state: is NULL";
+    if (s->n_params && !s->theta) return "theta: is NULL";
+    return state_check(s, NULL);
+}
+
+/* "field = value" of the field whose rule is why, into buf. */
+static void state_field(const mf_train_state *s, const char *why, size_t i, char *buf,
+                        size_t cap) {
+    char v[40];
+    if (why == why_step || why == why_rejected) {
+        snprintf(buf, cap, "%s = %lld", why == why_step ? "step" : "rejected",
+                 why == why_step ? s->step : s->rejected);
+        return;
+    }
+    if (why == why_rng) {
+        snprintf(buf, cap, "rng = {0, 0, 0, 0}");
+        return;
+    }
+    if (why == why_mode) {
+        snprintf(buf, cap, "flow_mode = %d", s->flow_mode);
+        return;
+    }
+    if (why == why_hist) {
+        snprintf(buf, cap, "hist_n = %d, hist_start = %d, hist_next_k = %lld", s->hist_n,
+                 s->hist_start, s->hist_next_k);
+        return;
+    }
+    double x = why == why_time     ? s->time_log
+               : why == why_lr     ? s->lr
+               : why == why_loss   ? s->log_loss
+               : why == why_lambda ? s->flow_lambda
+                                   : s->theta[i];
+    mf_format_double(v, sizeof v, x);
+    if (why == why_theta)
+        snprintf(buf, cap, "theta[%zu] = %s", i, v);
+    else
+        snprintf(buf, cap, "%s = %s",
+                 why == why_time     ? "time_log"
+                 : why == why_lr     ? "lr"
+                 : why == why_lambda ? "flow_lambda"
+                                     : "log_loss",
+                 v);
+}
+
+/* Read and verify a checkpoint. Reads at most the size of a checkpoint of
+ * expect_n_params parameters (see the layout above). Checks, in order:
+ * length of the file, magic, version, payload length vs file size, CRC (all
+ * MF_ERR_CORRUPT), then the fingerprint and n_params against the caller's
+ * expectation (MF_ERR_FOREIGN), then every field of the state
+ * (mf_train_state_validate; MF_ERR_CORRUPT naming the field and its value).
  * The CRC is checked before the fingerprint so a flipped bit in the header is
- * reported as corruption, not as a foreign file. */
+ * reported as corruption, not as a foreign file. A file longer than expected
+ * is not read further: if its header (magic, version and a payload length
+ * matching its parameter count) describes a checkpoint of another run, that
+ * is MF_ERR_FOREIGN (from the unverified header), else MF_ERR_CORRUPT. */
 int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t expect_n_params,
                        mf_train_state **out, mf_err *e) {
     *out = NULL;
+    char qp[MF__QUOTE_CAP(QUOTE_PATH)];
+    mf__quote(qp, sizeof qp, path, strlen(path), QUOTE_PATH);
+    if (expect_n_params > ((size_t)-1 / 2 - CKPT_HEADER - CKPT_FIXED - CKPT_TAIL - 4) / 8)
+        return mf__err(e, MF_ERR_INVALID, "%s: cannot expect %zu parameters", qp,
+                       expect_n_params);
+    size_t cap = CKPT_HEADER + CKPT_FIXED + 8 * expect_n_params + CKPT_TAIL + 4;
     unsigned char *b;
     size_t n;
-    int rc = read_file(path, &b, &n, e);
+    int more;
+    long long fsize;
+    int rc = read_capped(path, qp, cap, 0, 1, "a checkpoint", &b, &n, &more, &fsize, e);
     if (rc) return rc;
     if (n < CKPT_HEADER + CKPT_FIXED + 4) {
         rc = mf__err(e, MF_ERR_CORRUPT,
-                     "%s: checkpoint too short: %zu bytes, expected at least %u", path, n,
+                     "%s: checkpoint too short: %zu bytes, expected at least %u", qp, n,
                      CKPT_HEADER + CKPT_FIXED + 4);
         goto done;
     }
     if (memcmp(b, ckpt_magic, 8) != 0) {
         rc = mf__err(e, MF_ERR_CORRUPT,
-                     "%s: not a marginflow checkpoint (expected magic \"MFCKPT\\r\\n\")", path);
+                     "%s: not a marginflow checkpoint (expected magic \"MFCKPT\\r\\n\")", qp);
         goto done;
     }
     uint32_t version = get_u32(b + 8);
     if (version != CKPT_VERSION && version != 1) {
-        rc = mf__err(e, MF_ERR_CORRUPT, "%s: unknown checkpoint version %u, expected 1 or %u",
-                     path, version, CKPT_VERSION);
+        rc = mf__err(e, MF_ERR_CORRUPT, "%s: unknown checkpoint version %u, expected 1 or %u", qp,
+                     version, CKPT_VERSION);
         goto done;
     }
     size_t tail = version == 1 ? 0 : CKPT_TAIL;
     uint64_t payload = get_u64(b + 16);
+    const unsigned char *p = b + CKPT_HEADER;
+    uint64_t np = get_u64(p + 72);
+    uint32_t fp = get_u32(b + 12);
+    if (more) {
+        int sane = np <= (UINT64_MAX - CKPT_FIXED - tail) / 8 &&
+                   payload == CKPT_FIXED + 8 * np + tail &&
+                   np != (uint64_t)expect_n_params;
+        if (sane && fp != expect_fingerprint)
+            rc = mf__err(e, MF_ERR_FOREIGN,
+                         "%s: checkpoint belongs to another configuration: fingerprint %08x, "
+                         "expected %08x",
+                         qp, (unsigned)fp, (unsigned)expect_fingerprint);
+        else if (sane)
+            rc = mf__err(e, MF_ERR_FOREIGN,
+                         "%s: checkpoint holds %llu parameters, expected %zu for this model", qp,
+                         (unsigned long long)np, expect_n_params);
+        else
+            rc = mf__err(e, MF_ERR_CORRUPT,
+                         "%s: checkpoint is longer than the %zu bytes of a checkpoint of %zu "
+                         "parameters (its header says %llu payload bytes)",
+                         qp, cap, expect_n_params, (unsigned long long)payload);
+        goto done;
+    }
     if (payload != (uint64_t)(n - CKPT_HEADER - 4)) {
         rc = mf__err(e, MF_ERR_CORRUPT,
                      "%s: checkpoint length mismatch: header says %llu payload bytes, file "
                      "holds %zu (truncated or damaged)",
-                     path, (unsigned long long)payload, n - CKPT_HEADER - 4);
+                     qp, (unsigned long long)payload, n - CKPT_HEADER - 4);
         goto done;
     }
     uint32_t stored = get_u32(b + n - 4), crc = mf__crc32(b, n - 4);
@@ -292,29 +466,26 @@ int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t exp
         rc = mf__err(e, MF_ERR_CORRUPT,
                      "%s: checkpoint checksum mismatch: stored %08x, computed %08x (file is "
                      "corrupt)",
-                     path, (unsigned)stored, (unsigned)crc);
+                     qp, (unsigned)stored, (unsigned)crc);
         goto done;
     }
-    const unsigned char *p = b + CKPT_HEADER;
-    uint64_t np = get_u64(p + 72);
     if (payload < CKPT_FIXED + tail || np > (payload - CKPT_FIXED - tail) / 8 ||
         CKPT_FIXED + 8 * np + tail != payload) {
         rc = mf__err(e, MF_ERR_CORRUPT,
-                     "%s: checkpoint says %llu parameters but holds %llu payload bytes", path,
+                     "%s: checkpoint says %llu parameters but holds %llu payload bytes", qp,
                      (unsigned long long)np, (unsigned long long)payload);
         goto done;
     }
-    uint32_t fp = get_u32(b + 12);
     if (fp != expect_fingerprint) {
         rc = mf__err(e, MF_ERR_FOREIGN,
                      "%s: checkpoint belongs to another configuration: fingerprint %08x, "
                      "expected %08x",
-                     path, (unsigned)fp, (unsigned)expect_fingerprint);
+                     qp, (unsigned)fp, (unsigned)expect_fingerprint);
         goto done;
     }
     if (np != (uint64_t)expect_n_params) {
         rc = mf__err(e, MF_ERR_FOREIGN,
-                     "%s: checkpoint holds %llu parameters, expected %zu for this model", path,
+                     "%s: checkpoint holds %llu parameters, expected %zu for this model", qp,
                      (unsigned long long)np, expect_n_params);
         goto done;
     }
@@ -333,13 +504,11 @@ int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t exp
         int64_t mode = (int64_t)get_u64(q), hn = (int64_t)get_u64(q + 48),
                 hs = (int64_t)get_u64(q + 56), hk = (int64_t)get_u64(q + 64);
         double lam = get_f64(q + 8);
-        if (mode < 0 || mode > 2 || !(lam >= 0 && lam <= DBL_MAX) || hn < 0 ||
-            hn > MF_MARGIN_HIST || hs < 0 || hs >= MF_MARGIN_HIST || hk < 0) {
-            mf_train_state_free(s);
-            rc = mf__err(e, MF_ERR_CORRUPT,
-                         "%s: checkpoint holds an invalid flow mode or margin history", path);
-            goto done;
-        }
+        /* out-of-range values are caught (and named) by state_check below;
+         * the casts to int only have to keep them out of range */
+        mode = mode < INT_MIN ? INT_MIN : mode > INT_MAX ? INT_MAX : mode;
+        hn = hn < INT_MIN ? INT_MIN : hn > INT_MAX ? INT_MAX : hn;
+        hs = hs < INT_MIN ? INT_MIN : hs > INT_MAX ? INT_MAX : hs;
         s->flow_mode = (int)mode;
         s->flow_lambda = lam;
         s->smoothed_decrease = get_f64(q + 16);
@@ -354,6 +523,18 @@ int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t exp
             s->hist_logt[i] = get_f64(q + 80 + 8 * i);
             s->hist_gamma[i] = get_f64(q + 80 + 8 * MF_MARGIN_HIST + 8 * i);
         }
+    }
+    size_t bad_i = 0;
+    const char *why = state_check(s, &bad_i);
+    if (why) {
+        char field[96];
+        state_field(s, why, bad_i, field, sizeof field);
+        mf_train_state_free(s);
+        rc = mf__err(e, MF_ERR_CORRUPT,
+                     "%s: checkpoint field %s is out of range (%s); the checksum is valid, so "
+                     "the file was forged or written by other software",
+                     qp, field, why);
+        goto done;
     }
     *out = s;
     rc = MF_OK;
@@ -452,14 +633,42 @@ int mf_params_write(const char *path, const mf_model *m, const double *theta, mf
     return rc;
 }
 
+/* Position (1-based line and column) of the first control character in
+ * text: a byte below 0x20 other than the blanks tab, LF, VT, FF and CR, or
+ * DEL; 0 if there is none. */
+static int control_at(const char *text, int *line, int *col) {
+    int ln = 1;
+    const char *ls = text;
+    for (const char *p = text; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '\n') {
+            ln++;
+            ls = p + 1;
+        } else if ((c < 0x20 && !strchr("\t\v\f\r", c)) || c == 0x7f) {
+            *line = ln;
+            *col = (int)(p - ls) + 1;
+            return c;
+        }
+    }
+    return 0;
+}
+
 /* Parse a list of numbers separated by whitespace and commas, '#' starting a
  * comment to the end of the line. Writes the first n_params values into
- * theta and counts all of them. Errors: a token that is not a number, or a
+ * theta and counts all of them. Errors: a control character anywhere, a
+ * token that is not a number (quoted, escaped and cut after 48 bytes), or a
  * NaN/Inf value (MF_ERR_PARSE, "<where>:<line>:<col>: ..."), a count other
  * than n_params (MF_ERR_DIM "expected N values, found M"). where names the
- * source (a path, or "--init-params"). */
+ * source (a path as messages show it, or "parameter list"). Tokens of any
+ * length are read (strtod on the text itself). */
 static int parse_numbers(const char *where, const char *text, size_t n_params, double *theta,
                          mf_err *e) {
+    int cl, cc, ctl = control_at(text, &cl, &cc);
+    if (ctl)
+        return mf__err(e, MF_ERR_PARSE,
+                       "%s:%d:%d: control character 0x%02x; expected numbers separated by "
+                       "commas or blanks",
+                       where, cl, cc, (unsigned)ctl);
     size_t count = 0;
     int line = 1;
     const char *line_start = text;
@@ -484,18 +693,18 @@ static int parse_numbers(const char *where, const char *text, size_t n_params, d
         while (*p && !strchr(" \t\r\n,#\f\v", *p)) p++;
         size_t tl = (size_t)(p - tok);
         int col = (int)(tok - line_start) + 1;
-        char tbuf[128];
-        size_t cl = tl < sizeof tbuf - 1 ? tl : sizeof tbuf - 1;
-        memcpy(tbuf, tok, cl);
-        tbuf[cl] = '\0';
         char *end;
-        double v = mf__strtod_c(tbuf, &end);
-        if (tl >= sizeof tbuf - 1 || end != tbuf + tl || tl == 0)
+        double v = mf__strtod_c(tok, &end);
+        if (end != p) {
+            char q[MF__QUOTE_CAP(QUOTE_TOKEN)];
             return mf__err(e, MF_ERR_PARSE, "%s:%d:%d: expected a number, found '%s'", where,
-                           line, col, tbuf);
-        if (!isfinite(v))
+                           line, col, mf__quote(q, sizeof q, tok, tl, QUOTE_TOKEN));
+        }
+        if (!isfinite(v)) {
+            char q[MF__QUOTE_CAP(QUOTE_TOKEN)];
             return mf__err(e, MF_ERR_PARSE, "%s:%d:%d: value '%s' is not finite", where, line,
-                           col, tbuf);
+                           col, mf__quote(q, sizeof q, tok, tl, QUOTE_TOKEN));
+        }
         if (count < n_params) theta[count] = v;
         count++;
     }
@@ -505,18 +714,130 @@ static int parse_numbers(const char *where, const char *text, size_t n_params, d
     return MF_OK;
 }
 
-int mf_params_read(const char *path, size_t n_params, double *theta, mf_err *e) {
+/* The header of a params file: its first line, when that starts with
+ * "# marginflow params", must read "# marginflow params v1 n=<count>
+ * model=<spec>" (what mf_params_write writes; blanks between the fields).
+ * Checks, in order: the version, the n= and model= fields (MF_ERR_PARSE
+ * naming the column), n against n_params, and, when m is given, the model:
+ * the header's spec parsed for m's data (m->d, and m->n_out classes when
+ * above 1) must give m's canonical spec (MF_ERR_FOREIGN naming both). A
+ * file without a header passes. qp: the path as messages show it. */
+static int check_header(const char *qp, const char *text, size_t n_params, const mf_model *m,
+                        mf_err *e) {
+    static const char tag[] = "# marginflow params";
+    if (strncmp(text, tag, sizeof tag - 1) != 0) return MF_OK;
+    size_t ll = strcspn(text, "\n");
+    while (ll > 0 && strchr(" \t\r", text[ll - 1])) ll--;
+    size_t i = sizeof tag - 1;
+    const char *f[3]; /* version, n=, model= */
+    size_t fl[3];
+    for (int k = 0; k < 3; k++) {
+        while (i < ll && (text[i] == ' ' || text[i] == '\t')) i++;
+        f[k] = text + i;
+        while (i < ll && (k == 2 || (text[i] != ' ' && text[i] != '\t'))) i++;
+        fl[k] = (size_t)(text + i - f[k]);
+    }
+    char q[MF__QUOTE_CAP(QUOTE_TOKEN)], q2[MF__QUOTE_CAP(MF_SPEC_LEN)];
+#define COL(k) ((int)(f[k] - text) + 1)
+    if (!(fl[0] == 2 && strncmp(f[0], "v1", 2) == 0))
+        return mf__err(e, MF_ERR_PARSE,
+                       "%s:1:%d: unsupported params file version '%s' (this build reads v1)", qp,
+                       COL(0), mf__quote(q, sizeof q, f[0], fl[0], QUOTE_TOKEN));
+    unsigned long long n = 0;
+    int ok = fl[1] > 2 && strncmp(f[1], "n=", 2) == 0;
+    for (size_t k = 2; ok && k < fl[1]; k++) {
+        unsigned dg = (unsigned)(f[1][k] - '0');
+        if (dg > 9 || n > (ULLONG_MAX - dg) / 10) ok = 0;
+        else n = n * 10 + dg;
+    }
+    if (!ok)
+        return mf__err(e, MF_ERR_PARSE,
+                       "%s:1:%d: expected n=<count> in the params header, found '%s'", qp, COL(1),
+                       mf__quote(q, sizeof q, f[1], fl[1], QUOTE_TOKEN));
+    if (!(fl[2] > 6 && strncmp(f[2], "model=", 6) == 0))
+        return mf__err(e, MF_ERR_PARSE,
+                       "%s:1:%d: expected model=<spec> in the params header, found '%s'", qp,
+                       COL(2), mf__quote(q, sizeof q, f[2], fl[2], QUOTE_TOKEN));
+    const char *spec = f[2] + 6;
+    size_t sl = fl[2] - 6;
+    mf__quote(q2, sizeof q2, spec, sl, MF_SPEC_LEN);
+    if (n != (unsigned long long)n_params) {
+        if (m)
+            return mf__err(e, MF_ERR_FOREIGN,
+                           "%s:1:%d: the file holds parameters of model '%s' (n=%llu), but "
+                           "model '%s' has %zu parameters",
+                           qp, COL(1), q2, n, m->spec, n_params);
+        return mf__err(e, MF_ERR_FOREIGN,
+                       "%s:1:%d: the file holds parameters of model '%s' (n=%llu), but %zu "
+                       "parameters are expected",
+                       qp, COL(1), q2, n, n_params);
+    }
+    if (!m) return MF_OK;
+    if (sl >= MF_SPEC_LEN)
+        return mf__err(e, MF_ERR_PARSE, "%s:1:%d: the header's model spec is longer than %d bytes",
+                       qp, COL(2), MF_SPEC_LEN - 1);
+    char hs[MF_SPEC_LEN];
+    memcpy(hs, spec, sl);
+    hs[sl] = '\0';
+    mf_model *hm = NULL;
+    mf_err pe = {0, ""};
+    if (mf_model_parse(hs, m->d, m->n_out > 1 ? m->n_out : 0, &hm, &pe) != MF_OK) {
+        mf_model_free(hm);
+        if (pe.code == MF_ERR_NOMEM) return mf__err(e, MF_ERR_NOMEM, "out of memory reading %s", qp);
+        char q3[MF__QUOTE_CAP(200)];
+        return mf__err(e, MF_ERR_FOREIGN,
+                       "%s:1:%d: the file holds parameters of model '%s', which is not a model "
+                       "for this data (%s); expected '%s'",
+                       qp, COL(2), q2, mf__quote(q3, sizeof q3, pe.msg, strlen(pe.msg), 200),
+                       m->spec);
+    }
+    int same = strcmp(hm->spec, m->spec) == 0;
+    mf_model_free(hm);
+    if (!same)
+        return mf__err(e, MF_ERR_FOREIGN,
+                       "%s:1:%d: the file holds parameters of model '%s', not of '%s'", qp,
+                       COL(2), q2, m->spec);
+#undef COL
+    return MF_OK;
+}
+
+/* mf_params_read / mf_params_read_for: the bounded text read
+ * (MF_PARAMS_MAX_BYTES), the header check, the numbers. */
+static int read_params(const char *path, size_t n_params, const mf_model *m, double *theta,
+                       mf_err *e) {
+    char qp[MF__QUOTE_CAP(QUOTE_PATH)];
+    mf__quote(qp, sizeof qp, path, strlen(path), QUOTE_PATH);
+    size_t cap = MF_PARAMS_MAX_BYTES(n_params);
     unsigned char *b;
     size_t n;
-    int rc = read_file(path, &b, &n, e);
+    int more;
+    long long fsize;
+    int rc = read_capped(path, qp, cap, 1, 0, "a params file", &b, &n, &more, &fsize, e);
     if (rc) return rc;
-    if (strlen((const char *)b) != n) {
+    if (more) {
         mf__free(b);
-        return mf__err(e, MF_ERR_PARSE, "%s: contains a NUL byte; not a text file", path);
+        if (fsize >= 0)
+            return mf__err(e, MF_ERR_PARSE,
+                           "%s: the file is %lld bytes, beyond the limit of %zu bytes for a "
+                           "params file of %zu values (1 MiB and 64 bytes a value)",
+                           qp, fsize, cap, n_params);
+        return mf__err(e, MF_ERR_PARSE,
+                       "%s: the file holds more than %zu bytes, the limit for a params file of "
+                       "%zu values (1 MiB and 64 bytes a value); an endless input?",
+                       qp, cap, n_params);
     }
-    rc = parse_numbers(path, (const char *)b, n_params, theta, e);
+    rc = check_header(qp, (const char *)b, n_params, m, e);
+    if (rc == MF_OK) rc = parse_numbers(qp, (const char *)b, n_params, theta, e);
     mf__free(b);
     return rc;
+}
+
+int mf_params_read(const char *path, size_t n_params, double *theta, mf_err *e) {
+    return read_params(path, n_params, NULL, theta, e);
+}
+
+int mf_params_read_for(const char *path, const mf_model *m, double *theta, mf_err *e) {
+    return read_params(path, m->n_params, m, theta, e);
 }
 
 int mf_params_parse(const char *list, size_t n_params, double *theta, mf_err *e) {
@@ -532,24 +853,31 @@ const char *mf_metrics_csv_header(void) {
 }
 
 /* One CSV row: step as an integer, time via mf_format_log_value, log10_time =
- * time_log / ln 10 (empty when t = 0), every other column %.17g; a NAN
- * (beta, margin_change where undefined) is an empty field. */
+ * time_log / ln 10 (empty when t = 0), every other column %.17g. A value
+ * that is absent (NaN: undefined or not representable, e.g. beta and
+ * margin_change where undefined) or infinite is an empty field, never "nan"
+ * or "inf" (marginflow.h). */
 void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap) {
     char t[MF_LOG_VALUE_LEN], lt[40];
     char v[13][40];
-    mf_format_log_value(t, sizeof t, m->time_log);
-    if (m->time_log == -INFINITY)
+    if (isnan(m->time_log) || m->time_log == INFINITY)
+        t[0] = '\0';
+    else
+        mf_format_log_value(t, sizeof t, m->time_log);
+    if (!isfinite(m->time_log))
         lt[0] = '\0';
     else
         mf_format_double(lt, sizeof lt, m->time_log / MF_LN10);
-    const double vals[13] = {m->log10_loss,        m->norm,          m->q_min,
-                             m->normalized_margin, m->smoothed_margin, m->layer_margin,
-                             m->lr,                m->train_error,   m->balancedness,
+    const double vals[13] = {m->log10_loss,        m->norm,              m->q_min,
+                             m->normalized_margin, m->smoothed_margin,   m->layer_margin,
+                             m->lr,                m->train_error,       m->balancedness,
                              m->beta,              m->smoothed_decrease, m->loss_increase,
                              m->margin_change};
     for (int i = 0; i < 13; i++) {
-        if (isnan(vals[i]) && i >= 9) v[i][0] = '\0';
-        else mf_format_double(v[i], sizeof v[i], vals[i]);
+        if (isfinite(vals[i]))
+            mf_format_double(v[i], sizeof v[i], vals[i]);
+        else
+            v[i][0] = '\0';
     }
     snprintf(buf, cap, "%lld,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s", m->step, t, lt, v[0],
              v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]);

@@ -17,14 +17,16 @@
  *  - mf_maxmargin: the same solver from random Gaussian inits: a multi-start
  *    SEARCH for the largest normalized margin gamma = q_min / ||theta||^L.
  *
- * Margins and their gradients are computed here (lc_jacobian) rather than by
- * mf_margin_jacobian, with one model workspace allocated up front
- * (single-sample forward/backward passes), so the SLSQP callbacks never
- * allocate and cannot fail; they use the same conventions: sigma'(0) = alpha
- * (marginflow.h) and, for multi-class margins, the first maximizing
- * competing class.
+ * Margins and their gradients come from the library's one margin Jacobian
+ * (src/margin.c) in one model workspace allocated up front (single-sample
+ * forward/backward passes), so the SLSQP callbacks never allocate and cannot
+ * fail: sigma'(0) = alpha (marginflow.h) and, for multi-class margins, the
+ * first maximizing competing class. Which nets have the piecewise-linear
+ * directional derivatives of the LP test is read from the model: the
+ * two-layer unit view (mf_model_units) and the pre-activations of its
+ * table.
  */
-#include "internal.h"
+#include "analysis_internal.h"
 
 #include <glpk.h>
 #include <math.h>
@@ -118,12 +120,6 @@ static int lc_ctx_init(lc_ctx *c, const mf_model *m, const mf_data *data, const 
     return MF_OK;
 }
 
-static double lc_norm(const double *v, size_t P) {
-    double s = 0.0;
-    for (size_t i = 0; i < P; i++) s += v[i] * v[i];
-    return sqrt(s);
-}
-
 /* Margins c->q[n] at theta from one batched forward pass; returns q_min
  * (NaN if any margin is NaN). */
 static double lc_margins(lc_ctx *c, const double *theta) {
@@ -133,53 +129,13 @@ static double lc_margins(lc_ctx *c, const double *theta) {
 
 /* Normalized margin gamma = q_min / ||theta||^L ([LL20] sec. 2). */
 static double lc_gamma(lc_ctx *c, const double *theta) {
-    double qmin = lc_margins(c, theta);
-    double nrm = lc_norm(theta, c->P);
-    if (!(nrm > 0.0)) return NAN;
-    return qmin / pow(nrm, c->L);
+    return mf__gamma(c->m, c->w, c->data, theta, c->out);
 }
 
-/* Competing class of sample i from outputs z [n_out]: argmax_{j != y} z_j
- * (first index on ties); -1 for binary data. */
-static int lc_competitor(const mf_data *data, const double *z, int n_out, int i) {
-    if (data->num_classes == 0) return -1;
-    int y = data->cls[i], best = -1;
-    for (int j = 0; j < n_out; j++)
-        if (j != y && (best < 0 || z[j] > z[best])) best = j;
-    return best;
-}
-
-/* grad [P] = d (z_pos - z_neg) / d theta for sample i, where z = Phi(theta;
- * x_i) (binary: pos = 0 and neg = -1 give d (y_i Phi) / d theta, i.e. the
- * margin gradient). One single-sample forward and backward pass; z [n_out]
- * receives the outputs. */
-static void lc_output_grad(lc_ctx *c, const double *theta, int i, int pos, int neg, double *z,
-                           double *grad) {
-    const double *xi = c->data->x + (size_t)i * c->data->d;
-    mf_model_forward(c->m, c->w, theta, xi, 1, z);
-    for (int j = 0; j < c->n_out; j++) c->dout[j] = 0.0;
-    if (c->data->num_classes == 0) {
-        c->dout[0] = c->data->y[i];
-    } else {
-        c->dout[pos] = 1.0;
-        if (neg >= 0) c->dout[neg] -= 1.0;
-    }
-    mf_model_backward(c->m, c->w, theta, xi, 1, c->dout, grad);
-}
-
-/* Margins c->q[n] and their gradients c->J[n][P] at theta: J_n = grad q_n,
- * q_n = y_n Phi_n or Phi_{n,y} - Phi_{n,j*} with j* the competing class.
- * Uses c->out row 0 as scratch for the single-sample outputs. */
+/* Margins c->q[n] and their gradients c->J[n][P] at theta (src/margin.c;
+ * c->out row 0 is the single-sample scratch). */
 static void lc_jacobian(lc_ctx *c, const double *theta) {
-    double *z = c->out;
-    for (int i = 0; i < c->n; i++) {
-        const double *xi = c->data->x + (size_t)i * c->data->d;
-        int y = c->data->num_classes ? c->data->cls[i] : 0;
-        mf_model_forward(c->m, c->w, theta, xi, 1, z);
-        int jc = lc_competitor(c->data, z, c->n_out, i);
-        lc_output_grad(c, theta, i, y, jc, z, c->J + (size_t)i * c->P);
-        c->q[i] = c->data->num_classes ? z[y] - z[jc] : c->data->y[i] * z[0];
-    }
+    mf__margin_jacobian(c->m, c->data, c->w, theta, c->q, c->J, c->out, c->dout);
 }
 
 /* Multiply theta by q_min^{-1/L} when q_min > 0 (then q_min = 1 for a
@@ -211,32 +167,37 @@ typedef struct lc_kink {
     int k, n, var, sgn;
 } lc_kink;
 
-/* A two-layer relu2 / relu2-outbias net read from the layer views:
+/* A two-layer net read from its unit view (mf_model_units):
  * W [M][c] at theta + offW (c = d, or d + 1 with the bias column x~_d = 1),
- * a [M] at theta + offa (or the fixed +-1 of fix-outer), b at offb. */
+ * a [M] at theta + offa (or the fixed outer weights, mf_units_fixed_outer),
+ * b at offb. */
 typedef struct lc_two {
     int M, c, d, has_a, has_b, bias;
     size_t offW, offa, offb;
     double alpha;
 } lc_two;
 
-static void lc_two_view(const mf_model *m, lc_two *t) {
+/* 1 and *t filled if m is a two-layer net. */
+static int lc_two_view(const mf_model *m, lc_two *t) {
+    mf_units u;
     memset(t, 0, sizeof *t);
-    t->M = m->width;
+    if (!mf_model_units(m, &u)) return 0;
+    t->M = u.n_units;
     t->d = m->d;
-    t->c = m->layers[0].cols;
-    t->offW = m->layers[0].offset;
-    t->bias = m->kind == MF_MODEL_RELU2 && m->bias;
-    t->has_a = !(m->kind == MF_MODEL_RELU2 && m->fix_outer);
-    if (t->has_a) t->offa = m->layers[1].offset;
-    t->has_b = m->kind == MF_MODEL_RELU2_OUTBIAS;
-    if (t->has_b) t->offb = m->layers[2].offset;
+    t->c = m->layers[u.w_layer].cols;
+    t->offW = m->layers[u.w_layer].offset;
+    t->bias = u.in_bias;
+    t->has_a = u.a_layer >= 0;
+    if (t->has_a) t->offa = m->layers[u.a_layer].offset;
+    t->has_b = u.b_layer >= 0;
+    if (t->has_b) t->offb = m->layers[u.b_layer].offset;
     t->alpha = m->alpha;
+    return 1;
 }
 
 static double lc_two_a(const lc_two *t, const double *theta, int k) {
     if (t->has_a) return theta[t->offa + (size_t)k];
-    return (k % 2 == 0) ? 1.0 : -1.0; /* fix-outer convention of marginflow.h */
+    return mf_units_fixed_outer(k);
 }
 
 /* x~_n [c] = (x_n, 1 if bias). */
@@ -289,35 +250,265 @@ static void lc_set_row(glp_prob *lp, int r, const double *g, size_t P, int *ind,
     glp_set_mat_row(lp, r, len, ind, val);
 }
 
-/*
- * mf_directional_test -- the first-order test of [VSS22] for (P) at theta
- * (THEORY.md s.3 "Non-smooth point"). With the active set
- * A = {n : q_n <= q_min (1 + act_tol)} it solves
- *     minimize <theta, d>  s.t.  q_n'(theta; d) >= 0 (n in A),  -1 <= d_i <= 1,
- * exactly when q_n'(theta; .) is piecewise linear:
- *  - relu2 (bias / fix-outer) and relu2-outbias: one LP per sign pattern s of
- *    the kinked pre-activations (|z_kn| <= zero_tol ||w_k|| ||x~_n||, n in A,
- *    a_k != 0; parallel inputs share a sign), adding s <dw_k, x~_n> >= 0;
- *    at most max_patterns LPs: with more patterns, max_patterns of them are
- *    tried (the all-plus pattern, then random ones) and searched = 0;
- *  - models without kinks at theta (linear, fc-linear, diag, skip-linear, an
- *    mlp with no pre-activation at 0): one LP with q_n' = <grad q_n, d>; for
- *    multi-class margins with tied competitors, one row per tied class
- *    (q_n' = min over them, so q_n' >= 0 is still linear);
- *  - an mlp with kinks at theta: MF_ERR_UNSUPPORTED.
- * The LPs are solved by GLPK's primal simplex (terminal output off). found
- * = 1 when the smallest optimum is below -1e-9 ||theta||; then d is that
- * LP's solution (||d||_inf <= 1) and gain[i] = gamma(theta + eps_i d) /
- * gamma(theta) - 1 for eps = 1e-1, 1e-2, 1e-3, 1e-4 (a first-order direction
- * gives a gain linear in eps for small eps). Otherwise d = NULL and the
- * gains are NaN. Requires q_min > 0 (MF_ERR_INVALID otherwise).
- */
-int mf_directional_test(const mf_model *m, const mf_data *data, const double *theta,
-                        double act_tol, double zero_tol, int max_patterns,
-                        mf_directional_result **out, mf_err *e) {
-    static const char *who = "directional test";
-    if (!out) return mf__err(e, MF_ERR_INVALID, "%s: out must not be NULL", who);
-    *out = NULL;
+/* Inputs x~_n, x~_m [c] of two kinks of one unit count as parallel (one
+ * sign variable) when | |<x~_n, x~_m>| - ||x~_n|| ||x~_m|| | <= this times
+ * ||x~_n|| ||x~_m||: a relative 1e-12 is ~1e4 ulps, parallel to rounding. */
+#define LC_PARALLEL_TOL 1e-12
+/* A direction certifies "not local" when <theta, d> < -LC_DESCENT_TOL
+ * ||theta|| (||d||_inf <= 1; far above the rounding of GLPK's optimum). */
+#define LC_DESCENT_TOL 1e-9
+
+/* The state of one directional test. */
+typedef struct dt_state {
+    lc_ctx c;
+    const mf_data *data;
+    const double *theta;
+    size_t P;
+    int N, two, n_act, n_kinks, n_vars, n_rows, term_prev;
+    lc_two t;
+    int *active, *kink_of, *pat, *ind, *rowkind, *rowidx;
+    double *z, *xt, *xr, *g, *val, *best_d, *zo;
+    lc_kink *kinks;
+    glp_prob *lp;
+} dt_state;
+
+static void dt_free(dt_state *st) {
+    if (st->lp) glp_delete_prob(st->lp);
+    if (st->term_prev >= 0) glp_term_out(st->term_prev);
+    mf__free(st->active);
+    mf__free(st->kink_of);
+    mf__free(st->pat);
+    mf__free(st->ind);
+    mf__free(st->rowkind);
+    mf__free(st->rowidx);
+    mf__free(st->z);
+    mf__free(st->xt);
+    mf__free(st->xr);
+    mf__free(st->g);
+    mf__free(st->val);
+    mf__free(st->best_d);
+    mf__free(st->zo);
+    mf__free(st->kinks);
+    lc_ctx_free(&st->c);
+}
+
+/* Record a kink of unit k on sample n (input x~_n in st->xt, norm xn),
+ * sharing the sign variable of an earlier kink of k with a parallel input. */
+static void dt_add_kink(dt_state *st, int n, int k, double xn) {
+    const lc_two *t = &st->t;
+    lc_kink *kn = &st->kinks[st->n_kinks];
+    kn->k = k;
+    kn->n = n;
+    kn->var = -1;
+    kn->sgn = 1;
+    for (int o = 0; o < st->n_kinks && kn->var < 0; o++) {
+        if (st->kinks[o].k != k || st->kinks[o].sgn != 1) continue;
+        lc_two_input(t, st->data, st->kinks[o].n, st->xr);
+        double dot = 0.0;
+        for (int j = 0; j < t->c; j++) dot += st->xr[j] * st->xt[j];
+        double nr = mf__norm2(st->xr, (size_t)t->c);
+        if (fabs(fabs(dot) - nr * xn) <= LC_PARALLEL_TOL * nr * xn) {
+            kn->var = st->kinks[o].var;
+            kn->sgn = dot > 0.0 ? 1 : -1;
+        }
+    }
+    if (kn->var < 0) kn->var = st->n_vars++;
+    st->kink_of[(size_t)n * t->M + k] = st->n_kinks++;
+}
+
+/* Two-layer net: the pre-activations z [N][M] and the kinks (|z_kn| <=
+ * zero_tol ||w_k|| ||x~_n||, n active, a_k != 0). 0 or -1 on no memory. */
+static int dt_two_kinks(dt_state *st, double zero_tol) {
+    const lc_two *t = &st->t;
+    const int N = st->N;
+    st->z = mf__calloc((size_t)N * t->M, sizeof *st->z);
+    st->xt = mf__calloc((size_t)t->c, sizeof *st->xt);
+    st->xr = mf__calloc((size_t)t->c, sizeof *st->xr);
+    st->kinks = mf__calloc((size_t)N * t->M, sizeof *st->kinks);
+    st->kink_of = mf__calloc((size_t)N * t->M, sizeof *st->kink_of);
+    if (!st->z || !st->xt || !st->xr || !st->kinks || !st->kink_of) return -1;
+    for (int n = 0; n < N; n++) {
+        lc_two_input(t, st->data, n, st->xt);
+        double xn = mf__norm2(st->xt, (size_t)t->c);
+        for (int k = 0; k < t->M; k++) {
+            const double *wk = st->theta + t->offW + (size_t)k * t->c;
+            double s = 0.0;
+            for (int j = 0; j < t->c; j++) s += wk[j] * st->xt[j];
+            st->z[(size_t)n * t->M + k] = s;
+            st->kink_of[(size_t)n * t->M + k] = -1;
+            if (!st->active[n] || !(xn > 0.0) || lc_two_a(t, st->theta, k) == 0.0) continue;
+            if (!(fabs(s) <= zero_tol * mf__norm2(wk, (size_t)t->c) * xn)) continue;
+            dt_add_kink(st, n, k, xn);
+        }
+    }
+    return 0;
+}
+
+/* Any other net with hidden units: the test needs no pre-activation of an
+ * active sample at a kink (|z| <= zero_tol * scale, the model's scales);
+ * MF_ERR_UNSUPPORTED otherwise. */
+static int dt_hidden_kinks(dt_state *st, const mf_model *m, double zero_tol, const char *who,
+                           mf_err *e) {
+    const int H = mf_model_n_hidden(m), N = st->N;
+    int n_kinks = 0;
+    if (H == 0) return MF_OK;
+    double *pre = mf__malloc(sizeof(double) * (size_t)N * H);
+    double *scl = mf__malloc(sizeof(double) * (size_t)N * H);
+    int rc = pre && scl ? mf__preact(m, st->theta, st->data, pre, scl, e) : MF_ERR_NOMEM;
+    for (int n = 0; n < N && !rc; n++)
+        for (int k = 0; k < H && st->active[n]; k++)
+            if (fabs(pre[(size_t)n * H + k]) <= zero_tol * scl[(size_t)n * H + k]) n_kinks++;
+    mf__free(pre);
+    mf__free(scl);
+    if (rc == MF_ERR_NOMEM) return mf__err(e, MF_ERR_NOMEM, "%s: out of memory", who);
+    if (n_kinks > 0)
+        return mf__err(e, MF_ERR_UNSUPPORTED,
+                       "%s: %d pre-activations of the %s are within zero_tol of 0 on active "
+                       "samples; the directional test at %s kinks is not implemented (only "
+                       "two-layer relu2 nets and points without kinks are supported)",
+                       who, n_kinks, mf__model_ops_of(m)->name, mf__model_ops_of(m)->name);
+    return MF_OK;
+}
+
+/* The ties of sample n's multi-class margin: competing classes j within
+ * zero_tol (relative) of the best one; calls f(st, n, y, j) for each. */
+static int dt_tied(dt_state *st, int n, double zero_tol, void (*f)(dt_state *, int, int, int)) {
+    const int C = st->c.n_out;
+    const double *zz = st->c.out + (size_t)n * C;
+    int y = st->data->cls[n], jc = mf__competitor(st->data, zz, C, n), cnt = 0;
+    double sc = fabs(zz[y]) > fabs(zz[jc]) ? fabs(zz[y]) : fabs(zz[jc]);
+    double zjc = zz[jc];
+    for (int j = 0; j < C; j++) {
+        if (j == y || !(zjc - st->c.out[(size_t)n * C + j] <= zero_tol * sc)) continue;
+        if (f) f(st, n, y, j);
+        cnt++;
+    }
+    return cnt;
+}
+
+/* Append the LP row <grad Phi_y - grad Phi_j, d> >= 0 (binary: <grad q_n,
+ * d> >= 0, y = 0, j = -1) of sample n. */
+static void dt_gradient_row(dt_state *st, int n, int y, int j) {
+    mf__output_grad(st->c.m, st->c.w, st->data, st->theta, n, y, j, st->zo, st->c.dout, st->g);
+    int row = ++st->n_rows;
+    glp_set_row_bnds(st->lp, row, GLP_LO, 0.0, 0.0);
+    lc_set_row(st->lp, row, st->g, st->P, st->ind, st->val);
+}
+
+/* The LP: variables d in [-1, 1]^P, objective <theta, d>, rows (kind 0 =
+ * margin row of sample rowidx, kind 1 = sign row of variable rowidx; the
+ * smooth case has fixed gradient rows). */
+static int dt_build_lp(dt_state *st, double zero_tol) {
+    const int N = st->N;
+    int n_rows = 0;
+    if (st->two) {
+        n_rows = st->n_act + st->n_vars;
+    } else { /* smooth: one row per active sample and per tied competing class */
+        for (int n = 0; n < N; n++)
+            if (st->active[n]) n_rows += st->data->num_classes == 0 ? 1 : dt_tied(st, n, zero_tol, NULL);
+    }
+    st->rowkind = mf__calloc((size_t)n_rows + 1, sizeof *st->rowkind);
+    st->rowidx = mf__calloc((size_t)n_rows + 1, sizeof *st->rowidx);
+    st->pat = mf__calloc((size_t)st->n_vars + 1, sizeof *st->pat);
+    if (!st->rowkind || !st->rowidx || !st->pat) return -1;
+    st->term_prev = glp_term_out(GLP_OFF);
+    st->lp = glp_create_prob();
+    glp_set_obj_dir(st->lp, GLP_MIN);
+    glp_add_cols(st->lp, (int)st->P);
+    for (size_t i = 0; i < st->P; i++) {
+        glp_set_col_bnds(st->lp, (int)i + 1, GLP_DB, -1.0, 1.0);
+        glp_set_obj_coef(st->lp, (int)i + 1, st->theta[i]);
+    }
+    if (n_rows > 0) glp_add_rows(st->lp, n_rows);
+    st->n_rows = 0;
+    if (!st->two) {
+        for (int n = 0; n < N; n++) {
+            if (!st->active[n]) continue;
+            if (st->data->num_classes == 0) dt_gradient_row(st, n, 0, -1);
+            else dt_tied(st, n, zero_tol, dt_gradient_row);
+        }
+        return 0;
+    }
+    for (int n = 0; n < N; n++)
+        if (st->active[n]) {
+            int row = ++st->n_rows;
+            st->rowkind[row] = 0;
+            st->rowidx[row] = n;
+            glp_set_row_bnds(st->lp, row, GLP_LO, 0.0, 0.0);
+        }
+    for (int v = 0; v < st->n_vars; v++) { /* the representative kink of v: <dw_k, x~_n> */
+        int kk = 0;
+        while (st->kinks[kk].var != v) kk++;
+        int row = ++st->n_rows;
+        st->rowkind[row] = 1;
+        st->rowidx[row] = v;
+        for (size_t i = 0; i < st->P; i++) st->g[i] = 0.0;
+        lc_two_input(&st->t, st->data, st->kinks[kk].n, st->xt);
+        for (int j = 0; j < st->t.c; j++) st->g[st->t.offW + (size_t)st->kinks[kk].k * st->t.c + j] = st->xt[j];
+        lc_set_row(st->lp, row, st->g, st->P, st->ind, st->val);
+    }
+    return 0;
+}
+
+/* Two-layer rows for sign pattern st->pat: the margin rows' coefficients
+ * and the sign rows' bounds. */
+static void dt_set_pattern_rows(dt_state *st) {
+    for (int row = 1; row <= st->n_rows; row++) {
+        if (st->rowkind[row] == 0) {
+            int n = st->rowidx[row];
+            lc_two_input(&st->t, st->data, n, st->xt);
+            lc_two_row(&st->t, st->theta, st->z + (size_t)n * st->t.M, st->xt, st->data->y[n],
+                       st->kink_of + (size_t)n * st->t.M, st->kinks, st->pat, st->g, st->P);
+            lc_set_row(st->lp, row, st->g, st->P, st->ind, st->val);
+        } else if (st->pat[st->rowidx[row]] > 0) {
+            glp_set_row_bnds(st->lp, row, GLP_LO, 0.0, 0.0);
+        } else {
+            glp_set_row_bnds(st->lp, row, GLP_UP, 0.0, 0.0);
+        }
+    }
+}
+
+/* Solve the LP for every sign pattern (all 2^n_vars when at most
+ * max_patterns, else the all-plus one and random ones); the best optimum's
+ * d in st->best_d. Returns the number of LPs solved to optimality. */
+static int dt_patterns(dt_state *st, int max_patterns, mf_directional_result *r, double *best) {
+    const int n_vars = st->n_vars;
+    long long n_pat_all = n_vars < 62 ? (1LL << n_vars) : -1;
+    int exhaustive = n_pat_all > 0 && n_pat_all <= max_patterns;
+    int n_pat = exhaustive ? (int)n_pat_all : max_patterns, solved = 0;
+    mf_rng rng;
+    mf_rng_seed(&rng, 1);
+    glp_smcp parm;
+    glp_init_smcp(&parm);
+    parm.msg_lev = GLP_MSG_OFF;
+    *best = INFINITY;
+    for (int p = 0; p < n_pat; p++) {
+        for (int v = 0; v < n_vars; v++) {
+            if (exhaustive)
+                st->pat[v] = ((p >> v) & 1) ? -1 : 1;
+            else
+                st->pat[v] = p == 0 ? 1 : ((mf_rng_next(&rng) >> 63) ? -1 : 1);
+        }
+        if (st->two) dt_set_pattern_rows(st);
+        glp_std_basis(st->lp);
+        int ret = glp_simplex(st->lp, &parm);
+        r->n_patterns++;
+        if (ret != 0 || glp_get_status(st->lp) != GLP_OPT) continue;
+        solved++;
+        double obj = glp_get_obj_val(st->lp);
+        if (obj < *best) {
+            *best = obj;
+            for (size_t i = 0; i < st->P; i++) st->best_d[i] = glp_get_col_prim(st->lp, (int)i + 1);
+        }
+        if (!st->two) break; /* one LP */
+    }
+    r->searched = exhaustive && solved == r->n_patterns;
+    return solved;
+}
+
+/* The common arguments of the directional test. */
+static int dt_check_args(double act_tol, double zero_tol, int max_patterns, const char *who,
+                         mf_err *e) {
     if (!(act_tol >= 0.0) || !isfinite(act_tol))
         return mf__err(e, MF_ERR_INVALID, "%s: act_tol must be finite and >= 0 (got %g)", who,
                        act_tol);
@@ -327,24 +518,76 @@ int mf_directional_test(const mf_model *m, const mf_data *data, const double *th
     if (max_patterns < 1)
         return mf__err(e, MF_ERR_INVALID, "%s: max_patterns must be >= 1 (got %d)", who,
                        max_patterns);
-    lc_ctx c;
-    int rc = lc_ctx_init(&c, m, data, theta, who, e);
+    return MF_OK;
+}
+
+/* The result, the active set (q_n <= q_min (1 + act_tol)) and the buffers
+ * every case needs. 0 or -1 on no memory. */
+static int dt_setup(dt_state *st, double qmin, double act_tol, mf_directional_result **r) {
+    const int N = st->N;
+    const size_t P = st->P;
+    *r = mf__calloc(1, sizeof **r);
+    st->active = mf__calloc((size_t)N, sizeof *st->active);
+    st->g = mf__calloc(P, sizeof *st->g);
+    st->ind = mf__calloc(P + 1, sizeof *st->ind);
+    st->val = mf__calloc(P + 1, sizeof *st->val);
+    st->best_d = mf__calloc(P, sizeof *st->best_d);
+    st->zo = mf__calloc((size_t)st->c.n_out, sizeof *st->zo);
+    if (!*r || !st->active || !st->g || !st->ind || !st->val || !st->best_d || !st->zo) return -1;
+    for (int i = 0; i < MF_N_GAINS; i++) (*r)->gain[i] = NAN;
+    (*r)->best_inner = NAN;
+    for (int n = 0; n < N; n++)
+        if (st->c.q[n] <= qmin * (1.0 + act_tol)) {
+            st->active[n] = 1;
+            st->n_act++;
+        }
+    return 0;
+}
+
+/*
+ * mf_directional_test -- the first-order test of [VSS22] for (P) at theta
+ * (THEORY.md s.3 "Non-smooth point"). With the active set
+ * A = {n : q_n <= q_min (1 + act_tol)} it solves
+ *     minimize <theta, d>  s.t.  q_n'(theta; d) >= 0 (n in A),  -1 <= d_i <= 1,
+ * exactly when q_n'(theta; .) is piecewise linear:
+ *  - two-layer nets (mf_model_units: relu2 with bias / fix-outer, and
+ *    relu2-outbias): one LP per sign pattern s of the kinked pre-activations
+ *    (|z_kn| <= zero_tol ||w_k|| ||x~_n||, n in A, a_k != 0; parallel inputs
+ *    share a sign), adding s <dw_k, x~_n> >= 0; at most max_patterns LPs:
+ *    with more patterns, max_patterns of them are tried (the all-plus
+ *    pattern, then random ones) and searched = 0;
+ *  - models without kinks at theta (linear, fc-linear, diag, skip-linear, an
+ *    mlp with no pre-activation at 0 by the scales of its pre-activations):
+ *    one LP with q_n' = <grad q_n, d>; for multi-class margins with tied
+ *    competitors, one row per tied class (q_n' = min over them, so q_n' >= 0
+ *    is still linear);
+ *  - any other net with kinks at theta (an mlp): MF_ERR_UNSUPPORTED.
+ * The LPs are solved by GLPK's primal simplex (terminal output off). found
+ * = 1 when the smallest optimum is below -LC_DESCENT_TOL ||theta||; then d
+ * is that LP's solution (||d||_inf <= 1) and gain[i] = gamma(theta + eps_i
+ * d) / gamma(theta) - 1 for eps = 1e-1, 1e-2, 1e-3, 1e-4 (a first-order
+ * direction gives a gain linear in eps for small eps). Otherwise d = NULL
+ * and the gains are NaN. Requires q_min > 0 (MF_ERR_INVALID otherwise).
+ */
+int mf_directional_test(const mf_model *m, const mf_data *data, const double *theta,
+                        double act_tol, double zero_tol, int max_patterns,
+                        mf_directional_result **out, mf_err *e) {
+    static const char *who = "directional test";
+    if (!out) return mf__err(e, MF_ERR_INVALID, "%s: out must not be NULL", who);
+    *out = NULL;
+    int rc = dt_check_args(act_tol, zero_tol, max_patterns, who, e);
     if (rc) return rc;
-
-    const size_t P = c.P;
-    const int N = c.n;
-    const int two = m->kind == MF_MODEL_RELU2 || m->kind == MF_MODEL_RELU2_OUTBIAS;
+    dt_state st;
+    memset(&st, 0, sizeof st);
+    st.term_prev = -1;
+    rc = lc_ctx_init(&st.c, m, data, theta, who, e);
+    if (rc) return rc;
+    st.data = data;
+    st.theta = theta;
+    st.P = st.c.P;
+    st.N = st.c.n;
     mf_directional_result *r = NULL;
-    int *active = NULL, *kink_of = NULL, *pat = NULL, *ind = NULL, *rowkind = NULL;
-    int *rowidx = NULL;
-    double *z = NULL, *xt = NULL, *xr = NULL, *g = NULL, *val = NULL, *best_d = NULL;
-    double *zo = NULL;
-    lc_kink *kinks = NULL;
-    glp_prob *lp = NULL;
-    int term_prev = -1;
-    lc_two t;
-
-    double qmin = lc_margins(&c, theta);
+    double qmin = lc_margins(&st.c, theta), best;
     if (!(qmin > 0.0)) {
         rc = mf__err(e, MF_ERR_INVALID,
                      "%s: theta does not classify every sample correctly (q_min = %g); the "
@@ -352,254 +595,25 @@ int mf_directional_test(const mf_model *m, const mf_data *data, const double *th
                      who, qmin);
         goto done;
     }
-    r = mf__calloc(1, sizeof *r);
-    active = mf__calloc((size_t)N, sizeof *active);
-    g = mf__calloc(P, sizeof *g);
-    ind = mf__calloc(P + 1, sizeof *ind);
-    val = mf__calloc(P + 1, sizeof *val);
-    best_d = mf__calloc(P, sizeof *best_d);
-    zo = mf__calloc((size_t)c.n_out, sizeof *zo);
-    if (!r || !active || !g || !ind || !val || !best_d || !zo) goto nomem;
-    for (int i = 0; i < 4; i++) r->gain[i] = NAN;
-    r->best_inner = NAN;
-    int n_act = 0;
-    for (int n = 0; n < N; n++)
-        if (c.q[n] <= qmin * (1.0 + act_tol)) {
-            active[n] = 1;
-            n_act++;
-        }
-
-    /* ---- the kinks: pre-activations within zero_tol of 0 on active samples */
-    int n_kinks = 0, n_vars = 0;
-    if (two) {
-        lc_two_view(m, &t);
-        z = mf__calloc((size_t)N * t.M, sizeof *z);
-        xt = mf__calloc((size_t)t.c, sizeof *xt);
-        xr = mf__calloc((size_t)t.c, sizeof *xr);
-        kinks = mf__calloc((size_t)N * t.M, sizeof *kinks);
-        kink_of = mf__calloc((size_t)N * t.M, sizeof *kink_of);
-        if (!z || !xt || !xr || !kinks || !kink_of) goto nomem;
-        for (int n = 0; n < N; n++) {
-            lc_two_input(&t, data, n, xt);
-            double xn = lc_norm(xt, (size_t)t.c);
-            for (int k = 0; k < t.M; k++) {
-                const double *wk = theta + t.offW + (size_t)k * t.c;
-                double s = 0.0;
-                for (int j = 0; j < t.c; j++) s += wk[j] * xt[j];
-                z[(size_t)n * t.M + k] = s;
-                kink_of[(size_t)n * t.M + k] = -1;
-                if (!active[n] || !(xn > 0.0) || lc_two_a(&t, theta, k) == 0.0) continue;
-                if (!(fabs(s) <= zero_tol * lc_norm(wk, (size_t)t.c) * xn)) continue;
-                /* a new kink; share the sign variable of a parallel input */
-                lc_kink *kn = &kinks[n_kinks];
-                kn->k = k;
-                kn->n = n;
-                kn->var = -1;
-                kn->sgn = 1;
-                for (int o = 0; o < n_kinks && kn->var < 0; o++) {
-                    if (kinks[o].k != k || kinks[o].sgn != 1) continue;
-                    lc_two_input(&t, data, kinks[o].n, xr);
-                    double dot = 0.0;
-                    for (int j = 0; j < t.c; j++) dot += xr[j] * xt[j];
-                    double nr = lc_norm(xr, (size_t)t.c);
-                    if (fabs(fabs(dot) - nr * xn) <= 1e-12 * nr * xn) {
-                        kn->var = kinks[o].var;
-                        kn->sgn = dot > 0.0 ? 1 : -1;
-                    }
-                }
-                if (kn->var < 0) kn->var = n_vars++;
-                kink_of[(size_t)n * t.M + k] = n_kinks++;
-            }
-        }
-    } else if (m->kind == MF_MODEL_MLP) {
-        /* pre-activations layer by layer: z_l = W_l h_l, h_{l+1} = sigma(z_l) */
-        int maxw = m->d;
-        for (int l = 0; l < m->depth; l++)
-            if (m->widths[l] > maxw) maxw = m->widths[l];
-        xt = mf__calloc((size_t)maxw, sizeof *xt);
-        xr = mf__calloc((size_t)maxw, sizeof *xr);
-        if (!xt || !xr) goto nomem;
-        for (int n = 0; n < N; n++) {
-            if (!active[n]) continue;
-            int width = m->d;
-            for (int j = 0; j < m->d; j++) xt[j] = data->x[(size_t)n * m->d + j];
-            for (int l = 0; l < m->depth; l++) {
-                const mf_layer *ly = &m->layers[l];
-                double hn = lc_norm(xt, (size_t)width);
-                for (int i = 0; i < ly->rows; i++) {
-                    const double *wi = theta + ly->offset + (size_t)i * ly->cols;
-                    double s = 0.0;
-                    for (int j = 0; j < ly->cols; j++) s += wi[j] * xt[j];
-                    if (fabs(s) <= zero_tol * lc_norm(wi, (size_t)ly->cols) * hn) n_kinks++;
-                    xr[i] = s > 0.0 ? s : m->alpha * s;
-                }
-                width = ly->rows;
-                memcpy(xt, xr, (size_t)width * sizeof *xt);
-            }
-        }
-        if (n_kinks > 0) {
-            rc = mf__err(e, MF_ERR_UNSUPPORTED,
-                         "%s: %d pre-activations of the mlp are within zero_tol of 0 on active "
-                         "samples; the directional test at mlp kinks is not implemented (only "
-                         "two-layer relu2 nets and points without kinks are supported)",
-                         who, n_kinks);
-            goto done;
-        }
-    }
-    r->n_zero = n_vars;
-
-    /* ---- rows of the LP: kind 0 = margin row of sample rowidx, kind 1 = sign
-     * row of variable rowidx, kind 2 = precomputed gradient row (smooth case) */
-    int n_rows = 0;
-    if (two) {
-        n_rows = n_act + n_vars;
-    } else {
-        /* smooth: one row per active sample and per tied competing class */
-        for (int n = 0; n < N; n++) {
-            if (!active[n]) continue;
-            if (data->num_classes == 0) {
-                n_rows++;
-                continue;
-            }
-            const double *zz = c.out + (size_t)n * c.n_out;
-            int y = data->cls[n], jc = lc_competitor(data, zz, c.n_out, n);
-            double sc = fabs(zz[y]) > fabs(zz[jc]) ? fabs(zz[y]) : fabs(zz[jc]);
-            for (int j = 0; j < c.n_out; j++)
-                if (j != y && zz[jc] - zz[j] <= zero_tol * sc) n_rows++;
-        }
-    }
-    rowkind = mf__calloc((size_t)n_rows + 1, sizeof *rowkind);
-    rowidx = mf__calloc((size_t)n_rows + 1, sizeof *rowidx);
-    pat = mf__calloc((size_t)n_vars + 1, sizeof *pat);
-    if (!rowkind || !rowidx || !pat) goto nomem;
-
-    term_prev = glp_term_out(GLP_OFF);
-    lp = glp_create_prob();
-    glp_set_obj_dir(lp, GLP_MIN);
-    glp_add_cols(lp, (int)P);
-    for (size_t i = 0; i < P; i++) {
-        glp_set_col_bnds(lp, (int)i + 1, GLP_DB, -1.0, 1.0);
-        glp_set_obj_coef(lp, (int)i + 1, theta[i]);
-    }
-    if (n_rows > 0) glp_add_rows(lp, n_rows);
-    {
-        int row = 0;
-        if (two) {
-            for (int n = 0; n < N; n++)
-                if (active[n]) {
-                    row++;
-                    rowkind[row] = 0;
-                    rowidx[row] = n;
-                    glp_set_row_bnds(lp, row, GLP_LO, 0.0, 0.0);
-                }
-            for (int v = 0; v < n_vars; v++) {
-                /* the representative kink of v: <dw_k, x~_n> */
-                int kk = 0;
-                while (kinks[kk].var != v) kk++;
-                row++;
-                rowkind[row] = 1;
-                rowidx[row] = v;
-                for (size_t i = 0; i < P; i++) g[i] = 0.0;
-                lc_two_input(&t, data, kinks[kk].n, xt);
-                for (int j = 0; j < t.c; j++) g[t.offW + (size_t)kinks[kk].k * t.c + j] = xt[j];
-                lc_set_row(lp, row, g, P, ind, val);
-            }
-        } else {
-            for (int n = 0; n < N; n++) {
-                if (!active[n]) continue;
-                if (data->num_classes == 0) {
-                    lc_output_grad(&c, theta, n, 0, -1, zo, g);
-                    row++;
-                    glp_set_row_bnds(lp, row, GLP_LO, 0.0, 0.0);
-                    lc_set_row(lp, row, g, P, ind, val);
-                    continue;
-                }
-                /* rows <grad Phi_y - grad Phi_j, d> >= 0 for each tied j */
-                const double *zz = c.out + (size_t)n * c.n_out;
-                int y = data->cls[n], jc = lc_competitor(data, zz, c.n_out, n);
-                double sc = fabs(zz[y]) > fabs(zz[jc]) ? fabs(zz[y]) : fabs(zz[jc]);
-                double zjc = zz[jc];
-                for (int j = 0; j < c.n_out; j++) {
-                    if (j == y || !(zjc - c.out[(size_t)n * c.n_out + j] <= zero_tol * sc))
-                        continue;
-                    lc_output_grad(&c, theta, n, y, j, zo, g);
-                    row++;
-                    glp_set_row_bnds(lp, row, GLP_LO, 0.0, 0.0);
-                    lc_set_row(lp, row, g, P, ind, val);
-                }
-            }
-        }
-    }
-
-    /* ---- the patterns */
-    long long n_pat_all = n_vars < 62 ? (1LL << n_vars) : -1;
-    int exhaustive = n_pat_all > 0 && n_pat_all <= max_patterns;
-    int n_pat = exhaustive ? (int)n_pat_all : max_patterns;
-    mf_rng rng;
-    mf_rng_seed(&rng, 1);
-    glp_smcp parm;
-    glp_init_smcp(&parm);
-    parm.msg_lev = GLP_MSG_OFF;
-    double best = INFINITY;
-    int solved = 0;
-    for (int p = 0; p < n_pat; p++) {
-        for (int v = 0; v < n_vars; v++) {
-            if (exhaustive)
-                pat[v] = ((p >> v) & 1) ? -1 : 1;
-            else
-                pat[v] = p == 0 ? 1 : ((mf_rng_next(&rng) >> 63) ? -1 : 1);
-        }
-        if (two) {
-            for (int row = 1; row <= n_rows; row++) {
-                if (rowkind[row] == 0) {
-                    int n = rowidx[row];
-                    lc_two_input(&t, data, n, xt);
-                    lc_two_row(&t, theta, z + (size_t)n * t.M, xt, data->y[n],
-                               kink_of + (size_t)n * t.M, kinks, pat, g, P);
-                    lc_set_row(lp, row, g, P, ind, val);
-                } else {
-                    if (pat[rowidx[row]] > 0)
-                        glp_set_row_bnds(lp, row, GLP_LO, 0.0, 0.0);
-                    else
-                        glp_set_row_bnds(lp, row, GLP_UP, 0.0, 0.0);
-                }
-            }
-        }
-        glp_std_basis(lp);
-        int ret = glp_simplex(lp, &parm);
-        r->n_patterns++;
-        if (ret != 0 || glp_get_status(lp) != GLP_OPT) continue;
-        solved++;
-        double obj = glp_get_obj_val(lp);
-        if (obj < best) {
-            best = obj;
-            for (size_t i = 0; i < P; i++) best_d[i] = glp_get_col_prim(lp, (int)i + 1);
-        }
-        if (!two) break; /* one LP */
-    }
-    r->searched = exhaustive && solved == r->n_patterns;
-    if (solved == 0) {
-        rc = mf__err(e, MF_ERR_NUMERIC, "%s: GLPK solved none of the %d LPs", who,
-                     r->n_patterns);
+    if (dt_setup(&st, qmin, act_tol, &r)) goto nomem;
+    st.two = lc_two_view(m, &st.t);
+    if (st.two) {
+        if (dt_two_kinks(&st, zero_tol)) goto nomem;
+    } else if ((rc = dt_hidden_kinks(&st, m, zero_tol, who, e)) != MF_OK) {
         goto done;
     }
-    /* the exact objective of the returned d (not GLPK's rounded one) */
-    {
-        double s = 0.0;
-        for (size_t i = 0; i < P; i++) s += theta[i] * best_d[i];
-        r->best_inner = s;
+    r->n_zero = st.n_vars;
+    if (dt_build_lp(&st, zero_tol)) goto nomem;
+    if (dt_patterns(&st, max_patterns, r, &best) == 0) {
+        rc = mf__err(e, MF_ERR_NUMERIC, "%s: GLPK solved none of the %d LPs", who, r->n_patterns);
+        goto done;
     }
-    double tn = lc_norm(theta, P);
-    if (r->best_inner < -1e-9 * tn) {
+    r->best_inner = mf__dot(theta, st.best_d, st.P); /* the exact objective of d, not GLPK's */
+    if (r->best_inner < -LC_DESCENT_TOL * mf__norm2(theta, st.P)) {
         r->found = 1;
-        r->d = best_d;
-        best_d = NULL;
-        double g0 = lc_gamma(&c, theta);
-        static const double eps[4] = {1e-1, 1e-2, 1e-3, 1e-4};
-        for (int i = 0; i < 4; i++) {
-            for (size_t j = 0; j < P; j++) c.tmp[j] = theta[j] + eps[i] * r->d[j];
-            r->gain[i] = lc_gamma(&c, c.tmp) / g0 - 1.0;
-        }
+        r->d = st.best_d;
+        st.best_d = NULL;
+        mf__margin_gains(m, st.c.w, data, theta, r->d, st.c.out, st.c.tmp, r->gain);
     }
     *out = r;
     r = NULL;
@@ -608,24 +622,8 @@ int mf_directional_test(const mf_model *m, const mf_data *data, const double *th
 nomem:
     rc = mf__err(e, MF_ERR_NOMEM, "%s: out of memory", who);
 done:
-    if (lp) glp_delete_prob(lp);
-    if (term_prev >= 0) glp_term_out(term_prev);
     mf_directional_result_free(r);
-    mf__free(active);
-    mf__free(kink_of);
-    mf__free(pat);
-    mf__free(ind);
-    mf__free(rowkind);
-    mf__free(rowidx);
-    mf__free(z);
-    mf__free(xt);
-    mf__free(xr);
-    mf__free(g);
-    mf__free(val);
-    mf__free(best_d);
-    mf__free(zo);
-    mf__free(kinks);
-    lc_ctx_free(&c);
+    dt_free(&st);
     return rc;
 }
 
@@ -748,7 +746,7 @@ static double lc_p1_ball(unsigned n, const double *y, double *grad, void *data) 
 /* Run phase 1 from x (overwritten with its theta part); 0 or -1 as lc_slsqp_once. */
 static int lc_phase1(lc_ctx *c, double *x, int *evals) {
     const size_t P = c->P;
-    double nrm = lc_norm(x, P);
+    double nrm = mf__norm2(x, P);
     if (!(nrm > 0.0) || !isfinite(nrm)) return -1;
     double *y = c->bak; /* [P + 1] */
     for (size_t i = 0; i < P; i++) y[i] = x[i] / nrm;
@@ -792,6 +790,9 @@ static int lc_phase1(lc_ctx *c, double *x, int *evals) {
  * never allocate; nothing here aborts.
  */
 #define LC_ROUNDS 30
+/* Restart SLSQP only while a round lowers 1/2 ||x||^2 by more than this
+ * (relative): 1e-14 is ~50 ulps, so only rounding-level progress stops it. */
+#define LC_RESTART_GAIN 1e-14
 static double lc_slsqp(lc_ctx *c, double *x, int *evals) {
     const size_t P = c->P;
     double qmin = lc_margins(c, x);
@@ -801,7 +802,7 @@ static double lc_slsqp(lc_ctx *c, double *x, int *evals) {
         if (!(qmin > 0.0)) return NAN;
     }
     lc_rescale(c, x, qmin);
-    double f = 0.5 * lc_norm(x, P) * lc_norm(x, P);
+    double f = 0.5 * mf__norm2(x, P) * mf__norm2(x, P);
     const int budget_end = *evals + LC_MAXEVAL;
     for (int round = 0; round < LC_ROUNDS && *evals < budget_end; round++) {
         memcpy(c->bak, x, P * sizeof *x);
@@ -812,12 +813,12 @@ static double lc_slsqp(lc_ctx *c, double *x, int *evals) {
             break;
         }
         lc_rescale(c, x, q);
-        double fn = 0.5 * lc_norm(x, P) * lc_norm(x, P);
+        double fn = 0.5 * mf__norm2(x, P) * mf__norm2(x, P);
         if (!(fn < f)) { /* no progress (or worse): keep the previous point */
             memcpy(x, c->bak, P * sizeof *x);
             break;
         }
-        int done = fn >= f * (1.0 - 1e-14);
+        int done = fn >= f * (1.0 - LC_RESTART_GAIN);
         f = fn;
         if (done) break;
     }
@@ -900,14 +901,14 @@ int mf_local_search(const mf_model *m, const mf_data *data, const double *theta,
     memcpy(tt, theta, P * sizeof *tt);
     lc_rescale(&c, tt, qmin);
     memcpy(r->best_theta, tt, P * sizeof *tt);
-    double tnorm = lc_norm(tt, P), best_all = NAN;
+    double tnorm = mf__norm2(tt, P), best_all = NAN;
     mf_rng rng;
     mf_rng_seed(&rng, seed);
     for (int ri = 0; ri < n_radii; ri++) {
         r->best_gamma[ri] = NAN;
         for (int tr = 0; tr < trials; tr++) {
             for (size_t i = 0; i < P; i++) x[i] = mf_rng_normal(&rng);
-            double xn = lc_norm(x, P);
+            double xn = mf__norm2(x, P);
             for (size_t i = 0; i < P; i++) x[i] = tt[i] + radii[ri] * tnorm * x[i] / xn;
             double gam = lc_slsqp(&c, x, &r->evaluations);
             if (isnan(gam)) {

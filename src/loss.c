@@ -10,6 +10,7 @@
  */
 #include "internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -172,10 +173,9 @@ double mf_loss_log_ell0(mf_loss_kind loss) { return loss == MF_LOSS_EXP ? 0.0 : 
  * the ratio is 1 + e^l/2 + ... and is computed as expm1(L)/L when L > 0 is
  * representable, exactly 1 once e^l underflows. For large Loss (e^l > 700)
  * log(expm1(L)) = L + log1p(-e^{-L}).
+ * The numerator -log(...) is returned here; the division is by the callers.
  */
-double mf_smoothed_margin(mf_loss_kind loss, double log_loss, double norm, int degree) {
-    double denom = pow(norm, degree);
-    if (!(denom > 0)) return 0.0;
+static double smoothed_numerator(mf_loss_kind loss, double log_loss) {
     double lg;
     if (loss == MF_LOSS_EXP) {
         lg = log_loss;
@@ -186,7 +186,33 @@ double mf_smoothed_margin(mf_loss_kind loss, double log_loss, double norm, int d
         double L = exp(log_loss);
         lg = L == 0 ? log_loss : log_loss + log(expm1(L) / L);
     }
-    return -lg / denom;
+    return -lg;
+}
+
+/* The smoothed margin with ||theta|| = f * 2^e (f > 0 finite, any
+ * magnitude; see mf__norm2_scaled): numerator / (f^L 2^{eL}) by
+ * mf__div_scaled, so it is exact to a few ulps whatever ||theta||^L is;
+ * NAN (absent) where the quotient is not a normal double. */
+double mf__smoothed_margin_scaled(mf_loss_kind loss, double log_loss, double f, long e,
+                                  int degree) {
+    return mf__div_scaled(smoothed_numerator(loss, log_loss), pow(f, degree), e * degree);
+}
+
+/* mf_smoothed_margin -- contract in marginflow.h. While norm^L is a normal
+ * double the plain quotient (what earlier versions computed, to the bit);
+ * beyond that, in the scaled (log2) domain. norm = 0: 0. */
+double mf_smoothed_margin(mf_loss_kind loss, double log_loss, double norm, int degree) {
+    if (norm == 0) return 0.0;
+    if (!(norm > 0) || !isfinite(norm)) return NAN;
+    double num = smoothed_numerator(loss, log_loss);
+    double denom = pow(norm, degree);
+    if (isfinite(denom) && denom >= DBL_MIN) {
+        double r = num / denom;
+        return num == 0 || (isfinite(r) && fabs(r) >= DBL_MIN) ? r : NAN;
+    }
+    int e;
+    double f = frexp(norm, &e);
+    return mf__smoothed_margin_scaled(loss, log_loss, f, e, degree);
 }
 
 const char *mf_loss_name(mf_loss_kind k) {

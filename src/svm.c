@@ -1,8 +1,9 @@
 /*
  * svm.c -- exact max-margin references for linear predictors through the
  * origin (THEORY.md section 3): the l2 hard-margin SVM, solved as a
- * least-distance program by Lawson-Hanson NNLS with LAPACK least-squares
- * solves and a support-set polish, and the l1-margin LP, solved by GLPK.
+ * least-distance program by the library's Lawson-Hanson NNLS (src/nnls.c)
+ * and a support-set polish by LAPACK least squares, and the l1-margin LP,
+ * solved by GLPK.
  * Both report residuals and a duality bracket so a caller can see how exact
  * the reference value is; data that is not separable through the origin is
  * reported with a Gordan certificate instead of a number.
@@ -77,13 +78,6 @@ void mf_svm_result_free(mf_svm_result *r) {
     mf__free(r);
 }
 
-/* <a, b> for a, b [d]. */
-static double dot(int d, const double *a, const double *b) {
-    double s = 0.0;
-    for (int i = 0; i < d; i++) s += a[i] * b[i];
-    return s;
-}
-
 /* ------------------------------------------------- LAPACK least squares */
 
 /* A dgels workspace sized once by a workspace query for the largest problem
@@ -118,197 +112,18 @@ static lapack_int lsq_solve(lsq *q, int m, int n, double *A, double *b) {
     return LAPACKE_dgels_work(LAPACK_COL_MAJOR, 'N', m, n, 1, A, m, b, ld, q->work, q->lwork);
 }
 
-/* ------------------------------------------------------ NNLS for the LDP */
-
-/* Lawson & Hanson (1974), ch. 23, algorithm NNLS, applied to the matrix of
- * their algorithm LDP for the constraints Z w >= 1:
- *   minimize || E u - f ||_2  subject to u >= 0,
- *   E = [Z^T; 1^T]  ([m][N], m = d + 1; column j is (z_j, 1)),  f = e_m.
- * The active-set method keeps a passive set P whose columns of E are linearly
- * independent (|P| <= m) and solves the unconstrained least-squares problem on
- * P by dgels at each step; it terminates in finitely many steps in exact
- * arithmetic. Termination test: the negative gradient g = E^T (f - E u) has
- * g_j <= tol for every j outside P. The classical safeguard is kept: a column
- * entering P whose least-squares coefficient comes out non-positive (a
- * roundoff artefact) is put back and barred until u next changes.
- *
- * Z: [N][d] row-major. On MF_OK u[N] >= 0 is the solution and *iters the
- * number of outer iterations (columns entered). MF_ERR_NUMERIC when more
- * than max_iter columns entered or an inner loop did not end. */
-typedef struct nnls {
-    int N, d, m;
-    const double *Z; /* [N][d] */
-    double *u;       /* [N] */
-    double *g;       /* [N] */
-    double *r;       /* [m] f - E u */
-    double *A;       /* [m][m] column-major: E_P */
-    double *s;       /* [m] right-hand side / LS solution on P */
-    int *P;          /* [m] passive indices */
-    int np;
-    unsigned char *in_p, *barred; /* [N] */
-    lsq q;
-} nnls;
-
-static void nnls_free(nnls *w) {
-    mf__free(w->u);
-    mf__free(w->g);
-    mf__free(w->r);
-    mf__free(w->A);
-    mf__free(w->s);
-    mf__free(w->P);
-    mf__free(w->in_p);
-    mf__free(w->barred);
-    mf__free(w->q.work);
-}
-
-static int nnls_init(nnls *w, const double *Z, int N, int d) {
-    memset(w, 0, sizeof *w);
-    w->N = N;
-    w->d = d;
-    w->m = d + 1;
-    w->Z = Z;
-    size_t m = (size_t)w->m, n = (size_t)N;
-    w->u = mf__calloc(n, sizeof(double));
-    w->g = mf__calloc(n, sizeof(double));
-    w->r = mf__calloc(m, sizeof(double));
-    w->A = mf__calloc(m * m, sizeof(double));
-    w->s = mf__calloc(m, sizeof(double));
-    w->P = mf__calloc(m, sizeof(int));
-    w->in_p = mf__calloc(n, 1);
-    w->barred = mf__calloc(n, 1);
-    if (!w->u || !w->g || !w->r || !w->A || !w->s || !w->P || !w->in_p || !w->barred)
-        return MF_ERR_NOMEM;
-    return lsq_init(&w->q, w->m, w->m);
-}
-
-/* s[0..np) = argmin || E_P s - f || by dgels. Returns LAPACK info. */
-static lapack_int nnls_ls(nnls *w) {
-    int m = w->m, d = w->d;
-    for (int k = 0; k < w->np; k++) {
-        const double *z = w->Z + (size_t)w->P[k] * d;
-        double *col = w->A + (size_t)k * m;
-        for (int i = 0; i < d; i++) col[i] = z[i];
-        col[d] = 1.0;
-    }
-    for (int i = 0; i < m; i++) w->s[i] = 0.0;
-    w->s[d] = 1.0;
-    return lsq_solve(&w->q, m, w->np, w->A, w->s);
-}
-
-/* g = E^T (f - E u) over all N columns, from the passive entries of u. */
-static void nnls_gradient(nnls *w) {
-    int d = w->d;
-    for (int i = 0; i < d; i++) w->r[i] = 0.0;
-    double sum_u = 0.0;
-    for (int k = 0; k < w->np; k++) {
-        int j = w->P[k];
-        cblas_daxpy(d, -w->u[j], w->Z + (size_t)j * d, 1, w->r, 1);
-        sum_u += w->u[j];
-    }
-    w->r[d] = 1.0 - sum_u;
-    /* g[N] = Z[N][d] r[d] + r_d */
-    cblas_dgemv(CblasRowMajor, CblasNoTrans, w->N, d, 1.0, w->Z, d, w->r, 1, 0.0, w->g, 1);
-    for (int j = 0; j < w->N; j++) w->g[j] += w->r[d];
-}
-
-static void nnls_remove(nnls *w, int k) {
-    w->in_p[w->P[k]] = 0;
-    w->P[k] = w->P[--w->np];
-}
-
-static int nnls_run(nnls *w, double tol, int max_iter, int *iters) {
-    int it = 0, changed = 1;
-    double rr_prev = INFINITY;
-    for (;;) {
-        nnls_gradient(w);
-        /* Each accepted u lowers ||r|| strictly in exact arithmetic; when it
-         * no longer does, the remaining progress is roundoff: stop. */
-        double rr = dot(w->m, w->r, w->r);
-        if (changed && rr >= rr_prev) break;
-        if (changed) rr_prev = rr;
-        changed = 0;
-        int t = -1;
-        double gmax = tol;
-        for (int j = 0; j < w->N; j++) {
-            if (w->in_p[j] || w->barred[j]) continue;
-            if (w->g[j] > gmax) {
-                gmax = w->g[j];
-                t = j;
-            }
-        }
-        if (t < 0 || w->np == w->m) break;
-        if (++it > max_iter) {
-            *iters = it;
-            return MF_ERR_NUMERIC;
-        }
-        w->P[w->np++] = t;
-        w->in_p[t] = 1;
-        int first = 1, inner = 0;
-        for (;;) {
-            lapack_int info = nnls_ls(w);
-            if (info < 0) return MF_ERR_NUMERIC;
-            /* the entering column's coefficient (it is last in P on the
-             * first inner pass) */
-            if (first && (info > 0 || w->s[w->np - 1] <= 0.0)) {
-                nnls_remove(w, w->np - 1);
-                w->barred[t] = 1;
-                break;
-            }
-            if (info > 0) return MF_ERR_NUMERIC;
-            first = 0;
-            int all_pos = 1;
-            for (int k = 0; k < w->np; k++)
-                if (w->s[k] <= 0.0) all_pos = 0;
-            if (all_pos) {
-                for (int k = 0; k < w->np; k++) w->u[w->P[k]] = w->s[k];
-                memset(w->barred, 0, (size_t)w->N);
-                changed = 1;
-                break;
-            }
-            /* step from u towards s until the first coefficient hits 0 */
-            double step = 2.0;
-            int kmin = -1;
-            for (int k = 0; k < w->np; k++) {
-                if (w->s[k] > 0.0) continue;
-                double uj = w->u[w->P[k]];
-                double a = uj / (uj - w->s[k]);
-                if (a < step) {
-                    step = a;
-                    kmin = k;
-                }
-            }
-            for (int k = 0; k < w->np; k++) {
-                int j = w->P[k];
-                w->u[j] += step * (w->s[k] - w->u[j]);
-            }
-            w->u[w->P[kmin]] = 0.0;
-            for (int k = w->np - 1; k >= 0; k--) {
-                if (w->u[w->P[k]] <= 0.0) {
-                    w->u[w->P[k]] = 0.0;
-                    nnls_remove(w, k);
-                }
-            }
-            memset(w->barred, 0, (size_t)w->N);
-            changed = 1;
-            if (++inner > 3 * w->m + 10) return MF_ERR_NUMERIC;
-        }
-    }
-    *iters = it;
-    return MF_OK;
-}
-
 /* ---------------------------------------------------------- residuals */
 
 /* KKT residuals of (P2)/(D2) at (w, alpha) (definitions in marginflow.h), with
  * the duality bracket. q: [N] scratch; v: [d] scratch. */
 static void l2_residuals(const double *Z, int N, int d, const double *w, const double *alpha,
                          double active_tol, double *q, double *v, mf_svm_result *r) {
-    double ww = dot(d, w, w), sum_a = 0.0, comp = 0.0, qmin = INFINITY;
+    double ww = mf__dot(w, w, (size_t)d), sum_a = 0.0, comp = 0.0, qmin = INFINITY;
     int n_active = 0;
     for (int i = 0; i < d; i++) v[i] = 0.0;
     for (int n = 0; n < N; n++) {
         const double *z = Z + (size_t)n * d;
-        q[n] = dot(d, w, z);
+        q[n] = mf__dot(w, z, (size_t)d);
         if (q[n] < qmin) qmin = q[n];
         if (fabs(q[n] - 1.0) <= active_tol) n_active++;
         sum_a += alpha[n];
@@ -320,7 +135,7 @@ static void l2_residuals(const double *Z, int N, int d, const double *w, const d
     }
     double diff = 0.0;
     for (int i = 0; i < d; i++) diff += (w[i] - v[i]) * (w[i] - v[i]);
-    double primal_obj = 0.5 * ww, dual_obj = sum_a - 0.5 * dot(d, v, v);
+    double primal_obj = 0.5 * ww, dual_obj = sum_a - 0.5 * mf__dot(v, v, (size_t)d);
     r->q_min = qmin;
     r->n_active = n_active;
     r->primal_residual = qmin < 1.0 ? 1.0 - qmin : 0.0;
@@ -352,40 +167,59 @@ static int set_support(mf_svm_result *r, const double *alpha, int N, double tol)
 
 /* --------------------------------------------------- separability test */
 
-/* Minimum-norm point of conv{z_n} by the LDP/NNLS above on Zs = Z / scale
- * (scale = max_n ||z_n||, so the columns of E are O(1)). With u the NNLS
- * solution and c = u / sum u (u != 0 always: the first column entered has
- * g_j = 1 > tol), p = Zs^T c is that point in units of scale: NNLS minimizes
- * t^2 ||Zs^T c||^2 + (t - 1)^2 over t >= 0 and c in the simplex, which for
- * each c is monotone in ||Zs^T c||. Writes c[N] and returns ||p|| (relative). */
+/* The NNLS stopping tolerance of the LDP below, in units of DBL_EPSILON:
+ * g_j = <(z_j, 1), r> is computed with an absolute error of order
+ * eps (1 + ||z_j||) ||r||, ||r|| <= 1, and 64 of those leaves room for the
+ * length of the sums. */
+#define MF__LDP_TOL_ULPS 64.0
+
+/* Minimum-norm point of conv{z_n} by Lawson & Hanson's algorithm LDP (1974,
+ * ch. 23) for the constraints Z w >= 1, through the library's NNLS
+ * (src/nnls.c):
+ *   minimize || E u - f ||_2  subject to u >= 0,
+ *   E = [Zs^T; 1^T]  ([m][N], m = d + 1; column j is (z_j, 1)),  f = e_m,
+ * on Zs = Z / scale (scale = max_n ||z_n||, so the columns of E are O(1)).
+ * With u the NNLS solution and c = u / sum u (u != 0 always: the first
+ * column entered has g_j = 1 > tol), p = Zs^T c is that point in units of
+ * scale: NNLS minimizes t^2 ||Zs^T c||^2 + (t - 1)^2 over t >= 0 and c in
+ * the simplex, which for each c is monotone in ||Zs^T c||. Writes c[N] and
+ * returns ||p|| (relative). */
 static int min_norm_point(const double *Zs, int N, int d, int max_iter, double *c,
                           double *pnorm, int *iters, double *pbuf) {
-    nnls w;
-    int rc = nnls_init(&w, Zs, N, d);
-    if (rc) {
-        nnls_free(&w);
-        return rc;
+    const int m = d + 1;
+    double *E = mf__malloc(sizeof(double) * (size_t)m * (size_t)N);
+    double *f = mf__calloc((size_t)m, sizeof(double));
+    double *u = mf__calloc((size_t)N, sizeof(double));
+    int rc = MF_OK;
+    if (!E || !f || !u) {
+        rc = MF_ERR_NOMEM;
+        goto done;
     }
-    /* g_j = <(z_j, 1), r> is computed with an absolute error of order
-     * eps (1 + ||z_j||) ||r||, ||r|| <= 1 */
     double zmax = 0.0;
     for (int j = 0; j < N; j++) {
         const double *z = Zs + (size_t)j * d;
-        zmax = fmax(zmax, sqrt(dot(d, z, z)));
+        memcpy(E + (size_t)j * m, z, sizeof(double) * (size_t)d);
+        E[(size_t)j * m + d] = 1.0;
+        zmax = fmax(zmax, mf__norm2(z, (size_t)d));
     }
-    rc = nnls_run(&w, 64.0 * DBL_EPSILON * (1.0 + zmax), max_iter, iters);
+    f[d] = 1.0;
+    rc = mf__nnls(m, N, E, f, MF__LDP_TOL_ULPS * DBL_EPSILON * (1.0 + zmax), max_iter, u, iters,
+                  NULL);
     if (rc == MF_OK) {
         double t = 0.0;
-        for (int j = 0; j < N; j++) t += w.u[j];
+        for (int j = 0; j < N; j++) t += u[j];
         for (int i = 0; i < d; i++) pbuf[i] = 0.0;
         for (int j = 0; j < N; j++) {
-            c[j] = t > 0 ? w.u[j] / t : 0.0;
+            c[j] = t > 0 ? u[j] / t : 0.0;
             if (c[j] != 0.0) cblas_daxpy(d, c[j], Zs + (size_t)j * d, 1, pbuf, 1);
         }
-        *pnorm = sqrt(dot(d, pbuf, pbuf));
+        *pnorm = mf__norm2(pbuf, (size_t)d);
         if (!(t > 0) || !isfinite(*pnorm)) rc = MF_ERR_NUMERIC;
     }
-    nnls_free(&w);
+done:
+    mf__free(E);
+    mf__free(f);
+    mf__free(u);
     return rc;
 }
 
@@ -587,7 +421,7 @@ static int l1_solve(const double *Z, int N, int d, const mf_svm_settings *s,
         const double *z = Z + (size_t)n * d;
         double a = glp_get_row_dual(lp, n + 1);
         r->alpha[n] = a > 0.0 ? a : 0.0; /* GLPK may leave -0 or -1e-17 on basic rows */
-        double qn = dot(d, r->w, z);
+        double qn = mf__dot(r->w, z, (size_t)d);
         if (qn < qmin) qmin = qn;
         if (fabs(qn - 1.0) <= s->active_tol) n_active++;
         sum_a += r->alpha[n];
@@ -641,8 +475,10 @@ done:
 
 /* ---------------------------------------------------------------- solve */
 
-int mf_svm_solve(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *settings,
-                 mf_svm_result **out, mf_err *e) {
+/* The solve itself, for data whose scale is whatever the caller gives (see
+ * mf_svm_solve, which brings it to max |x| in [0.5, 1) first). */
+static int svm_solve_unit(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *settings,
+                          mf_svm_result **out, mf_err *e) {
     if (out) *out = NULL;
     if (!data || !out) return mf__err(e, MF_ERR_INVALID, "svm: data and out must not be NULL");
     mf_svm_settings def;
@@ -687,7 +523,7 @@ int mf_svm_solve(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *s
     double scale = 0.0;
     for (int n = 0; n < N; n++) {
         for (int j = 0; j < d; j++) Z[(size_t)n * d + j] = data->y[n] * data->x[(size_t)n * d + j];
-        double zn = sqrt(dot(d, Z + (size_t)n * d, Z + (size_t)n * d));
+        double zn = mf__norm2(Z + (size_t)n * d, (size_t)d);
         if (zn > scale) scale = zn;
     }
     if (!(scale > 0.0)) scale = 1.0; /* all x = 0: the NNLS finds c = e_1, p = 0 */
@@ -713,7 +549,7 @@ int mf_svm_solve(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *s
         for (int i = 0; i < d; i++) p[i] = 0.0;
         for (int n = 0; n < N; n++)
             if (r->certificate[n] != 0.0) cblas_daxpy(d, r->certificate[n], Z + (size_t)n * d, 1, p, 1);
-        r->certificate_norm = sqrt(dot(d, p, p));
+        r->certificate_norm = mf__norm2(p, (size_t)d);
         if (set_support(r, r->certificate, N, 0.0)) rc = mf__err(e, MF_ERR_NOMEM, "svm: out of memory");
         goto done;
     }
@@ -732,5 +568,67 @@ done:
         return rc;
     }
     *out = r;
+    return MF_OK;
+}
+
+/* v * 2^k where representable: 0, +-inf and NaN stay; a nonzero v whose
+ * scaled value is not a normal double becomes NAN (absent: an overflow would
+ * be inf, an underflow a wrong 0 or a subnormal without full precision). */
+static double unscale(double v, int k) {
+    if (v == 0 || !isfinite(v)) return v;
+    double r = ldexp(v, k);
+    return isfinite(r) && fabs(r) >= DBL_MIN ? r : NAN;
+}
+
+/*
+ * mf_svm_solve -- contract in marginflow.h. Both problems are homogeneous in
+ * the data: for x' = c x (c > 0) the solutions are w' = w / c, gamma' =
+ * c gamma (and its bracket), alpha' = alpha / c^2 (l2) or alpha / c (l1),
+ * the same support, the same certificate weights with norm c times, and the
+ * same relative residuals. So the data are first multiplied by the power of
+ * two c = 2^-k that brings max |x| into [0.5, 1) (exact for every entry
+ * above 2^-1021 max |x|; smaller ones are below any tolerance of the
+ * solve), solved there, and the results multiplied back exactly (ldexp).
+ * The answer is then the same, bit for bit up to that power of two,
+ * whatever the units of x, over the whole double range: without it,
+ * max_n ||z_n|| overflowed for |x| near 1e155 (a finite separable set was
+ * called non-separable with a certificate of norm inf) and underflowed for
+ * |x| near 1e-160, and GLPK lost the l1 problem far earlier (|x| ~ 1e10).
+ * A result entry that is not a normal double once scaled back (an l2 dual
+ * of data below ~1e-154 grows as 1/c^2) is NAN: absent.
+ */
+int mf_svm_solve(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *settings,
+                 mf_svm_result **out, mf_err *e) {
+    if (out) *out = NULL;
+    if (!data || !out || data->n < 1 || data->d < 1 || !data->x)
+        return svm_solve_unit(data, norm, settings, out, e); /* its errors */
+    size_t nd = (size_t)data->n * (size_t)data->d;
+    double mx = 0;
+    for (size_t i = 0; i < nd; i++) {
+        double a = fabs(data->x[i]);
+        if (!isfinite(a)) return svm_solve_unit(data, norm, settings, out, e);
+        if (a > mx) mx = a;
+    }
+    int k = 0;
+    if (mx > 0) frexp(mx, &k); /* mx = m 2^k, m in [0.5, 1) */
+    if (k == 0) return svm_solve_unit(data, norm, settings, out, e);
+    mf_data S = *data; /* a shallow copy with scaled x */
+    S.x = mf__malloc(sizeof(double) * nd);
+    if (!S.x)
+        return mf__err(e, MF_ERR_NOMEM, "svm: out of memory (n = %d, d = %d)", data->n, data->d);
+    for (size_t i = 0; i < nd; i++) S.x[i] = ldexp(data->x[i], -k);
+    int rc = svm_solve_unit(&S, norm, settings, out, e);
+    mf__free(S.x);
+    if (rc) return rc;
+    mf_svm_result *r = *out;
+    r->gamma = unscale(r->gamma, k);
+    r->gamma_diag2 = unscale(r->gamma_diag2, k);
+    r->gamma_lower = unscale(r->gamma_lower, k);
+    r->gamma_upper = unscale(r->gamma_upper, k);
+    /* a bound near 0: its absolute value is what counts, so it may underflow */
+    r->certificate_norm = ldexp(r->certificate_norm, k);
+    for (int j = 0; r->w && j < r->d; j++) r->w[j] = unscale(r->w[j], -k);
+    for (int n = 0; r->alpha && n < r->n; n++)
+        r->alpha[n] = unscale(r->alpha[n], norm == MF_SVM_L2 ? -2 * k : -k);
     return MF_OK;
 }

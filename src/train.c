@@ -182,6 +182,7 @@ typedef struct {
     double gamma_now, mchange_now; /* normalized margin and margin_change at the state */
     mf_metrics last;
     long long last_emitted;
+    const char *reason; /* why the run stalled (static text), or NULL */
 } trainer;
 
 static double now_seconds(void) {
@@ -274,6 +275,50 @@ static int evaluate(trainer *t, const double *theta, mf__evalset *es, int with_g
 
 static void swap_sets(trainer *t) { mf__evalset_swap(&t->cur, &t->cand); }
 
+/* Most consecutive rejected attempts of one step (lyu-li, flow) before the
+ * run stalls. Shrinking the step size from DBL_MAX to the smallest
+ * subnormal takes about 10 * 2100 = 21000 rejections at lyu-li's default
+ * r_d = 2^(1/10) and 6600 at flow's factor <= 0.9, so the budget is reached
+ * only when no step size gives an acceptable step (with features near the
+ * overflow edge a subnormal step size can stop shrinking while still
+ * changing theta: without a budget the loop never ends). */
+#define MAX_REJECTS_PER_STEP 100000
+
+/* Why a run stalls (mf_train_result.reason; internal.h). */
+const char *const mf__stall_no_change = "the step no longer changes theta";
+const char *const mf__stall_lr = "the step size no longer shrinks (it underflowed)";
+static const char *const STALL_REJECTS = "100000 attempts in a row were rejected";
+#define STALL_NO_CHANGE mf__stall_no_change
+#define STALL_LR mf__stall_lr
+
+/* After a rejected attempt of a retry loop (the step size shrunk from
+ * lr_before to lr; *tries counts the rejections of this step; t0 is
+ * now_seconds() at the start of mf_train): stop the loop whatever the
+ * numerics do -- MF_OUT_STALLED (*reason set) when the step size did not
+ * shrink or the budget of rejections is spent, MF_OUT_WALL_BUDGET when the
+ * wall budget is spent, MF_OUT_INTERRUPTED when should_stop asks -- or
+ * MF_OUT_RUNNING to try again. lyu-li here and flow (src/flow.c) use it. */
+mf_outcome mf__retry_stop(const mf_train_settings *s, const mf_callbacks *cb, double t0,
+                          double lr_before, double lr, long long *tries, const char **reason) {
+    if (!(lr < lr_before)) {
+        *reason = STALL_LR;
+        return MF_OUT_STALLED;
+    }
+    if (++*tries >= MAX_REJECTS_PER_STEP) {
+        *reason = STALL_REJECTS;
+        return MF_OUT_STALLED;
+    }
+    if (!isnan(s->wall_seconds) && now_seconds() - t0 >= s->wall_seconds)
+        return MF_OUT_WALL_BUDGET;
+    if (cb && cb->should_stop && cb->should_stop(cb->user)) return MF_OUT_INTERRUPTED;
+    return MF_OUT_RUNNING;
+}
+
+static mf_outcome retry_stop(trainer *t, const mf_train_state *st, double lr_before,
+                             long long *tries) {
+    return mf__retry_stop(t->s, t->cb, t->t0, lr_before, st->lr, tries, &t->reason);
+}
+
 /* theta_new = base - a * G; returns whether any coordinate changed. */
 static int axpy_changed(double *theta, const double *base, double a, const double *G, size_t P) {
     int changed = 0;
@@ -299,7 +344,10 @@ static mf_outcome step_plain(trainer *t, mf_train_state *st) {
     int gd = t->s->optimizer == MF_OPT_GD;
     double a = gd ? st->lr * exp(st->log_loss) : st->lr;
     memcpy(t->theta_prev, st->theta, P * sizeof(double));
-    if (!axpy_changed(st->theta, t->theta_prev, a, t->cur.grad, P)) return MF_OUT_STALLED;
+    if (!axpy_changed(st->theta, t->theta_prev, a, t->cur.grad, P)) {
+        t->reason = STALL_NO_CHANGE;
+        return MF_OUT_STALLED;
+    }
     if (!evaluate(t, st->theta, &t->cand, 1)) {
         memcpy(st->theta, t->theta_prev, P * sizeof(double));
         return MF_OUT_NONFINITE;
@@ -322,9 +370,11 @@ static mf_outcome step_lyu_li(trainer *t, mf_train_state *st) {
     size_t P = t->m->n_params;
     memcpy(t->theta_prev, st->theta, P * sizeof(double));
     double gn = mf__norm2(t->cur.grad, P), tn = mf_param_norm(t->m, st->theta);
+    long long tries = 0;
     for (;;) {
         if (!axpy_changed(st->theta, t->theta_prev, st->lr, t->cur.grad, P)) {
             memcpy(st->theta, t->theta_prev, P * sizeof(double));
+            t->reason = STALL_NO_CHANGE;
             return MF_OUT_STALLED;
         }
         /* Our safeguard (not in [LL20]): on a homogeneous net the loss keeps
@@ -343,10 +393,12 @@ static mf_outcome step_lyu_li(trainer *t, mf_train_state *st) {
             return MF_OUT_RUNNING;
         }
         st->rejected++;
+        double lr_before = st->lr;
         st->lr /= t->s->lr_down;
-        if (t->cb && t->cb->should_stop && t->cb->should_stop(t->cb->user)) {
+        mf_outcome stop = retry_stop(t, st, lr_before, &tries);
+        if (stop != MF_OUT_RUNNING) {
             memcpy(st->theta, t->theta_prev, P * sizeof(double));
-            return MF_OUT_INTERRUPTED;
+            return stop;
         }
     }
 }
@@ -407,7 +459,10 @@ static mf_outcome step_sgd(trainer *t, mf_train_state *st) {
     t->time_prev = st->time_log;
     t->prev_step = -1;
     double a = st->lr * exp(lb - log((double)nb));
-    if (!axpy_changed(st->theta, t->theta_prev, a, t->cand.grad, P)) return MF_OUT_STALLED;
+    if (!axpy_changed(st->theta, t->theta_prev, a, t->cand.grad, P)) {
+        t->reason = STALL_NO_CHANGE;
+        return MF_OUT_STALLED;
+    }
     if (!mf__all_finite(st->theta, P)) { /* the step itself overflowed: never accept it */
         memcpy(st->theta, t->theta_prev, P * sizeof(double));
         return MF_OUT_NONFINITE;
@@ -607,11 +662,8 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
     if (data->n < 1) return mf__err(e, MF_ERR_INVALID, "the data set is empty");
     if (!mf__all_finite(st->theta, m->n_params))
         return mf__err(e, MF_ERR_INVALID, "the initial parameters contain NaN or Inf");
-    if (st->flow_mode < 0 || st->flow_mode > 2)
-        return mf__err(e, MF_ERR_INVALID, "state: flow_mode %d must be 0, 1 or 2", st->flow_mode);
-    if (st->hist_n < 0 || st->hist_n > MF_MARGIN_HIST || st->hist_start < 0 ||
-        st->hist_start >= MF_MARGIN_HIST || st->hist_next_k < 0)
-        return mf__err(e, MF_ERR_INVALID, "state: the margin history is out of range");
+    const char *bad = mf_train_state_validate(st); /* a state built by hand, not read */
+    if (bad) return mf__err(e, MF_ERR_INVALID, "invalid training state: %s", bad);
 
     trainer t;
     memset(&t, 0, sizeof t);
@@ -664,7 +716,9 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
         case MF_OPT_GD:
         case MF_OPT_SCALED: out = step_plain(&t, st); break;
         case MF_OPT_LYU_LI: out = step_lyu_li(&t, st); break;
-        case MF_OPT_FLOW: out = mf__flow_step(t.flow, s, t.w, st, &t.cur, &t.cand, cb); break;
+        case MF_OPT_FLOW:
+            out = mf__flow_step(t.flow, s, t.w, st, &t.cur, &t.cand, cb, t.t0, &t.reason);
+            break;
         case MF_OPT_SGD: out = step_sgd(&t, st); break;
         }
         if (out == MF_OUT_NONFINITE) {
@@ -724,8 +778,11 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
     }
     if (t.last_emitted != st->step) {
         if (out == MF_OUT_NONFINITE && !isfinite(t.cur.log_loss)) {
-            /* nothing finite to report at this state */
+            /* nothing finite to report at this state: every metric absent */
             memset(&t.last, 0, sizeof t.last);
+            t.last.log10_loss = t.last.norm = t.last.q_min = t.last.normalized_margin = NAN;
+            t.last.smoothed_margin = t.last.layer_margin = t.last.train_error = NAN;
+            t.last.balancedness = NAN;
             t.last.step = st->step;
             t.last.time_log = st->time_log;
             t.last.lr = st->lr;
@@ -739,6 +796,7 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
     rc = MF_OK;
 done:
     result->outcome = out == MF_OUT_RUNNING ? MF_OUT_INTERRUPTED : out;
+    result->reason = out == MF_OUT_STALLED ? t.reason : NULL;
     result->final = t.last;
     result->steps = st->step;
     result->rejected = st->rejected;

@@ -344,6 +344,9 @@ static int op_params(void *ctx, mf_err *e) {
     double back[600];
     rc = mf_params_read(tpath("p.txt"), c->m->n_params, back, e);
     if (rc) return rc;
+    if (memcmp(back, c->ref->theta, c->m->n_params * sizeof(double))) return -1;
+    rc = mf_params_read_for(tpath("p.txt"), c->m, back, e); /* parses the header's model */
+    if (rc) return rc;
     return memcmp(back, c->ref->theta, c->m->n_params * sizeof(double)) ? -1 : MF_OK;
 }
 

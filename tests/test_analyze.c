@@ -5,8 +5,11 @@
  * Lagrangian Hessian along the THEORY directions (d'Hd = -2 for B, -6 for C),
  * the directional certificate for D, the closed-form global optima for R1,
  * linear and leaky ReLU on sym4, the non-homogeneous verdict for G, the
- * margin Jacobian against finite differences and the pre-activations of D.
+ * margin Jacobian against finite differences and the pre-activations of D;
+ * the verdict rules of src/verdict.c on constructed evidence, and the
+ * settings a result carries.
  */
+#include "analysis_internal.h"
 #include "marginflow.h"
 #include "test.h"
 
@@ -556,6 +559,144 @@ TEST(test_settings) {
     mf_analysis_free(NULL);
 }
 
+/* Evidence of a KKT point with nothing decided yet (kkt_tol 1e-3,
+ * global_tol 1e-4). */
+static mf__evidence evidence(void) {
+    mf__evidence ev;
+    memset(&ev, 0, sizeof ev);
+    ev.spec = "relu2:width=2,alpha=0";
+    ev.homogeneous = 1;
+    ev.degree = 2;
+    ev.gamma = 0.25;
+    ev.q_min = 4.0;
+    ev.norm = 4.0;
+    ev.kkt_done = 1;
+    ev.eps = 1e-6;
+    ev.layer = -1;
+    ev.local_done = 1;
+    ev.note = " NOTE.";
+    ev.kkt_tol = 1e-3;
+    ev.global_tol = 1e-4;
+    ev.ratio = NAN;
+    return ev;
+}
+
+static void expect_verdict(const mf__evidence *ev, int decided, mf_verdict want, const char *start,
+                           const char *contains) {
+    char r1[512] = "", r2[512] = "";
+    mf_verdict v1 = (mf_verdict)-1, v2 = (mf_verdict)-1;
+    int d1 = mf__verdict(ev, &v1, r1, sizeof r1), d2 = mf__verdict(ev, &v2, r2, sizeof r2);
+    CHECK_EQ_INT(d1, decided);
+    CHECK(d1 == d2 && v1 == v2 && strcmp(r1, r2) == 0, "not pure: '%s' vs '%s'", r1, r2);
+    if (!decided) return;
+    CHECK_EQ_INT(v1, want);
+    CHECK(strncmp(r1, start, strlen(start)) == 0, "reason '%s' does not start with '%s'", r1, start);
+    if (contains) CHECK(strstr(r1, contains) != NULL, "reason '%s' lacks '%s'", r1, contains);
+}
+
+/* The rules of verdict.c, in their order, on constructed evidence. */
+TEST(test_verdict_rules) {
+    mf__evidence ev = evidence();
+    ev.homogeneous = 0;
+    expect_verdict(&ev, 1, MF_VERDICT_NON_HOMOGENEOUS, "relu2:width=2,alpha=0 is not homogeneous",
+                   "= 0.25 only");
+    ev = evidence();
+    ev.gamma = -0.1;
+    ev.q_min = -1.6;
+    expect_verdict(&ev, 1, MF_VERDICT_NOT_KKT, "not separating: q_min = -1.6 <= 0", NULL);
+    ev = evidence();
+    ev.kkt_done = 0;
+    expect_verdict(&ev, 0, MF_VERDICT_GLOBAL, "", NULL);
+    ev = evidence();
+    ev.layer = 1;
+    ev.layer_name = "a";
+    ev.layer_value = ev.layer_opt = 0.5;
+    expect_verdict(&ev, 1, MF_VERDICT_GLOBAL, "per-layer problem P_1 (a, other layers frozen)",
+                   "(Whole network: eps = 1e-06, KKT.) NOTE.");
+    ev.layer_value = 0.6;
+    expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "per-layer problem P_1 (a,", "exceeds the optimum");
+    ev = evidence();
+    ev.eps = 2e-3;
+    ev.has_global = 1;
+    ev.ratio = 0.5;
+    expect_verdict(&ev, 1, MF_VERDICT_NOT_KKT, "not a KKT direction yet: eps = 0.002 > kkt_tol = 0.001",
+                   ", 0.5 of gamma*). NOTE.");
+    ev = evidence();
+    ev.has_global = 1;
+    ev.ratio = 1.0 + 5e-5;
+    ev.gamma_star = 0.25;
+    ev.global_source = "SRC";
+    expect_verdict(&ev, 1, MF_VERDICT_GLOBAL, "KKT (eps = 1e-06) and gamma = 0.25 equals", "(SRC)");
+    ev.ratio = 1.0 + 2e-4; /* beyond global_tol: on to the local tests */
+    ev.local_done = 0;
+    expect_verdict(&ev, 0, MF_VERDICT_GLOBAL, "", NULL);
+    ev.local_done = 1;
+    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_EVIDENCE, "KKT (eps = 1e-06); no improvement found",
+                   "evidence, not proof. gamma / gamma* = 1.0002 (SRC). NOTE.");
+    ev = evidence();
+    ev.loc.so_not_local = ev.loc.dir_not_local = 1;
+    snprintf(ev.loc.so_note, sizeof ev.loc.so_note, "SO");
+    ev.so_gain = 0.125;
+    expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "KKT (eps = 1e-06) but SO; margin gain along it 0.125",
+                   NULL);
+    ev.loc.so_not_local = 0;
+    ev.n_kinks = 3;
+    expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "KKT (eps = 1e-06) at a non-smooth point (3 kinks)", NULL);
+    ev.loc.dir_not_local = 0;
+    ev.loc.search_not_local = 1;
+    ev.local_best_gain = 0.5;
+    expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "KKT (eps = 1e-06) but the local re-solve", "0.5 higher");
+    ev.loc.search_not_local = 0;
+    ev.loc.so_certified = 1; /* at kinks the sufficient condition is not used */
+    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_EVIDENCE, "KKT (eps = 1e-06); no improvement found", "; SO:");
+    ev.n_kinks = 0;
+    ev.has_local = 1;
+    ev.local_trials = 8;
+    ev.local_best_gain = 1e-7;
+    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 1e-06) at a smooth point and SO",
+                   "8 starts each: best gain 1e-07.) NOTE.");
+}
+
+static int same_settings(const mf_analyze_settings *a, const mf_analyze_settings *b) {
+    return a->kkt_tol == b->kkt_tol && a->act_tol == b->act_tol && a->zero_tol == b->zero_tol &&
+           a->global_tol == b->global_tol && a->hess_h == b->hess_h &&
+           a->local_trials == b->local_trials && a->seed == b->seed &&
+           a->max_patterns == b->max_patterns && a->layer == b->layer;
+}
+
+/* The result carries the settings it was judged with. */
+TEST(test_settings_carried) {
+    mf_data *D = load("builtin:R1");
+    mf_model *m = D ? model("linear", D) : NULL;
+    if (!m) {
+        mf_data_free(D);
+        return;
+    }
+    double theta[2] = {1.0, 0.0};
+    mf_analyze_settings s;
+    mf_analyze_settings_default(&s);
+    s.kkt_tol = 2e-3;
+    s.act_tol = 3e-3;
+    s.zero_tol = 4e-3;
+    s.global_tol = 5e-4;
+    s.local_trials = 0;
+    mf_analysis *a = NULL;
+    int rc = mf_analyze(m, D, theta, MF_LOSS_EXP, &s, &a, NULL);
+    CHECK_EQ_INT(rc, MF_OK);
+    if (a) {
+        CHECK(same_settings(&a->settings, &s), "settings not carried");
+        CHECK_NEAR(a->settings.global_tol, 5e-4, 0.0);
+    }
+    mf_analysis_free(a);
+    a = NULL;
+    rc = mf_analyze(m, D, theta, MF_LOSS_EXP, NULL, &a, NULL); /* NULL: the defaults */
+    mf_analyze_settings_default(&s);
+    if (a) CHECK(same_settings(&a->settings, &s), "default settings not carried");
+    mf_analysis_free(a);
+    mf_model_free(m);
+    mf_data_free(D);
+}
+
 /* Bad inputs: dimension mismatch, non-separating theta. */
 TEST(test_bad_inputs) {
     mf_data *D = load("builtin:D");
@@ -585,6 +726,8 @@ TEST(test_bad_inputs) {
 
 int main(void) {
     RUN(test_settings);
+    RUN(test_verdict_rules);
+    RUN(test_settings_carried);
     RUN(test_jacobian_fd);
     RUN(test_preactivations);
     RUN(test_B);

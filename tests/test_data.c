@@ -569,14 +569,14 @@ TEST(bad_trailing_garbage) {
     expect_fail("1 1:2:3\n", "", NULL, MF_ERR_PARSE, 1, 5, "trailing characters");
     expect_fail("1,2,3\n-1,2.5.1,3\n", ".csv", NULL, MF_ERR_PARSE, 2, 4, "trailing characters");
     expect_fail("1x 1:2\n", "", NULL, MF_ERR_PARSE, 1, 1, "expected a label");
-    /* an embedded NUL byte is garbage too */
+    /* an embedded NUL byte is named, at its own column */
     const char bytes[] = "1 1:2\0x\n";
     const char *p = write_tmp_n(bytes, sizeof bytes - 1, "");
     mf_data *D = NULL;
     mf_err e = {0, ""};
     int rc = mf_data_load(p, NULL, 0, &D, &e);
     CHECK_EQ_INT(rc, MF_ERR_PARSE);
-    CHECK(strstr(e.msg, ":1:5: ") && strstr(e.msg, "trailing characters"), "msg '%s'", e.msg);
+    CHECK(strstr(e.msg, ":1:6: NUL byte"), "msg '%s'", e.msg);
     remove(p);
 }
 

@@ -216,7 +216,7 @@ TEST(checkpoint_refusals) {
     le32(bad + n - 4, crc32_bits(bad, (size_t)n - 4));
     spit(p, bad, n);
     rc = mf_checkpoint_read(p, 77u, 5, &r, &e);
-    CHECK(rc == MF_ERR_CORRUPT && r == NULL && strstr(e.msg, "flow mode"),
+    CHECK(rc == MF_ERR_CORRUPT && r == NULL && strstr(e.msg, "field flow_mode = 7"),
           "bad flow mode: rc %d (%s)", rc, e.msg);
 
     /* intact file, but another fingerprint or parameter count */

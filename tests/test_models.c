@@ -16,9 +16,12 @@
  *    <grad Phi, theta> = L Phi for every homogeneous model, and the failure of
  *    homogeneity for skip-linear and relu2-outbias;
  *  - batched == one sample at a time; batch < max_batch; init determinism
- *    and balance; layout text; norms; allocation failures.
+ *    and balance; layout text; norms; allocation failures;
+ *  - the registry (row k of the model-ops tables has kind k and parses by its
+ *    name) and the two-layer unit view mf_model_units / mf_units_outer.
  */
 #include "internal.h"
+#include "model/model_internal.h"
 #include "marginflow.h"
 #include "test.h"
 
@@ -389,6 +392,9 @@ TEST(parse_errors) {
         {"mlp", 3, 0, MF_ERR_PARSE, "widths", "mlp"},
         {"mlp:widths=", 3, 0, MF_ERR_PARSE, "widths=", "integer"},
         {"mlp:widths=4/0", 3, 0, MF_ERR_PARSE, "'0'", "[1,"},
+        {"mlp:widths=2//3", 3, 0, MF_ERR_PARSE, "bad width ''", "in 'widths=2//3'"},
+        {"relu2:wid\033th=3", 3, 0, MF_ERR_PARSE, "'wid\\x1bth=3'", "relu2:wid\\x1bth=3\""},
+        {"rel\001u2", 3, 0, MF_ERR_PARSE, "unknown model 'rel\\x01u2'", "\"rel\\x01u2\""},
         {"mlp:widths=4,x", 3, 0, MF_ERR_PARSE, "'x'", "widths"},
         {"mlp:widths=1/1/1/1/1/1/1/1/1/1/1/1/1/1/1/1", 3, 0, MF_ERR_PARSE, "widths", "15"},
         {"mlp:widths=4,alpha=0.5,5", 3, 0, MF_ERR_PARSE, "'5'", "alpha"},
@@ -1077,7 +1083,80 @@ TEST(relu2_tables) {
     }
 }
 
+/* Row k of the registry is the table of kind k, its name parses to kind k,
+ * and every table has the entries a model must have. */
+TEST(registry) {
+    CHECK_EQ_INT(mf__n_models(), 7);
+    for (int k = 0; k < mf__n_models(); k++) {
+        const mf__model_ops *o = mf__model_ops_at(k);
+        CHECK(o != NULL, "row %d", k);
+        if (!o) continue;
+        CHECK_EQ_INT(o->kind, k);
+        CHECK(o->name && o->options && o->options_help && o->layout && o->work_plan && o->work_bind &&
+                  o->forward && o->backward && o->work_state > 0,
+              "table %s incomplete", o->name);
+        char spec[64];
+        snprintf(spec, sizeof spec, "%s%s", o->name, strcmp(o->name, "mlp") ? "" : ":widths=2");
+        mf_model *m = parse_ok(spec, 3, 0);
+        if (m) {
+            CHECK_EQ_INT(m->kind, k);
+            CHECK(mf__model_ops_of(m) == o, "ops_of(%s)", o->name);
+        }
+        mf_model_free(m);
+    }
+    CHECK(mf__model_ops_at(-1) == NULL && mf__model_ops_at(mf__n_models()) == NULL, "out of range");
+}
+
+/* mf_model_units: relu2 (plain, bias, fix-outer) and relu2-outbias are
+ * two-layer nets with the documented layers; the others are not. */
+TEST(units_view) {
+    static const struct {
+        const char *spec;
+        int is_two, n_units, in_bias, a_layer, b_layer;
+    } T[] = {
+        {"relu2:width=5", 1, 5, 0, 1, -1},
+        {"relu2:width=4,bias", 1, 4, 1, 1, -1},
+        {"relu2:width=3,fix-outer", 1, 3, 0, -1, -1},
+        {"relu2-outbias:width=6", 1, 6, 0, 1, 2},
+        {"linear", 0, 0, 0, -1, -1},
+        {"fc-linear", 0, 0, 0, -1, -1},
+        {"diag", 0, 0, 0, -1, -1},
+        {"mlp:widths=3", 0, 0, 0, -1, -1},
+        {"skip-linear", 0, 0, 0, -1, -1},
+    };
+    for (size_t t = 0; t < sizeof T / sizeof T[0]; t++) {
+        mf_model *m = parse_ok(T[t].spec, 3, 0);
+        if (!m) continue;
+        mf_units u;
+        CHECK_EQ_INT(mf_model_units(m, &u), T[t].is_two);
+        CHECK_EQ_INT(u.n_units, T[t].n_units);
+        CHECK_EQ_INT(u.in_bias, T[t].in_bias);
+        CHECK_EQ_INT(u.a_layer, T[t].a_layer);
+        CHECK_EQ_INT(u.b_layer, T[t].b_layer);
+        CHECK_EQ_INT(u.w_layer, T[t].is_two ? 0 : -1);
+        if (T[t].is_two) {
+            const mf_layer *W = &m->layers[u.w_layer];
+            CHECK_EQ_INT(W->rows, u.n_units);
+            CHECK_EQ_INT(W->cols, 3 + u.in_bias);
+            double *th = calloc(m->n_params, sizeof *th);
+            for (size_t i = 0; i < m->n_params; i++) th[i] = 0.5 + (double)i;
+            for (int k = 0; k < u.n_units; k++) {
+                double want = u.a_layer >= 0 ? th[m->layers[u.a_layer].offset + (size_t)k]
+                                             : (k % 2 == 0 ? 1.0 : -1.0);
+                CHECK_NEAR(mf_units_outer(m, &u, th, k), want, 0.0);
+            }
+            free(th);
+        }
+        mf_model_free(m);
+    }
+    CHECK(mf_units_fixed_outer(0) == 1.0 && mf_units_fixed_outer(1) == -1.0 &&
+              mf_units_fixed_outer(6) == 1.0 && mf_units_fixed_outer(7) == -1.0,
+          "fixed outer weights +1, -1, ...");
+}
+
 int main(void) {
+    RUN(registry);
+    RUN(units_view);
     RUN(parse_canonical);
     RUN(layer_tables);
     RUN(parse_errors);

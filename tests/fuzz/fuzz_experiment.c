@@ -9,10 +9,14 @@
  * name and leaves no runs or checks; an accepted file has 1..RP_MAX_RUNS
  * runs with valid train settings (mf_train_settings_validate), non-empty
  * names that are unique, finite init values, vary values and w_ref; its
- * checks have known quantities and columns, its figures known kinds.
+ * checks have known quantities (rows of the check table, cli/checks.c),
+ * carry only keys their quantity reads and every key it needs, and known
+ * columns; its figures have known kinds. The harness links the parser with
+ * cli/json.c, cli/checks.c and cli/common.c (see the Makefile).
  */
 #include "fuzz.h"
 
+#include "checks.h"
 #include "experiment.h"
 
 #include <math.h>
@@ -60,7 +64,16 @@ static void check_ok(const rp_experiment *x) {
     memset(&z, 0, sizeof z);
     for (int i = 0; i < x->nchecks; i++) {
         FUZZ_ASSERT(cJSON_IsObject(x->checks[i].spec));
-        FUZZ_ASSERT(listed(rp_check_quantities, x->checks[i].quantity));
+        const rp_quantity *q = rp_quantity_find(x->checks[i].quantity);
+        FUZZ_ASSERT(q && q == x->checks[i].def);
+        /* only keys the quantity reads (and "quantity", "comment") */
+        const cJSON *kv;
+        cJSON_ArrayForEach(kv, x->checks[i].spec) {
+            int allowed = !strcmp(kv->string, "quantity") || !strcmp(kv->string, "comment");
+            for (int k = 0; q->keys[k] && !allowed; k++) allowed = !strcmp(q->keys[k], kv->string);
+            FUZZ_ASSERT(allowed);
+        }
+        for (int k = 0; q->required[k]; k++) FUZZ_ASSERT(cJSON_GetObjectItemCaseSensitive(x->checks[i].spec, q->required[k]));
         FUZZ_ASSERT(!x->checks[i].column || !isnan(rp_col(&z, x->checks[i].column)));
     }
     FUZZ_ASSERT(x->nfigures >= 0 && x->nfigures <= RP_MAX_FIGURES);
