@@ -51,6 +51,10 @@ double rp_col(const mf_metrics *m, const char *col) {
     if (!strcmp(col, "lr")) return m->lr;
     if (!strcmp(col, "train_error")) return m->train_error;
     if (!strcmp(col, "balancedness")) return m->balancedness;
+    if (!strcmp(col, "beta")) return m->beta;
+    if (!strcmp(col, "smoothed_decrease")) return m->smoothed_decrease;
+    if (!strcmp(col, "loss_increase")) return m->loss_increase;
+    if (!strcmp(col, "margin_change")) return m->margin_change;
     return NAN;
 }
 

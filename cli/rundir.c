@@ -76,6 +76,7 @@ cJSON *run_settings_json(const mf_train_settings *s, int with_stopping) {
     if (with_stopping) {
         cli_json_int(o, "max_steps", s->max_steps);
         cli_json_num(o, "until_log10_loss", s->until_log10_loss);
+        cli_json_num(o, "until_margin_gap", s->until_margin_gap);
         cli_json_num(o, "until_time", s->until_time);
         cli_json_num(o, "wall_seconds", s->wall_seconds);
     }
@@ -223,6 +224,8 @@ static void read_settings(cli_jr *r, const cJSON *sj, mf_train_settings *s) {
     if (cli_jint(r, sj, P, "seed", R, 0, MAX_JSON_INT, &x) == 1) s->seed = (uint64_t)x;
     if (cli_jint(r, sj, P, "max_steps", R, 0, MAX_JSON_INT, &x) == 1) s->max_steps = (long long)x;
     cli_jnum(r, sj, P, "until_log10_loss", R | CLI_J_NULL, &s->until_log10_loss);
+    /* until_margin_gap: absent in runs made before it existed */
+    cli_jnum(r, sj, P, "until_margin_gap", CLI_J_NULL, &s->until_margin_gap);
     cli_jnum(r, sj, P, "until_time", R | CLI_J_NULL, &s->until_time);
     cli_jnum(r, sj, P, "wall_seconds", R | CLI_J_NULL, &s->wall_seconds);
 }
@@ -599,6 +602,10 @@ int run_write_summary(const char *dir, const mf_train_settings *s, const mf_data
     cli_json_int(root, "rejected", r->rejected);
     cli_json_num(root, "wall_seconds", r->wall_seconds);
     cli_json_num(root, "steps_per_second", r->steps_per_second);
+    if (s->optimizer == MF_OPT_FLOW) cli_json_int(root, "stiff_steps", r->stiff_steps);
+    cli_json_int(root, "gradient_evals", r->gradient_evals);
+    cli_json_int(root, "forward_evals", r->forward_evals);
+    cli_json_int(root, "term_gradients", r->term_gradients);
     cJSON *f = cJSON_AddObjectToObject(root, "final");
     if (f) {
         char t[MF_LOG_VALUE_LEN]; /* always holds the value (marginflow.h) */
@@ -616,6 +623,29 @@ int run_write_summary(const char *dir, const mf_train_settings *s, const mf_data
         cli_json_num(f, "lr", mt->lr);
         cli_json_num(f, "train_error", mt->train_error);
         cli_json_num(f, "balancedness", mt->balancedness);
+        cli_json_num(f, "beta", mt->beta);
+        cli_json_num(f, "smoothed_decrease", mt->smoothed_decrease);
+        cli_json_num(f, "loss_increase", mt->loss_increase);
+        cli_json_num(f, "margin_change", mt->margin_change);
+    }
+    /* the discretization indicators of the run (marginflow.h, mf_metrics):
+     * what gradient flow never shows, and where this run showed it most */
+    cJSON *ind = cJSON_AddObjectToObject(root, "indicators");
+    if (ind) {
+        cli_json_num(ind, "smoothed_decrease", r->final.smoothed_decrease);
+        if (r->smoothed_decrease_step >= 0)
+            cli_json_int(ind, "smoothed_decrease_step", r->smoothed_decrease_step);
+        else
+            cJSON_AddNullToObject(ind, "smoothed_decrease_step");
+        cli_json_num(ind, "loss_increase", r->final.loss_increase);
+        if (r->loss_increase_step >= 0)
+            cli_json_int(ind, "loss_increase_step", r->loss_increase_step);
+        else
+            cJSON_AddNullToObject(ind, "loss_increase_step");
+        cli_json_num(ind, "beta", r->final.beta);
+        cli_json_num(ind, "margin_change", r->final.margin_change);
+        cJSON_AddBoolToObject(ind, "flow_monotone", !(r->final.smoothed_decrease > 1e-9) &&
+                                                        !(r->final.loss_increase > 1));
     }
     model_json(root, m, 1);
     cJSON *dj = cJSON_AddObjectToObject(root, "data");
@@ -658,8 +688,13 @@ static int read_line(FILE *f, char *buf, size_t cap, size_t *len) {
  * exactly what an uninterrupted run would have written from there on
  * (mf_train re-emits the row at the checkpoint step). Read line by line,
  * each at most CLI_MAX_METRICS_LINE bytes (a row is under 1 KiB), so memory
- * stays bounded whatever the file holds. Returns 0 or a CLI exit code. */
-static int truncate_metrics(const char *path, long long step, char *why, size_t cap) {
+ * stays bounded whatever the file holds. A file of a run made before the
+ * discretization indicators (its header the first LEGACY_COLUMNS columns of
+ * today's) keeps that format: *legacy is set and the resumed run writes
+ * those columns only. Returns 0 or a CLI exit code. */
+#define LEGACY_COLUMNS 12
+static int truncate_metrics(const char *path, long long step, int *legacy, char *why,
+                            size_t cap) {
     const char *qp = cli_q(path);
     FILE *f = fopen(path, "r+b");
     if (!f) {
@@ -673,14 +708,18 @@ static int truncate_metrics(const char *path, long long step, char *why, size_t 
         return CLI_EXIT_ERROR;
     }
     const char *hdr = mf_metrics_csv_header();
-    size_t len = 0;
+    size_t len = 0, old_len = 0;
+    for (int k = 0; k < LEGACY_COLUMNS && hdr[old_len]; old_len++) k += hdr[old_len] == ',';
+    if (old_len) old_len--; /* the legacy header: hdr up to its LEGACY_COLUMNS-th comma */
     long lineno = 1;
     int got = read_line(f, line, CLI_MAX_METRICS_LINE, &len), code = 0;
     off_t keep = 0;
+    *legacy = got == 1 && len == old_len && strncmp(line, hdr, old_len) == 0;
+    if (*legacy) hdr = line;
     if (got < 0 && len == 2) {
         cli_fmt(why, cap, "cannot resume: %s:1: NUL byte; not a marginflow metrics file", qp);
         code = CLI_EXIT_USAGE;
-    } else if (got != 1 || strcmp(line, hdr) != 0) {
+    } else if (got != 1 || (!*legacy && strcmp(line, hdr) != 0)) {
         cli_fmt(why, cap, "cannot resume: %s:1:1: not a marginflow metrics file (header differs)",
                 qp);
         code = CLI_EXIT_USAGE;
@@ -768,6 +807,7 @@ typedef struct exec_ctx {
     char *ckpt_path;
     uint32_t fingerprint;
     FILE *metrics;
+    int legacy_columns;    /* a run made before the indicators: write the old columns */
     int progress_shown;
     char err[MF_ERR_LEN];  /* why a callback failed */
 } exec_ctx;
@@ -812,12 +852,17 @@ static int keep_row(exec_ctx *c, const mf_metrics *m) {
 
 static int cb_metrics(void *user, const mf_metrics *m) {
     exec_ctx *c = user;
-    char row[1024]; /* a row is at most 20 + MF_LOG_VALUE_LEN + 10 * 40 bytes: it fits */
+    char row[MF_METRICS_ROW_LEN];
     if ((c->x->keep || c->x->snapshots) && keep_row(c, m)) {
         cli_fmt(c->err, sizeof c->err, "out of memory keeping the metrics");
         return 1;
     }
     mf_metrics_csv_row(m, row, sizeof row);
+    if (c->legacy_columns) { /* cut at the LEGACY_COLUMNS-th comma */
+        char *q = row;
+        for (int k = 0; q && k < LEGACY_COLUMNS; k++) q = strchr(q + (k > 0), ',');
+        if (q) *q = '\0';
+    }
     if (fputs(row, c->metrics) < 0 || fputc('\n', c->metrics) == EOF || fflush(c->metrics)) {
         cli_fmt(c->err, sizeof c->err, "cannot write %s/metrics.csv: %s", c->dir, strerror(errno));
         return 1;
@@ -1052,7 +1097,8 @@ static int exec_start(const run_config *c, const run_exec *x, exec_ctx *cx,
         return rc;
     char *mp = cli_join(cx->dir, "metrics.csv");
     if (!mp) return fail(o, CLI_EXIT_ERROR, "out of memory");
-    if (x->resume && (rc = truncate_metrics(mp, st->step, o->err, sizeof o->err))) {
+    if (x->resume && (rc = truncate_metrics(mp, st->step, &cx->legacy_columns, o->err,
+                                                sizeof o->err))) {
         free(mp);
         return rc;
     }

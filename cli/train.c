@@ -53,19 +53,33 @@ static void train_help(void) {
         "                         skip-linear, relu2-outbias:width=M,alpha=A (default linear)\n"
         "training:\n"
         "  --loss L               exp|logistic|ce (default exp)\n"
-        "  --optimizer O          gd|scaled|lyu-li|flow|sgd (default lyu-li)\n"
+        "  --optimizer O          flow|lyu-li|scaled|gd|sgd (default flow). flow is gradient\n"
+        "                         flow, the object of the theorems, to the accuracy --tol;\n"
+        "                         the others are the papers' discrete algorithms, whose\n"
+        "                         discretization error metrics.csv shows (beta,\n"
+        "                         smoothed_decrease, loss_increase; one warning line)\n"
         "  --lr X                 step size / alpha / initial dtau (default 0.1)\n"
-        "  --tol X                flow: local error tolerance (default 1e-6)\n"
+        "  --tol X                flow: every step's local error is at most X (1 + ||theta||)\n"
+        "                         in theta and, where the flow is stiff (deep in training),\n"
+        "                         at most X in the loss weights (l1), i.e. in the margin\n"
+        "                         differences q_n - q_min that set them; at X = 1e-6 the\n"
+        "                         margins agree with a run at 1e-4 X to 1e-6 or better (check\n"
+        "                         it: rerun with --tol 1e-10) (default 1e-6)\n"
         "  --max-rel-step X       lyu-li: roll back steps longer than X ||theta||\n"
         "                         (our safeguard; 0 = off, default 0.1)\n"
         "  --batch N              sgd: batch size (default 32)\n"
-        "  --seed N               init and sgd order, 0..2^53 (default 1)\n"
+        "  --seed N               init and sgd order, 0..2^53 (default 1)\n");
+    printf(
         "stopping (the first criterion met ends the run):\n"
         "  --steps N              step budget; 0 = unlimited (default 10000)\n"
-        "  --until-log10-loss X   stop when log10 Loss <= X (default off)\n"
+        "  --until-log10-loss X   stop when log10 Loss <= X, e.g. -300 for Loss <= 1e-300\n"
+        "                         (default off)\n"
+        "  --until-margin-gap X   stop when the normalized margin changed by less than X\n"
+        "                         (relative) over the last decade of log t, i.e. from\n"
+        "                         t^(1/10) to t (margin_change in metrics.csv; default off)\n"
         "  --until-time T         stop when the flow time t >= T (default off)\n"
         "  --wall-seconds S       stop after S seconds of wall time (default off)\n"
-        "                         ('off' unsets any of the last three)\n"
+        "                         ('off' unsets any of the last four)\n"
         "logging:\n"
         "  --log-points N         metrics rows, log-spaced in the step (default 200)\n"
         "  --log-horizon N        steps the rows are spread over; fixed for the run,\n"
@@ -84,8 +98,8 @@ static void train_help(void) {
         "                         is refused, and a run being written is locked\n"
         "  -q, --quiet            no progress line and no summary\n"
         "  --resume DIR           continue the run in DIR from its checkpoint; only\n"
-        "                         --steps, --until-log10-loss, --until-time,\n"
-        "                         --wall-seconds and -q may be given with it\n"
+        "                         --steps, --until-log10-loss, --until-margin-gap,\n"
+        "                         --until-time, --wall-seconds and -q may be given with it\n"
         "  -h, --help             this help\n"
         "\n"
         "SIGINT/SIGTERM stop the run cleanly: checkpoint, params and summary are\n"
@@ -99,12 +113,14 @@ static void train_help(void) {
 /* Options that take a value. The stopping criteria may be given with
  * --resume; the others are fixed by the run's config.json. */
 enum {
-    O_RESUME, O_STEPS, O_UNTIL_LOSS, O_UNTIL_TIME, O_WALL, O_DATA, O_FORMAT, O_MODEL, O_LOSS,
+    O_RESUME, O_STEPS, O_UNTIL_LOSS, O_UNTIL_TIME, O_WALL, O_UNTIL_GAP, O_DATA, O_FORMAT, O_MODEL,
+    O_LOSS,
     O_OPTIMIZER, O_LR, O_TOL, O_BATCH, O_LOG_POINTS, O_CKPT, O_SEED, O_INIT, O_INIT_SCALE,
     O_INIT_PARAMS, O_INIT_FILE, O_OUT, O_LOG_HORIZON, O_MAX_REL_STEP
 };
 static const char *const opt_names[] = {
-    "--resume", "--steps", "--until-log10-loss", "--until-time", "--wall-seconds", "--data",
+    "--resume", "--steps", "--until-log10-loss", "--until-time", "--wall-seconds",
+    "--until-margin-gap", "--data",
     "--format", "--model", "--loss", "--optimizer", "--lr", "--tol", "--batch", "--log-points",
     "--checkpoint-every", "--seed", "--init", "--init-scale", "--init-params", "--init-file",
     "--out", "--log-horizon", "--max-rel-step"};
@@ -112,7 +128,8 @@ static const char *const opt_names[] = {
 
 /* Parse the command line into o. Returns -1 to continue, else an exit code.
  * *set_mask records which stopping criteria were given (1 steps, 2 loss,
- * 4 time, 8 wall); *given_other names the first option --resume forbids. */
+ * 4 time, 8 wall, 16 margin gap); *given_other names the first option
+ * --resume forbids. */
 static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
                       const char **given_other) {
     run_config *c = &o->cfg;
@@ -145,7 +162,7 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
             return CLI_EXIT_USAGE;
         }
         if (cli_check_text(name, v, id == O_INIT_PARAMS)) return CLI_EXIT_USAGE;
-        if (id > O_WALL && !*given_other) *given_other = name;
+        if (id > O_UNTIL_GAP && !*given_other) *given_other = name;
         long long ll;
         double x;
         switch (id) {
@@ -158,11 +175,19 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
         case O_UNTIL_LOSS:
         case O_UNTIL_TIME:
         case O_WALL:
+        case O_UNTIL_GAP:
             x = NAN;
             if (strcmp(v, "off") != 0 && cli_parse_double(name, v, &x)) return CLI_EXIT_USAGE;
+            if (id == O_UNTIL_LOSS && x > 0 && x < 1) {
+                cli_error("--until-log10-loss %s: the value is log10 of the loss, so this asks "
+                          "for Loss <= 10^%s, about 1; for Loss <= %s give --until-log10-loss %.6g",
+                          cli_q(v), cli_q(v), cli_q(v), log10(x));
+                return CLI_EXIT_USAGE;
+            }
             if (id == O_UNTIL_LOSS) c->s.until_log10_loss = x, *set_mask |= 2;
             if (id == O_UNTIL_TIME) c->s.until_time = x, *set_mask |= 4;
             if (id == O_WALL) c->s.wall_seconds = x, *set_mask |= 8;
+            if (id == O_UNTIL_GAP) c->s.until_margin_gap = x, *set_mask |= 16;
             break;
         case O_DATA: c->data_spec = v; break;
         case O_FORMAT:
@@ -241,7 +266,8 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
 }
 
 /* The run of --resume DIR: DIR/config.json with the stopping criteria given
- * on the command line (set_mask: 1 steps, 2 loss, 4 time, 8 wall) applied.
+ * on the command line (set_mask: 1 steps, 2 loss, 4 time, 8 wall, 16 margin
+ * gap) applied.
  * Returns 0 or an exit code (message printed). */
 static int resume_config(const train_opts *o, int set_mask, run_config *c) {
     run_read_error re;
@@ -260,6 +286,7 @@ static int resume_config(const train_opts *o, int set_mask, run_config *c) {
     if (set_mask & 2) c->s.until_log10_loss = g->until_log10_loss;
     if (set_mask & 4) c->s.until_time = g->until_time;
     if (set_mask & 8) c->s.wall_seconds = g->wall_seconds;
+    if (set_mask & 16) c->s.until_margin_gap = g->until_margin_gap;
     return 0;
 }
 
@@ -289,12 +316,36 @@ static int fresh_config(run_config *c, char **abs) {
     return 0;
 }
 
+/* The achieved accuracy of a finished run, one line: the flow's tolerance
+ * or the discrete method's indicators, and the margin's change over the
+ * last decade of log t (what --until-margin-gap tests). */
+static void print_accuracy(const mf_train_settings *s, const mf_train_result *r) {
+    const mf_metrics *f = &r->final;
+    char mc[64];
+    if (isnan(f->margin_change))
+        snprintf(mc, sizeof mc, "not yet defined (needs log t >= 10)");
+    else
+        snprintf(mc, sizeof mc, "%s relative", cli_g(f->margin_change, 3));
+    if (s->optimizer == MF_OPT_FLOW)
+        printf("accuracy: gradient flow, local error per step <= %g (theta: times 1 + ||theta||; "
+               "loss weights in stiff steps: l1); beta %s; margin change over the last decade "
+               "of log t %s\n",
+               s->tol, cli_g(f->beta, 10), mc);
+    else
+        printf("accuracy: %s is a discrete method: beta %s, largest smoothed-margin decrease "
+               "%s, largest loss increase 10^%s; margin change over the last decade of log "
+               "t %s\n",
+               mf_optimizer_name(s->optimizer), cli_g(f->beta, 10), cli_g(f->smoothed_decrease, 3),
+               cli_g(f->loss_increase, 3), mc);
+}
+
 /* How the run ended, for the user: the resume hint (interrupted), where the
  * last good state is (non-finite after some steps; a run whose loss is
  * non-finite where it started has no good state to save), the summary
  * lines with why it stalled (unless -q). Absent values are written "absent", never
  * "nan". Returns the exit code of the outcome. */
-static int report(const char *dir, const run_output *out, int quiet) {
+static int report(const char *dir, const mf_train_settings *s, const run_output *out,
+                  int quiet) {
     const mf_train_result *res = &out->res;
     int code = CLI_EXIT_OK;
     const char *qd = cli_q(dir);
@@ -331,6 +382,7 @@ static int report(const char *dir, const run_output *out, int quiet) {
             printf("final: log10 loss %s, normalized margin %s, smoothed margin %s\n",
                    cli_g(res->final.log10_loss, 10), cli_g(res->final.normalized_margin, 10),
                    cli_g(res->final.smoothed_margin, 10));
+        if (isfinite(res->final.log10_loss)) print_accuracy(s, res);
         printf("outputs in %s (metrics.csv, params.txt, checkpoint.bin, summary.json)\n", qd);
     }
     free(qdir);
@@ -348,8 +400,8 @@ int cli_train(int argc, char **argv) {
     if (rc >= 0) return rc;
     if (o.resume_dir && other) {
         cli_error("%s cannot be combined with --resume: the run's configuration is fixed by "
-                  "%s/config.json; only --steps, --until-log10-loss, --until-time, "
-                  "--wall-seconds and -q may be given",
+                  "%s/config.json; only --steps, --until-log10-loss, --until-margin-gap, "
+                  "--until-time, --wall-seconds and -q may be given",
                   other, cli_q(o.resume_dir));
         return CLI_EXIT_USAGE;
     }
@@ -372,7 +424,7 @@ int cli_train(int argc, char **argv) {
         run_output out;
         rc = run_execute(&cfg, &x, &out);
         if (rc) cli_error("%s", out.err);
-        else rc = report(dir, &out, o.quiet);
+        else rc = report(dir, &cfg.s, &out, o.quiet);
         run_output_free(&out);
     }
     if (o.resume_dir) run_config_free(&cfg);

@@ -51,6 +51,7 @@ extern "C" {
 #define MF_MAX_LAYERS 16
 #define MF_SPEC_LEN 256
 #define MF_ERR_LEN 512
+#define MF_MARGIN_HIST 40
 
 /* ------------------------------------------------------------------------ */
 /* Errors, allocation, logging                                              */
@@ -91,8 +92,10 @@ MF_API const char *mf_strerror(int code);
  * libmarginflow.so.0, stays at 0 while marginflow is 0.x). A binding checks
  * mf_abi_version() and the mf_sizeof of every struct it mirrors against the
  * header it was written for. 2: issue 12's analysis, svm, maxmargin and
- * local-search result fields. */
-#define MF_ABI_VERSION 2
+ * local-search result fields. 3: issue 11's discretization indicators
+ * (mf_metrics), until_margin_gap, the flow state in mf_train_state, the
+ * work counts in mf_train_result, MF_OUT_MARGIN_GAP. */
+#define MF_ABI_VERSION 3
 
 /* The library that is running: MF_VERSION and MF_ABI_VERSION as it was
  * built (a program compiled against another header may see other macros). */
@@ -389,6 +392,23 @@ typedef struct mf_metrics {
     double train_error;         /* fraction of samples with q_n <= 0 */
     double balancedness;        /* max_k |a_k^2 - ||w_k||^2| (two-layer), max_l |
                                    ||W_{l+1}||^2 - ||W_l||^2 | (deeper), 0 for linear */
+    /* Discretization indicators, filled by mf_train (mf_metrics_eval sets
+     * beta and margin_change to NAN, the two maxima to 0). The exact
+     * gradient flow has smoothed_decrease = 0 ([LL20] Thm 4.1: once Loss <
+     * ell(0) the smoothed margin never decreases), loss_increase = 0 and
+     * beta -> 1; a discrete method's departures from that are its
+     * discretization error made visible. */
+    double beta;                /* [LL20] cos(theta, -grad Loss) at this state; NAN where
+                                   theta or grad Loss is 0 (or sgd rows without a gradient) */
+    double smoothed_decrease;   /* largest relative decrease of the smoothed margin over one
+                                   accepted step with Loss < ell(0) at both ends, so far in
+                                   the run (sgd: between full-data evaluations); 0 if none */
+    double loss_increase;       /* largest log10(Loss_new / Loss_old) over one accepted step
+                                   so far (same pairs as above, any loss level); 0 if none */
+    double margin_change;       /* |gamma(t) - gamma(t^(1/10))| / gamma(t): relative change of
+                                   the normalized margin over the last decade of log t
+                                   (defined once log t >= 10 and the data is separated);
+                                   NAN until defined */
 } mf_metrics;
 
 /* Compute every metric except step/time_log/lr at theta. out (may be NULL:
@@ -406,7 +426,9 @@ typedef enum mf_optimizer_kind {
     MF_OPT_GD = 0,   /* theta -= lr * grad Loss */
     MF_OPT_SCALED,   /* theta -= lr * grad Loss / Loss  ([LL20] loss-based rate) */
     MF_OPT_LYU_LI,   /* scaled step with [LL20] App. schedule: accept -> lr *= r_u, reject -> roll back, lr /= r_d */
-    MF_OPT_FLOW,     /* gradient flow, adaptive embedded RK in rescaled time */
+    MF_OPT_FLOW,     /* gradient flow to a stated accuracy (src/flow.c): adaptive explicit /
+                        Rosenbrock-W 3(2) pairs in rescaled time, error control on theta and
+                        on the loss weights */
     MF_OPT_SGD       /* mini-batch SGD on the batch MEAN loss (PyTorch convention) */
 } mf_optimizer_kind;
 
@@ -420,7 +442,8 @@ typedef enum mf_outcome {
     MF_OUT_STALLED,       /* no step can be taken: it no longer changes theta, the step
                              size underflowed, or (lyu-li, flow) 100000 attempts in a row
                              were rejected; mf_train_result.reason says which */
-    MF_OUT_INTERRUPTED    /* should_stop callback asked to stop */
+    MF_OUT_INTERRUPTED,   /* should_stop callback asked to stop */
+    MF_OUT_MARGIN_GAP     /* margin_change <= until_margin_gap */
 } mf_outcome;
 
 MF_API const char *mf_outcome_name(mf_outcome o);   /* "loss-target", "step-budget", ... */
@@ -433,16 +456,25 @@ MF_API int mf_loss_from_name(const char *s, mf_loss_kind *k);
 /* Training settings. Unset real-valued criteria are NAN. */
 typedef struct mf_train_settings {
     mf_loss_kind loss;          /* default exp */
-    mf_optimizer_kind optimizer;/* default lyu-li: the schedule with rollback is safe at any width; fixed-lr scaled GD can diverge */
+    mf_optimizer_kind optimizer;/* default flow: the object of the theorems, to the accuracy tol;
+                                   gd/scaled/lyu-li/sgd are the papers' discrete algorithms */
     double lr;                  /* default 0.1: step (gd/sgd), alpha (scaled), alpha_0 (lyu-li), initial dtau (flow) */
-    double tol;                 /* flow: local error per step <= tol (1 + ||theta||), default 1e-6 */
+    double tol;                 /* flow: every accepted step's local error estimate is at most
+                                   tol (1 + ||theta||) in theta and, in stiff steps, at most tol
+                                   in the l1 distance of the loss weights w_n = -ell'(q_n) / Loss
+                                   (the margin differences q_n - q_min of the samples that carry
+                                   weight, in absolute units; rounding floor 32 eps (1 + |q_min|));
+                                   explicit steps are only taken where they damp the weights'
+                                   errors (src/flow.c); default 1e-6, in (0, 1) */
     double lr_up, lr_down;      /* lyu-li: 2^{1/5}, 2^{1/10} */
     double max_rel_step;        /* lyu-li: a step longer than max_rel_step * ||theta|| is
                                    rolled back like a loss increase (our safeguard against
                                    norm blow-up on homogeneous nets); default 0.1, 0 = off */
     int batch;                  /* sgd: default 32 */
     long long max_steps;        /* default 10000; 0 = unlimited */
-    double until_log10_loss;    /* NAN = off */
+    double until_log10_loss;    /* NAN = off; values in (0, 1) are refused (log10 of the loss:
+                                   10^-300 is -300, not 1e-300) */
+    double until_margin_gap;    /* NAN = off; stop when margin_change (mf_metrics) <= X, 0 < X < 1 */
     double until_time;          /* NAN = off */
     double wall_seconds;        /* NAN = off */
     int log_points;             /* default 200 */
@@ -467,6 +499,19 @@ typedef struct mf_train_state {
     mf_rng rng;
     size_t n_params;
     double *theta;       /* [n_params], owned by the state */
+    int flow_mode;       /* flow: kind of the next step: 0 explicit, 1 stiff, 2 explicit until
+                            the next stiffness probe (src/flow.c) */
+    double flow_lambda;  /* flow: the last estimate of lambda_max of the stiff part (0: none) */
+    long long flow_stiff_steps; /* flow: accepted steps taken by the stiff (Rosenbrock-W) method */
+    /* discretization indicators so far (mf_metrics) and the steps that set them */
+    double smoothed_decrease, loss_increase;
+    long long smoothed_decrease_step, loss_increase_step;
+    /* normalized margin gamma against log t (margin_change, until_margin_gap):
+     * one sample at the first accepted step with log t >= 10^(k/16) for each
+     * k >= 0, the last MF_MARGIN_HIST of them, oldest first from hist_start */
+    int hist_n, hist_start;
+    long long hist_next_k;
+    double hist_logt[MF_MARGIN_HIST], hist_gamma[MF_MARGIN_HIST];
 } mf_train_state;
 
 /* A fresh state: step 0, t = 0 (time_log = -INFINITY), lr = 0 (meaning:
@@ -517,6 +562,14 @@ typedef struct mf_train_result {
     mf_outcome outcome;
     mf_metrics final;          /* metrics at the final state */
     long long steps, rejected;
+    long long smoothed_decrease_step, loss_increase_step; /* steps that set the two maxima
+                                                              of final (-1 if none) */
+    long long stiff_steps;     /* flow: accepted steps taken by its stiff method */
+    /* work of this call: forward + backward passes on the full data (the
+     * right-hand side of the flow; rejected attempts included), forward
+     * passes alone, and (flow, stiff steps) batch-1 backward passes for the
+     * per-term margin gradients */
+    long long gradient_evals, forward_evals, term_gradients;
     double wall_seconds;
     double steps_per_second;   /* steps of the step loop per second (setup excluded) */
     const char *reason;        /* MF_OUT_STALLED: why, one static phrase; else NULL */
@@ -539,7 +592,12 @@ MF_API int mf_train(const mf_model *m, const mf_data *data, const mf_train_setti
 /* Checkpoint: binary, magic "MFCKPT\r\n", version, CRC-32 (zlib) over the
  * payload, written atomically (temp file, fsync, rename). fingerprint ties it
  * to a configuration (e.g. CRC of the run's config.json); a checkpoint whose
- * fingerprint or n_params differs is refused with MF_ERR_FOREIGN. */
+ * fingerprint or n_params differs is refused with MF_ERR_FOREIGN. Version 2
+ * (written now) holds the whole mf_train_state; version 1 files (before the
+ * indicators and the flow integrator's mode existed) are still read: the
+ * indicators and the margin history start empty there and flow restarts in
+ * its explicit mode, so such a resume continues correctly but is not bit
+ * for bit the run an uninterrupted version-1 program would have made. */
 MF_API int mf_checkpoint_write(const char *path, const mf_train_state *s, uint32_t fingerprint,
                                mf_err *e);
 /* Reads into a new state. expect_fingerprint / expect_n_params checked.
@@ -595,11 +653,13 @@ MF_API void mf_format_log_value(char *buf, size_t cap, double time_log);
 
 /* CSV header line of metrics rows (no newline) and one row (no newline).
  * Columns: step,time,log10_time,log10_loss,norm,q_min,normalized_margin,
- * smoothed_margin,layer_margin,lr,train_error,balancedness. log10_time is
- * empty at t = 0. A quantity that is absent (NAN in mf_metrics: undefined,
- * or not representable as a double) or infinite is written as an empty
- * field: CSV readers (gnuplot, pandas) take it as missing, never as a
- * number. (The CLI's JSON files write such values as null.) */
+ * smoothed_margin,layer_margin,lr,train_error,balancedness,beta,
+ * smoothed_decrease,loss_increase,margin_change (the fields of mf_metrics).
+ * log10_time is empty at t = 0. A quantity that is absent (NAN in
+ * mf_metrics: undefined, like beta and margin_change early on, or not
+ * representable as a double) or infinite is written as an empty field: CSV
+ * readers (gnuplot, pandas) take it as missing, never as a number. (The
+ * CLI's JSON files write such values as null.) */
 #define MF_METRICS_ROW_LEN 1024 /* always enough for one row (and its NUL) */
 MF_API const char *mf_metrics_csv_header(void);
 MF_API void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap);

@@ -103,4 +103,53 @@ double mf__strtod_c(const char *s, char **end);
  * previous setting, 0 for other models (src/model/relu2.c). */
 int mf__work_table_chunks(mf_work *w, int chunks);
 
+/* ------------------------------------------------ training internals */
+
+/* One evaluation of the training loss on the full data at some theta. */
+typedef struct mf__evalset {
+    double *out;   /* [n][n_out] outputs */
+    double *gout;  /* [n][n_out] dLoss/dout / Loss */
+    double *grad;  /* [P] G = grad Loss / Loss */
+    double log_loss;
+    long long n_grad, n_fwd; /* mf__evaluate calls into this set with / without G (the sum
+                                over a swapped pair is the run's count) */
+} mf__evalset;
+
+/* Evaluate log Loss, dLoss/dout / Loss and (with_grad) G at theta on the
+ * full data into es, with the workspace w (max_batch >= data->n). Returns 1
+ * if everything is finite, 0 otherwise (train.c). */
+int mf__evaluate(const mf_model *m, mf_work *w, const mf_data *data, mf_loss_kind loss,
+                 const double *theta, mf__evalset *es, int with_grad);
+/* Exchange the buffers and values of two evaluations. */
+void mf__evalset_swap(mf__evalset *a, mf__evalset *b);
+/* 1 if every v[i] is finite. */
+int mf__all_finite(const double *v, size_t n);
+
+/* The gradient-flow integrator (flow.c, contract in its file comment). */
+typedef struct mf__flow mf__flow;
+int mf__flow_new(const mf_model *m, const mf_data *data, mf_loss_kind loss, mf__flow **out,
+                 mf_err *e);
+void mf__flow_free(mf__flow *f);
+/* Work done so far outside mf__evaluate: forward passes on the full data
+ * (at embedded solutions) and batch-1 backward passes (per-term gradients). */
+void mf__flow_counts(const mf__flow *f, long long *forward, long long *terms);
+/* One accepted step from st->theta, whose evaluation (with G) is in cur:
+ * on MF_OUT_RUNNING theta, cur, st->log_loss, st->time_log, st->step,
+ * st->lr (the next step size) and st->flow_mode are updated and cand is
+ * scratch; rejected attempts count in st->rejected. Between attempts the
+ * retry loop stops by mf__retry_stop (t0: the start of mf_train):
+ * MF_OUT_STALLED (*reason set) when the step no longer changes theta, h
+ * underflows or 100000 attempts in a row were rejected, MF_OUT_WALL_BUDGET,
+ * MF_OUT_INTERRUPTED; theta is unchanged then. */
+mf_outcome mf__flow_step(mf__flow *f, const mf_train_settings *s, mf_work *w, mf_train_state *st,
+                         mf__evalset *cur, mf__evalset *cand, const mf_callbacks *cb, double t0,
+                         const char **reason);
+
+/* Why a run stalls (static text for mf_train_result.reason). */
+extern const char *const mf__stall_no_change; /* the step no longer changes theta */
+extern const char *const mf__stall_lr;        /* the step size underflowed */
+/* The stop rules after a rejected attempt of a step's retry loop (src/train.c). */
+mf_outcome mf__retry_stop(const mf_train_settings *s, const mf_callbacks *cb, double t0,
+                          double lr_before, double lr, long long *tries, const char **reason);
+
 #endif

@@ -14,6 +14,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <float.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <locale.h>
@@ -45,6 +46,8 @@ int mf_train_state_new(size_t n_params, mf_train_state **out, mf_err *e) {
     s->lr = 0.0;
     s->log_loss = NAN;
     mf_rng_seed(&s->rng, 1);
+    s->smoothed_decrease_step = -1;
+    s->loss_increase_step = -1;
     *out = s;
     return MF_OK;
 }
@@ -207,18 +210,24 @@ static int read_capped(const char *path, const char *qp, size_t cap, int text, i
 
 /* Layout (all little-endian):
  *   0   magic "MFCKPT\r\n"                    8 bytes
- *   8   u32 version (1)
+ *   8   u32 version (2; 1 is still read)
  *   12  u32 fingerprint
  *   16  u64 payload length P
  *   24  payload: i64 step, i64 rejected, f64 time_log, f64 lr, f64 log_loss,
  *                u64 rng.s[4], u64 n_params, f64 theta[n_params]
- *                (P = 80 + 8 n_params)
+ *                (version 1 ends here: P = 80 + 8 n_params), then
+ *                i64 flow_mode, f64 flow_lambda, f64 smoothed_decrease,
+ *                i64 its step, f64 loss_increase, i64 its step, i64 hist_n,
+ *                i64 hist_start, i64 hist_next_k, i64 flow_stiff_steps,
+ *                f64 hist_logt[40], f64 hist_gamma[40]
+ *                (version 2: P = 80 + 8 n_params + 720)
  *   24+P u32 CRC-32 of bytes [0, 24+P)
  * The "\r\n" in the magic catches text-mode / newline-translating copies. */
 static const unsigned char ckpt_magic[8] = {'M', 'F', 'C', 'K', 'P', 'T', '\r', '\n'};
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u
 #define CKPT_HEADER 24u
 #define CKPT_FIXED 80u
+#define CKPT_TAIL (80u + 16u * MF_MARGIN_HIST) /* version 2 fields after theta */
 
 static void put_u32(unsigned char *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
@@ -251,9 +260,9 @@ static double get_f64(const unsigned char *p) {
 /* Serialize s with the given fingerprint and write it atomically to path. */
 int mf_checkpoint_write(const char *path, const mf_train_state *s, uint32_t fingerprint,
                         mf_err *e) {
-    if (s->n_params > ((size_t)-1 - CKPT_HEADER - CKPT_FIXED - 4) / 8)
+    if (s->n_params > ((size_t)-1 - CKPT_HEADER - CKPT_FIXED - CKPT_TAIL - 4) / 8)
         return mf__err(e, MF_ERR_INVALID, "%s: too many parameters (%zu)", path, s->n_params);
-    size_t payload = CKPT_FIXED + 8 * s->n_params;
+    size_t payload = CKPT_FIXED + 8 * s->n_params + CKPT_TAIL;
     size_t total = CKPT_HEADER + payload + 4;
     unsigned char *b = mf__malloc(total);
     if (!b) return mf__err(e, MF_ERR_NOMEM, "out of memory writing %s", path);
@@ -270,6 +279,21 @@ int mf_checkpoint_write(const char *path, const mf_train_state *s, uint32_t fing
     for (int i = 0; i < 4; i++) put_u64(p + 40 + 8 * i, s->rng.s[i]);
     put_u64(p + 72, (uint64_t)s->n_params);
     for (size_t i = 0; i < s->n_params; i++) put_f64(p + CKPT_FIXED + 8 * i, s->theta[i]);
+    unsigned char *q = p + CKPT_FIXED + 8 * s->n_params;
+    put_u64(q, (uint64_t)(int64_t)s->flow_mode);
+    put_f64(q + 8, s->flow_lambda);
+    put_f64(q + 16, s->smoothed_decrease);
+    put_u64(q + 24, (uint64_t)s->smoothed_decrease_step);
+    put_f64(q + 32, s->loss_increase);
+    put_u64(q + 40, (uint64_t)s->loss_increase_step);
+    put_u64(q + 48, (uint64_t)(int64_t)s->hist_n);
+    put_u64(q + 56, (uint64_t)(int64_t)s->hist_start);
+    put_u64(q + 64, (uint64_t)s->hist_next_k);
+    put_u64(q + 72, (uint64_t)s->flow_stiff_steps);
+    for (int i = 0; i < MF_MARGIN_HIST; i++) {
+        put_f64(q + 80 + 8 * i, s->hist_logt[i]);
+        put_f64(q + 80 + 8 * MF_MARGIN_HIST + 8 * i, s->hist_gamma[i]);
+    }
     put_u32(b + CKPT_HEADER + payload, mf__crc32(b, CKPT_HEADER + payload));
     int rc = mf_write_file_atomic(path, b, total, e);
     mf__free(b);
@@ -287,6 +311,10 @@ static const char *const why_lr = "lr: must be 0 (not started) or a finite numbe
 static const char *const why_loss = "log_loss: must be a finite number or NaN (not evaluated)";
 static const char *const why_rng = "rng: the all-zero state is not a valid xoshiro256** state";
 static const char *const why_theta = "theta: every parameter must be a finite number";
+static const char *const why_mode = "flow_mode: must be 0, 1 or 2";
+static const char *const why_lambda = "flow_lambda: must be a finite number >= 0";
+static const char *const why_hist = "hist_n, hist_start, hist_next_k: the margin history must "
+                                    "have 0 <= hist_n <= 40, 0 <= hist_start < 40, hist_next_k >= 0";
 
 /* The first bad field of s: its rule, and in *bad_theta the index of the
  * first non-finite parameter (theta's rule only). NULL if all are valid. */
@@ -300,6 +328,11 @@ static const char *state_check(const mf_train_state *s, size_t *bad_theta) {
     if (!(lr_bits == 0 || (s->lr > 0 && isfinite(s->lr)))) return why_lr;
     if (!(isfinite(s->log_loss) || isnan(s->log_loss))) return why_loss;
     if (!(s->rng.s[0] | s->rng.s[1] | s->rng.s[2] | s->rng.s[3])) return why_rng;
+    if (s->flow_mode < 0 || s->flow_mode > 2) return why_mode;
+    if (!(s->flow_lambda >= 0 && s->flow_lambda <= DBL_MAX)) return why_lambda;
+    if (s->hist_n < 0 || s->hist_n > MF_MARGIN_HIST || s->hist_start < 0 ||
+        s->hist_start >= MF_MARGIN_HIST || s->hist_next_k < 0)
+        return why_hist;
     for (size_t i = 0; i < s->n_params; i++)
         if (!isfinite(s->theta[i])) {
             if (bad_theta) *bad_theta = i;
@@ -327,15 +360,30 @@ static void state_field(const mf_train_state *s, const char *why, size_t i, char
         snprintf(buf, cap, "rng = {0, 0, 0, 0}");
         return;
     }
-    double x = why == why_time ? s->time_log : why == why_lr ? s->lr : why == why_loss
-                                                                          ? s->log_loss
-                                                                          : s->theta[i];
+    if (why == why_mode) {
+        snprintf(buf, cap, "flow_mode = %d", s->flow_mode);
+        return;
+    }
+    if (why == why_hist) {
+        snprintf(buf, cap, "hist_n = %d, hist_start = %d, hist_next_k = %lld", s->hist_n,
+                 s->hist_start, s->hist_next_k);
+        return;
+    }
+    double x = why == why_time     ? s->time_log
+               : why == why_lr     ? s->lr
+               : why == why_loss   ? s->log_loss
+               : why == why_lambda ? s->flow_lambda
+                                   : s->theta[i];
     mf_format_double(v, sizeof v, x);
     if (why == why_theta)
         snprintf(buf, cap, "theta[%zu] = %s", i, v);
     else
         snprintf(buf, cap, "%s = %s",
-                 why == why_time ? "time_log" : why == why_lr ? "lr" : "log_loss", v);
+                 why == why_time     ? "time_log"
+                 : why == why_lr     ? "lr"
+                 : why == why_lambda ? "flow_lambda"
+                                     : "log_loss",
+                 v);
 }
 
 /* Read and verify a checkpoint. Reads at most the size of a checkpoint of
@@ -354,10 +402,10 @@ int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t exp
     *out = NULL;
     char qp[MF__QUOTE_CAP(QUOTE_PATH)];
     mf__quote(qp, sizeof qp, path, strlen(path), QUOTE_PATH);
-    if (expect_n_params > ((size_t)-1 / 2 - CKPT_HEADER - CKPT_FIXED - 4) / 8)
+    if (expect_n_params > ((size_t)-1 / 2 - CKPT_HEADER - CKPT_FIXED - CKPT_TAIL - 4) / 8)
         return mf__err(e, MF_ERR_INVALID, "%s: cannot expect %zu parameters", qp,
                        expect_n_params);
-    size_t cap = CKPT_HEADER + CKPT_FIXED + 8 * expect_n_params + 4;
+    size_t cap = CKPT_HEADER + CKPT_FIXED + 8 * expect_n_params + CKPT_TAIL + 4;
     unsigned char *b;
     size_t n;
     int more;
@@ -376,17 +424,19 @@ int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t exp
         goto done;
     }
     uint32_t version = get_u32(b + 8);
-    if (version != CKPT_VERSION) {
-        rc = mf__err(e, MF_ERR_CORRUPT, "%s: unknown checkpoint version %u, expected %u", qp,
+    if (version != CKPT_VERSION && version != 1) {
+        rc = mf__err(e, MF_ERR_CORRUPT, "%s: unknown checkpoint version %u, expected 1 or %u", qp,
                      version, CKPT_VERSION);
         goto done;
     }
+    size_t tail = version == 1 ? 0 : CKPT_TAIL;
     uint64_t payload = get_u64(b + 16);
     const unsigned char *p = b + CKPT_HEADER;
     uint64_t np = get_u64(p + 72);
     uint32_t fp = get_u32(b + 12);
     if (more) {
-        int sane = np <= (UINT64_MAX - CKPT_FIXED) / 8 && payload == CKPT_FIXED + 8 * np &&
+        int sane = np <= (UINT64_MAX - CKPT_FIXED - tail) / 8 &&
+                   payload == CKPT_FIXED + 8 * np + tail &&
                    np != (uint64_t)expect_n_params;
         if (sane && fp != expect_fingerprint)
             rc = mf__err(e, MF_ERR_FOREIGN,
@@ -419,7 +469,8 @@ int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t exp
                      qp, (unsigned)stored, (unsigned)crc);
         goto done;
     }
-    if (np > (payload - CKPT_FIXED) / 8 || CKPT_FIXED + 8 * np != payload) {
+    if (payload < CKPT_FIXED + tail || np > (payload - CKPT_FIXED - tail) / 8 ||
+        CKPT_FIXED + 8 * np + tail != payload) {
         rc = mf__err(e, MF_ERR_CORRUPT,
                      "%s: checkpoint says %llu parameters but holds %llu payload bytes", qp,
                      (unsigned long long)np, (unsigned long long)payload);
@@ -448,6 +499,31 @@ int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t exp
     s->log_loss = get_f64(p + 32);
     for (int i = 0; i < 4; i++) s->rng.s[i] = get_u64(p + 40 + 8 * i);
     for (size_t i = 0; i < s->n_params; i++) s->theta[i] = get_f64(p + CKPT_FIXED + 8 * i);
+    if (version >= 2) {
+        const unsigned char *q = p + CKPT_FIXED + 8 * s->n_params;
+        int64_t mode = (int64_t)get_u64(q), hn = (int64_t)get_u64(q + 48),
+                hs = (int64_t)get_u64(q + 56), hk = (int64_t)get_u64(q + 64);
+        double lam = get_f64(q + 8);
+        /* out-of-range values are caught (and named) by state_check below;
+         * the casts to int only have to keep them out of range */
+        mode = mode < INT_MIN ? INT_MIN : mode > INT_MAX ? INT_MAX : mode;
+        hn = hn < INT_MIN ? INT_MIN : hn > INT_MAX ? INT_MAX : hn;
+        hs = hs < INT_MIN ? INT_MIN : hs > INT_MAX ? INT_MAX : hs;
+        s->flow_mode = (int)mode;
+        s->flow_lambda = lam;
+        s->smoothed_decrease = get_f64(q + 16);
+        s->smoothed_decrease_step = (long long)get_u64(q + 24);
+        s->loss_increase = get_f64(q + 32);
+        s->loss_increase_step = (long long)get_u64(q + 40);
+        s->hist_n = (int)hn;
+        s->hist_start = (int)hs;
+        s->hist_next_k = (long long)hk;
+        s->flow_stiff_steps = (long long)get_u64(q + 72);
+        for (int i = 0; i < MF_MARGIN_HIST; i++) {
+            s->hist_logt[i] = get_f64(q + 80 + 8 * i);
+            s->hist_gamma[i] = get_f64(q + 80 + 8 * MF_MARGIN_HIST + 8 * i);
+        }
+    }
     size_t bad_i = 0;
     const char *why = state_check(s, &bad_i);
     if (why) {
@@ -772,16 +848,18 @@ int mf_params_parse(const char *list, size_t n_params, double *theta, mf_err *e)
 
 const char *mf_metrics_csv_header(void) {
     return "step,time,log10_time,log10_loss,norm,q_min,normalized_margin,smoothed_margin,"
-           "layer_margin,lr,train_error,balancedness";
+           "layer_margin,lr,train_error,balancedness,beta,smoothed_decrease,loss_increase,"
+           "margin_change";
 }
 
 /* One CSV row: step as an integer, time via mf_format_log_value, log10_time =
  * time_log / ln 10 (empty when t = 0), every other column %.17g. A value
- * that is absent (NaN: undefined or not representable) or infinite is an
- * empty field, never "nan" or "inf" (marginflow.h). */
+ * that is absent (NaN: undefined or not representable, e.g. beta and
+ * margin_change where undefined) or infinite is an empty field, never "nan"
+ * or "inf" (marginflow.h). */
 void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap) {
     char t[MF_LOG_VALUE_LEN], lt[40];
-    char v[9][40];
+    char v[13][40];
     if (isnan(m->time_log) || m->time_log == INFINITY)
         t[0] = '\0';
     else
@@ -790,15 +868,17 @@ void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap) {
         lt[0] = '\0';
     else
         mf_format_double(lt, sizeof lt, m->time_log / MF_LN10);
-    const double vals[9] = {m->log10_loss,      m->norm,         m->q_min,
-                            m->normalized_margin, m->smoothed_margin, m->layer_margin,
-                            m->lr,              m->train_error,  m->balancedness};
-    for (int i = 0; i < 9; i++) {
+    const double vals[13] = {m->log10_loss,        m->norm,              m->q_min,
+                             m->normalized_margin, m->smoothed_margin,   m->layer_margin,
+                             m->lr,                m->train_error,       m->balancedness,
+                             m->beta,              m->smoothed_decrease, m->loss_increase,
+                             m->margin_change};
+    for (int i = 0; i < 13; i++) {
         if (isfinite(vals[i]))
             mf_format_double(v[i], sizeof v[i], vals[i]);
         else
             v[i][0] = '\0';
     }
-    snprintf(buf, cap, "%lld,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s", m->step, t, lt, v[0], v[1], v[2],
-             v[3], v[4], v[5], v[6], v[7], v[8]);
+    snprintf(buf, cap, "%lld,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s", m->step, t, lt, v[0],
+             v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]);
 }

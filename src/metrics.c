@@ -149,5 +149,9 @@ int mf_metrics_eval(const mf_model *m, mf_work *w, const mf_data *data, mf_loss_
         zero_layer ? 0.0 : margin_quotient(qmin, prod, m, theta, layer_prod_scaled);
     mt->train_error = data->n ? (double)wrong / data->n : 0.0;
     mt->balancedness = balancedness(m, theta);
+    mt->beta = NAN; /* the run's indicators: mf_train fills them */
+    mt->smoothed_decrease = 0;
+    mt->loss_increase = 0;
+    mt->margin_change = NAN;
     return MF_OK;
 }

@@ -1,7 +1,9 @@
 /*
  * train.c -- the training loop: constant-step GD, loss-scaled GD, the Lyu-Li
- * loss-based schedule with rollback, gradient flow by an adaptive embedded
- * Runge-Kutta method in rescaled time, and mini-batch SGD.
+ * loss-based schedule with rollback, gradient flow (the integrator is in
+ * flow.c), and mini-batch SGD; the discretization indicators every run
+ * records (smoothed-margin decrease, loss increase, Lyu-Li beta, margin
+ * change over the last decade of log t) and the stopping criteria.
  *
  * Everything is driven by G(theta) = grad Loss / Loss, which mf_loss_eval and
  * mf_model_backward give exactly at any loss level (docs/theory.md section 2).
@@ -28,7 +30,7 @@
 void mf_train_settings_default(mf_train_settings *s) {
     memset(s, 0, sizeof *s);
     s->loss = MF_LOSS_EXP;
-    s->optimizer = MF_OPT_LYU_LI;
+    s->optimizer = MF_OPT_FLOW;
     s->lr = 0.1;
     s->tol = 1e-6;
     s->lr_up = pow(2.0, 1.0 / 5.0);
@@ -37,6 +39,7 @@ void mf_train_settings_default(mf_train_settings *s) {
     s->batch = 32;
     s->max_steps = 10000;
     s->until_log10_loss = NAN;
+    s->until_margin_gap = NAN;
     s->until_time = NAN;
     s->wall_seconds = NAN;
     s->log_points = 200;
@@ -58,6 +61,11 @@ const char *mf_train_settings_validate(const mf_train_settings *s) {
     if (s->max_steps < 0) return "max_steps: must be >= 0 (0 = unlimited)";
     if (!isnan(s->until_log10_loss) && !isfinite(s->until_log10_loss))
         return "until_log10_loss: must be a finite number (or unset)";
+    if (s->until_log10_loss > 0 && s->until_log10_loss < 1)
+        return "until_log10_loss: is log10 of the loss, so a value in (0, 1) asks for a loss "
+               "of about 1; for Loss <= 1e-300 give -300";
+    if (!isnan(s->until_margin_gap) && !(s->until_margin_gap > 0 && s->until_margin_gap < 1))
+        return "until_margin_gap: must be a number in (0, 1) (or unset)";
     if (!isnan(s->until_time) && !(s->until_time > 0 && isfinite(s->until_time)))
         return "until_time: must be a finite number > 0 (or unset)";
     if (!isnan(s->wall_seconds) && !(s->wall_seconds > 0 && isfinite(s->wall_seconds)))
@@ -66,9 +74,9 @@ const char *mf_train_settings_validate(const mf_train_settings *s) {
     if (s->log_horizon < 0) return "log_horizon: must be >= 0 (0 = max_steps)";
     if (s->checkpoint_every < 0) return "checkpoint_every: must be >= 0 (0 = off)";
     if (s->max_steps == 0 && isnan(s->until_log10_loss) && isnan(s->until_time) &&
-        isnan(s->wall_seconds))
+        isnan(s->wall_seconds) && isnan(s->until_margin_gap))
         return "max_steps: 0 (unlimited) needs another stopping criterion "
-               "(until_log10_loss, until_time or wall_seconds)";
+               "(until_log10_loss, until_margin_gap, until_time or wall_seconds)";
     return NULL;
 }
 
@@ -82,6 +90,7 @@ const char *mf_outcome_name(mf_outcome o) {
     case MF_OUT_NONFINITE: return "non-finite";
     case MF_OUT_STALLED: return "stalled";
     case MF_OUT_INTERRUPTED: return "interrupted";
+    case MF_OUT_MARGIN_GAP: return "margin-gap";
     }
     return "?";
 }
@@ -149,23 +158,16 @@ static long long next_log_step(const mf_train_settings *s, long long step) {
 /* ---------------------------------------------------------- trainer */
 
 typedef struct {
-    double *out;   /* [n][n_out] outputs on the full data */
-    double *gout;  /* [n][n_out] dLoss/dout / Loss */
-    double *grad;  /* [P] G = grad Loss / Loss */
-    double log_loss;
-} evalset;
-
-typedef struct {
     const mf_model *m;
     const mf_data *data;
     const mf_train_settings *s;
     const mf_callbacks *cb;
     mf_work *w;
-    evalset cur, cand;
+    mf__evalset cur, cand;
+    mf__flow *flow;     /* flow: the integrator */
     double *theta_prev; /* [P] */
     double time_prev;   /* sgd: time_log of the state in theta_prev */
     long long prev_step;/* sgd: step of the state in theta_prev, -1 if none */
-    double *k2, *k3;    /* [P] flow stages */
     int *perm;          /* [n] sgd order */
     double *xb;         /* [batch][d] sgd batch */
     int batch;          /* sgd: samples per step, min(settings.batch, n) */
@@ -173,6 +175,11 @@ typedef struct {
     double log_n;
     double t0;
     long long steps_at_start;
+    /* indicators: the last full-data state they were updated at */
+    double ind_log_loss, ind_smoothed;
+    int ind_valid;
+    int warned;         /* the one warning line of this call was printed */
+    double gamma_now, mchange_now; /* normalized margin and margin_change at the state */
     mf_metrics last;
     long long last_emitted;
     const char *reason; /* why the run stalled (static text), or NULL */
@@ -186,15 +193,14 @@ static double now_seconds(void) {
 
 static void trainer_free(trainer *t) {
     mf_work_free(t->w);
-    evalset *sets[2] = {&t->cur, &t->cand};
+    mf__evalset *sets[2] = {&t->cur, &t->cand};
     for (int i = 0; i < 2; i++) {
         mf__free(sets[i]->out);
         mf__free(sets[i]->gout);
         mf__free(sets[i]->grad);
     }
+    mf__flow_free(t->flow);
     mf__free(t->theta_prev);
-    mf__free(t->k2);
-    mf__free(t->k3);
     mf__free(t->perm);
     mf__free(t->xb);
 }
@@ -203,7 +209,7 @@ static int trainer_init(trainer *t, mf_err *e) {
     size_t P = t->m->n_params, no = (size_t)t->data->n * t->m->n_out;
     int rc = mf_work_new(t->m, t->data->n, &t->w, e);
     if (rc) return rc;
-    evalset *sets[2] = {&t->cur, &t->cand};
+    mf__evalset *sets[2] = {&t->cur, &t->cand};
     for (int i = 0; i < 2; i++) {
         sets[i]->out = mf__calloc(no, sizeof(double));
         sets[i]->gout = mf__calloc(no, sizeof(double));
@@ -213,9 +219,8 @@ static int trainer_init(trainer *t, mf_err *e) {
     t->theta_prev = mf__calloc(P, sizeof(double));
     if (!t->theta_prev) goto nomem;
     if (t->s->optimizer == MF_OPT_FLOW) {
-        t->k2 = mf__calloc(P, sizeof(double));
-        t->k3 = mf__calloc(P, sizeof(double));
-        if (!t->k2 || !t->k3) goto nomem;
+        rc = mf__flow_new(t->m, t->data, t->s->loss, &t->flow, e);
+        if (rc) return rc;
     }
     if (t->s->optimizer == MF_OPT_SGD) {
         t->batch = t->s->batch < t->data->n ? t->s->batch : t->data->n;
@@ -232,7 +237,7 @@ nomem:
 /* 1 if every v[i] is finite. v[i] * 0 is +-0 for a finite v[i] and NaN for
  * an infinite or NaN one; 8 independent sums keep the loop branch-free and
  * vectorizable (this runs on every gradient). */
-static int all_finite(const double *v, size_t n) {
+int mf__all_finite(const double *v, size_t n) {
     double s[8] = {0};
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -241,25 +246,34 @@ static int all_finite(const double *v, size_t n) {
     return (s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7]) == 0.0;
 }
 
-/* Evaluate log Loss and G at theta on the full data into es. Returns 1 if
- * everything is finite, 0 otherwise. with_grad = 0 skips the backward pass. */
-static int evaluate(trainer *t, const double *theta, evalset *es, int with_grad) {
-    const mf_model *m = t->m;
-    mf_model_forward(m, t->w, theta, t->data->x, t->data->n, es->out);
-    if (mf_loss_eval(t->s->loss, t->data, NULL, t->data->n, es->out, m->n_out, &es->log_loss,
-                     with_grad ? es->gout : NULL, NULL) != MF_OK)
+/* mf__evaluate -- contract in internal.h. with_grad = 0 skips the backward
+ * pass (gout is still filled). */
+int mf__evaluate(const mf_model *m, mf_work *w, const mf_data *data, mf_loss_kind loss,
+                 const double *theta, mf__evalset *es, int with_grad) {
+    if (with_grad) es->n_grad++;
+    else es->n_fwd++;
+    mf_model_forward(m, w, theta, data->x, data->n, es->out);
+    if (mf_loss_eval(loss, data, NULL, data->n, es->out, m->n_out, &es->log_loss, es->gout,
+                     NULL) != MF_OK)
         return 0;
     if (!isfinite(es->log_loss) && es->log_loss != -INFINITY) return 0;
     if (!with_grad) return 1;
-    mf_model_backward(m, t->w, theta, t->data->x, t->data->n, es->gout, es->grad);
-    return all_finite(es->grad, m->n_params);
+    mf_model_backward(m, w, theta, data->x, data->n, es->gout, es->grad);
+    return mf__all_finite(es->grad, m->n_params);
 }
 
-static void swap_sets(trainer *t) {
-    evalset tmp = t->cur;
-    t->cur = t->cand;
-    t->cand = tmp;
+void mf__evalset_swap(mf__evalset *a, mf__evalset *b) {
+    mf__evalset tmp = *a;
+    *a = *b;
+    *b = tmp;
 }
+
+/* Evaluate at theta on the full data into es (see mf__evaluate). */
+static int evaluate(trainer *t, const double *theta, mf__evalset *es, int with_grad) {
+    return mf__evaluate(t->m, t->w, t->data, t->s->loss, theta, es, with_grad);
+}
+
+static void swap_sets(trainer *t) { mf__evalset_swap(&t->cur, &t->cand); }
 
 /* Most consecutive rejected attempts of one step (lyu-li, flow) before the
  * run stalls. Shrinking the step size from DBL_MAX to the smallest
@@ -270,31 +284,39 @@ static void swap_sets(trainer *t) {
  * changing theta: without a budget the loop never ends). */
 #define MAX_REJECTS_PER_STEP 100000
 
-/* Why a run stalls (mf_train_result.reason). */
-static const char *const STALL_NO_CHANGE = "the step no longer changes theta";
-static const char *const STALL_LR = "the step size no longer shrinks (it underflowed)";
+/* Why a run stalls (mf_train_result.reason; internal.h). */
+const char *const mf__stall_no_change = "the step no longer changes theta";
+const char *const mf__stall_lr = "the step size no longer shrinks (it underflowed)";
 static const char *const STALL_REJECTS = "100000 attempts in a row were rejected";
+#define STALL_NO_CHANGE mf__stall_no_change
+#define STALL_LR mf__stall_lr
 
 /* After a rejected attempt of a retry loop (the step size shrunk from
- * lr_before to st->lr; *tries counts the rejections of this step): stop the
- * loop whatever the numerics do -- MF_OUT_STALLED (t->reason set) when the
- * step size did not shrink or the budget of rejections is spent,
- * MF_OUT_WALL_BUDGET when the wall budget is spent, MF_OUT_INTERRUPTED when
- * should_stop asks -- or MF_OUT_RUNNING to try again. */
-static mf_outcome retry_stop(trainer *t, const mf_train_state *st, double lr_before,
-                             long long *tries) {
-    if (!(st->lr < lr_before)) {
-        t->reason = STALL_LR;
+ * lr_before to lr; *tries counts the rejections of this step; t0 is
+ * now_seconds() at the start of mf_train): stop the loop whatever the
+ * numerics do -- MF_OUT_STALLED (*reason set) when the step size did not
+ * shrink or the budget of rejections is spent, MF_OUT_WALL_BUDGET when the
+ * wall budget is spent, MF_OUT_INTERRUPTED when should_stop asks -- or
+ * MF_OUT_RUNNING to try again. lyu-li here and flow (src/flow.c) use it. */
+mf_outcome mf__retry_stop(const mf_train_settings *s, const mf_callbacks *cb, double t0,
+                          double lr_before, double lr, long long *tries, const char **reason) {
+    if (!(lr < lr_before)) {
+        *reason = STALL_LR;
         return MF_OUT_STALLED;
     }
     if (++*tries >= MAX_REJECTS_PER_STEP) {
-        t->reason = STALL_REJECTS;
+        *reason = STALL_REJECTS;
         return MF_OUT_STALLED;
     }
-    if (!isnan(t->s->wall_seconds) && now_seconds() - t->t0 >= t->s->wall_seconds)
+    if (!isnan(s->wall_seconds) && now_seconds() - t0 >= s->wall_seconds)
         return MF_OUT_WALL_BUDGET;
-    if (t->cb && t->cb->should_stop && t->cb->should_stop(t->cb->user)) return MF_OUT_INTERRUPTED;
+    if (cb && cb->should_stop && cb->should_stop(cb->user)) return MF_OUT_INTERRUPTED;
     return MF_OUT_RUNNING;
+}
+
+static mf_outcome retry_stop(trainer *t, const mf_train_state *st, double lr_before,
+                             long long *tries) {
+    return mf__retry_stop(t->s, t->cb, t->t0, lr_before, st->lr, tries, &t->reason);
 }
 
 /* theta_new = base - a * G; returns whether any coordinate changed. */
@@ -381,90 +403,6 @@ static mf_outcome step_lyu_li(trainer *t, mf_train_state *st) {
     }
 }
 
-/*
- * One accepted step of gradient flow, integrated in the rescaled time tau
- * with dtau = Loss dt, where the flow reads
- *     dtheta/dtau = -G(theta) = -grad Loss / Loss,
- * whose speed does not vanish as the loss falls (for an L-homogeneous net
- * ||G|| ~ ||theta||^{L-1}). Integrator: Bogacki & Shampine's embedded
- * 3(2) pair (Appl. Math. Lett. 2 (1989) 321-325), first-same-as-last, with
- * the local error estimate ||y3 - y2|| <= tol (1 + ||theta||) per step and the
- * usual step controller h *= clamp(0.9 err^{-1/3}, 0.2, 4).
- * The real time of the step is dt = int dtau / Loss(tau); with log Loss taken
- * linear in tau across the step (from l0 to l1, delta = l0 - l1 >= 0):
- *     dt = h e^{-l1} (1 - e^{-delta}) / delta,
- * computed in logs. st->lr holds the current h.
- */
-static mf_outcome step_flow(trainer *t, mf_train_state *st) {
-    size_t P = t->m->n_params;
-    double *th = st->theta, *y = t->theta_prev;
-    const double *k1 = t->cur.grad; /* the stage values are -G; signs folded below */
-    double tnorm = mf_param_norm(t->m, th);
-    long long tries = 0;
-    for (;;) {
-        double h = st->lr;
-        int ok;
-        /* stage 2: y = theta + h/2 k1 */
-        for (size_t i = 0; i < P; i++) y[i] = th[i] - 0.5 * h * k1[i];
-        ok = evaluate(t, y, &t->cand, 1);
-        if (ok) {
-            memcpy(t->k2, t->cand.grad, P * sizeof(double));
-            /* stage 3: y = theta + 3h/4 k2 */
-            for (size_t i = 0; i < P; i++) y[i] = th[i] - 0.75 * h * t->k2[i];
-            ok = evaluate(t, y, &t->cand, 1);
-        }
-        if (ok) {
-            memcpy(t->k3, t->cand.grad, P * sizeof(double));
-            /* third-order solution y1 = theta + h (2/9 k1 + 1/3 k2 + 4/9 k3) */
-            int changed = 0;
-            for (size_t i = 0; i < P; i++) {
-                y[i] = th[i] - h * (2.0 / 9.0 * k1[i] + 1.0 / 3.0 * t->k2[i] + 4.0 / 9.0 * t->k3[i]);
-                changed |= y[i] != th[i];
-            }
-            if (!changed) {
-                t->reason = STALL_NO_CHANGE;
-                return MF_OUT_STALLED;
-            }
-            ok = evaluate(t, y, &t->cand, 1); /* k4 = FSAL stage */
-        }
-        double err = INFINITY;
-        if (ok) {
-            /* y1 - y1hat = h (-5/72 k1 + 1/12 k2 + 1/9 k3 - 1/8 k4) */
-            double s = 0;
-            const double *k4 = t->cand.grad;
-            for (size_t i = 0; i < P; i++) {
-                double d = h * (-5.0 / 72.0 * k1[i] + 1.0 / 12.0 * t->k2[i] + 1.0 / 9.0 * t->k3[i] -
-                                0.125 * k4[i]);
-                s += d * d;
-            }
-            err = sqrt(s) / (t->s->tol * (1.0 + tnorm));
-        }
-        if (ok && err <= 1.0) {
-            double l0 = st->log_loss, l1 = t->cand.log_loss, delta = l0 - l1;
-            double log_dt = log(h) - l1;
-            if (delta > 0) log_dt += log(-expm1(-delta) / delta);
-            add_time(st, log_dt);
-            memcpy(th, y, P * sizeof(double));
-            swap_sets(t);
-            st->log_loss = t->cur.log_loss;
-            st->step++;
-            double f = err > 0 ? 0.9 * pow(err, -1.0 / 3.0) : 4.0;
-            st->lr = h * (f > 4.0 ? 4.0 : f < 0.2 ? 0.2 : f);
-            if (st->lr > DBL_MAX) st->lr = DBL_MAX; /* inf * 0.25 would stay inf */
-            return MF_OUT_RUNNING;
-        }
-        st->rejected++;
-        double f = isfinite(err) ? 0.9 * pow(err, -1.0 / 3.0) : 0.25;
-        st->lr = h * (f < 0.2 ? 0.2 : f > 0.9 ? 0.9 : f);
-        if (!(st->lr > 1e-300)) {
-            t->reason = STALL_LR;
-            return MF_OUT_STALLED;
-        }
-        mf_outcome stop = retry_stop(t, st, h, &tries);
-        if (stop != MF_OUT_RUNNING) return stop;
-    }
-}
-
 /* SGD found a non-finite value at the current state (checked only on a batch,
  * or on the full data at log/checkpoint/epoch steps): undo the step that
  * produced it when theta_prev still holds its predecessor, so the run ends at
@@ -516,7 +454,7 @@ static mf_outcome step_sgd(trainer *t, mf_train_state *st) {
         !(lb < INFINITY))
         return sgd_undo(t, st);
     mf_model_backward(m, t->w, st->theta, t->xb, nb, t->cand.gout, t->cand.grad);
-    if (!all_finite(t->cand.grad, P)) return sgd_undo(t, st);
+    if (!mf__all_finite(t->cand.grad, P)) return sgd_undo(t, st);
     memcpy(t->theta_prev, st->theta, P * sizeof(double));
     t->time_prev = st->time_log;
     t->prev_step = -1;
@@ -525,7 +463,7 @@ static mf_outcome step_sgd(trainer *t, mf_train_state *st) {
         t->reason = STALL_NO_CHANGE;
         return MF_OUT_STALLED;
     }
-    if (!all_finite(st->theta, P)) { /* the step itself overflowed: never accept it */
+    if (!mf__all_finite(st->theta, P)) { /* the step itself overflowed: never accept it */
         memcpy(st->theta, t->theta_prev, P * sizeof(double));
         return MF_OUT_NONFINITE;
     }
@@ -535,17 +473,148 @@ static mf_outcome step_sgd(trainer *t, mf_train_state *st) {
     return MF_OUT_RUNNING;
 }
 
-/* Metrics at the current state (t->cur.out must be the outputs at theta). */
-static int current_metrics(trainer *t, const mf_train_state *st, mf_metrics *mt, mf_err *e) {
+/* ------------------------------------------------------- indicators */
+
+static void logf_cb(const mf_callbacks *cb, int level, const char *msg) {
+    if (cb && cb->log) cb->log(cb->user, level, msg);
+}
+
+/* Normalized margin q_min / ||theta||^L of the state (outputs in t->cur);
+ * NAN where the data is not separated or theta = 0. */
+static double state_gamma(const trainer *t, const mf_train_state *st) {
+    double qmin = mf_margins(t->data, t->cur.out, t->m->n_out, NULL);
+    double nl = pow(mf_param_norm(t->m, st->theta), t->m->degree);
+    return qmin > 0 && nl > 0 && isfinite(qmin / nl) ? qmin / nl : NAN;
+}
+
+/* Record (log t, gamma) in the margin history when log t has reached the
+ * next grid point 10^(k/16), k = hist_next_k (the first at log t = 1). */
+static void record_margin(mf_train_state *st, double gamma) {
+    if (!(st->time_log >= 1) || isnan(gamma) || !isfinite(st->time_log)) return;
+    if (st->time_log < pow(10.0, (double)st->hist_next_k / 16.0)) return;
+    int at = (st->hist_start + st->hist_n) % MF_MARGIN_HIST;
+    if (st->hist_n == MF_MARGIN_HIST) st->hist_start = (st->hist_start + 1) % MF_MARGIN_HIST;
+    else st->hist_n++;
+    st->hist_logt[at] = st->time_log;
+    st->hist_gamma[at] = gamma;
+    st->hist_next_k = (long long)floor(16.0 * log10(st->time_log)) + 1;
+}
+
+/* margin_change (marginflow.h) at the state with normalized margin gamma:
+ * gamma at log t' = (log t) / 10 by linear interpolation in log log t
+ * between the history samples and the state itself; NAN until the history
+ * reaches back to log t' (which needs log t >= 10). */
+static double margin_change(const mf_train_state *st, double gamma) {
+    if (isnan(gamma) || !(st->time_log >= 10) || st->hist_n == 0 || !isfinite(st->time_log))
+        return NAN;
+    double target = st->time_log / 10;
+    double lx = log(target);
+    double pl = NAN, pg = NAN; /* previous node */
+    for (int i = 0; i <= st->hist_n; i++) {
+        double l, g;
+        if (i < st->hist_n) {
+            int k = (st->hist_start + i) % MF_MARGIN_HIST;
+            l = st->hist_logt[k];
+            g = st->hist_gamma[k];
+        } else {
+            l = st->time_log;
+            g = gamma;
+        }
+        if (l >= target) {
+            if (isnan(pl)) return l == target ? fabs(gamma - g) / gamma : NAN;
+            double a = log(pl), b = log(l), u = b > a ? (lx - a) / (b - a) : 1.0;
+            double gi = pg + u * (g - pg);
+            return fabs(gamma - gi) / gamma;
+        }
+        pl = l;
+        pg = g;
+    }
+    return NAN;
+}
+
+/* One warning line per mf_train call, the first time an indicator shows
+ * what gradient flow never does: a smoothed-margin decrease beyond 1e-9
+ * relative once Loss < ell(0), or a loss rise by more than 10x in one step. */
+static void maybe_warn(trainer *t, const mf_train_state *st) {
+    if (t->warned) return;
+    const char *opt = mf_optimizer_name(t->s->optimizer);
+    const char *fix = t->s->optimizer == MF_OPT_FLOW
+                          ? "lower --tol"
+                          : "see beta, smoothed_decrease and loss_increase in metrics.csv; "
+                            "--optimizer flow follows the flow to --tol";
+    char msg[512];
+    if (st->smoothed_decrease > 1e-9) {
+        snprintf(msg, sizeof msg,
+                 "%s: the smoothed margin decreased by %.2g (relative) in step %lld with Loss < "
+                 "ell(0), which gradient flow never does ([LL20] Thm 4.1): this run's margins "
+                 "carry discretization error (%s)",
+                 opt, st->smoothed_decrease, st->smoothed_decrease_step, fix);
+    } else if (st->loss_increase > 1) {
+        snprintf(msg, sizeof msg,
+                 "%s: the loss rose by a factor of 10^%.3g in step %lld, which gradient flow "
+                 "never does: this run's margins carry discretization error (%s)",
+                 opt, st->loss_increase, st->loss_increase_step, fix);
+    } else {
+        return;
+    }
+    t->warned = 1;
+    logf_cb(t->cb, MF_LOG_WARN, msg);
+}
+
+/* Update the indicators and the margin history at the full-data state in
+ * t->cur (after an accepted step; sgd: after a full-data evaluation). The
+ * pair compared is this state and the last one this was called at. */
+static void update_indicators(trainer *t, mf_train_state *st) {
+    double norm = mf_param_norm(t->m, st->theta);
+    double sm = mf_smoothed_margin(t->s->loss, st->log_loss, norm, t->m->degree);
+    double ell0 = mf_loss_log_ell0(t->s->loss);
+    if (t->ind_valid && isfinite(st->log_loss)) {
+        double rise = (st->log_loss - t->ind_log_loss) / log(10.0);
+        if (rise > st->loss_increase) {
+            st->loss_increase = rise;
+            st->loss_increase_step = st->step;
+        }
+        if (st->log_loss < ell0 && t->ind_log_loss < ell0 && sm < t->ind_smoothed) {
+            double d = (t->ind_smoothed - sm) / fabs(t->ind_smoothed);
+            if (d > st->smoothed_decrease) {
+                st->smoothed_decrease = d;
+                st->smoothed_decrease_step = st->step;
+            }
+        }
+    }
+    t->ind_log_loss = st->log_loss;
+    t->ind_smoothed = sm;
+    t->ind_valid = isfinite(st->log_loss) && isfinite(sm);
+    t->gamma_now = state_gamma(t, st);
+    record_margin(st, t->gamma_now);
+    t->mchange_now = margin_change(st, t->gamma_now);
+    maybe_warn(t, st);
+}
+
+/* Metrics at the current state (t->cur.out must be the outputs at theta,
+ * t->cur.grad G there when has_grad). */
+static int current_metrics(trainer *t, const mf_train_state *st, mf_metrics *mt, int has_grad,
+                           mf_err *e) {
     int rc = mf_metrics_eval(t->m, t->w, t->data, t->s->loss, st->theta, t->cur.out, mt, e);
     mt->step = st->step;
     mt->time_log = st->time_log;
     mt->lr = st->lr;
+    mt->beta = NAN;
+    if (has_grad) {
+        size_t P = t->m->n_params;
+        double dot = 0;
+        for (size_t i = 0; i < P; i++) dot -= st->theta[i] * t->cur.grad[i];
+        double den = mf__norm2(st->theta, P) * mf__norm2(t->cur.grad, P);
+        if (den > 0 && isfinite(den)) mt->beta = dot / den;
+    }
+    mt->smoothed_decrease = st->smoothed_decrease;
+    mt->loss_increase = st->loss_increase;
+    mt->margin_change = t->mchange_now;
     return rc;
 }
 
-static int emit(trainer *t, const mf_train_state *st, mf_err *e) {
-    int rc = current_metrics(t, st, &t->last, e);
+static int emit(trainer *t, const mf_train_state *st, int has_grad, mf_err *e) {
+    int rc = current_metrics(t, st, &t->last, has_grad, e);
     if (rc) return rc;
     t->last_emitted = st->step;
     if (t->cb && t->cb->on_metrics && t->cb->on_metrics(t->cb->user, &t->last))
@@ -559,6 +628,8 @@ static mf_outcome check_stop(trainer *t, const mf_train_state *st) {
     const mf_train_settings *s = t->s;
     if (!isnan(s->until_log10_loss) && st->log_loss / log(10.0) <= s->until_log10_loss)
         return MF_OUT_LOSS_TARGET;
+    if (!isnan(s->until_margin_gap) && t->mchange_now <= s->until_margin_gap)
+        return MF_OUT_MARGIN_GAP;
     if (!isnan(s->until_time) && st->time_log >= log(s->until_time)) return MF_OUT_TIME_TARGET;
     if (s->max_steps > 0 && st->step >= s->max_steps) return MF_OUT_STEP_BUDGET;
     if (!isnan(s->wall_seconds) && now_seconds() - t->t0 >= s->wall_seconds)
@@ -567,16 +638,12 @@ static mf_outcome check_stop(trainer *t, const mf_train_state *st) {
     return MF_OUT_RUNNING;
 }
 
-static void logf_cb(const mf_callbacks *cb, int level, const char *msg) {
-    if (cb && cb->log) cb->log(cb->user, level, msg);
-}
-
 /*
  * mf_train -- contract in marginflow.h.
- * Loop: [stop checks] -> one step -> [metrics at log steps] -> [checkpoint]
- * -> [progress]. The state at entry is evaluated first, and its row emitted
- * if its step is a log step, so a resumed run re-emits exactly the row the
- * interrupted run emitted at the checkpoint step.
+ * Loop: [stop checks] -> one step -> [indicators] -> [metrics at log steps]
+ * -> [checkpoint] -> [progress]. The state at entry is evaluated first, and
+ * its row emitted if its step is a log step, so a resumed run re-emits
+ * exactly the row the interrupted run emitted at the checkpoint step.
  */
 int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
              mf_train_state *st, const mf_callbacks *cb, mf_train_result *result, mf_err *e) {
@@ -593,7 +660,7 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
         return mf__err(e, MF_ERR_DIM, "state has %zu parameters but the model %s has %zu",
                        st->n_params, m->spec, m->n_params);
     if (data->n < 1) return mf__err(e, MF_ERR_INVALID, "the data set is empty");
-    if (!all_finite(st->theta, m->n_params))
+    if (!mf__all_finite(st->theta, m->n_params))
         return mf__err(e, MF_ERR_INVALID, "the initial parameters contain NaN or Inf");
     const char *bad = mf_train_state_validate(st); /* a state built by hand, not read */
     if (bad) return mf__err(e, MF_ERR_INVALID, "invalid training state: %s", bad);
@@ -608,12 +675,15 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
     t.last_emitted = -1;
     t.steps_at_start = st->step;
     t.prev_step = -1;
+    t.gamma_now = t.mchange_now = NAN;
     int rc = trainer_init(&t, e);
     if (rc) {
         trainer_free(&t);
         return rc;
     }
     if (st->lr == 0) st->lr = s->lr; /* a fresh state (mf_train_state_new) */
+    /* a resumed run that already showed its warning does not repeat it */
+    t.warned = st->smoothed_decrease > 1e-9 || st->loss_increase > 1;
 
     double progress_every = cb && cb->progress_seconds > 0 ? cb->progress_seconds : 0.5;
     t.t0 = now_seconds();
@@ -623,13 +693,19 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
     long long next_log = st->step + 1; /* first step the loop checks for a log row */
     mf_outcome out = MF_OUT_RUNNING;
 
-    if (!evaluate(&t, st->theta, &t.cur, s->optimizer != MF_OPT_SGD)) {
+    if (!evaluate(&t, st->theta, &t.cur, 1)) {
         logf_cb(cb, MF_LOG_ERROR, "non-finite loss or gradient at the initial parameters");
         out = MF_OUT_NONFINITE;
         st->log_loss = t.cur.log_loss;
     } else {
         st->log_loss = t.cur.log_loss;
-        if (mf_is_log_step(s, st->step) && (rc = emit(&t, st, e))) goto done;
+        t.ind_log_loss = st->log_loss;
+        t.ind_smoothed = mf_smoothed_margin(s->loss, st->log_loss, mf_param_norm(m, st->theta),
+                                            m->degree);
+        t.ind_valid = isfinite(t.ind_smoothed);
+        t.gamma_now = state_gamma(&t, st);
+        t.mchange_now = margin_change(st, t.gamma_now);
+        if (mf_is_log_step(s, st->step) && (rc = emit(&t, st, 1, e))) goto done;
     }
     t0_loop = now_seconds(); /* steps_per_second: the step loop only, not the setup */
 
@@ -640,7 +716,9 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
         case MF_OPT_GD:
         case MF_OPT_SCALED: out = step_plain(&t, st); break;
         case MF_OPT_LYU_LI: out = step_lyu_li(&t, st); break;
-        case MF_OPT_FLOW: out = step_flow(&t, st); break;
+        case MF_OPT_FLOW:
+            out = mf__flow_step(t.flow, s, t.w, st, &t.cur, &t.cand, cb, t.t0, &t.reason);
+            break;
         case MF_OPT_SGD: out = step_sgd(&t, st); break;
         }
         if (out == MF_OUT_NONFINITE) {
@@ -657,9 +735,11 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
             next_log = next_log_step(s, st->step);
         }
         int ckpt_now = s->checkpoint_every > 0 && st->step % s->checkpoint_every == 0;
+        int has_grad = 1;
         if (s->optimizer == MF_OPT_SGD) {
+            has_grad = log_now;
             if (log_now || ckpt_now || st->step % t.per_epoch == 0) {
-                if (!evaluate(&t, st->theta, &t.cur, 0)) {
+                if (!evaluate(&t, st->theta, &t.cur, log_now)) {
                     out = sgd_undo(&t, st); /* back to the state before this step */
                     char msg[160];
                     snprintf(msg, sizeof msg, "non-finite loss at step %lld; stopped at the last "
@@ -668,9 +748,12 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
                     break;
                 }
                 st->log_loss = t.cur.log_loss;
+                update_indicators(&t, st);
             }
+        } else {
+            update_indicators(&t, st);
         }
-        if (log_now && (rc = emit(&t, st, e))) goto done;
+        if (log_now && (rc = emit(&t, st, has_grad, e))) goto done;
         if (ckpt_now && cb && cb->on_checkpoint && cb->on_checkpoint(cb->user, st)) {
             rc = mf__err(e, MF_ERR_CALLBACK, "the checkpoint callback failed at step %lld", st->step);
             goto done;
@@ -679,15 +762,19 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
             double now = now_seconds();
             if (now >= next_progress) {
                 mf_metrics pm;
-                if (current_metrics(&t, st, &pm, NULL) == MF_OK)
+                if (current_metrics(&t, st, &pm, 0, NULL) == MF_OK)
                     cb->on_progress(cb->user, &pm, steps_done / (now - t.t0));
                 next_progress = now + progress_every;
             }
         }
     }
     if (s->optimizer == MF_OPT_SGD) { /* the full-data loss at the final theta */
-        evaluate(&t, st->theta, &t.cur, 0);
-        st->log_loss = t.cur.log_loss;
+        if (evaluate(&t, st->theta, &t.cur, 1)) {
+            st->log_loss = t.cur.log_loss;
+            update_indicators(&t, st);
+        } else {
+            st->log_loss = t.cur.log_loss;
+        }
     }
     if (t.last_emitted != st->step) {
         if (out == MF_OUT_NONFINITE && !isfinite(t.cur.log_loss)) {
@@ -699,7 +786,10 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
             t.last.step = st->step;
             t.last.time_log = st->time_log;
             t.last.lr = st->lr;
-        } else if ((rc = emit(&t, st, e))) {
+            t.last.beta = t.last.margin_change = NAN;
+            t.last.smoothed_decrease = st->smoothed_decrease;
+            t.last.loss_increase = st->loss_increase;
+        } else if ((rc = emit(&t, st, 1, e))) {
             goto done;
         }
     }
@@ -710,6 +800,17 @@ done:
     result->final = t.last;
     result->steps = st->step;
     result->rejected = st->rejected;
+    result->smoothed_decrease_step = st->smoothed_decrease_step;
+    result->loss_increase_step = st->loss_increase_step;
+    result->stiff_steps = st->flow_stiff_steps;
+    result->gradient_evals = t.cur.n_grad + t.cand.n_grad;
+    result->forward_evals = t.cur.n_fwd + t.cand.n_fwd;
+    if (t.flow) {
+        long long fw = 0, tg = 0;
+        mf__flow_counts(t.flow, &fw, &tg);
+        result->forward_evals += fw;
+        result->term_gradients = tg;
+    }
     result->wall_seconds = now_seconds() - t.t0;
     {
         double loop_seconds = now_seconds() - t0_loop;

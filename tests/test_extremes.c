@@ -152,7 +152,10 @@ TEST(smoothed_margin_log_domain) {
 
 /* Absent values print as empty CSV fields, never "nan" or "inf". */
 TEST(csv_absent_fields) {
-    mf_metrics m = {7, log(3.0), -2.5, INFINITY, 1.0, NAN, NAN, 0.25, 0.1, 0.0, NAN};
+    /* the discretization indicators: beta and margin_change absent (NAN), the
+     * two maxima finite */
+    mf_metrics m = {7, log(3.0), -2.5, INFINITY, 1.0, NAN, NAN, 0.25, 0.1, 0.0, NAN,
+                    NAN, 1e-3, -INFINITY, NAN};
     char row[1024];
     mf_metrics_csv_row(&m, row, sizeof row);
     char want[1024];
@@ -161,7 +164,7 @@ TEST(csv_absent_fields) {
     mf_format_double(lt, sizeof lt, log(3.0) / log(10.0));
     mf_format_double(ll, sizeof ll, -2.5);
     mf_format_double(lm, sizeof lm, 0.1);
-    snprintf(want, sizeof want, "7,%s,%s,%s,,1,,,0.25,%s,0,", t, lt, ll, lm);
+    snprintf(want, sizeof want, "7,%s,%s,%s,,1,,,0.25,%s,0,,,0.001,,", t, lt, ll, lm);
     CHECK(strcmp(row, want) == 0, "row '%s', want '%s'", row, want);
     CHECK(!strstr(row, "nan") && !strstr(row, "inf"), "row '%s'", row);
 }

@@ -58,7 +58,38 @@ static mf_train_state *make_state(size_t n) {
     for (size_t i = 0; i < n; i++) s->theta[i] = (i % 2 ? -1.0 : 1.0) / (double)(i + 3);
     if (n > 1) s->theta[1] = -0.0;
     if (n > 2) s->theta[2] = 5e-324;
+    s->flow_mode = 1;
+    s->flow_lambda = 3.75e5;
+    s->smoothed_decrease = 6.9e-3;
+    s->smoothed_decrease_step = 120;
+    s->loss_increase = 54.5;
+    s->loss_increase_step = 830;
+    s->hist_n = 3;
+    s->hist_start = 38;
+    s->hist_next_k = 77;
+    s->flow_stiff_steps = 4321;
+    for (int i = 0; i < MF_MARGIN_HIST; i++) {
+        s->hist_logt[i] = 10.0 + i / 7.0;
+        s->hist_gamma[i] = 0.4 - 1.0 / (i + 3.0);
+    }
     return s;
+}
+
+/* Little-endian u32 / u64 into a buffer, and the CRC-32 (zlib's polynomial,
+ * bitwise) to build version-1 checkpoints by hand. */
+static void le32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static void le64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint32_t crc32_bits(const unsigned char *b, size_t n) {
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= b[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+    }
+    return ~c;
 }
 
 TEST(checkpoint_round_trip) {
@@ -83,6 +114,23 @@ TEST(checkpoint_round_trip) {
         int same = 1;
         for (int i = 0; i < 9; i++) same &= same_bits(r->theta[i], s->theta[i]);
         CHECK(same, "theta differs after round trip");
+        /* version 2: the flow mode, the indicators and the margin history */
+        CHECK_EQ_INT(r->flow_mode, 1);
+        CHECK(same_bits(r->flow_lambda, 3.75e5), "flow_lambda %.17g", r->flow_lambda);
+        CHECK(same_bits(r->smoothed_decrease, 6.9e-3), "smoothed_decrease %.17g",
+              r->smoothed_decrease);
+        CHECK_EQ_INT(r->smoothed_decrease_step, 120);
+        CHECK(same_bits(r->loss_increase, 54.5), "loss_increase %.17g", r->loss_increase);
+        CHECK_EQ_INT(r->loss_increase_step, 830);
+        CHECK_EQ_INT(r->hist_n, 3);
+        CHECK_EQ_INT(r->hist_start, 38);
+        CHECK_EQ_INT(r->hist_next_k, 77);
+        CHECK_EQ_INT(r->flow_stiff_steps, 4321);
+        same = 1;
+        for (int i = 0; i < MF_MARGIN_HIST; i++)
+            same &= same_bits(r->hist_logt[i], s->hist_logt[i]) &&
+                    same_bits(r->hist_gamma[i], s->hist_gamma[i]);
+        CHECK(same, "margin history differs after round trip");
     }
     mf_train_state_free(r);
     r = NULL;
@@ -97,11 +145,11 @@ TEST(checkpoint_round_trip) {
     if (r) CHECK(r->time_log == -INFINITY, "time_log %g, want -inf", r->time_log);
     mf_train_state_free(r);
 
-    /* size: 24 header + 80 fixed + 8*9 theta + 4 crc */
-    unsigned char buf[1024];
-    CHECK_EQ_INT(slurp(tpath("a.bin"), buf, sizeof buf), 24 + 80 + 72 + 4);
+    /* size: 24 header + 80 fixed + 8*9 theta + 720 version-2 tail + 4 crc */
+    unsigned char buf[2048];
+    CHECK_EQ_INT(slurp(tpath("a.bin"), buf, sizeof buf), 24 + 80 + 72 + 720 + 4);
     CHECK(memcmp(buf, "MFCKPT\r\n", 8) == 0, "magic");
-    CHECK_EQ_INT(buf[8], 1); /* version 1, little-endian */
+    CHECK_EQ_INT(buf[8], 2); /* version 2, little-endian */
     CHECK_EQ_INT(buf[12], 0xef); /* fingerprint LE */
     mf_train_state_free(s);
 
@@ -121,9 +169,9 @@ TEST(checkpoint_refusals) {
     if (!s) return;
     const char *p = tpath("c.bin");
     CHECK_EQ_INT(mf_checkpoint_write(p, s, 77u, &e), MF_OK);
-    unsigned char good[512], bad[512];
+    unsigned char good[2048], bad[2048];
     long n = slurp(p, good, sizeof good);
-    CHECK_EQ_INT(n, 24 + 80 + 40 + 4);
+    CHECK_EQ_INT(n, 24 + 80 + 40 + 720 + 4);
 
     /* each corrupt byte position (header, payload, theta, crc) is caught */
     const long pos[] = {12, 16, 30, 24 + 80 + 3, n - 1};
@@ -157,11 +205,19 @@ TEST(checkpoint_refusals) {
     CHECK(rc == MF_ERR_CORRUPT && strstr(e.msg, "not a marginflow checkpoint"),
           "magic: rc %d (%s)", rc, e.msg);
     memcpy(bad, good, (size_t)n);
-    bad[8] = 2;
+    bad[8] = 3;
     spit(p, bad, n);
     rc = mf_checkpoint_read(p, 77u, 5, &r, &e);
-    CHECK(rc == MF_ERR_CORRUPT && strstr(e.msg, "version 2"), "version: rc %d (%s)", rc,
-          e.msg);
+    CHECK(rc == MF_ERR_CORRUPT && strstr(e.msg, "version 3, expected 1 or 2"),
+          "version: rc %d (%s)", rc, e.msg);
+    /* a version-2 file with an impossible flow mode (CRC intact) */
+    memcpy(bad, good, (size_t)n);
+    bad[24 + 80 + 40] = 7;
+    le32(bad + n - 4, crc32_bits(bad, (size_t)n - 4));
+    spit(p, bad, n);
+    rc = mf_checkpoint_read(p, 77u, 5, &r, &e);
+    CHECK(rc == MF_ERR_CORRUPT && r == NULL && strstr(e.msg, "field flow_mode = 7"),
+          "bad flow mode: rc %d (%s)", rc, e.msg);
 
     /* intact file, but another fingerprint or parameter count */
     spit(p, good, n);
@@ -179,6 +235,51 @@ TEST(checkpoint_refusals) {
     rc = mf_checkpoint_read(tpath("missing.bin"), 77u, 5, &r, &e);
     CHECK(rc == MF_ERR_IO && strstr(e.msg, "missing.bin"), "missing: rc %d (%s)", rc, e.msg);
     mf_train_state_free(s);
+}
+
+/* Version-1 checkpoints (before the indicators and the flow mode existed)
+ * are still read: the common fields exactly, the new ones at their fresh
+ * values (mode 0, no indicator, empty margin history). */
+TEST(checkpoint_version1) {
+    mf_err e = {0, ""};
+    const size_t n = 3;
+    unsigned char b[24 + 80 + 24 + 4];
+    memset(b, 0, sizeof b);
+    memcpy(b, "MFCKPT\r\n", 8);
+    le32(b + 8, 1);
+    le32(b + 12, 0x1234u);
+    le64(b + 16, 80 + 8 * n);
+    unsigned char *p = b + 24;
+    double tl = 17.25, lr = 0.05, ll = -99.5, th[3] = {0.5, -0.25, 1e-300};
+    le64(p, 4000);
+    le64(p + 8, 12);
+    memcpy(p + 16, &tl, 8); /* the test machine is little-endian, as the format */
+    memcpy(p + 24, &lr, 8);
+    memcpy(p + 32, &ll, 8);
+    for (int i = 0; i < 4; i++) le64(p + 40 + 8 * i, 1000u + (unsigned)i);
+    le64(p + 72, n);
+    memcpy(p + 80, th, sizeof th);
+    le32(b + sizeof b - 4, crc32_bits(b, sizeof b - 4));
+    const char *path = tpath("v1.bin");
+    spit(path, b, (long)sizeof b);
+    mf_train_state *r = NULL;
+    int rc = mf_checkpoint_read(path, 0x1234u, n, &r, &e);
+    CHECK(rc == MF_OK && r, "version 1: rc %d (%s)", rc, e.msg);
+    if (r) {
+        CHECK_EQ_INT(r->step, 4000);
+        CHECK_EQ_INT(r->rejected, 12);
+        CHECK(same_bits(r->time_log, tl) && same_bits(r->lr, lr) && same_bits(r->log_loss, ll),
+              "time_log %g lr %g log_loss %g", r->time_log, r->lr, r->log_loss);
+        CHECK(r->rng.s[0] == 1000u && r->rng.s[3] == 1003u, "rng");
+        CHECK(same_bits(r->theta[0], 0.5) && same_bits(r->theta[2], 1e-300), "theta");
+        CHECK_EQ_INT(r->flow_mode, 0);
+        CHECK(r->flow_lambda == 0, "flow_lambda %g", r->flow_lambda);
+        CHECK(r->smoothed_decrease == 0 && r->loss_increase == 0, "indicators %g %g",
+              r->smoothed_decrease, r->loss_increase);
+        CHECK_EQ_INT(r->smoothed_decrease_step, -1);
+        CHECK_EQ_INT(r->hist_n, 0);
+    }
+    mf_train_state_free(r);
 }
 
 TEST(atomic_write) {
@@ -331,7 +432,7 @@ static int split(char *s, char **f) {
     int k = 0;
     f[k++] = s;
     for (; *s; s++)
-        if (*s == ',' && k < 16) {
+        if (*s == ',' && k < 20) {
             *s = '\0';
             f[k++] = s + 1;
         }
@@ -341,29 +442,35 @@ static int split(char *s, char **f) {
 TEST(metrics_csv) {
     CHECK(strcmp(mf_metrics_csv_header(),
                  "step,time,log10_time,log10_loss,norm,q_min,normalized_margin,smoothed_margin,"
-                 "layer_margin,lr,train_error,balancedness") == 0,
+                 "layer_margin,lr,train_error,balancedness,beta,smoothed_decrease,loss_increase,"
+                 "margin_change") == 0,
           "header: %s", mf_metrics_csv_header());
-    mf_metrics m = {0, -INFINITY, -0.5, 1.0 / 3.0, 0.25, 0.125, 1e-300, 2.0, 0.1, 0.0, 1e300};
+    mf_metrics m = {0, -INFINITY, -0.5, 1.0 / 3.0, 0.25, 0.125, 1e-300, 2.0, 0.1, 0.0, 1e300,
+                    NAN, 0, 0, NAN};
     char row[1024];
     mf_metrics_csv_row(&m, row, sizeof row);
     const char *want0 = "0,0,,-0.5,0.33333333333333331,0.25,0.125,1e-300,2,0.10000000000000001,0,"
-                        "1.0000000000000001e+300";
+                        "1.0000000000000001e+300,,0,0,";
     CHECK(strcmp(row, want0) == 0, "row t=0: %s", row);
-    char *f[16];
-    CHECK_EQ_INT(split(row, f), 12);
+    char *f[20];
+    CHECK_EQ_INT(split(row, f), 16);
 
     mf_metrics m2 = {123456789012345LL, log(2.0), -12345.678, 7.5, 3, 0.5, 0.49, 0.5, 0.1, 0.25,
-                     1e-17};
+                     1e-17, 0.999, 2.5e-3, 54.25, 1e-7};
     mf_metrics_csv_row(&m2, row, sizeof row);
     int k = split(row, f);
-    CHECK_EQ_INT(k, 12);
-    if (k == 12) {
+    CHECK_EQ_INT(k, 16);
+    if (k == 16) {
         CHECK(strcmp(f[0], "123456789012345") == 0, "step '%s'", f[0]);
         CHECK(strtod(f[1], NULL) == exp(log(2.0)), "time '%s'", f[1]);
         CHECK(strtod(f[2], NULL) == log(2.0) / 2.302585092994045684, "log10_time '%s'", f[2]);
         CHECK(strtod(f[3], NULL) == -12345.678, "log10_loss '%s'", f[3]);
         CHECK(strtod(f[11], NULL) == 1e-17, "balancedness '%s'", f[11]);
         CHECK(strtod(f[9], NULL) == 0.1, "lr '%s'", f[9]);
+        CHECK(strtod(f[12], NULL) == 0.999, "beta '%s'", f[12]);
+        CHECK(strtod(f[13], NULL) == 2.5e-3, "smoothed_decrease '%s'", f[13]);
+        CHECK(strtod(f[14], NULL) == 54.25, "loss_increase '%s'", f[14]);
+        CHECK(strtod(f[15], NULL) == 1e-7, "margin_change '%s'", f[15]);
     }
 }
 
@@ -375,6 +482,7 @@ int main(void) {
     }
     RUN(checkpoint_round_trip);
     RUN(checkpoint_refusals);
+    RUN(checkpoint_version1);
     RUN(atomic_write);
     RUN(params_files);
     RUN(params_errors);

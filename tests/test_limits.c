@@ -155,6 +155,10 @@ static int load_counted(const char *path, const char *format, mf_err *e) {
     return rc;
 }
 
+/* Bytes of a version-2 checkpoint of 3 parameters: header 24, fixed 80,
+ * theta 24, the indicators and margin history 80 + 16 x 40, CRC 4. */
+#define CKPT3_BYTES (24 + 80 + 24 + 720 + 4)
+
 /* /dev/zero (and a symlink to it) through every reader: each is refused at
  * once (a NUL byte in text, no checkpoint magic) holding at most 1 MiB. */
 TEST(dev_zero_every_reader) {
@@ -298,7 +302,7 @@ TEST(fifo_params_and_checkpoint) {
     CHECK_EQ_INT(mf_train_state_new(3, &s, &e), MF_OK);
     const char *good = tpath("good.bin");
     CHECK_EQ_INT(mf_checkpoint_write(good, s, 5u, &e), MF_OK);
-    unsigned char head[24 + 80 + 24 + 4];
+    unsigned char head[CKPT3_BYTES];
     FILE *f = fopen(good, "rb");
     size_t got = f ? fread(head, 1, sizeof head, f) : 0;
     if (f) fclose(f);
@@ -313,7 +317,7 @@ TEST(fifo_params_and_checkpoint) {
     alarm(0);
     count_stop();
     fifo_done(pid, p);
-    CHECK(rc == MF_ERR_CORRUPT && strstr(e.msg, "longer than the 132 bytes") && !s,
+    CHECK(rc == MF_ERR_CORRUPT && strstr(e.msg, "longer than the 852 bytes") && !s,
           "checkpoint: rc %d (%s)", rc, e.msg);
     CHECK(g_peak <= 4096, "checkpoint: the reader held %zu bytes", g_peak);
     mf_train_state_free(s);
@@ -363,7 +367,7 @@ static const char *forge(size_t off, uint64_t v) {
     const char *p = tpath("forged.bin");
     if (mf_checkpoint_write(p, s, 9u, &e)) exit(2);
     mf_train_state_free(s);
-    unsigned char b[24 + 80 + 24 + 4];
+    unsigned char b[CKPT3_BYTES];
     FILE *f = fopen(p, "rb");
     if (!f || fread(b, 1, sizeof b, f) != sizeof b) exit(2);
     fclose(f);
@@ -396,6 +400,13 @@ TEST(checkpoint_forged_fields) {
         {32, dbits(-INFINITY), "field log_loss = -inf"},
         {80, dbits(NAN), "field theta[0] = nan"},
         {96, dbits(-INFINITY), "field theta[2] = -inf"},
+        {104, 3, "field flow_mode = 3"},
+        {104, (uint64_t)-1, "field flow_mode = -1"},
+        {112, dbits(NAN), "field flow_lambda = nan"},
+        {112, dbits(-1.0), "field flow_lambda = -1"},
+        {152, 41, "hist_n = 41"},
+        {160, 40, "hist_start = 40"},
+        {168, (uint64_t)-2, "hist_next_k = -2"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *p = forge(bad[i].off, bad[i].v);
@@ -441,6 +452,10 @@ TEST(checkpoint_valid_extremes) {
         {32, dbits(NAN)},
         {32, dbits(-1e308)},
         {80, dbits(-1.7976931348623157e308)},
+        {104, 2},
+        {112, dbits(1.7976931348623157e308)},
+        {152, 40},
+        {160, 39},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         const char *p = forge(ok[i].off, ok[i].v);

@@ -64,7 +64,7 @@ static int run(const mf_data *D, double init, const mf_train_settings *s, mf_tra
     return rc;
 }
 
-/* Features near the overflow edge: the default optimizer's step size falls
+/* Features near the overflow edge: lyu-li's step size falls
  * to a subnormal where dividing by r_d rounds back to the same value while
  * the step still changes theta; before the fix this rejected steps forever
  * and ignored --steps and --wall-seconds. */
@@ -78,6 +78,7 @@ TEST(lyu_li_subnormal_step_size_stalls) {
     D->y[0] = 1, D->y[1] = -1;
     mf_train_settings s;
     mf_train_settings_default(&s);
+    s.optimizer = MF_OPT_LYU_LI;
     s.max_steps = 1000;
     s.wall_seconds = 20;
     mf_train_result res;
@@ -96,6 +97,7 @@ TEST(rejection_budget) {
     if (!D) return;
     mf_train_settings s;
     mf_train_settings_default(&s);
+    s.optimizer = MF_OPT_LYU_LI;
     s.lr = 1e300;
     s.lr_down = 1 + 1e-9;
     s.max_rel_step = 0;

@@ -380,6 +380,232 @@ TEST(resume_bit_identical) {
     }
 }
 
+/* A flow run split at a checkpoint continues bit for bit in either mode of
+ * the integrator: sym4 (relu2, [LLWA21]) runs explicit first and stiff
+ * (Rosenbrock-W) deep in training; resume from the checkpoints at steps
+ * 30, 60, ..., one of each mode at least. */
+static mf_train_state *ck[64];
+static int n_ck;
+static int save_every(void *user, const mf_train_state *st) {
+    (void)user;
+    if (n_ck < 64 && mf_train_state_new(st->n_params, &ck[n_ck], NULL) == MF_OK) {
+        double *th = ck[n_ck]->theta;
+        *ck[n_ck] = *st;
+        ck[n_ck]->theta = th;
+        memcpy(th, st->theta, sizeof(double) * st->n_params);
+        n_ck++;
+    }
+    return 0;
+}
+
+TEST(flow_resume_bit_identical_both_modes) {
+    mf_data *d = NULL;
+    mf_model *m = NULL;
+    mf_train_state *st = NULL;
+    mf_train_settings s;
+    settings(&s, MF_LOSS_EXP, MF_OPT_FLOW, 0.1);
+    s.max_steps = 450;
+    s.checkpoint_every = 30;
+    mf_data_from_spec("builtin:sym4", NULL, &d, NULL);
+    mf_model_parse("relu2:width=20,alpha=0.5", d->d, 0, &m, NULL);
+    mf_train_state_new(m->n_params, &st, NULL);
+    mf_rng rng;
+    mf_rng_seed(&rng, 5);
+    mf_model_init(m, "gauss", 1e-3, &rng, st->theta, NULL);
+    mf_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.on_metrics = collect;
+    cb.on_checkpoint = save_every;
+    n_ck = 0;
+    n_rows = 0;
+    mf_train_result full;
+    CHECK_EQ_INT(mf_train(m, d, &s, st, &cb, &full, NULL), MF_OK);
+    static mf_metrics full_rows[MAX_ROWS];
+    int nf = n_rows, modes[3] = {0, 0, 0}; /* flow_mode 0 explicit, 1 stiff, 2 explicit hold */
+    memcpy(full_rows, rows, sizeof(mf_metrics) * nf);
+    CHECK(full.stiff_steps > 0 && full.stiff_steps < full.steps, "stiff steps %lld of %lld",
+          full.stiff_steps, full.steps);
+    cb.on_checkpoint = NULL;
+    for (int k = 0; k < n_ck; k++) {
+        if (ck[k]->flow_mode >= 0 && ck[k]->flow_mode <= 2) modes[ck[k]->flow_mode]++;
+        n_rows = 0;
+        mf_train_result part;
+        mf_train(m, d, &s, ck[k], &cb, &part, NULL);
+        int off = nf - n_rows;
+        CHECK(off > 0 && memcmp(full_rows + off, rows, sizeof(mf_metrics) * n_rows) == 0,
+              "resume at step %lld (mode %d): metrics differ", full_rows[off].step, ck[k]->flow_mode);
+        CHECK(memcmp(st->theta, ck[k]->theta, sizeof(double) * m->n_params) == 0 &&
+                  part.stiff_steps == full.stiff_steps,
+              "resume at checkpoint %d: theta or stiff steps differ", k);
+        mf_train_state_free(ck[k]);
+    }
+    CHECK(modes[0] + modes[2] > 0 && modes[1] > 0,
+          "checkpoints in explicit mode %d (hold %d), stiff mode %d", modes[0], modes[2], modes[1]);
+    mf_train_state_free(st);
+    mf_model_free(m);
+    mf_data_free(d);
+}
+
+/* The discretization indicators and the one warning line (issue 11): on
+ * sym4 the default flow never lowers the smoothed margin (<= 1e-12
+ * relative) and stays silent; lyu-li lowers it by 0.69% (measured) and
+ * warns once; scaled at lr 0.1 on a 200-point set jumps from a tiny loss
+ * back up by many decades in one step (and lowers the smoothed margin
+ * first) and warns once. */
+static int n_warn;
+static char warn_msg[600];
+static void count_warn(void *user, int level, const char *msg) {
+    (void)user;
+    if (level == MF_LOG_WARN) {
+        n_warn++;
+        snprintf(warn_msg, sizeof warn_msg, "%s", msg);
+    }
+}
+
+static run_out train_warn(const char *data, const char *model, double scale, uint64_t seed,
+                          mf_optimizer_kind opt, double target) {
+    mf_train_settings s;
+    settings(&s, MF_LOSS_EXP, opt, 0.1);
+    s.max_steps = 0;
+    s.until_log10_loss = target;
+    run_out r;
+    memset(&r, 0, sizeof r);
+    mf_data *d = NULL;
+    mf_model *m = NULL;
+    mf_train_state *st = NULL;
+    r.rc = mf_data_from_spec(data, NULL, &d, NULL);
+    if (!r.rc) r.rc = mf_model_parse(model, d->d, 0, &m, NULL);
+    if (!r.rc) r.rc = mf_train_state_new(m->n_params, &st, NULL);
+    if (!r.rc) {
+        mf_rng rng;
+        mf_rng_seed(&rng, seed);
+        r.rc = mf_model_init(m, "gauss", scale, &rng, st->theta, NULL);
+    }
+    mf_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.log = count_warn;
+    cb.on_metrics = collect;
+    n_warn = 0;
+    warn_msg[0] = '\0';
+    n_rows = 0;
+    if (!r.rc) r.rc = mf_train(m, d, &s, st, &cb, &r.res, NULL);
+    mf_train_state_free(st);
+    mf_model_free(m);
+    mf_data_free(d);
+    return r;
+}
+
+TEST(discretization_indicators) {
+    run_out r = train_warn("builtin:sym4", "relu2:width=20,alpha=0.5", 1e-3, 5, MF_OPT_FLOW, -1e5);
+    CHECK_EQ_INT(r.res.outcome, MF_OUT_LOSS_TARGET);
+    CHECK(r.res.final.smoothed_decrease <= 1e-12, "flow: smoothed decrease %g",
+          r.res.final.smoothed_decrease);
+    CHECK(r.res.final.loss_increase <= 0, "flow: loss increase %g", r.res.final.loss_increase);
+    CHECK(r.res.final.beta > 0.9999999, "flow: beta %.10f", r.res.final.beta);
+    CHECK_EQ_INT(n_warn, 0);
+    /* the running maxima in the rows never decrease and end at the final */
+    int mono = 1;
+    for (int i = 1; i < n_rows; i++) mono &= rows[i].smoothed_decrease >= rows[i - 1].smoothed_decrease;
+    CHECK(mono, "smoothed_decrease column must be a running maximum");
+
+    r = train_warn("builtin:sym4", "relu2:width=20,alpha=0.5", 1e-3, 5, MF_OPT_LYU_LI, -1e5);
+    CHECK_EQ_INT(r.res.outcome, MF_OUT_LOSS_TARGET);
+    CHECK(r.res.final.smoothed_decrease > 1e-3 && r.res.final.smoothed_decrease < 0.1,
+          "lyu-li: smoothed decrease %g (0.0069 measured)", r.res.final.smoothed_decrease);
+    CHECK(r.res.smoothed_decrease_step > 0, "step %lld", r.res.smoothed_decrease_step);
+    CHECK_EQ_INT(n_warn, 1);
+    CHECK(strncmp(warn_msg, "lyu-li: the smoothed margin decreased by ", 41) == 0, "message: %s",
+          warn_msg);
+    /* the margin ends 0.9% below the limit 0.419263 (issue 11) */
+    CHECK(r.res.final.normalized_margin < 0.418, "lyu-li margin %g", r.res.final.normalized_margin);
+
+    r = train_warn("gauss:n=200,d=10", "relu2:width=10", 0.1, 1, MF_OPT_SCALED, -1e4);
+    CHECK_EQ_INT(r.rc, MF_OK);
+    CHECK(r.res.final.loss_increase > 10, "scaled: largest loss rise 10^%g",
+          r.res.final.loss_increase);
+    CHECK_EQ_INT(n_warn, 1);
+    /* the first of the two signs to appear is the one named */
+    CHECK(strstr(warn_msg, "scaled: the ") == warn_msg &&
+              strstr(warn_msg, "this run's margins carry discretization error"),
+          "message: %s", warn_msg);
+}
+
+/* --until-margin-gap: stop once the normalized margin changed by less than
+ * X over the last decade of log t; margin_change is undefined (NAN) while
+ * log t < 10 and is reported at the stop. */
+TEST(margin_gap_stop) {
+    mf_train_settings s;
+    settings(&s, MF_LOSS_EXP, MF_OPT_FLOW, 0.1);
+    s.max_steps = 0;
+    s.until_margin_gap = 1e-5;
+    s.log_points = 2000;
+    double init[60];
+    mf_rng rng;
+    mf_rng_seed(&rng, 5);
+    for (int i = 0; i < 60; i++) init[i] = 1e-3 * mf_rng_normal(&rng);
+    run_out r = train("builtin:sym4", "relu2:width=20,alpha=0.5", init, 0, &s);
+    CHECK_EQ_INT(r.res.outcome, MF_OUT_MARGIN_GAP);
+    CHECK(r.res.final.margin_change > 0 && r.res.final.margin_change <= 1e-5, "change %g",
+          r.res.final.margin_change);
+    CHECK(r.res.final.time_log >= 10, "log t %g", r.res.final.time_log);
+    int early_nan = 1, later = 0;
+    for (int i = 0; i < n_rows; i++) {
+        if (rows[i].time_log < 10) early_nan &= isnan(rows[i].margin_change);
+        else later += !isnan(rows[i].margin_change);
+    }
+    CHECK(early_nan, "margin_change must be undefined while log t < 10");
+    CHECK(later > 0, "no row with a margin change");
+    /* the change over a decade agrees with the rows: gamma at t^(1/10) */
+    const mf_metrics *e = &rows[n_rows - 1];
+    double lt = e->time_log / 10, g = NAN;
+    for (int i = 1; i < n_rows; i++)
+        if (rows[i - 1].time_log <= lt && rows[i].time_log >= lt) {
+            double a = log(rows[i - 1].time_log), b = log(rows[i].time_log);
+            g = rows[i - 1].normalized_margin +
+                (log(lt) - a) / (b - a) * (rows[i].normalized_margin - rows[i - 1].normalized_margin);
+            break;
+        }
+    CHECK(fabs(fabs(e->normalized_margin - g) / e->normalized_margin - e->margin_change) <
+              0.2 * e->margin_change,
+          "change from rows %g, reported %g", fabs(e->normalized_margin - g) / e->normalized_margin,
+          e->margin_change);
+}
+
+/* Multi-class: the stiff method's terms are (sample, class) pairs. A
+ * two-layer linear net on 3 classes is stiff deep in training; the default
+ * run agrees with a run at 1e-4 x the tolerance. */
+TEST(flow_multiclass_stiff) {
+    double got[2] = {0, 0}, end = -3000;
+    long long stiff = 0;
+    for (int k = 0; k < 2; k++) {
+        mf_train_settings s;
+        settings(&s, MF_LOSS_CE, MF_OPT_FLOW, 0.1);
+        s.tol = k ? 1e-10 : 1e-6;
+        s.max_steps = 0;
+        s.until_log10_loss = end; /* the reference stops where the default run did */
+        mf_data *d = NULL;
+        mf_model *m = NULL;
+        mf_train_state *st = NULL;
+        CHECK_EQ_INT(mf_data_from_spec("tests/data/multi3.svm", NULL, &d, NULL), MF_OK);
+        if (!d) return;
+        mf_model_parse("fc-linear:depth=2,width=3", d->d, d->num_classes, &m, NULL);
+        mf_train_state_new(m->n_params, &st, NULL);
+        mf_rng rng;
+        mf_rng_seed(&rng, 2);
+        mf_model_init(m, "gauss", 0.3, &rng, st->theta, NULL);
+        mf_train_result res;
+        CHECK_EQ_INT(mf_train(m, d, &s, st, NULL, &res, NULL), MF_OK);
+        CHECK_EQ_INT(res.outcome, MF_OUT_LOSS_TARGET);
+        got[k] = res.final.normalized_margin;
+        if (!k) stiff = res.stiff_steps, end = res.final.log10_loss;
+        mf_train_state_free(st);
+        mf_model_free(m);
+        mf_data_free(d);
+    }
+    CHECK(stiff > 0, "no stiff step on the 3-class run");
+    CHECK(fabs(got[0] / got[1] - 1) < 1e-6, "margins %.15g vs %.15g", got[0], got[1]);
+}
+
 /* The step loop allocates nothing: a run of 10 steps and one of 2000 make
  * the same number of allocations. */
 static long n_alloc;
@@ -439,6 +665,21 @@ TEST(settings_validator) {
     s.tol = 2;
     why = mf_train_settings_validate(&s);
     CHECK(why && strncmp(why, "tol:", 4) == 0, "got %s", why ? why : "NULL");
+    mf_train_settings_default(&s);
+    CHECK_EQ_INT(s.optimizer, MF_OPT_FLOW);
+    s.until_log10_loss = 1e-300; /* someone meaning 10^-300 */
+    why = mf_train_settings_validate(&s);
+    CHECK(why && strstr(why, "until_log10_loss: is log10 of the loss") && strstr(why, "give -300"),
+          "got %s", why ? why : "NULL");
+    s.until_log10_loss = 1; /* log10 Loss <= 1 is a valid target */
+    CHECK(mf_train_settings_validate(&s) == NULL, "until_log10_loss 1 must be valid");
+    mf_train_settings_default(&s);
+    s.until_margin_gap = 1;
+    why = mf_train_settings_validate(&s);
+    CHECK(why && strncmp(why, "until_margin_gap:", 17) == 0, "got %s", why ? why : "NULL");
+    s.until_margin_gap = 1e-6;
+    s.max_steps = 0;
+    CHECK(mf_train_settings_validate(&s) == NULL, "until_margin_gap alone must be a criterion");
     /* log schedule: step 0, 1, 2 logged, size ~ log_points */
     mf_train_settings_default(&s);
     s.max_steps = 100000;
@@ -462,6 +703,10 @@ int main(void) {
     RUN(snapshot_callback);
     RUN(sgd_trains);
     RUN(resume_bit_identical);
+    RUN(flow_resume_bit_identical_both_modes);
+    RUN(discretization_indicators);
+    RUN(margin_gap_stop);
+    RUN(flow_multiclass_stiff);
     RUN(no_allocation_per_step);
     RUN(nonfinite_stops_at_last_good_state);
     RUN(settings_validator);

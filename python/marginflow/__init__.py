@@ -350,6 +350,7 @@ class TrainResult:
     outcome   "loss-target", "step-budget", "time-target", "wall-budget",
               "non-finite", "stalled", "interrupted"; reason (stalled: why)
     steps, rejected, wall_seconds, steps_per_second, final (the last row as a dict)
+    stiff_steps (flow's Rosenbrock-W steps), gradient_evals (full-data passes)
     snapshots theta at every logged row [rows, n_params] (train(snapshots=True))
     log       the library's messages [(level, text)]
     """
@@ -364,7 +365,7 @@ _OPTIMIZERS = ("gd", "scaled", "lyu-li", "flow", "sgd")
 
 
 def _settings(loss, optimizer, lr, tol, max_rel_step, batch, seed, steps, until_log10_loss,
-              until_time, wall_seconds, log_points, log_horizon):
+              until_time, wall_seconds, log_points, log_horizon, until_margin_gap=None):
     lib = _ffi.lib()
     s = _ffi.check(_ffi.mf_train_settings)()
     lib.mf_train_settings_default(C.byref(s))
@@ -381,6 +382,7 @@ def _settings(loss, optimizer, lr, tol, max_rel_step, batch, seed, steps, until_
     off = lambda v: math.nan if v is None else float(v)
     s.until_log10_loss, s.until_time, s.wall_seconds = off(until_log10_loss), off(until_time), \
         off(wall_seconds)
+    s.until_margin_gap = off(until_margin_gap)
     s.log_points = log_points
     # the CLI's rule: the schedule spreads over the step budget, or 10^6 steps
     s.log_horizon = log_horizon if log_horizon else (steps if steps > 1 else 1000000)
@@ -403,9 +405,10 @@ def _cli():
                 "to %s nor on PATH; set MARGINFLOW_CLI" % _ffi.library_path())
 
 
-def train(data, model="linear", *, loss="exp", optimizer="lyu-li", lr=0.1, tol=1e-6,
+def train(data, model="linear", *, loss="exp", optimizer="flow", lr=0.1, tol=1e-6,
           max_rel_step=0.1, batch=32, seed=1, steps=10000, until_log10_loss=None,
-          until_time=None, wall_seconds=None, log_points=200, log_horizon=None, init="gauss",
+          until_margin_gap=None, until_time=None, wall_seconds=None, log_points=200,
+          log_horizon=None, init="gauss",
           init_scale=0.1, init_params=None, init_file=None, format=None, snapshots=False,
           progress=None, out=None):
     """Train model on data: the options of `marginflow train` as keyword
@@ -432,7 +435,7 @@ def train(data, model="linear", *, loss="exp", optimizer="lyu-li", lr=0.1, tol=1
     _ffi.check(_ffi.mf_train_result)
     _ffi.check(_ffi.mf_metrics)
     s = _settings(loss, optimizer, lr, tol, max_rel_step, batch, seed, steps, until_log10_loss,
-                  until_time, wall_seconds, log_points, log_horizon)
+                  until_time, wall_seconds, log_points, log_horizon, until_margin_gap)
     if init_params is not None:
         theta0 = model._theta(init_params)
     elif init_file is not None:
@@ -449,7 +452,7 @@ def train(data, model="linear", *, loss="exp", optimizer="lyu-li", lr=0.1, tol=1
     cols = metrics_columns()
     rows, snaps, log = [], [], []
     state = {"interrupt": False, "error": None}
-    buf = C.create_string_buffer(1024)
+    buf = C.create_string_buffer(1024)  # MF_METRICS_ROW_LEN
 
     def on_metrics(user, m):
         try:
@@ -512,6 +515,7 @@ def train(data, model="linear", *, loss="exp", optimizer="lyu-li", lr=0.1, tol=1
     r.reason = _ffi.text(res.reason)
     r.steps, r.rejected = res.steps, res.rejected
     r.wall_seconds, r.steps_per_second = res.wall_seconds, res.steps_per_second
+    r.stiff_steps, r.gradient_evals = res.stiff_steps, res.gradient_evals
     lib.mf_metrics_csv_row(C.byref(res.final), buf, len(buf))
     r.final = dict(zip(cols, _row_values(buf.value.decode())))
     r.snapshots = np.array(snaps) if snapshots else None
@@ -533,6 +537,7 @@ def _train_cli(data, model, out, kw):
     flags = {"loss": "--loss", "optimizer": "--optimizer", "lr": "--lr", "tol": "--tol",
              "max_rel_step": "--max-rel-step", "batch": "--batch", "seed": "--seed",
              "steps": "--steps", "until_log10_loss": "--until-log10-loss",
+             "until_margin_gap": "--until-margin-gap",
              "until_time": "--until-time", "wall_seconds": "--wall-seconds",
              "log_points": "--log-points", "log_horizon": "--log-horizon", "init": "--init",
              "init_scale": "--init-scale", "init_file": "--init-file", "format": "--format"}

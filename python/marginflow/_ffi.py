@@ -20,12 +20,13 @@ import os
 from ctypes import (POINTER, Structure, CFUNCTYPE, c_char, c_char_p, c_double, c_int,
                     c_longlong, c_size_t, c_uint32, c_uint64, c_void_p)
 
-ABI_VERSION = 2          # MF_ABI_VERSION this binding was written for
+ABI_VERSION = 3          # MF_ABI_VERSION this binding was written for
 ERR_LEN = 512
 SPEC_LEN = 256
 MAX_LAYERS = 16
 N_GAINS = 4
 LOCAL_MAX_RADII = 8
+MARGIN_HIST = 40         # MF_MARGIN_HIST
 
 # mf_error codes
 OK, ERR_NOMEM, ERR_IO, ERR_PARSE, ERR_INVALID, ERR_DIM, ERR_CORRUPT, ERR_FOREIGN, \
@@ -73,21 +74,28 @@ class mf_metrics(Structure):
     _fields_ = [("step", c_longlong), ("time_log", c_double), ("log10_loss", c_double),
                 ("norm", c_double), ("q_min", c_double), ("normalized_margin", c_double),
                 ("smoothed_margin", c_double), ("layer_margin", c_double), ("lr", c_double),
-                ("train_error", c_double), ("balancedness", c_double)]
+                ("train_error", c_double), ("balancedness", c_double), ("beta", c_double),
+                ("smoothed_decrease", c_double), ("loss_increase", c_double),
+                ("margin_change", c_double)]
 
 
 class mf_train_settings(Structure):
     _fields_ = [("loss", c_int), ("optimizer", c_int), ("lr", c_double), ("tol", c_double),
                 ("lr_up", c_double), ("lr_down", c_double), ("max_rel_step", c_double),
                 ("batch", c_int), ("max_steps", c_longlong), ("until_log10_loss", c_double),
-                ("until_time", c_double), ("wall_seconds", c_double), ("log_points", c_int),
+                ("until_margin_gap", c_double), ("until_time", c_double), ("wall_seconds", c_double), ("log_points", c_int),
                 ("log_horizon", c_longlong), ("checkpoint_every", c_longlong), ("seed", c_uint64)]
 
 
 class mf_train_state(Structure):
     _fields_ = [("step", c_longlong), ("rejected", c_longlong), ("time_log", c_double),
                 ("lr", c_double), ("log_loss", c_double), ("rng", mf_rng), ("n_params", c_size_t),
-                ("theta", POINTER(c_double))]
+                ("theta", POINTER(c_double)), ("flow_mode", c_int), ("flow_lambda", c_double),
+                ("flow_stiff_steps", c_longlong), ("smoothed_decrease", c_double),
+                ("loss_increase", c_double), ("smoothed_decrease_step", c_longlong),
+                ("loss_increase_step", c_longlong), ("hist_n", c_int), ("hist_start", c_int),
+                ("hist_next_k", c_longlong), ("hist_logt", c_double * MARGIN_HIST),
+                ("hist_gamma", c_double * MARGIN_HIST)]
 
 
 LOG_FN = CFUNCTYPE(None, c_void_p, c_int, c_char_p)
@@ -107,7 +115,10 @@ class mf_callbacks(Structure):
 
 class mf_train_result(Structure):
     _fields_ = [("outcome", c_int), ("final", mf_metrics), ("steps", c_longlong),
-                ("rejected", c_longlong), ("wall_seconds", c_double),
+                ("rejected", c_longlong), ("smoothed_decrease_step", c_longlong),
+                ("loss_increase_step", c_longlong), ("stiff_steps", c_longlong),
+                ("gradient_evals", c_longlong), ("forward_evals", c_longlong),
+                ("term_gradients", c_longlong), ("wall_seconds", c_double),
                 ("steps_per_second", c_double), ("reason", c_char_p)]
 
 

@@ -96,6 +96,7 @@ crash_run() {
 # compare with an uninterrupted 200-step run (catches a setting that
 # config.json fails to restore, e.g. lyu-li's max_rel_step).
 W="--data gauss:n=40,d=4,margin=0.1,seed=2 --model relu2:width=8 --log-horizon 200 -q"
+# (no --optimizer: the default, flow)
 # shellcheck disable=SC2086
 "$MF" train $W --steps 200 --out "$T/det-ref" >/dev/null 2>&1
 for k in 1 9 50 199; do
@@ -106,7 +107,10 @@ for k in 1 9 50 199; do
     check "stop at step $k + resume: params.txt identical" cmp -s "$T/det-ref/params.txt" "$T/det-$k/params.txt"
 done
 
-crash_run lyuli --data gauss:n=40,d=4,margin=0.1,seed=2 --model relu2:width=8
+crash_run lyuli --data gauss:n=40,d=4,margin=0.1,seed=2 --model relu2:width=8 --optimizer lyu-li
+# the default optimizer (flow) on sym4: explicit steps first, then the stiff
+# (Rosenbrock-W) method, whose mode the checkpoint carries
+crash_run flow --data builtin:sym4 --model relu2:width=20,alpha=0.5 --init-scale 1e-3 --seed 5
 crash_run sgd --data gauss:n=64,d=5,margin=0.1,seed=3 --model relu2:width=6 --optimizer sgd \
     --batch 10 --lr 0.05 --loss logistic
 

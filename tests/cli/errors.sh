@@ -202,6 +202,8 @@ case_ "--lr <= 0" "$I" 2 "lr: must be a finite number > 0" --data builtin:B --lr
 case_ "--tol outside (0, 1)" "$I" 2 "tol: must be in \\(0, 1\\)" --data builtin:B --tol 2
 case_ "--steps not an integer" "(CLI)" 2 "--steps: expected an integer, got '1e3'" --data builtin:B --steps 1e3
 case_ "--steps 0 with no other criterion" "$I" 2 "needs another stopping criterion" --data builtin:B --steps 0
+case_ "--until-log10-loss in (0, 1) (log10 of the loss)" "$I" 2 "--until-log10-loss 1e-300: the value is log10 of the loss.*give --until-log10-loss -300" --data builtin:B --until-log10-loss 1e-300
+case_ "--until-margin-gap outside (0, 1)" "$I" 2 "until_margin_gap: must be a number in \\(0, 1\\)" --data builtin:B --until-margin-gap 1.5
 case_ "unknown --optimizer" "(CLI)" 2 "optimizer" --data builtin:B --optimizer adam
 case_ "unknown --loss" "(CLI)" 2 "loss" --data builtin:B --loss hinge
 case_ "unknown option" "(CLI)" 2 "unknown option '--frobnicate'" --data builtin:B --frobnicate 1

@@ -163,11 +163,14 @@ check "svm --json: valid JSON, alpha null" test "$(json svm.json "d['support'][0
 
 # ------------------------------------------------------- stopping rules
 printf '+1 1:1e290 2:3e289\n-1 1:-2e289 2:-1e290\n' >edge.svm
-timeout 30 "$MF" train --data edge.svm --steps 1000 --wall-seconds 5 -q --out edge 2>e.txt
+timeout 30 "$MF" train --data edge.svm --optimizer lyu-li --steps 1000 --wall-seconds 5 -q \
+    --out edge 2>e.txt
 expect_rc 0 $? "features near the overflow edge end ($(cat e.txt))"
 check "... as a stall with its reason" test \
     "$(json edge/summary.json "(d['outcome'], d['reason'])")" = \
     "('stalled', 'the step size no longer shrinks (it underflowed)')"
+timeout 30 "$MF" train --data edge.svm --steps 1000 --wall-seconds 5 -q --out edge-flow 2>e.txt
+expect_rc 0 $? "... and under flow, the default, too ($(cat e.txt))"
 
 # -------------------------------------------------------------- readers
 # endless inputs under a memory limit of 400 MB: each reader stops at its

@@ -1,6 +1,6 @@
 #!/bin/sh
 # sweep.sh -- `marginflow sweep` and `marginflow sweep-report` on the smoke
-# grid experiments/sweeps/smoke.json (8 points of 0.1-0.5 s; needs
+# grid experiments/sweeps/smoke.json (8 points of 0.1-2 s; needs
 # ${BUILD:-build}/marginflow). Every sweep below is compared point by point
 # with a reference run (--jobs 1, uninterrupted) by tests/cli/sweepcmp.py:
 # same ids, one finished result each, identical numbers.

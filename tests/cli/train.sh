@@ -39,7 +39,7 @@ check "case B outcome" test "$(json "$R/summary.json" "d['outcome']")" = loss-ta
 # metrics.csv: header, rows, no nan/inf, and the last row agrees with summary.json
 check "metrics.csv has no nan/inf" sh -c "! grep -Eiq 'nan|inf' '$R/metrics.csv'"
 check "metrics.csv header" test "$(head -n 1 "$R/metrics.csv")" = \
-    "step,time,log10_time,log10_loss,norm,q_min,normalized_margin,smoothed_margin,layer_margin,lr,train_error,balancedness"
+    "step,time,log10_time,log10_loss,norm,q_min,normalized_margin,smoothed_margin,layer_margin,lr,train_error,balancedness,beta,smoothed_decrease,loss_increase,margin_change"
 check "metrics.csv first row is step 0 with t = 0" sh -c "sed -n 2p '$R/metrics.csv' | grep -q '^0,0,,'"
 last_nm=$(tail -n 1 "$R/metrics.csv" | cut -d, -f7)
 check "last metrics row margin $last_nm = summary $nm" \
@@ -67,11 +67,12 @@ expect_msg "$T/err" "already holds a run" "overwrite message"
 "$MF" train --help >"$T/help"
 expect_rc 0 $? "train --help"
 for o in --data --format --model --loss --optimizer --lr --tol --batch --steps \
-    --until-log10-loss --until-time --wall-seconds --log-points --checkpoint-every --init \
+    --until-log10-loss --until-margin-gap --until-time --wall-seconds --log-points \
+    --checkpoint-every --init \
     --init-scale --seed --init-params --init-file --out -q --quiet --resume --help; do
     check "--help lists $o" grep -q -- "$o" "$T/help"
 done
-for d in "default linear" "default exp" "default lyu-li" "default 0.1" "default 1e-6" \
+for d in "default linear" "default exp" "default flow" "default 0.1" "default 1e-6" \
     "default 32" "default 10000" "default 200" "default 1000" "default gauss" "default 1)" \
     "runs/train-YYYYmmdd-HHMMSS" "130 interrupted" "4 run ended non-finite"; do
     check "--help says '$d'" grep -q -- "$d" "$T/help"
@@ -134,6 +135,57 @@ check "non-finite run keeps its parameters" test "$(grep -c '^9.9999999999999997
 "$MF" layout --model diag:depth=2 --data builtin:B >"$T/layout"
 expect_rc 0 $? "layout"
 check "layout lists 4 parameters" grep -q "n_params 4" "$T/layout"
+
+# ------------------------------------------- accuracy and its indicators
+# --until-log10-loss takes log10 of the loss: 1e-300 is refused with the fix
+"$MF" train --data builtin:B --until-log10-loss 1e-300 --out "$T/u1" 2>"$T/err"
+expect_rc 2 $? "--until-log10-loss 1e-300"
+expect_msg "$T/err" "^marginflow: --until-log10-loss 1e-300: the value is log10 of the loss, so this asks for Loss <= 10\\^1e-300, about 1; for Loss <= 1e-300 give --until-log10-loss -300$" \
+    "--until-log10-loss 1e-300 says what was meant"
+check "no run dir after --until-log10-loss 1e-300" test ! -e "$T/u1"
+"$MF" train --data builtin:B --until-margin-gap 2 --out "$T/u2" 2>"$T/err"
+expect_rc 2 $? "--until-margin-gap 2"
+expect_msg "$T/err" "until_margin_gap: must be a number in \\(0, 1\\)" "--until-margin-gap range message"
+# the default optimizer is flow; lyu-li on sym4 shows its discretization
+# error: one warning line, and the indicators in metrics.csv / summary.json
+S4="--data builtin:sym4 --model relu2:width=20,alpha=0.5 --init-scale 1e-3 --seed 5 --steps 0 --until-log10-loss -100000"
+# shellcheck disable=SC2086
+"$MF" train $S4 --out "$T/s4flow" >"$T/out" 2>"$T/err"
+expect_rc 0 $? "sym4 at the default optimizer"
+check "default optimizer is flow" test "$(json "$T/s4flow/config.json" "d['settings']['optimizer']")" = flow
+check "flow: no warning" test ! -s "$T/err"
+check "flow: smoothed margin never decreased by more than 1e-12" \
+    python3 -c "import json,sys; d=json.load(open('$T/s4flow/summary.json')); sys.exit(not d['indicators']['smoothed_decrease'] <= 1e-12)"
+check "flow: within 1e-6 of gamma* = 0.41926274578 at log10 Loss -1e5" \
+    python3 -c "import json,sys; d=json.load(open('$T/s4flow/summary.json')); sys.exit(not abs(d['final']['normalized_margin'] / 0.41926274578121064 - 1) < 1e-6)"
+check "flow: beta > 0.9999999" \
+    python3 -c "import json,sys; d=json.load(open('$T/s4flow/summary.json')); sys.exit(not d['final']['beta'] > 0.9999999)"
+expect_msg "$T/out" "^accuracy: gradient flow, local error per step <= 1e-06" "flow reports its accuracy"
+# shellcheck disable=SC2086
+"$MF" train $S4 --optimizer lyu-li --out "$T/s4ll" >"$T/out" 2>"$T/err"
+expect_rc 0 $? "sym4 with lyu-li"
+check "lyu-li: exactly one warning line" test "$(wc -l <"$T/err")" -eq 1
+expect_msg "$T/err" "^marginflow: warning: lyu-li: the smoothed margin decreased by [0-9.e-]+ \\(relative\\) in step [0-9]+ with Loss < ell\\(0\\)" \
+    "lyu-li warning names the decrease and the step"
+check "lyu-li: summary indicator above 1e-3 (measured 6.9e-3 in issue 11)" \
+    python3 -c "import json,sys; d=json.load(open('$T/s4ll/summary.json'))['indicators']; sys.exit(not (d['smoothed_decrease'] > 1e-3 and d['smoothed_decrease_step'] > 0))"
+check "lyu-li: metrics.csv carries the running maximum" python3 -c "
+import csv, json, sys
+rows = list(csv.DictReader(open('$T/s4ll/metrics.csv')))
+d = json.load(open('$T/s4ll/summary.json'))
+sd = [float(r['smoothed_decrease']) for r in rows]
+sys.exit(not (sd == sorted(sd) and sd[-1] == d['indicators']['smoothed_decrease'] and rows[-1]['beta'] != ''))"
+expect_msg "$T/out" "^accuracy: lyu-li is a discrete method: beta" "lyu-li reports its indicators"
+# --until-margin-gap stops once the margin moved less than X over a decade of log t
+# shellcheck disable=SC2086
+"$MF" train --data builtin:sym4 --model relu2:width=20,alpha=0.5 --init-scale 1e-3 --seed 5 \
+    --steps 0 --until-margin-gap 1e-5 --out "$T/gap" -q
+expect_rc 0 $? "--until-margin-gap 1e-5"
+check "margin-gap outcome" test "$(json "$T/gap/summary.json" "d['outcome']")" = margin-gap
+check "margin-gap: the reported change is <= 1e-5" \
+    python3 -c "import json,sys; d=json.load(open('$T/gap/summary.json')); sys.exit(not 0 < d['final']['margin_change'] <= 1e-5)"
+check "margin-gap: log10 t >= 10 / ln 10 when it stops" \
+    python3 -c "import json,sys; d=json.load(open('$T/gap/summary.json')); sys.exit(not d['final']['log_time'] >= 10)"
 
 # -------------------------------------------------------------- resume
 G="--data gauss:n=50,d=5 --model relu2:width=10 --optimizer scaled --steps 300 --checkpoint-every 100 -q"
