@@ -142,5 +142,11 @@ int mf_metrics_eval(const mf_model *m, mf_work *w, const mf_data *data, mf_loss_
         zero_layer ? 0.0 : margin_quotient(qmin, prod, m, theta, layer_prod_scaled);
     mt->train_error = data->n ? (double)wrong / data->n : 0.0;
     mt->balancedness = balancedness(m, theta);
+    mt->log10_mean_loss = mt->log10_loss - log10((double)(data->n > 0 ? data->n : 1));
+    mt->epoch = -1; /* the epoch fields: set by epoch runs (src/epoch.c) */
+    mt->rejected = 0;
+    mt->test_error = NAN;
+    mt->epoch_seconds = NAN;
+    mt->wall_seconds = NAN;
     return MF_OK;
 }

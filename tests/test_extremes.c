@@ -152,7 +152,7 @@ TEST(smoothed_margin_log_domain) {
 
 /* Absent values print as empty CSV fields, never "nan" or "inf". */
 TEST(csv_absent_fields) {
-    mf_metrics m = {7, log(3.0), -2.5, INFINITY, 1.0, NAN, NAN, 0.25, 0.1, 0.0, NAN};
+    mf_metrics m = {7, log(3.0), -2.5, INFINITY, 1.0, NAN, NAN, 0.25, 0.1, 0.0, NAN, -1, 0, NAN, NAN, NAN, NAN};
     char row[1024];
     mf_metrics_csv_row(&m, row, sizeof row);
     char want[1024];
