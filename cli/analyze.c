@@ -353,7 +353,21 @@ int mf_cli_analyze(int argc, char **argv) {
         goto done;
     }
 
-    int lr = mf_data_from_spec(data_spec, format, &data, &e);
+    int lr;
+    if (run_dir) { /* the run's own data: its subset (--train-limit, --classes) too */
+        mf_data *test = NULL;
+        config.format = format;
+        int code = run_load_data(&config, &data, &test, e.msg, sizeof e.msg);
+        mf_data_free(test);
+        if (code) {
+            cli_error("analyze: %s", e.msg);
+            rc = code;
+            goto done;
+        }
+        lr = MF_OK;
+    } else {
+        lr = mf_data_from_spec(data_spec, format, &data, &e);
+    }
     if (!lr) lr = mf_model_parse(model_spec, data->d, data->num_classes, &m, &e);
     if (!lr) {
         theta = malloc(sizeof(double) * (m->n_params ? m->n_params : 1));

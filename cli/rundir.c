@@ -42,6 +42,7 @@ void run_config_default(run_config *c) {
     c->init_scale = 0.1;
     c->made_by = "marginflow train";
     c->version = RUN_CONFIG_VERSION;
+    c->data_seed = 1;
 }
 
 void run_config_free(run_config *c) {
@@ -71,11 +72,21 @@ cJSON *run_settings_json(const mf_train_settings *s, int with_stopping) {
     cli_json_int(o, "log_horizon", s->log_horizon);
     cli_json_int(o, "checkpoint_every", s->checkpoint_every);
     cli_json_int(o, "seed", (long long)s->seed);
+    if (mf_train_is_epoch_run(s)) { /* only here: other runs keep their identity */
+        cJSON_AddBoolToObject(o, "epoch_run", 1);
+        cli_json_num(o, "alpha_min", s->alpha_min);
+        cli_json_num(o, "loss_cap", s->loss_cap);
+        cli_json_num(o, "archive_decades", s->archive_decades);
+        cJSON *ae = cJSON_AddArrayToObject(o, "archive_epochs");
+        for (int i = 0; ae && i < s->n_archive_epochs; i++)
+            cJSON_AddItemToArray(ae, cJSON_CreateNumber((double)s->archive_epochs[i]));
+    }
     if (with_stopping) {
         cli_json_int(o, "max_steps", s->max_steps);
         cli_json_num(o, "until_log10_loss", s->until_log10_loss);
         cli_json_num(o, "until_time", s->until_time);
         cli_json_num(o, "wall_seconds", s->wall_seconds);
+        if (mf_train_is_epoch_run(s)) cli_json_int(o, "max_epochs", s->max_epochs);
     }
     return o;
 }
@@ -133,6 +144,20 @@ static cJSON *config_json(const run_config *c, const mf_data *d, const mf_model 
         cli_json_str(dj, "format", c->format);
         if (full) cli_json_str(dj, "desc", d->desc);
         data_sizes(dj, d);
+        /* subsets and the test set: written only when used (identity of older runs) */
+        if (c->train_limit) cli_json_int(dj, "limit", c->train_limit);
+        if (c->n_classes == 2) {
+            double cv[2] = {c->classes[0], c->classes[1]};
+            cli_json_num_array(dj, "classes", cv, 2);
+        }
+        if (c->train_limit || c->n_classes || c->test_spec)
+            cli_json_int(dj, "seed", (long long)c->data_seed);
+        if (c->test_spec) {
+            cJSON *tj = cJSON_AddObjectToObject(dj, "test");
+            cli_json_str(tj, "spec", c->test_spec);
+            if (full) cli_json_str(tj, "path", c->test_path);
+            if (c->test_limit) cli_json_int(tj, "limit", c->test_limit);
+        }
     }
     model_json(root, m, 0);
     cJSON *ij = cJSON_AddObjectToObject(root, "init");
@@ -216,6 +241,27 @@ static void read_settings(cli_jr *r, const cJSON *sj, mf_train_settings *s) {
     cli_jnum(r, sj, P, "until_log10_loss", R | CLI_J_NULL, &s->until_log10_loss);
     cli_jnum(r, sj, P, "until_time", R | CLI_J_NULL, &s->until_time);
     cli_jnum(r, sj, P, "wall_seconds", R | CLI_J_NULL, &s->wall_seconds);
+    /* epoch runs (absent in every other run) */
+    cli_jnum(r, sj, P, "alpha_min", 0, &s->alpha_min);
+    cli_jnum(r, sj, P, "loss_cap", 0, &s->loss_cap);
+    cli_jnum(r, sj, P, "archive_decades", 0, &s->archive_decades);
+    if (cli_jint(r, sj, P, "max_epochs", 0, 0, MAX_JSON_INT, &x) == 1) s->max_epochs = (long long)x;
+    if (cJSON_GetArraySize(cli_jget(sj, "archive_epochs")) > 0) { /* [] = none */
+        double v[MF_MAX_ARCHIVE_EPOCHS];
+        int n = 0;
+        if (cli_jnumarr(r, sj, P, "archive_epochs", MF_MAX_ARCHIVE_EPOCHS, v, &n) == 1) {
+            s->n_archive_epochs = n;
+            for (int i = 0; i < n; i++) {
+                if (cli_jint_ok(r, "settings.archive_epochs", v[i], 0, MAX_JSON_INT)) {
+                    cli_jbadk(r, P, "archive_epochs", "must hold integers >= 0");
+                    break;
+                }
+                s->archive_epochs[i] = (long long)v[i];
+            }
+        }
+    }
+    if (cJSON_IsTrue(cli_jget(sj, "epoch_run")) && !mf_train_is_epoch_run(s))
+        cli_jbadk(r, P, "max_epochs", "an sgd epoch run needs max_epochs > 0");
 }
 
 /* The init object. Version 2: kind gauss | balanced (scale), params (an
@@ -283,6 +329,29 @@ static void read_data_model(cli_jr *r, const cJSON *root, run_config *c, int pur
     c->format = format;
     c->model_spec = model;
     if (!c->data_path) cli_jbadk(r, "data", "path", "needs data.path or data.spec");
+    double x;
+    if (cli_jint(r, dj, "data", "limit", 0, 0, 1e9, &x) == 1) c->train_limit = (int)x;
+    if (cli_jint(r, dj, "data", "seed", 0, 0, MAX_JSON_INT, &x) == 1) c->data_seed = (uint64_t)x;
+    if (cli_jget(dj, "classes")) {
+        double cv[2];
+        int n = 0;
+        if (cli_jnumarr(r, dj, "data", "classes", 2, cv, &n) == 1) {
+            if (n != 2 || cli_jint_ok(r, "data.classes", cv[0], 0, 255) ||
+                cli_jint_ok(r, "data.classes", cv[1], 0, 255))
+                cli_jbadk(r, "data", "classes", "must be two class indices");
+            else
+                c->n_classes = 2, c->classes[0] = (int)cv[0], c->classes[1] = (int)cv[1];
+        }
+    }
+    const cJSON *tj = cli_jget(dj, "test");
+    if (tj) {
+        const char *ts = NULL, *tp = NULL;
+        cli_jstr(r, tj, "data.test", "spec", CLI_J_REQUIRED, (size_t)-1, &ts);
+        cli_jstr(r, tj, "data.test", "path", 0, (size_t)-1, &tp);
+        if (cli_jint(r, tj, "data.test", "limit", 0, 0, 1e9, &x) == 1) c->test_limit = (int)x;
+        c->test_spec = ts;
+        c->test_path = tp ? tp : ts;
+    }
 }
 
 int run_config_read(const char *dir, int purpose, run_config *c, run_read_error *err) {
@@ -438,6 +507,12 @@ int run_write_summary(const char *dir, const mf_train_settings *s, const mf_data
         cli_json_num(f, "lr", mt->lr);
         cli_json_num(f, "train_error", mt->train_error);
         cli_json_num(f, "balancedness", mt->balancedness);
+        if (mf_train_is_epoch_run(s)) {
+            cli_json_int(f, "epoch", mt->epoch);
+            cli_json_num(f, "log10_mean_loss", mt->log10_mean_loss);
+            cli_json_num(f, "test_error", mt->test_error);
+            cli_json_num(f, "epoch_seconds", mt->epoch_seconds);
+        }
     }
     model_json(root, m, 1);
     cJSON *dj = cJSON_AddObjectToObject(root, "data");
@@ -455,11 +530,17 @@ int run_write_summary(const char *dir, const mf_train_settings *s, const mf_data
     return rc;
 }
 
+/* The metrics.csv header of a run with settings s. */
+static const char *metrics_header(const mf_train_settings *s) {
+    return mf_train_is_epoch_run(s) ? mf_epoch_csv_header() : mf_metrics_csv_header();
+}
+
 /* Keep the header and the rows with step < step of the metrics file at path
  * (rewritten atomically), so the resumed run appends exactly what an
  * uninterrupted run would have written from there on (mf_train re-emits
  * the row at the checkpoint step). Returns 0 or a CLI exit code. */
-static int truncate_metrics(const char *path, long long step, char *why, size_t cap) {
+static int truncate_metrics(const char *path, const char *hdr, long long step, char *why,
+                            size_t cap) {
     size_t n = 0, keep = 0;
     char *text = cli_read_text(path, 0, &n);
     if (!text) {
@@ -467,7 +548,6 @@ static int truncate_metrics(const char *path, long long step, char *why, size_t 
         cli_fmt(why, cap, "cannot resume: cannot open %s: %s", path, strerror(errno));
         return nomem ? CLI_EXIT_ERROR : CLI_EXIT_USAGE;
     }
-    const char *hdr = mf_metrics_csv_header();
     size_t hl = strlen(hdr);
     if (strncmp(text, hdr, hl) != 0 || text[hl] != '\n') {
         cli_fmt(why, cap, "cannot resume: %s:1:1: not a marginflow metrics file (header differs)",
@@ -551,6 +631,9 @@ typedef struct exec_ctx {
     char *ckpt_path;
     uint32_t fingerprint;
     FILE *metrics;
+    int epochs;            /* an epoch run: its CSV rows and progress line */
+    const mf_train_settings *s;
+    double prev_loss;      /* progress: log10 Loss of the previous row */
     int progress_shown;
     char err[MF_ERR_LEN];  /* why a callback failed */
 } exec_ctx;
@@ -600,7 +683,8 @@ static int cb_metrics(void *user, const mf_metrics *m) {
         cli_fmt(c->err, sizeof c->err, "out of memory keeping the metrics");
         return 1;
     }
-    mf_metrics_csv_row(m, row, sizeof row);
+    if (c->epochs) mf_epoch_csv_row(m, row, sizeof row);
+    else mf_metrics_csv_row(m, row, sizeof row);
     if (fputs(row, c->metrics) < 0 || fputc('\n', c->metrics) == EOF || fflush(c->metrics)) {
         cli_fmt(c->err, sizeof c->err, "cannot write %s/metrics.csv: %s", c->dir, strerror(errno));
         return 1;
@@ -629,6 +713,25 @@ static int cb_checkpoint(void *user, const mf_train_state *s) {
     return 0;
 }
 
+/* DIR/archive/epoch-NNNNNNNN.bin: the state of an archived epoch (the
+ * checkpoint format, with the run's fingerprint). */
+static int cb_archive(void *user, const mf_train_state *s, const mf_metrics *m) {
+    exec_ctx *c = user;
+    char *ad = cli_join(c->dir, RUN_ARCHIVE_DIR), name[64], *p = NULL;
+    cli_fmt(name, sizeof name, "epoch-%08lld.bin", m->epoch);
+    mf_err e = {0, ""};
+    int rc = ad && cli_mkdirs(ad) == 0 && (p = cli_join(ad, name)) ? MF_OK : MF_ERR_IO;
+    if (rc) cli_fmt(c->err, sizeof c->err, "cannot create %s: %s", ad ? ad : "archive",
+                    ad ? strerror(errno) : "out of memory");
+    if (!rc && mf_checkpoint_write(p, s, c->fingerprint, &e) != MF_OK) {
+        cli_fmt(c->err, sizeof c->err, "%s", e.msg);
+        rc = 1;
+    }
+    free(ad);
+    free(p);
+    return rc ? 1 : 0;
+}
+
 static int cb_should_stop(void *user) {
     (void)user;
     return g_stop != 0;
@@ -649,8 +752,39 @@ static void short_time(char *b, size_t cap, double time_log) {
     snprintf(b, cap, "%.3fe%+.0f", mant, E);
 }
 
+/* Epoch runs: one line per epoch (epoch, losses, margins, accuracies,
+ * seconds per epoch, ETA from max_epochs or from the loss target and the
+ * last epoch's decrease). */
+static void epoch_progress(exec_ctx *c, const mf_metrics *m) {
+    const mf_train_settings *s = c->s;
+    char eta[48] = "?", acc[32];
+    double rem = NAN;
+    if (s->max_epochs > 0) rem = (double)(s->max_epochs - m->epoch);
+    if (!isnan(s->until_log10_loss) && m->log10_loss < c->prev_loss) {
+        double r2 = (m->log10_loss - s->until_log10_loss) / (c->prev_loss - m->log10_loss);
+        if (isnan(rem) || r2 < rem) rem = r2 > 0 ? r2 : 0;
+    }
+    if (isfinite(rem) && isfinite(m->epoch_seconds)) {
+        double t = rem * m->epoch_seconds;
+        if (t < 3600) cli_fmt(eta, sizeof eta, "%.0fm%02.0fs", floor(t / 60), fmod(t, 60));
+        else cli_fmt(eta, sizeof eta, "%.0fh%02.0fm", floor(t / 3600), fmod(floor(t / 60), 60));
+    }
+    if (isnan(m->test_error)) cli_fmt(acc, sizeof acc, "%.4f", 1 - m->train_error);
+    else cli_fmt(acc, sizeof acc, "%.4f/%.4f", 1 - m->train_error, 1 - m->test_error);
+    fprintf(stderr, "epoch %lld%s%.0lld  log10L %.6g  gamma %.4g  layer %.4g  acc %s  alpha %.3g  "
+                    "rej %lld  %.3g s/epoch  ETA %s\n",
+            m->epoch, s->max_epochs > 0 ? "/" : "", s->max_epochs > 0 ? s->max_epochs : 0LL,
+            m->log10_loss, m->normalized_margin, m->layer_margin, acc, m->lr, m->rejected,
+            m->epoch_seconds, eta);
+    c->prev_loss = m->log10_loss;
+}
+
 static void cb_progress(void *user, const mf_metrics *m, double sps) {
     exec_ctx *c = user;
+    if (c->epochs) {
+        epoch_progress(c, m);
+        return;
+    }
     char t[48];
     short_time(t, sizeof t, m->time_log);
     fprintf(stderr, "\rstep %lld  t %s  log10L %.6g  gamma %.6g  %.0f steps/s    ", m->step, t,
@@ -685,14 +819,61 @@ static size_t count_values(const char *s) {
     return k;
 }
 
+/* Load spec (format as given) and take its subset: limit samples, the two
+ * classes of c. *out, or a CLI exit code with why filled. */
+static int load_subset(const run_config *c, const char *path, int limit, mf_data **out, char *why,
+                       size_t cap) {
+    mf_err e = {0, ""};
+    mf_data *D = NULL, *S = NULL;
+    int rc = mf_data_from_spec(path, c->format, &D, &e);
+    if (!rc && (limit > 0 || c->n_classes == 2)) {
+        if (D->num_classes < 2) {
+            cli_fmt(why, cap, "%s: --train-limit, --test-limit and --classes need multi-class data "
+                    "(class indices as labels)", path);
+            mf_data_free(D);
+            return CLI_EXIT_USAGE;
+        }
+        rc = mf_data_select(D, c->n_classes == 2 ? c->classes : NULL, limit, c->data_seed, &S, &e);
+        mf_data_free(D);
+        D = S;
+    }
+    if (rc) {
+        cli_fmt(why, cap, "%s", e.msg);
+        mf_data_free(D);
+        return cli_exit_for(rc, 1);
+    }
+    *out = D;
+    return 0;
+}
+
+int run_load_data(const run_config *c, mf_data **train, mf_data **test, char *why, size_t cap) {
+    *train = *test = NULL;
+    int code = load_subset(c, c->data_path, c->train_limit, train, why, cap);
+    if (!code && c->test_spec) code = load_subset(c, c->test_path, c->test_limit, test, why, cap);
+    if (!code && *test && ((*test)->d != (*train)->d || (*test)->num_classes != (*train)->num_classes)) {
+        cli_fmt(why, cap, "the test set %s has dimension %d and %d classes, the training set %d and %d",
+                c->test_spec, (*test)->d, (*test)->num_classes ? (*test)->num_classes : 2, (*train)->d,
+                (*train)->num_classes ? (*train)->num_classes : 2);
+        code = CLI_EXIT_USAGE;
+    }
+    if (code) {
+        mf_data_free(*train);
+        mf_data_free(*test);
+        *train = *test = NULL;
+    }
+    return code;
+}
+
 /* Settings, data, model, and the initial values typed as a list (into
  * *values, owned by the caller; rc->init_values then points there). */
 static int exec_prepare(run_config *rc, run_output *o, double **values) {
     mf_err e = {0, ""};
     const char *why = mf_train_settings_validate(&rc->s);
     if (why) return fail(o, CLI_EXIT_USAGE, "%s", why);
-    int rc2 = mf_data_from_spec(rc->data_path, rc->format, &o->data, &e);
-    if (!rc2) rc2 = mf_model_parse(rc->model_spec, o->data->d, o->data->num_classes, &o->model, &e);
+    int code = run_load_data(rc, &o->data, &o->test, o->err, sizeof o->err);
+    if (code) return code;
+    rc->s.test = o->test;
+    int rc2 = mf_model_parse(rc->model_spec, o->data->d, o->data->num_classes, &o->model, &e);
     if (rc2) return fail(o, cli_exit_for(rc2, 1), "%s", e.msg);
     const mf_model *m = o->model;
     if (rc->init_text && !rc->init_values) {
@@ -765,7 +946,7 @@ static int exec_state(const run_config *c, const run_exec *x, run_output *o, run
      * leaves no config.json, and the same command starts afresh. */
     char *cp0 = cli_join(rd->path, "checkpoint.bin"), *mp0 = cli_join(rd->path, "metrics.csv");
     char hdr[512];
-    snprintf(hdr, sizeof hdr, "%s\n", mf_metrics_csv_header());
+    snprintf(hdr, sizeof hdr, "%s\n", metrics_header(&c->s));
     rc = cp0 && mp0 ? MF_OK : MF_ERR_NOMEM;
     if (rc == MF_OK && x->checkpoint) rc = mf_checkpoint_write(cp0, *st, o->fingerprint, &e);
     if (rc == MF_OK) rc = mf_write_file_atomic(mp0, hdr, strlen(hdr), &e);
@@ -792,7 +973,8 @@ static int exec_start(const run_config *c, const run_exec *x, exec_ctx *cx,
         return rc;
     char *mp = cli_join(cx->dir, "metrics.csv");
     if (!mp) return fail(o, CLI_EXIT_ERROR, "out of memory");
-    if (x->resume && (rc = truncate_metrics(mp, st->step, o->err, sizeof o->err))) {
+    if (x->resume && (rc = truncate_metrics(mp, metrics_header(&c->s), st->step, o->err,
+                                            sizeof o->err))) {
         free(mp);
         return rc;
     }
@@ -814,6 +996,7 @@ static int exec_train(const run_config *c, const run_exec *x, exec_ctx *cx, mf_t
     if (x->checkpoint) cb.on_checkpoint = cb_checkpoint;
     if (x->signals) cb.should_stop = cb_should_stop;
     if (x->progress) cb.on_progress = cb_progress;
+    if (x->archive && cx->epochs) cb.on_archive = cb_archive;
     cb.progress_seconds = 0.5;
     struct sigaction sa, old_int, old_term;
     if (x->signals) {
@@ -879,6 +1062,7 @@ int run_execute(const run_config *c, const run_exec *x, run_output *out) {
     if (!code) code = exec_state(&rc, x, out, &rd, &st, &restamp);
     if (!code) {
         cx.x = x, cx.out = out, cx.m = out->model, cx.dir = rd.path;
+        cx.s = &rc.s, cx.epochs = mf_train_is_epoch_run(&rc.s), cx.prev_loss = NAN;
         cx.fingerprint = out->fingerprint;
         cx.ckpt_path = cli_join(rd.path, "checkpoint.bin");
         if (!cx.ckpt_path) code = CLI_EXIT_ERROR, cli_fmt(out->err, sizeof out->err, "out of memory");
@@ -897,6 +1081,7 @@ int run_execute(const run_config *c, const run_exec *x, run_output *out) {
 void run_output_free(run_output *o) {
     if (!o) return;
     mf_data_free(o->data);
+    mf_data_free(o->test);
     mf_model_free(o->model);
     free(o->theta);
     free(o->rows);
