@@ -884,6 +884,91 @@ const char *mf_svm_norm_name(int norm);
 int mf_svm_norm_from_name(const char *s, mf_svm_norm *norm);
 
 /* ------------------------------------------------------------------------ */
+/* L2 robustness (robust.c)                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Most radii of one evaluation. */
+#define MF_ROBUST_MAX_EPS 32
+
+/* Settings of mf_robust_eval; fill with mf_robust_settings_default. */
+typedef struct mf_robust_settings {
+    int n_eps;
+    double eps[MF_ROBUST_MAX_EPS]; /* L2 radii, ascending, > 0; default 0.1, 0.3, 0.5, 1, 2 */
+    int pgd_steps;          /* PGD steps per start, default 50 */
+    int pgd_restarts;       /* PGD starts per radius: the clean point, then random points of the
+                               ball; default 2 */
+    double pgd_step;        /* PGD step length as a multiple of eps / pgd_steps; default 2.5
+                               (Madry et al.'s choice) */
+    int cw_steps;           /* Carlini-Wagner: Adam iterations per constant, default 100 */
+    int cw_search;          /* Carlini-Wagner: binary-search rounds on the constant, default 8 */
+    double cw_c0;           /* first constant, in units of 1 / ||grad_x q(x)|| (see mf_robust_eval);
+                               default 1 */
+    double cw_lr;           /* Adam step on the tanh variable, default 0.01 */
+    double lo, hi;          /* the input box every perturbed input is clipped to; default [0, 1] */
+    int batch;              /* samples per forward/backward pass, default 100 */
+    uint64_t seed;          /* PGD random starts (sample i uses seed and i); default 1 */
+} mf_robust_settings;
+
+void mf_robust_settings_default(mf_robust_settings *s);
+/* NULL if valid, else a static sentence naming the bad field and its range. */
+const char *mf_robust_settings_validate(const mf_robust_settings *s);
+
+/* What mf_robust_eval found. An input counts as correct when its margin
+ * q > 0 (q = y Phi or Phi_y - max_{j != y} Phi_j; a tie is an error), and as
+ * broken at eps by an attack when the attack found x' in the box with
+ * ||x' - x||_2 <= eps and q(x') <= 0. Robust accuracy at eps: the fraction
+ * of the n inputs that are correct and not broken at eps. */
+typedef struct mf_robust_result {
+    int n, n_eps;
+    double eps[MF_ROBUST_MAX_EPS];
+    int n_correct;
+    double clean_accuracy;
+    double acc_pgd[MF_ROBUST_MAX_EPS];  /* under PGD-L2 */
+    double acc_cw[MF_ROBUST_MAX_EPS];   /* under Carlini-Wagner L2 */
+    double acc_min[MF_ROBUST_MAX_EPS];  /* under both: the minimum over the attacks, per input */
+    double median_norm;     /* median over the n inputs of the smallest perturbation found by
+                               either attack (0 for an input that is not correct; INFINITY when
+                               more than half are never broken) */
+    double median_norm_cw;  /* the same for Carlini-Wagner alone */
+    double *norm;           /* [n] the smallest perturbation norm found per input (PGD: the
+                               smallest eps it broke), 0 if not correct, INFINITY if none */
+    double *norm_cw;        /* [n] Carlini-Wagner's, INFINITY if it found none */
+    int *pgd_level;         /* [n] index of the smallest eps PGD broke, n_eps if none, -1 if not
+                               correct */
+} mf_robust_result;
+
+/*
+ * L2 robustness of the classifier theta on data (inputs in [lo, hi]):
+ *  - PGD-L2 (Madry, Makelov, Schmidt, Tsipras & Vladu, ICLR 2018): for
+ *    each radius (ascending; an input broken at a radius counts as broken at
+ *    every larger one and is not attacked again) and start (the clean point,
+ *    then uniform random points of the ball), pgd_steps steps
+ *        delta <- P_box(P_ball(delta + step g / ||g||)),
+ *    g = grad_x of the cross-entropy at x + delta, in the log domain, so its
+ *    direction is exact at any loss level (mf_loss_eval per input), step =
+ *    pgd_step eps / pgd_steps; success at the first iterate with q <= 0.
+ *  - Carlini & Wagner's L2 attack (IEEE S&P 2017, f6 with kappa = 0): x' =
+ *    lo + (hi - lo)(tanh w + 1)/2, minimize ||x' - x||^2 + (c / g0) max(q(x'), 0)
+ *    by Adam (lr cw_lr, beta 0.9 / 0.999) for cw_steps from w(x), keeping the
+ *    smallest ||x' - x|| with q(x') <= 0; a binary search on c over cw_search
+ *    rounds (start cw_c0; no success: c *= 10 until one, then bisect). g0 =
+ *    ||grad_x q(x)|| at the clean input (1 when 0) makes q / g0 the first-order
+ *    distance to the decision boundary, so c needs no rescaling when the
+ *    network's outputs are 10^100 (a model trained far): our normalization,
+ *    the same attack with c scaled per input.
+ * Both are searches: a robust accuracy is an upper bound on the true robust
+ * accuracy (attacks find adversarial inputs, they never prove there are
+ * none), and the minimum over the attacks is the tighter bound.
+ * Needs mf_model_backward_input (cnn). Errors: MF_ERR_INVALID (bad settings,
+ * inputs outside the box, empty data), MF_ERR_UNSUPPORTED (no input
+ * gradient), MF_ERR_DIM, MF_ERR_NOMEM, MF_ERR_NUMERIC (non-finite outputs at
+ * the clean inputs). *out is NULL on error.
+ */
+int mf_robust_eval(const mf_model *m, const mf_data *data, const double *theta,
+                   const mf_robust_settings *s, mf_robust_result **out, mf_err *e);
+void mf_robust_result_free(mf_robust_result *r);
+
+/* ------------------------------------------------------------------------ */
 /* Analysis: KKT, local optimality, verdicts (analyze.c, local.c)           */
 /* ------------------------------------------------------------------------ */
 
