@@ -39,6 +39,7 @@ int cli_reproduce(int argc, char **argv);
 int mf_cli_maxmargin(int argc, char **argv);
 int cli_svm(int argc, char **argv);
 int mf_cli_analyze(int argc, char **argv);
+int cli_robust(int argc, char **argv);
 
 /* Print "marginflow: <message>\n" to stderr. */
 void cli_error(const char *fmt, ...)

@@ -24,6 +24,11 @@
  *            logged snapshots vs log10 t (runs with snapshots)
  *   regions  2-D data: Phi(x) / q_min of the final parameters over a grid
  *            (sign = decision region, |.| >= 1 beyond the margin), data on top
+ *   epochs   epoch runs, [LL20] Fig. 1's panels against the epoch: log10 of the
+ *            mean training loss, the per-layer normalized margin
+ *            q_min / prod_l ||W_l||, q_min / ||theta||^L, the test accuracy
+ *   robust   drawn by the `robust` check (robust accuracy vs eps per archived
+ *            state, and vs epoch): fig-robust-eps / fig-robust-epoch
  * The report (report.md, report.html) is assembled from the claims'
  * result.json files.
  */
@@ -145,6 +150,37 @@ static int fig_margin(const rp_claim *c, FILE *f, int layer) {
     if (k) gp_both(f, layer ? "layer-margin" : "margin", b.p, 0);
     free(b.p);
     return k ? 0 : 1;
+}
+
+/* Epoch runs ([LL20] Fig. 1): four panels against the epoch from the epoch
+ * metrics.csv (columns 2 epoch, 4 log10 mean loss, 6 test accuracy, 7
+ * normalized margin, 8 per-layer margin). */
+static int fig_epochs(const rp_claim *c, FILE *f) {
+    sbuf b = {0};
+    int k = 0;
+    static const struct {
+        int col;
+        const char *label;
+    } panel[4] = {{4, "log10 training loss (mean)"},
+                  {8, "normalized margin q_min / prod_l ||W_l||"},
+                  {7, "q_min / ||theta||^L"},
+                  {6, "test accuracy"}};
+    for (int i = 0; i < n_drawn(c); i++) k += c->runs[i].done && c->runs[i].rows && c->runs[i].rows[0].epoch >= 0;
+    if (!k) return 1;
+    sb(&b, "set multiplot layout 2,2\nset xlabel 'epoch'\n");
+    for (int p = 0; p < 4; p++) {
+        sb(&b, "set ylabel '%s'\nset title '%s'\nplot ", panel[p].label, panel[p].label);
+        int j = 0;
+        for (int i = 0; i < n_drawn(c); i++) {
+            if (!c->runs[i].done || !c->runs[i].rows || c->runs[i].rows[0].epoch < 0) continue;
+            sb(&b, "%s'%s/metrics.csv' skip 1 using 2:%d with lines lw 2 lc %d title '%s'", j++ ? ", " : "",
+               c->runs[i].name, panel[p].col, i + 1, c->runs[i].name);
+        }
+        sb(&b, "\n");
+    }
+    gp_both(f, "epochs", b.p, 1);
+    free(b.p);
+    return 0;
 }
 
 /* KKT residuals over time: for up to 4 runs with snapshots, mf_analyze's NNLS
@@ -452,6 +488,12 @@ static int fig_sweep(const rp_claim *c, FILE *f) {
 
 int rp_figure(const rp_claim *c, const char *kind) {
     char name[64];
+    if (!strcmp(kind, "robust")) { /* drawn by the robust check: there or not */
+        char p[1400];
+        struct stat st;
+        cli_fmt(p, sizeof p, "%s/fig-robust-eps.png", c->dir);
+        return stat(p, &st) == 0 ? 0 : 1;
+    }
     cli_fmt(name, sizeof name, "fig-%s.gp", kind);
     char title[256];
     cli_fmt(title, sizeof title, "%s: %s", c->name, kind);
@@ -468,6 +510,7 @@ int rp_figure(const rp_claim *c, const char *kind) {
     else if (!strcmp(kind, "cosine")) r = fig_cosine(c, f);
     else if (!strcmp(kind, "neurons")) r = fig_neurons(c, f);
     else if (!strcmp(kind, "sweep")) r = fig_sweep(c, f);
+    else if (!strcmp(kind, "epochs")) r = fig_epochs(c, f);
     else r = 1;
     fclose(f);
     if (r != 0) {

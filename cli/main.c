@@ -22,6 +22,7 @@ static const cli_command commands[] = {
     {"analyze", mf_cli_analyze, "KKT certificates and optimality verdict for a trained run"},
     {"maxmargin", mf_cli_maxmargin, "multi-start search for the best normalized margin (a search)"},
     {"reproduce", cli_reproduce, "run the papers' claims as checks; figures and a report"},
+    {"robust", cli_robust, "L2 robustness (PGD, Carlini-Wagner) of a run's archived states"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

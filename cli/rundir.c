@@ -200,6 +200,10 @@ static uint32_t fingerprint(const run_config *c, const mf_data *d, const mf_mode
     return fp;
 }
 
+uint32_t run_fingerprint(const run_config *c, const mf_data *d, const mf_model *m) {
+    return fingerprint(c, d, m, 0);
+}
+
 /* Write dir/config.json (atomically). Returns an mf_error code, e filled. */
 static int write_config(const char *dir, const run_config *c, const mf_data *d,
                         const mf_model *m, int resumed, mf_err *e) {

@@ -144,6 +144,10 @@ void run_dir_close(run_dir *rd); /* zeroed or closed: no-op */
  * a CLI exit code with why filled. */
 int run_load_data(const run_config *c, mf_data **train, mf_data **test, char *why, size_t cap);
 
+/* The checkpoint fingerprint of the run c on its (loaded, subset) training
+ * data d and model m: what every checkpoint and archive of it carries. */
+uint32_t run_fingerprint(const run_config *c, const mf_data *d, const mf_model *m);
+
 /* DIR/archive/epoch-NNNNNNNN.bin of an epoch run's archived state. */
 #define RUN_ARCHIVE_DIR "archive"
 

@@ -163,7 +163,7 @@ int mf_data_load_idx(const char *images, const char *labels, mf_data **out, mf_e
     if (!images || !labels)
         return mf__err(e, MF_ERR_INVALID, "mf_data_load_idx: images and labels must be given");
     gzfile gi, gl;
-    uint32_t di[3], dl[1];
+    uint32_t di[3] = {0, 0, 0}, dl[1] = {0};
     size_t hi = 0, hl = 0;
     memset(&gl, 0, sizeof gl);
     int rc = gz_open(&gi, images, e);

@@ -119,7 +119,7 @@ static int cnn_check(const mf_model *m, const char *spec, mf_err *e) {
     if (m->cnn_preset && m->n_cnn)
         return mf__err(e, MF_ERR_PARSE, "model spec \"%s\": give either a preset or layers=, not both",
                        spec);
-    int sh[3];
+    int sh[3] = {1, 1, 1};
     if (m->in_shape[0] > 0 && (long long)m->in_shape[0] * m->in_shape[1] * m->in_shape[2] != m->d)
         return mf__err(e, MF_ERR_PARSE,
                        "model spec \"%s\": input=%dx%dx%d has %lld entries but the data has d = %d",
@@ -171,7 +171,7 @@ static int cnn_check(const mf_model *m, const char *spec, mf_err *e) {
  * number; canonical spec "cnn:input=CxHxW,layers=...[,bias1|,bias]". */
 static void cnn_layout(mf_model *m) {
     mf_cnn_layer L[MF_MAX_CNN_LAYERS + 1];
-    int n = cnn_layers(m, L), sh[3];
+    int n = cnn_layers(m, L), sh[3] = {1, 1, 1};
     cnn_input(m, sh);
     memcpy(m->cnn, L, sizeof(mf_cnn_layer) * (size_t)n);
     m->n_cnn = n;
