@@ -939,8 +939,7 @@ static const char *const k_linear[] = {"run", "tol", "cos_min", "collinear_min",
 static const char *const k_below[] = {"run", "max_ratio", "starts", "seed", NULL};
 static const char *const k_horizons[] = {"run", "horizons", NULL};
 static const char *const k_compare[] = {"column", "run", "other", "op", NULL};
-static const char *const k_robust[] = {"run", "eps", "n", "checkpoints", "pgd_steps", "restarts",
-                                       "cw_steps", "cw_search", "cw_lr", "seed", "tol", NULL};
+static const char *const k_robust[] = {"run", "eps", "n", "checkpoints", "pgd_steps", "restarts", "cw_steps", "cw_search", "cw_lr", "seed", "tol", NULL};
 
 static const char *const r_none[] = {NULL};
 static const char *const r_expect[] = {"expect", NULL};

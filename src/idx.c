@@ -87,6 +87,9 @@ static int gz_fill(gzfile *g, size_t upto, mf_err *e) {
         if (got < 0) {
             if (zerr == Z_ERRNO)
                 return mf__err(e, MF_ERR_IO, "%s: cannot read: %s", g->qpath, strerror(errno));
+            /* zlib's message is "PATH: what"; the path is said already */
+            size_t pl = strlen(g->path);
+            if (msg && !strncmp(msg, g->path, pl) && msg[pl] == ':' && msg[pl + 1] == ' ') msg += pl + 2;
             return mf__err(e, MF_ERR_CORRUPT, "%s: damaged gzip stream (%s)", g->qpath,
                            msg && *msg ? msg : "zlib error");
         }

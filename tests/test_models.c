@@ -702,6 +702,32 @@ TEST(batch_equals_single) {
     }
 }
 
+/* Batched forward/backward against one sample at a time (the single-sample
+ * passes on w1) and the forward against the independent reference: the max
+ * relative forward error *eref and the max gradient error *eg relative to the
+ * gradient's scale. out [n][n_out], g [P] are the batched results. */
+static void batch_vs_single(const mf_model *m, mf_work *w, mf_work *w1, const double *theta,
+                            const double *x, int n, const double *r, double *eref, double *eg) {
+    size_t P = m->n_params;
+    int C = m->n_out, d = m->d;
+    double *g = malloc(P * sizeof *g), *g1 = malloc(P * sizeof *g1), *gs = calloc(P, sizeof *gs);
+    double *out = malloc((size_t)n * C * sizeof *out), o1[16], oref[16], gscale = 0;
+    mf_model_forward(m, w, theta, x, n, out);
+    mf_model_backward(m, w, theta, x, n, r, g);
+    *eref = *eg = 0;
+    for (int i = 0; i < n; i++) {
+        mf_model_forward(m, w1, theta, x + (size_t)i * d, 1, o1);
+        mf_model_backward(m, w1, theta, x + (size_t)i * d, 1, r + i * C, g1);
+        ref_forward(m, theta, x + (size_t)i * d, oref, NULL);
+        for (size_t k = 0; k < P; k++) gs[k] += g1[k];
+        for (int j = 0; j < C; j++)
+            *eref = fmax(*eref, fabs(oref[j] - out[i * C + j]) / fmax(1, fabs(oref[j])));
+    }
+    for (size_t k = 0; k < P; k++) gscale = fmax(gscale, fabs(gs[k]));
+    for (size_t k = 0; k < P; k++) *eg = fmax(*eg, fabs(gs[k] - g[k]) / fmax(1, gscale));
+    free(g), free(g1), free(gs), free(out);
+}
+
 /* Sizes large enough for the BLAS path (m*n*k well above the loop threshold): forward
  * against the reference, batched against one at a time (the single-sample
  * passes stay on the loop path), finite differences on 80 random coords. */
@@ -724,25 +750,11 @@ TEST(blas_path) {
         size_t P = m->n_params;
         int C = m->n_out;
         mf_work *w = work_ok(m, n), *w1 = work_ok(m, 1);
-        double *theta = malloc(P * sizeof *theta), *g = malloc(P * sizeof *g),
-               *g1 = malloc(P * sizeof *g1), *gs = calloc(P, sizeof *gs);
-        double out[200], r[200], o1[8], oref[8];
+        double *theta = malloc(P * sizeof *theta), r[200], eref, eg;
         mf_model_init(m, "gauss", 1.0 / sqrt(d), &rng, theta, NULL);
         randn(&rng, x, (size_t)n * d, 1.0);
         randn(&rng, r, (size_t)n * C, 1.0);
-        mf_model_forward(m, w, theta, x, n, out);
-        mf_model_backward(m, w, theta, x, n, r, g);
-        double eref = 0, eg = 0, gscale = 0;
-        for (int i = 0; i < n; i++) {
-            mf_model_forward(m, w1, theta, x + (size_t)i * d, 1, o1);
-            mf_model_backward(m, w1, theta, x + (size_t)i * d, 1, r + i * C, g1);
-            ref_forward(m, theta, x + (size_t)i * d, oref, NULL);
-            for (size_t k = 0; k < P; k++) gs[k] += g1[k];
-            for (int j = 0; j < C; j++)
-                eref = fmax(eref, fabs(oref[j] - out[i * C + j]) / fmax(1, fabs(oref[j])));
-        }
-        for (size_t k = 0; k < P; k++) gscale = fmax(gscale, fabs(gs[k]));
-        for (size_t k = 0; k < P; k++) eg = fmax(eg, fabs(gs[k] - g[k]) / fmax(1, gscale));
+        batch_vs_single(m, w, w1, theta, x, n, r, &eref, &eg);
         CHECK(eref <= 1e-12, "%s: forward vs reference %g", m->spec, eref);
         CHECK(eg <= 1e-12, "%s: batched vs summed single backward %g", m->spec, eg);
         size_t coords[80];
@@ -752,9 +764,6 @@ TEST(blas_path) {
         printf("  blas %-36s n_params %6zu  ref %.1e  batch %.1e  fd %.2e\n", m->spec, P, eref, eg,
                worst);
         free(theta);
-        free(g);
-        free(g1);
-        free(gs);
         mf_work_free(w);
         mf_work_free(w1);
         mf_model_free(m);
@@ -1329,27 +1338,13 @@ TEST(cnn_paper_nets) {
         size_t P = m->n_params;
         int C = m->n_out, d = m->d;
         mf_work *w = work_ok(m, n), *w1 = work_ok(m, 1);
-        double *theta = malloc(P * sizeof *theta), *g = malloc(P * sizeof *g),
-               *g1 = malloc(P * sizeof *g1), *gs = calloc(P, sizeof *gs),
-               *x = malloc((size_t)n * d * sizeof *x);
-        double out[30], r[30], o1[10], oref[10];
+        double *theta = malloc(P * sizeof *theta), *x = malloc((size_t)n * d * sizeof *x), r[30];
+        double eref, eg;
         mf_model_init(m, "he", 1.0, &rng, theta, NULL);
         for (size_t k = 0; k < P; k++) theta[k] += 0.01 * mf_rng_normal(&rng); /* biases too */
         for (int k = 0; k < n * d; k++) x[k] = mf_rng_uniform(&rng);
         randn(&rng, r, (size_t)n * C, 1.0);
-        mf_model_forward(m, w, theta, x, n, out);
-        mf_model_backward(m, w, theta, x, n, r, g);
-        double eref = 0, eg = 0, gscale = 0;
-        for (int i = 0; i < n; i++) {
-            mf_model_forward(m, w1, theta, x + (size_t)i * d, 1, o1);
-            mf_model_backward(m, w1, theta, x + (size_t)i * d, 1, r + i * C, g1);
-            ref_cnn(m, theta, x + (size_t)i * d, oref, NULL);
-            for (size_t k = 0; k < P; k++) gs[k] += g1[k];
-            for (int j = 0; j < C; j++)
-                eref = fmax(eref, fabs(oref[j] - out[i * C + j]) / fmax(1, fabs(oref[j])));
-        }
-        for (size_t k = 0; k < P; k++) gscale = fmax(gscale, fabs(gs[k]));
-        for (size_t k = 0; k < P; k++) eg = fmax(eg, fabs(gs[k] - g[k]) / fmax(1, gscale));
+        batch_vs_single(m, w, w1, theta, x, n, r, &eref, &eg);
         CHECK(eref <= 1e-12, "%s: forward vs reference %g", m->spec, eref);
         CHECK(eg <= 1e-12, "%s: batched vs summed single backward %g", m->spec, eg);
         size_t coords[60];
@@ -1361,7 +1356,7 @@ TEST(cnn_paper_nets) {
         CHECK(worst <= 1e-6, "%s: finite differences max rel err %g", m->spec, worst);
         printf("  cnn %-22s n_params %8zu  ref %.1e  batch %.1e  fd %.2e\n", B[t].spec, P, eref, eg,
                worst);
-        free(theta), free(g), free(g1), free(gs), free(x);
+        free(theta), free(x);
         mf_work_free(w);
         mf_work_free(w1);
         mf_model_free(m);
