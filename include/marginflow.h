@@ -282,10 +282,11 @@ typedef struct mf_model {
     int bias;               /* relu2: hidden bias as an extra constant input coordinate */
     int fix_outer;          /* relu2: outer weights fixed (a_k = +1 for even k, -1 for odd) */
     /* cnn: input images x[i] = [C][H][W] (in_shape = C, H, W; C*H*W = d), the
-     * layers (a preset expanded), the preset given (0 none, 1 mnist, 2 small,
-     * 3 vgg16) and the biases (0 none, 1 first weight layer only, 2 every
-     * weight layer). A bias is stored as one more column of its layer's
-     * group, after the weights: W [out][fan_in + 1]. */
+     * layers (a preset expanded into them), cnn_preset (the parser's: 1 mnist,
+     * 2 small, 3 vgg16 while parsing; always 0 in a parsed model) and the
+     * biases (0 none, 1 first weight layer only, 2 every weight layer). A bias
+     * is stored as one more column of its layer's group, after the weights:
+     * W [out][fan_in + 1]. */
     int in_shape[3];
     int n_cnn;
     mf_cnn_layer cnn[MF_MAX_CNN_LAYERS];
@@ -534,7 +535,7 @@ typedef struct mf_train_settings {
                                    policy: every 10^-5k); 0 = off */
     int n_archive_epochs;       /* also archive at these accepted epochs, */
     long long archive_epochs[MF_MAX_ARCHIVE_EPOCHS]; /* ascending, >= 0 */
-    const struct mf_data *test; /* optional test set (not owned; NULL = none): its error per epoch */
+    const mf_data *test;        /* optional test set (not owned; NULL = none): its error per epoch */
 } mf_train_settings;
 
 void mf_train_settings_default(mf_train_settings *s);

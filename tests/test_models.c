@@ -1329,6 +1329,11 @@ TEST(units_view) {
 TEST(cnn_paper_nets) {
     static const mcase B[] = {{"cnn:mnist", 10, 784}, {"cnn:small,bias1", 10, 784},
                               {"cnn:small,bias", 0, 784}};
+    if (getenv("MF_VALGRIND")) { /* tests/valgrind: 3.2M parameters take ~15 min under memcheck; the
+                                    same kernels run on the small cnn cases of ALL above */
+        printf("  cnn paper-size nets: skipped under valgrind (run natively and under ASan)\n");
+        return;
+    }
     mf_rng rng;
     mf_rng_seed(&rng, 123);
     const int n = 3;
