@@ -7,6 +7,7 @@
 #   make fuzz       libFuzzer harnesses tests/fuzz/fuzz_*.c (clang, ASan+UBSan) in build-fuzz/
 #   make fuzz-smoke each harness for FUZZ_SECONDS (default 20) from tests/fuzz/corpus/
 #   make valgrind   the unit test programs under valgrind memcheck (tests/valgrind)
+#   make mpi        build/marginflow-mpi: the CLI with the Open MPI sweep backend (mpicc)
 # Variables: CC, OPT (default -O2), BLAS (default -lopenblas), BUILD.
 
 CC      ?= gcc
@@ -17,17 +18,17 @@ WARN    := -Wall -Wextra -pedantic -Werror
 CFLAGS  ?= $(OPT) -g
 ALLCFLAGS := -std=c11 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -D_POSIX_C_SOURCE=200809L \
              -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu -MMD -MP
-LDLIBS  := -lnlopt -lglpk $(BLAS) -llapacke -lcjson -lz -lm $(EXTRA_LDLIBS)
+LDLIBS  := -lipopt -lnlopt -lglpk $(BLAS) -llapacke -lcjson -lz -lm $(EXTRA_LDLIBS)
 
 LIB_SRC := $(wildcard src/*.c src/model/*.c)
-CLI_SRC := $(wildcard cli/*.c)
+CLI_SRC := $(filter-out cli/jobs_mpi.c,$(wildcard cli/*.c))
 TEST_SRC := $(wildcard tests/test_*.c)
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test asan demo bench clean deps fuzz fuzz-smoke valgrind
+.PHONY: all test asan demo bench clean deps fuzz fuzz-smoke valgrind mpi
 all: $(BUILD)/libmarginflow.a $(BUILD)/marginflow $(TEST_BIN)
 
 $(BUILD)/%.o: %.c
@@ -48,7 +49,23 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmarginflow.a
 $(BUILD)/tests/test_jobs: $(BUILD)/tests/test_jobs.o $(BUILD)/cli/jobs.o $(BUILD)/libmarginflow.a
 	$(CC) $(ALLCFLAGS) -o $@ $< $(BUILD)/cli/jobs.o $(BUILD)/libmarginflow.a $(LDLIBS)
 
-test: all
+# build/marginflow-mpi: every CLI file compiled with mpicc -DMF_MPI (the sweep
+# then uses cli/jobs_mpi.c), linked with the same library. `make test` builds it
+# whenever mpicc is there (scripts/install-deps installs Open MPI).
+MPICC ?= mpicc
+HAVE_MPI := $(shell command -v $(MPICC) 2>/dev/null)
+MPI_OBJ := $(CLI_SRC:%.c=$(BUILD)/mpi/%.o) $(BUILD)/mpi/cli/jobs_mpi.o
+
+mpi: $(BUILD)/marginflow-mpi
+
+$(BUILD)/mpi/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(MPICC) $(ALLCFLAGS) -DMF_MPI -c $< -o $@
+
+$(BUILD)/marginflow-mpi: $(MPI_OBJ) $(BUILD)/libmarginflow.a
+	$(MPICC) $(ALLCFLAGS) -o $@ $(MPI_OBJ) $(BUILD)/libmarginflow.a $(LDLIBS)
+
+test: all $(if $(HAVE_MPI),mpi)
 	BUILD=$(BUILD) tests/run-tests
 
 asan:
@@ -89,6 +106,14 @@ $(FUZZ_DIR)/fuzz_experiment: tests/fuzz/fuzz_experiment.c tests/fuzz/fuzz.h $(FU
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icli -fsanitize=fuzzer -o $@ $< $(FUZZ_EXP_CLI) \
 	  $(FUZZ_DIR)/libmarginflow.a $(LDLIBS)
 
+# the grid parser: the claim parser it reuses for the base run, and the run
+# settings' JSON of cli/rundir.c (the harness defines cli_argc / cli_argv)
+FUZZ_GRID_CLI := cli/grid.c cli/rundir.c $(FUZZ_EXP_CLI)
+$(FUZZ_DIR)/fuzz_grid: tests/fuzz/fuzz_grid.c tests/fuzz/fuzz.h $(FUZZ_GRID_CLI) \
+                       $(wildcard cli/*.h) $(FUZZ_DIR)/libmarginflow.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icli -fsanitize=fuzzer -o $@ $< $(FUZZ_GRID_CLI) \
+	  $(FUZZ_DIR)/libmarginflow.a $(LDLIBS)
+
 fuzz-smoke: fuzz
 	tests/fuzz/smoke $(FUZZ_DIR) $(FUZZ_SECONDS)
 
@@ -111,4 +136,4 @@ bench: all
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(FUZZ_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_BIN:=.d) $(FUZZ_OBJ:.o=.d) $(MPI_OBJ:.o=.d)

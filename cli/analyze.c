@@ -177,39 +177,45 @@ static cJSON *analysis_json(const mf_analysis *a, const mf_model *m, const mf_da
     return r;
 }
 
+/* The text summary; every value through cli_g, so an undefined one reads
+ * "absent", never "nan". */
 static void print_summary(const mf_analysis *a, const mf_model *m, const mf_data *d,
                           const mf_analyze_settings *s) {
     printf("analysis of %s on %s\n", m->spec, d->desc);
-    printf("  gamma         %.10g  (q_min %.6g, ||theta|| %.6g, layer margin %.6g)\n", a->gamma,
-           a->q_min, a->norm, a->layer_margin);
+    printf("  gamma         %s  (q_min %s, ||theta|| %s, layer margin %s)\n", cli_g(a->gamma, 10),
+           cli_g(a->q_min, 6), cli_g(a->norm, 6), cli_g(a->layer_margin, 6));
     if (a->has_global)
-        printf("  gamma*        %.10g  (%s)  ratio %.8g\n", a->gamma_star, a->global_source, a->ratio);
+        printf("  gamma*        %s  (%s)  ratio %s\n", cli_g(a->gamma_star, 10), a->global_source,
+               cli_g(a->ratio, 8));
     else
         printf("  gamma*        unknown\n");
     if (a->homogeneous && isfinite(a->eps)) {
-        printf("  KKT           eps %.3g (tol %.3g), delta %.3g, active %d of %d, kinks %d\n", a->eps,
-               s->kkt_tol, a->delta, a->n_active, a->n, a->n_kinks);
-        printf("  Euler         ||theta~||^2 = %.10g  vs  L sum lambda = %.10g\n", a->euler_lhs,
-               a->euler_rhs);
-        printf("  Lyu-Li        beta %.12g, eps %.3g (relative %.3g), delta %.3g\n", a->ll_beta,
-               a->ll_eps, a->ll_eps / sqrt(a->euler_lhs), a->ll_delta);
+        printf("  KKT           eps %s (tol %s), delta %s, active %d of %d, kinks %d\n",
+               cli_g(a->eps, 3), cli_g(s->kkt_tol, 3), cli_g(a->delta, 3), a->n_active, a->n,
+               a->n_kinks);
+        printf("  Euler         ||theta~||^2 = %s  vs  L sum lambda = %s\n", cli_g(a->euler_lhs, 10),
+               cli_g(a->euler_rhs, 10));
+        printf("  Lyu-Li        beta %s, eps %s (relative %s), delta %s\n", cli_g(a->ll_beta, 12),
+               cli_g(a->ll_eps, 3), cli_g(a->ll_eps / sqrt(a->euler_lhs), 3), cli_g(a->ll_delta, 3));
     }
     if (a->second_order_done)
-        printf("  second order  min eigenvalue %.6g on the critical subspace (%s); gains %.3g %.3g "
-               "%.3g %.3g at eps 1e-1..1e-4\n",
-               a->min_eig, a->hessian_method, a->gain[0], a->gain[1], a->gain[2], a->gain[3]);
+        printf("  second order  min eigenvalue %s on the critical subspace (%s); gains %s %s "
+               "%s %s at eps 1e-1..1e-4\n",
+               cli_g(a->min_eig, 6), a->hessian_method, cli_g(a->gain[0], 3), cli_g(a->gain[1], 3),
+               cli_g(a->gain[2], 3), cli_g(a->gain[3], 3));
     if (a->directional)
-        printf("  directional   %s (%d zero pre-activations, %d patterns), min <theta, d> %.6g\n",
+        printf("  directional   %s (%d zero pre-activations, %d patterns), min <theta, d> %s\n",
                a->directional->found ? "descent direction found" : "no descent direction",
-               a->directional->n_zero, a->directional->n_patterns, a->directional->best_inner);
+               a->directional->n_zero, a->directional->n_patterns,
+               cli_g(a->directional->best_inner, 6));
     if (a->local)
-        printf("  local search  best gain %.3g over radii 1e-1..1e-4, %d starts each (seed %llu); "
-               "polished from theta~: %.10g\n",
-               a->local->best_gain, a->local->trials, (unsigned long long)a->local->seed,
-               a->gamma_polished);
+        printf("  local search  best gain %s over radii 1e-1..1e-4, %d starts each (seed %llu); "
+               "polished from theta~: %s\n",
+               cli_g(a->local->best_gain, 3), a->local->trials, (unsigned long long)a->local->seed,
+               cli_g(a->gamma_polished, 10));
     if (a->layer >= 0)
-        printf("  layer %d       P_%d optimum %.10g, value at theta~ %.10g\n", a->layer, a->layer,
-               a->layer_opt, a->layer_value);
+        printf("  layer %d       P_%d optimum %s, value at theta~ %s\n", a->layer, a->layer,
+               cli_g(a->layer_opt, 10), cli_g(a->layer_value, 10));
     printf("  verdict       %s\n", mf_verdict_name(a->verdict));
     printf("  reason        %s\n", a->verdict_reason);
 }
@@ -275,11 +281,16 @@ static int analyze_args(int argc, char **argv, analyze_opts *o) {
             continue;
         }
         if (a[0] == '-' && a[1] != '\0') {
-            cli_error("analyze: unknown option '%s' (see marginflow analyze --help)", a);
+            cli_error("analyze: unknown option '%s' (see marginflow analyze --help)", cli_q(a));
             return CLI_EXIT_USAGE;
         }
+        if (!a[0]) {
+            cli_error("analyze: the run directory name is empty");
+            return CLI_EXIT_USAGE;
+        }
+        if (cli_check_text("analyze: RUN_DIR", a, 0)) return CLI_EXIT_USAGE;
         if (o->run_dir) {
-            cli_error("analyze: more than one run directory ('%s' and '%s')", o->run_dir, a);
+            cli_error("analyze: more than one run directory ('%s' and '%s')", cli_q(o->run_dir), cli_q(a));
             return CLI_EXIT_USAGE;
         }
         o->run_dir = a;
@@ -298,6 +309,10 @@ int mf_cli_analyze(int argc, char **argv) {
                *out_path = o.out_path;
     int json = o.json, quiet = o.quiet;
     mf_analyze_settings s = o.s;
+    if (out_path && !out_path[0]) {
+        cli_error("analyze: --out: the file name is empty");
+        return CLI_EXIT_USAGE;
+    }
     const char *bad = mf_analyze_settings_validate(&s);
     if (bad) {
         cli_error("analyze: %s", bad);
@@ -325,15 +340,15 @@ int mf_cli_analyze(int argc, char **argv) {
         }
         run_read_error re;
         if (run_config_read(run_dir, RUN_READ_DESCRIBE, &config, &re)) {
-            if (re.kind == RUN_READ_OPEN)
-                cli_error("analyze: cannot read %s: %s", config.path ? config.path : run_dir,
-                          strerror(re.errnum));
-            else
+            if (re.kind == RUN_READ_FIELD)
                 cli_error("analyze: %s is not a marginflow config (needs data.path or data.spec "
-                          "and model.spec)",
-                          config.path);
+                          "and model.spec): %s", cli_q(config.path), re.why);
+            else
+                cli_error("analyze: %s", re.why);
+            int code = re.kind == RUN_READ_OPEN && re.errnum == ENOMEM ? CLI_EXIT_ERROR
+                                                                        : CLI_EXIT_USAGE;
             run_config_free(&config);
-            return CLI_EXIT_USAGE;
+            return code;
         }
         data_spec = config.data_path;
         model_spec = config.model_spec;
@@ -348,36 +363,42 @@ int mf_cli_analyze(int argc, char **argv) {
     }
     if (!loss_name) loss_name = cfg_loss;
     if (loss_name && mf_loss_from_name(loss_name, &loss) != MF_OK) {
-        cli_error("analyze: --loss: unknown loss '%s' (valid: exp, logistic, ce)", loss_name);
+        cli_error("analyze: --loss: unknown loss '%s' (valid: exp, logistic, ce)", cli_q(loss_name));
         rc = CLI_EXIT_USAGE;
         goto done;
     }
 
-    int lr;
+    char why[MF_ERR_LEN];
+    mf_data *test = NULL; /* a run's test set: only its hash is checked */
     if (run_dir) { /* the run's own data: its subset (--train-limit, --classes) too */
-        mf_data *test = NULL;
         config.format = format;
-        int code = run_load_data(&config, &data, &test, e.msg, sizeof e.msg);
-        mf_data_free(test);
-        if (code) {
-            cli_error("analyze: %s", e.msg);
-            rc = code;
-            goto done;
-        }
-        lr = MF_OK;
+        rc = run_load_data(&config, &data, &test, why, sizeof why);
+        int pr = rc ? MF_OK : mf_model_parse(model_spec, data->d, data->num_classes, &m, &e);
+        if (pr) cli_fmt(why, sizeof why, "%s", e.msg), rc = cli_exit_for(pr, 1);
     } else {
-        lr = mf_data_from_spec(data_spec, format, &data, &e);
+        rc = cli_load_problem(data_spec, format, model_spec, &data, &m, why, sizeof why);
     }
-    if (!lr) lr = mf_model_parse(model_spec, data->d, data->num_classes, &m, &e);
-    if (!lr) {
-        theta = malloc(sizeof(double) * (m->n_params ? m->n_params : 1));
-        if (!theta) {
-            cli_error("analyze: out of memory");
-            rc = CLI_EXIT_ERROR;
-            goto done;
-        }
-        lr = mf_params_read(params, m->n_params, theta, &e);
+    if (rc) {
+        mf_data_free(test);
+        cli_error("analyze: %s", why);
+        goto done;
     }
+    /* a run's data must be the data it was trained on (data_hash) */
+    int hc = run_dir ? run_data_hash_check(&config, data, test, run_dir, why, sizeof why) : 0;
+    mf_data_free(test);
+    if (hc < 0) {
+        cli_error("analyze: %s", why);
+        rc = CLI_EXIT_USAGE;
+        goto done;
+    }
+    if (hc > 0 && !quiet) cli_error("%s", why);
+    theta = malloc(sizeof(double) * (m->n_params ? m->n_params : 1));
+    if (!theta) {
+        cli_error("analyze: out of memory");
+        rc = CLI_EXIT_ERROR;
+        goto done;
+    }
+    int lr = mf_params_read_for(params, m, theta, &e); /* a params file of this model */
     if (!lr) lr = mf_analyze(m, data, theta, loss, &s, &an, &e);
     if (lr) {
         cli_error("analyze: %s", e.msg[0] ? e.msg : mf_strerror(lr));
@@ -401,7 +422,7 @@ int mf_cli_analyze(int argc, char **argv) {
             cJSON_free(t);
         } else {
             print_summary(an, m, data, &s);
-            if (out_path && rc == CLI_EXIT_OK) printf("  written       %s\n", out_path);
+            if (out_path && rc == CLI_EXIT_OK) printf("  written       %s\n", cli_q(out_path));
         }
     }
     cJSON_Delete(aj);
@@ -414,4 +435,9 @@ done:
     free(params_path);
     free(analysis_path);
     return rc;
+}
+
+cJSON *cli_analysis_json(const mf_analysis *a, const mf_model *m, const mf_data *d,
+                         mf_loss_kind loss, const mf_analyze_settings *s) {
+    return analysis_json(a, m, d, loss, s);
 }

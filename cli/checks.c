@@ -133,7 +133,9 @@ void rp_unit_cosines(const mf_model *m, const double *theta, const double *ref, 
     }
 }
 
-/* The per-check evaluators. Each fills o; c collects figure data. */
+/* The per-check evaluators. Each fills o; c collects figure data; every
+ * measured value is written through cli_g / cli_f, so an absent one reads
+ * "absent", never "nan". */
 
 static void ck_final(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     rp_run *runs = c->runs;
@@ -142,11 +144,12 @@ static void ck_final(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     const char *op = cli_jstr_or(ck, "op", "near");
     double ex = cli_jnum_or(ck, "expect", NAN), tol = cli_jnum_or(ck, "tol", 0);
     double lo = INFINITY, hi = -INFINITY;
-    int cnt = 0, ok = 1;
+    int cnt = 0, ok = 1, present = 0;
     for (int i = 0; i < n; i++) {
         if (!selected(&runs[i], sel)) continue;
         double v = rp_col(&runs[i].res.final, col);
         cnt++;
+        present += isfinite(v) != 0;
         lo = fmin(lo, v), hi = fmax(hi, v);
         if (!strcmp(op, "le")) ok &= v <= ex + tol;
         else if (!strcmp(op, "ge")) ok &= v >= ex - tol;
@@ -157,8 +160,10 @@ static void ck_final(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         cli_fmt(o->measured, sizeof o->measured, "no finished run");
     } else {
         o->pass = ok;
-        if (cnt == 1) cli_fmt(o->measured, sizeof o->measured, "%s %.9g", col, lo);
-        else cli_fmt(o->measured, sizeof o->measured, "%s %.9g..%.9g (%d runs)", col, lo, hi, cnt);
+        if (!present) lo = hi = NAN; /* fmin / fmax skip NaN: say "absent" */
+        if (cnt == 1) cli_fmt(o->measured, sizeof o->measured, "%s %s", col, cli_g(lo, 9));
+        else cli_fmt(o->measured, sizeof o->measured, "%s %s..%s (%d runs)%s", col, cli_g(lo, 9),
+                     cli_g(hi, 9), cnt, present < cnt ? ", some absent" : "");
     }
     cli_fmt(o->expected, sizeof o->expected, "%s%.9g%s%.3g", !strcmp(op, "le") ? "<= " :
              !strcmp(op, "ge") ? ">= " : "", ex, !strcmp(op, "near") ? " +- " : " tol ", tol);
@@ -212,8 +217,8 @@ static void ck_decreasing(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     double lim = cli_jnum_or(ck, "limit", NAN), ltol = cli_jnum_or(ck, "limit_tol", INFINITY);
     int near = isnan(lim) || fabs(last - lim) <= ltol;
     o->pass = cnt ? bad == 0 && near : -1;
-    cli_fmt(o->measured, sizeof o->measured, "%s %.6g -> %.9g, %d of %d logged pairs not decreasing",
-             col, first, last, bad, pairs);
+    cli_fmt(o->measured, sizeof o->measured, "%s %s -> %s, %d of %d logged pairs not decreasing",
+             col, cli_g(first, 6), cli_g(last, 9), bad, pairs);
     cli_fmt(o->expected, sizeof o->expected, "strictly decreasing");
     if (!isnan(lim)) cli_cat(o->expected, sizeof o->expected, " towards %.6g (+- %.3g)", lim, ltol);
 }
@@ -251,8 +256,9 @@ static void ck_converges(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         double gap = fabs(f->normalized_margin - f->smoothed_margin);
         ok &= d3 < d1 && gap <= gtol;
         cli_cat(o->measured, sizeof o->measured,
-            "%s %.9g; changes over thirds of log log t %.3g, %.3g, %.3g; |gamma - gamma~| %.3g; ",
-            col, val[3], d1, fabs(val[2] - val[1]), d3, gap);
+            "%s %s; changes over thirds of log log t %s, %s, %s; |gamma - gamma~| %s; ",
+            col, cli_g(val[3], 9), cli_g(d1, 3), cli_g(fabs(val[2] - val[1]), 3), cli_g(d3, 3),
+            cli_g(gap, 3));
     }
     size_t l = strlen(o->measured);
     if (l >= 2) o->measured[l - 2] = '\0';
@@ -290,8 +296,8 @@ static void ck_rate(const cJSON *ck, rp_claim *c, int norm, rp_check_out *o) {
         free(y);
         cnt++;
         ok &= fabs(b - ex) <= tol;
-        cli_cat(o->measured, sizeof o->measured, "%sslope %.4f (%d rows, L=%d)", cnt > 1 ? "; " : "",
-            b, m, L);
+        cli_cat(o->measured, sizeof o->measured, "%sslope %s (%d rows, L=%d)", cnt > 1 ? "; " : "",
+            cli_f(b, 4), m, L);
         if (cnt == 1)
             cli_fmt(o->expected, sizeof o->expected, "%s = %.4f +- %.3g",
                      norm ? "1/L" : "-(2-2/L)", ex, tol);
@@ -349,18 +355,21 @@ static void ck_verdict(const cJSON *ck, rp_claim *c, rp_check_out *o) {
             cnt++;
             if (cnt > 6) continue;
             if (l >= 0) {
-                cli_cat(o->measured, sizeof o->measured, "%s%s layer %d (%s): verdict %s (P_l %.9g vs optimum %.9g)",
-                    cnt > 1 ? "; " : "", r->base, l, r->model->layers[l].name, v, a->layer_value,
-                    a->layer_opt);
+                cli_cat(o->measured, sizeof o->measured, "%s%s layer %d (%s): verdict %s (P_l %s vs optimum %s)",
+                    cnt > 1 ? "; " : "", r->base, l, r->model->layers[l].name, v,
+                    cli_g(a->layer_value, 9), cli_g(a->layer_opt, 9));
             } else {
-                cli_cat(o->measured, sizeof o->measured, "%sverdict %s (gamma %.6g, eps %.2g, delta %.2g, kinks %d",
-                    cnt > 1 ? "; " : "", v, a->gamma, a->eps, a->delta, a->n_kinks);
-                if (a->has_global) cli_cat(o->measured, sizeof o->measured, ", gamma* %.6g", a->gamma_star);
+                cli_cat(o->measured, sizeof o->measured, "%sverdict %s (gamma %s, eps %s, delta %s, kinks %d",
+                    cnt > 1 ? "; " : "", v, cli_g(a->gamma, 6), cli_g(a->eps, 2), cli_g(a->delta, 2),
+                    a->n_kinks);
+                if (a->has_global)
+                    cli_cat(o->measured, sizeof o->measured, ", gamma* %s", cli_g(a->gamma_star, 6));
                 if (a->second_order_done)
-                    cli_cat(o->measured, sizeof o->measured, ", min eigenvalue on the critical subspace %.3g",
-                        a->min_eig);
+                    cli_cat(o->measured, sizeof o->measured, ", min eigenvalue on the critical subspace %s",
+                        cli_g(a->min_eig, 3));
                 if (a->local)
-                    cli_cat(o->measured, sizeof o->measured, ", local search gain %.2g", a->local->best_gain);
+                    cli_cat(o->measured, sizeof o->measured, ", local search gain %s",
+                            cli_g(a->local->best_gain, 2));
                 cli_cat(o->measured, sizeof o->measured, ")");
             }
         }
@@ -392,8 +401,9 @@ static void ck_kkt(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         }
         ok &= a->eps <= etol && a->delta <= dtol;
         cnt++;
-        cli_cat(o->measured, sizeof o->measured, "%seps %.3g, delta %.3g (Lyu-Li certificate eps %.3g), verdict %s",
-            cnt > 1 ? "; " : "", a->eps, a->delta, a->ll_eps, mf_verdict_name(a->verdict));
+        cli_cat(o->measured, sizeof o->measured, "%seps %s, delta %s (Lyu-Li certificate eps %s), verdict %s",
+            cnt > 1 ? "; " : "", cli_g(a->eps, 3), cli_g(a->delta, 3), cli_g(a->ll_eps, 3),
+            mf_verdict_name(a->verdict));
     }
     o->pass = cnt ? ok : -1;
     cli_fmt(o->expected, sizeof o->expected, "eps <= %.3g, delta <= %.3g", etol, dtol);
@@ -491,8 +501,9 @@ static void ck_align(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         }
         cnt++;
         ok &= t_hit <= tmax;
-        cli_cat(o->measured, sizeof o->measured, "%smin_k |cos(w_k, mu)| >= %.6g first at t = %.4g (best "
-            "%.7f by t_max)", cnt > 1 ? "; " : "", thr, t_hit, best);
+        cli_cat(o->measured, sizeof o->measured, "%smin_k |cos(w_k, mu)| >= %.6g first at t = %s (best "
+            "%s by t_max)", cnt > 1 ? "; " : "", thr, isnan(t_hit) ? "never" : cli_g(t_hit, 4),
+            cli_f(best, 7));
     }
     o->pass = cnt ? ok : -1;
     cli_fmt(o->expected, sizeof o->expected, "t <= %.4g", tmax);
@@ -565,8 +576,8 @@ static void ck_trend(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         for (int k = 0; k < r->nrows; k++) mx = fmax(mx, rp_col(&r->rows[k], col));
         ok &= fabs(tg - ve) < fabs(tg - vm) && mx <= tg + tol;
         cnt++;
-        cli_cat(o->measured, sizeof o->measured, "%s%s %.6g (mid) -> %.9g (end), gap %.3g", cnt > 1 ? "; " : "",
-            col, vm, ve, tg - ve);
+        cli_cat(o->measured, sizeof o->measured, "%s%s %s (mid) -> %s (end), gap %s", cnt > 1 ? "; " : "",
+            col, cli_g(vm, 6), cli_g(ve, 9), cli_g(tg - ve, 3));
     }
     o->pass = cnt ? ok : -1;
     cli_fmt(o->expected, sizeof o->expected, "gap to %.6g shrinking, never above it", tg);
@@ -718,10 +729,11 @@ static void ck_linear(const cJSON *ck, rp_claim *c, rp_check_out *o) {
               (isnan(colmin) || col >= colmin);
         cnt++;
         if (cnt <= 3) {
-            cli_cat(o->measured, sizeof o->measured, "%srelative residual of the best linear fit %.3g, "
-                "cos(v, w_svm) %.6f", cnt > 1 ? "; " : "", res, cs);
+            cli_cat(o->measured, sizeof o->measured, "%srelative residual of the best linear fit %s, "
+                "cos(v, w_svm) %s", cnt > 1 ? "; " : "", cli_g(res, 3), cli_f(cs, 6));
             if (!isnan(col))
-                cli_cat(o->measured, sizeof o->measured, ", units on one line: min |cos(w_k, w_top)| %.6f", col);
+                cli_cat(o->measured, sizeof o->measured, ", units on one line: min |cos(w_k, w_top)| %s",
+                        cli_f(col, 6));
         }
     }
     if (cnt > 3) cli_cat(o->measured, sizeof o->measured, "; ... (%d runs)", cnt);
@@ -768,9 +780,10 @@ static void ck_below_best(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         ok &= ratio <= mr;
         cnt++;
         if (cnt <= 3)
-            cli_cat(o->measured, sizeof o->measured, "%strained %.6g, best found %.6g (%d starts), ratio %.4f; "
-                "gamma_svm %.6g, (1+alpha) gamma_svm / 4 = %.6g", cnt > 1 ? "; " : "", g, best, starts,
-                ratio, gs, (1 + r->model->alpha) * gs / 4);
+            cli_cat(o->measured, sizeof o->measured, "%strained %s, best found %s (%d starts), ratio %s; "
+                "gamma_svm %s, (1+alpha) gamma_svm / 4 = %s", cnt > 1 ? "; " : "", cli_g(g, 6),
+                cli_g(best, 6), starts, cli_f(ratio, 4), cli_g(gs, 6),
+                cli_g((1 + r->model->alpha) * gs / 4, 6));
     }
     if (cnt > 3) cli_cat(o->measured, sizeof o->measured, "; ... (%d runs)", cnt);
     o->pass = cnt ? ok : -1;
@@ -820,8 +833,8 @@ static void ck_kkt_horizons(const cJSON *ck, rp_claim *c, rp_check_out *o) {
                 ok = 0;
                 continue;
             }
-            cli_cat(o->measured, sizeof o->measured, "%s %.3g (log10 Loss %.3g)", m ? "," : "", ep,
-                r->rows[k].log10_loss);
+            cli_cat(o->measured, sizeof o->measured, "%s %s (log10 Loss %s)", m ? "," : "", cli_g(ep, 3),
+                cli_g(r->rows[k].log10_loss, 3));
             ok &= ep < prev;
             prev = ep;
             m++;

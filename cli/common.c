@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,13 +38,24 @@ int cli_exit_for(int code, int input_io) {
     }
 }
 
+int cli_check_text(const char *opt, const char *s, int lines) {
+    for (size_t k = 0; s[k]; k++) {
+        unsigned char c = (unsigned char)s[k];
+        if ((c < 0x20 && !(lines && (c == '\t' || c == '\n' || c == '\r'))) || c == 0x7f) {
+            cli_error("%s: control character 0x%02x at character %zu", opt, (unsigned)c, k + 1);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int cli_opt(int argc, char **argv, int *i, const char *name, const char **val) {
     const char *a = argv[*i];
     size_t n = strlen(name);
     if (strncmp(a, name, n) != 0) return 0;
     if (a[n] == '=') {
         *val = a + n + 1;
-        return 1;
+        return cli_check_text(name, *val, 0) ? -1 : 1;
     }
     if (a[n] != '\0') return 0;
     if (*i + 1 >= argc) {
@@ -51,7 +63,7 @@ int cli_opt(int argc, char **argv, int *i, const char *name, const char **val) {
         return -1;
     }
     *val = argv[++*i];
-    return 1;
+    return cli_check_text(name, *val, 0) ? -1 : 1;
 }
 
 /* strtod in the C locale (the CLI never calls setlocale, so the process
@@ -61,7 +73,7 @@ int cli_parse_double(const char *opt, const char *s, double *v) {
     errno = 0;
     double x = strtod(s, &end);
     if (end == s || *end != '\0' || !isfinite(x)) {
-        cli_error("%s: expected a finite number, got '%s'", opt, s);
+        cli_error("%s: expected a finite number, got '%s'", opt, cli_q(s));
         return -1;
     }
     *v = x;
@@ -73,7 +85,7 @@ int cli_parse_ll(const char *opt, const char *s, long long lo, long long hi, lon
     errno = 0;
     long long x = strtoll(s, &end, 10);
     if (end == s || *end != '\0' || errno == ERANGE) {
-        cli_error("%s: expected an integer, got '%s'", opt, s);
+        cli_error("%s: expected an integer, got '%s'", opt, cli_q(s));
         return -1;
     }
     if (x < lo || x > hi) {
@@ -157,35 +169,70 @@ char *cli_join(const char *dir, const char *name) {
     return p;
 }
 
-/* Read a whole file into a malloc'd, NUL-terminated buffer (*len = its
- * length when len is not NULL). NULL with errno set when the file cannot
- * be opened or read (EIO), memory runs out (ENOMEM), or it holds more than
- * max bytes (EFBIG; max 0 = no limit: then it is read to its end). */
-char *cli_read_text(const char *path, size_t max, size_t *len) {
+/* cli_read_text -- contract in cli.h. Reads in chunks of 64 KiB into a
+ * buffer grown by doubling (so at most 2 max + 64 KiB are held), scanning
+ * each chunk for a NUL byte as it arrives. */
+char *cli_read_text(const char *path, size_t max, size_t *len, char *why, size_t cap) {
+    const char *qp = cli_q(path);
+    if (max == 0) max = CLI_MAX_JSON_BYTES; /* never unlimited */
     FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 14, n = 0;
-    char *t = malloc(cap);
-    int big = 0;
-    while (t) {
-        size_t got = fread(t + n, 1, cap - n - 1, f);
+    if (!f) {
+        int en = errno;
+        cli_fmt(why, cap, "%s: cannot open: %s", qp, strerror(en));
+        errno = en == ENOMEM ? ENOMEM : EINVAL;
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (uintmax_t)st.st_size > max) {
+        cli_fmt(why, cap, "%s: the file is %jd bytes, beyond the limit of %zu bytes", qp,
+                (intmax_t)st.st_size, max);
+        fclose(f);
+        errno = EFBIG;
+        return NULL;
+    }
+    size_t n = 0, tcap = 0;
+    long line = 1, col = 1;
+    char *t = NULL;
+    int failed = 0; /* 1 memory, 2 too big, 3 NUL, 4 read error */
+    for (;;) {
+        if (tcap - n < (1 << 16) + 1) {
+            size_t nc = tcap ? 2 * tcap : (1 << 16) + 1;
+            char *t2 = realloc(t, nc);
+            if (!t2) {
+                failed = 1;
+                break;
+            }
+            t = t2, tcap = nc;
+        }
+        size_t got = fread(t + n, 1, 1 << 16, f);
+        const char *nul = got ? memchr(t + n, '\0', got) : NULL;
+        for (const char *c = t + n, *e = nul ? nul : t + n + got; c < e; c++) {
+            if (*c == '\n') line++, col = 1;
+            else col++;
+        }
         n += got;
-        if (got == 0) break;
-        if (max && n > max) {
-            big = 1;
+        if (nul) {
+            failed = 3;
             break;
         }
-        if (n + 1 == cap) {
-            char *t2 = realloc(t, cap *= 2);
-            if (!t2) free(t);
-            t = t2;
+        if (n > max) {
+            failed = 2;
+            break;
+        }
+        if (got == 0) {
+            if (ferror(f)) failed = 4;
+            break;
         }
     }
-    int failed = ferror(f);
+    int en = errno;
     fclose(f);
-    if (!t || failed || big) {
+    if (failed) {
         free(t);
-        errno = !t ? ENOMEM : big ? EFBIG : EIO;
+        if (failed == 1) cli_fmt(why, cap, "%s: out of memory", qp);
+        if (failed == 2) cli_fmt(why, cap, "%s: holds more than %zu bytes (the limit)", qp, max);
+        if (failed == 3) cli_fmt(why, cap, "%s:%ld:%ld: NUL byte; not a text file", qp, line, col);
+        if (failed == 4) cli_fmt(why, cap, "%s: read error: %s", qp, strerror(en));
+        errno = failed == 1 ? ENOMEM : failed == 2 ? EFBIG : EINVAL;
         return NULL;
     }
     t[n] = '\0';
@@ -193,8 +240,47 @@ char *cli_read_text(const char *path, size_t max, size_t *len) {
     return t;
 }
 
-/* snprintf that truncates silently, for messages and paths that may be long
- * (a plain snprintf there trips -Wformat-truncation under -Werror). */
+/* Rotating static buffers of cli_q and cli_g. */
+#define CLI_QUOTE_MAX 300
+static char *rotating(void) {
+    static char bufs[8][MF_QUOTE_CAP(CLI_QUOTE_MAX)];
+    static unsigned next;
+    return bufs[next++ % 8];
+}
+
+const char *cli_q(const char *s) {
+    return mf_quote(rotating(), MF_QUOTE_CAP(CLI_QUOTE_MAX), s, CLI_QUOTE_MAX);
+}
+
+const char *cli_g(double v, int digits) {
+    char *b = rotating();
+    if (!isfinite(v)) return strcpy(b, "absent");
+    snprintf(b, MF_QUOTE_CAP(CLI_QUOTE_MAX), "%.*g", digits, v);
+    return b;
+}
+
+const char *cli_f(double v, int decimals) {
+    char *b = rotating();
+    if (!isfinite(v)) return strcpy(b, "absent");
+    snprintf(b, MF_QUOTE_CAP(CLI_QUOTE_MAX), "%.*f", decimals, v); /* |v| < 1e309: it fits */
+    return b;
+}
+
+char *cli_aprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *p = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!p) return NULL;
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+/* snprintf that truncates silently, for messages (a plain snprintf there
+ * trips -Wformat-truncation under -Werror); never for paths (cli.h). */
 void cli_fmt(char *buf, size_t cap, const char *f, ...) {
     va_list ap;
     va_start(ap, f);
@@ -209,4 +295,54 @@ void cli_cat(char *buf, size_t cap, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(buf + l, cap - l, fmt, ap);
     va_end(ap);
+}
+
+int cli_load_data(const char *spec, const char *format, mf_data **out, char *why, size_t cap) {
+    mf_err e = {0, ""};
+    *out = NULL;
+    int rc = mf_data_from_spec(spec, format, out, &e);
+    if (rc) {
+        cli_fmt(why, cap, "%s", e.msg);
+        return cli_exit_for(rc, 1);
+    }
+    const mf_data *d = *out;
+    int C = d->num_classes, missing = -1;
+    if (C > 0) {
+        /* the first class without a sample is below m (for C > n: n labels
+         * cannot cover 0..n) */
+        size_t m = C <= d->n ? (size_t)C : (size_t)d->n + 1;
+        unsigned char *seen = calloc(m, 1);
+        if (!seen) {
+            mf_data_free(*out);
+            *out = NULL;
+            cli_fmt(why, cap, "out of memory");
+            return CLI_EXIT_ERROR;
+        }
+        for (int i = 0; i < d->n; i++)
+            if ((size_t)d->cls[i] < m) seen[d->cls[i]] = 1;
+        for (size_t k = 0; k < m && missing < 0; k++)
+            if (!seen[k]) missing = (int)k;
+        free(seen);
+    }
+    if (missing < 0) return 0;
+    cli_fmt(why, cap, "the data %s have class labels up to %d (C = %d classes) but no sample of "
+            "class %d (n = %d); multi-class labels must be 0..C-1 with every class present",
+            cli_q(d->desc), C - 1, C, missing, d->n);
+    mf_data_free(*out);
+    *out = NULL;
+    return CLI_EXIT_USAGE;
+}
+
+int cli_load_problem(const char *data_spec, const char *format, const char *model_spec,
+                     mf_data **data, mf_model **model, char *why, size_t cap) {
+    mf_err e = {0, ""};
+    *model = NULL;
+    int code = cli_load_data(data_spec, format, data, why, cap);
+    if (code) return code;
+    int rc = mf_model_parse(model_spec, (*data)->d, (*data)->num_classes, model, &e);
+    if (!rc) return 0;
+    cli_fmt(why, cap, "%s", e.msg);
+    mf_data_free(*data);
+    *data = NULL;
+    return cli_exit_for(rc, 1);
 }

@@ -109,7 +109,7 @@ static int get_tnum(cli_jr *p, const cJSON *o, const char *path, const char *key
             return cli_jbad(p, f, "longer than %zu characters", sizeof b - 1);
         double x = strtod(b, &end);
         if (end == b || *end || !isfinite(x))
-            return cli_jbad(p, f, "'%s' is not a finite number%s", b,
+            return cli_jbad(p, f, "'%s' is not a finite number%s", cli_q(b),
                        strchr(b, '{') ? " (no vary of that name)" : "");
         *out = x;
         return 1;
@@ -164,7 +164,7 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
             return cli_jbad(p, f, "longer than %d characters", MF_SPEC_LEN - 1);
         if (!specs[i].dst[0]) return cli_jbad(p, f, "must not be empty");
         const char *br = strchr(specs[i].dst, '{');
-        if (br) return cli_jbad(p, f, "'%s' has a template that no vary replaces", specs[i].dst);
+        if (br) return cli_jbad(p, f, "'%s' has a template that no vary replaces", cli_q(specs[i].dst));
     }
     mf_train_settings *s = &out->s;
     mf_train_settings_default(s);
@@ -173,10 +173,10 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
         return -1;
     if (mf_loss_from_name(ls, &s->loss))
         return cli_jbad(p, cli_jfield(f, sizeof f, path, "loss", 0), "unknown loss '%s' (exp, logistic, ce)",
-                   ls);
+                   cli_q(ls));
     if (mf_optimizer_from_name(os, &s->optimizer))
         return cli_jbad(p, cli_jfield(f, sizeof f, path, "optimizer", 0),
-                   "unknown optimizer '%s' (gd, scaled, lyu-li, flow, sgd, sgd-lyu-li)", os);
+                   "unknown optimizer '%s' (gd, scaled, lyu-li, flow, sgd, sgd-lyu-li)", cli_q(os));
     struct {
         const char *k;
         double *dst;
@@ -273,6 +273,11 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
     } else {
         const char *kind = "gauss";
         if (cli_jstr(p, init, ip, "kind", 0, sizeof out->init_kind - 1, &kind) < 0) return -1;
+        if (strcmp(kind, "gauss") && strcmp(kind, "balanced") && strcmp(kind, "he")) {
+            char fk[200];
+            return cli_jbad(p, cli_jfield(fk, sizeof fk, ip, "kind", 0),
+                            "'%s' is not an init kind (gauss, balanced, he)", cli_q(kind));
+        }
         snprintf(out->init_kind, sizeof out->init_kind, "%s", kind);
         out->init_scale = 0.1;
         if (get_tnum(p, init, ip, "scale", var, has, v, &out->init_scale) < 0) return -1;
@@ -286,6 +291,13 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
         return cli_jbad(p, path, "run '%s': %s", out->base, why);
     }
     return 0;
+}
+
+int rp_run_parse(cli_jr *p, const cJSON *r, const char *path, rp_run *out) {
+    memset(out, 0, sizeof *out);
+    if (!cJSON_IsObject(r)) return cli_jbad(p, path, "must be an object");
+    if (cli_jkeys(p, r, path, run_keys)) return -1;
+    return make_run(p, r, path, NULL, 0, 0, 0, 0, out);
 }
 
 static int cmp_run_name(const void *a, const void *b) {
@@ -412,6 +424,7 @@ static int expand_runs(cli_jr *p, const cJSON *root, rp_run **out, int *n) {
                 if (make_run(p, r, path, var, nv > 0, nv ? vals[iv] : 0, ns > 0, ns ? seeds[is] : 0,
                              &list[k]))
                     goto out;
+                snprintf(list[k].path, sizeof list[k].path, "%s", path);
                 k++;
             }
     }
@@ -426,7 +439,7 @@ static int expand_runs(cli_jr *p, const cJSON *root, rp_run **out, int *n) {
     for (int i = 1; i < k; i++)
         if (!strcmp(by[i]->name, by[i - 1]->name)) {
             cli_jbad(p, "runs", "two runs expand to the same name '%s' (give each run its own \"name\"; "
-                "vary values and seeds must be distinct)", by[i]->name);
+                "vary values and seeds must be distinct)", cli_q(by[i]->name));
             free(by);
             goto out;
         }
@@ -561,7 +574,9 @@ int rp_experiment_parse(const char *text, size_t len, const char *file, int quic
     cli_jr p = {file ? file : "(experiment)", why, wcap, NULL, 0};
     experiment_init(x);
     if (wcap) why[0] = '\0';
-    if (len > RP_MAX_FILE) return cli_jbad(&p, "(file)", "larger than %zu bytes", RP_MAX_FILE);
+    if (len > RP_MAX_FILE)
+        return cli_jbad(&p, "(file)", "%zu bytes, beyond the limit of %zu bytes for experiment files",
+                        len, RP_MAX_FILE);
     x->root = cli_json_parse(&p, text, len);
     if (!x->root) return -1;
     if (validate(&p, x, quick)) {
@@ -588,6 +603,38 @@ int rp_experiment_read(const char *path, int quick, rp_experiment *x, char *why,
     int rc = rp_experiment_parse(t, n, path, quick, x, why, wcap);
     free(t);
     return rc;
+}
+
+int rp_experiment_check_runs(const rp_experiment *x, const char *file, char *why, size_t wcap) {
+    cli_jr p = {file ? file : "(experiment)", why, wcap, NULL, 0};
+    mf_data *d = NULL;
+    const char *loaded = NULL; /* the spec d was loaded from: runs in a row share it */
+    for (int i = 0; i < x->nruns && !p.failed; i++) {
+        const rp_run *r = &x->runs[i];
+        char f[200], w[MF_ERR_LEN];
+        mf_err e = {0, ""};
+        if (!loaded || strcmp(loaded, r->data_spec)) {
+            mf_data_free(d);
+            loaded = NULL;
+            if (cli_load_data(r->data_spec, NULL, &d, w, sizeof w)) {
+                cli_jbad(&p, cli_jfield(f, sizeof f, r->path, "data", 0), "%s", w);
+                break;
+            }
+            loaded = r->data_spec;
+        }
+        mf_model *m = NULL; /* (the data are loaded once for runs in a row: not cli_load_problem) */
+        if (mf_model_parse(r->model_spec, d->d, d->num_classes, &m, &e)) {
+            cli_jbad(&p, cli_jfield(f, sizeof f, r->path, "model", 0), "%s", e.msg);
+            break;
+        }
+        if (r->init_params && (size_t)r->n_init != m->n_params)
+            cli_jbad(&p, cli_jfield(f, sizeof f, r->path, "init.params", 0),
+                     "%d values, but %s on %s has %zu parameters (see marginflow layout)",
+                     r->n_init, m->spec, d->desc, m->n_params);
+        mf_model_free(m);
+    }
+    mf_data_free(d);
+    return p.failed ? -1 : 0;
 }
 
 void rp_experiment_free(rp_experiment *x) {

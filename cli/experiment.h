@@ -34,6 +34,7 @@
  * and what came out (filled by cli/reproduce.c). */
 typedef struct rp_run {
     char name[160];           /* directory name under DIR/<claim>/, unique in the claim */
+    char path[40];            /* where it is in the file ("runs[3]"), for messages */
     char base[64];            /* the run's name in the experiment file */
     char data_spec[MF_SPEC_LEN];
     char model_spec[MF_SPEC_LEN];
@@ -117,9 +118,26 @@ int rp_experiment_parse(const char *text, size_t len, const char *file, int quic
  * read: <strerror>". */
 int rp_experiment_read(const char *path, int quick, rp_experiment *x, char *why, size_t wcap);
 
+/* The runs of a parsed experiment checked against their data, as training
+ * them would: each run's data spec loads (cli_load_data), its model spec
+ * parses for that data, and explicit init.params have the model's
+ * parameter count. Kept out of rp_experiment_parse (which the fuzz harness
+ * drives with arbitrary text) because it reads the data files a claim
+ * names. Returns 0, or -1 with why "FILE: runs[K].FIELD: what is wrong". */
+int rp_experiment_check_runs(const rp_experiment *x, const char *file, char *why, size_t wcap);
+
 /* Free everything *x owns (runs with their results, checks, root) and zero
  * it. Safe on a zeroed or already freed experiment. */
 void rp_experiment_free(rp_experiment *x);
+
+/* Parse the single run object r at path (the RUN keys of experiments/README.md;
+ * "seeds" and "vary" are not expanded here: the caller's own axes replace
+ * them, and "{var}" templates must already be substituted) into *out, with
+ * the same checks as a claim's runs: known keys, types, ranges, valid train
+ * settings. Returns 0, or -1 with p->why set and nothing owned by *out
+ * (release a parsed run's init_params with free). */
+struct cli_jr;
+int rp_run_parse(struct cli_jr *p, const cJSON *r, const char *path, rp_run *out);
 
 /* Free the run list r[n] with every result the runs own. */
 void rp_runs_free(rp_run *r, int n);

@@ -45,9 +45,25 @@
 
 
 static FILE *open_in(const rp_claim *c, const char *name) {
-    char p[1400];
-    cli_fmt(p, sizeof p, "%s/%s", c->dir, name);
-    return fopen(p, "w");
+    char *p = cli_join(c->dir, name);
+    FILE *f = p ? fopen(p, "w") : NULL;
+    free(p);
+    return f;
+}
+
+/* Remove c->dir/name (a figure that does not apply, a log not needed). */
+static void remove_in(const rp_claim *c, const char *name) {
+    char *p = cli_join(c->dir, name);
+    if (p) remove(p);
+    free(p);
+}
+
+/* One field of a figure's data file: sep, then v (%.*g) or nothing when v is
+ * absent (NaN or infinite): "set datafile missing ''" makes gnuplot skip
+ * it, and no "nan" is written (the metrics.csv convention). */
+static void dat(FILE *d, const char *sep, double v, int digits) {
+    fputs(sep, d);
+    if (isfinite(v)) fprintf(d, "%.*g", digits, v);
 }
 
 /* Common header: PNG first; the caller's plot is replayed for SVG. */
@@ -70,15 +86,15 @@ static void gp_both(FILE *f, const char *kind, const char *body, int tall) {
 static int run_gnuplot(const rp_claim *c, const char *kind) {
     char *dp = (char *)c->dir;
     char *q = cli_shell_quote(1, &dp);
-    char cmd[2048];
-    cli_fmt(cmd, sizeof cmd, "cd %s && gnuplot fig-%s.gp >/dev/null 2>fig-%s.log", q ? q : ".",
-             kind, kind);
+    char *cmd = q ? cli_aprintf("cd %s && gnuplot fig-%s.gp >/dev/null 2>fig-%s.log", q, kind, kind)
+                  : NULL;
     free(q);
-    int rc = system(cmd);
+    int rc = cmd ? system(cmd) : -1;
+    free(cmd);
     if (rc == 0) { /* keep gnuplot's log only when it failed */
-        char lp[1400];
-        cli_fmt(lp, sizeof lp, "%s/fig-%s.log", c->dir, kind);
-        remove(lp);
+        char lp[64];
+        cli_fmt(lp, sizeof lp, "fig-%s.log", kind); /* kind: one of rp_figure_kinds */
+        remove_in(c, lp);
     }
     return rc == 0 ? 0 : -1;
 }
@@ -206,7 +222,8 @@ static int fig_kkt(const rp_claim *c, FILE *f) {
             last = k;
             double ep, de, ll;
             if (rp_kkt_at(c, r, k, &ep, &de, &ll)) continue;
-            fprintf(d, "%.9g,%.9g,%.9g,%.9g\n", r->rows[k].time_log / LN10, ep, de, ll);
+            dat(d, "", r->rows[k].time_log / LN10, 9), dat(d, ",", ep, 9), dat(d, ",", de, 9);
+            dat(d, ",", ll, 9), fputc('\n', d);
             xmax = fmax(xmax, r->rows[k].time_log / LN10);
             wrote++;
         }
@@ -215,9 +232,7 @@ static int fig_kkt(const rp_claim *c, FILE *f) {
     }
     fclose(d);
     if (!blocks) {
-        char p[1400];
-        cli_fmt(p, sizeof p, "%s/fig-kkt.dat", c->dir);
-        remove(p);
+        remove_in(c, "fig-kkt.dat");
         return 1;
     }
     const char *xe = xmax > 100 ? "($1 > 0 ? log10($1) : 1/0)" : "1";
@@ -265,8 +280,10 @@ static int fig_regions(const rp_claim *c, FILE *f) {
         double y = -lim + 2 * lim * iy / (G - 1);
         for (int ix = 0; ix < G; ix++) xs[2 * ix] = -lim + 2 * lim * ix / (G - 1), xs[2 * ix + 1] = y;
         mf_model_forward(r->model, w, r->theta, xs, G, out);
-        for (int ix = 0; ix < G; ix++)
-            fprintf(d, "%.6g,%.6g,%.6g\n", xs[2 * ix], y, fmax(-2, fmin(2, out[ix] / qm)));
+        for (int ix = 0; ix < G; ix++) {
+            dat(d, "", xs[2 * ix], 6), dat(d, ",", y, 6), dat(d, ",", fmax(-2, fmin(2, out[ix] / qm)), 6);
+            fputc('\n', d);
+        }
         fputc('\n', d);
     }
     fprintf(d, "\n# data x1,x2,label\n");
@@ -299,6 +316,11 @@ static int fig_loss(const rp_claim *c, FILE *f, int norm) {
     double p = 2.0 - 2.0 / L;
     double xe = e->time_log / LN10, le = e->log10_loss;
     double xl = log10(e->time_log); /* log10 ln t at the end */
+    /* the reference lines go through the last row: it needs its values (a
+     * NaN would reach the script as "nan") */
+    int ends = isfinite(xe) && isfinite(xl) &&
+               (norm ? e->norm > 0 && isfinite(e->norm) : isfinite(le) != 0);
+    if (!ends) return 1;
     sbuf b = {0};
     if (!norm) {
         /* reference through the last row: log10 L = -x - p log10(x ln10) + c */
@@ -366,9 +388,9 @@ static int fig_cosine(const rp_claim *c, FILE *f) {
         const double *th = r->snaps + (size_t)k * r->model->n_params;
         rp_unit_cosines(r->model, th, c->mu, cs);
         if (c->has_wref) rp_unit_cosines(r->model, th, c->wref, cw);
-        fprintf(d, "%.9g", r->rows[k].time_log / LN10);
-        for (int j = 0; j < M; j++) fprintf(d, ",%.9g", cs[j]);
-        for (int j = 0; c->has_wref && j < M; j++) fprintf(d, ",%.9g", cw[j]);
+        dat(d, "", r->rows[k].time_log / LN10, 9);
+        for (int j = 0; j < M; j++) dat(d, ",", cs[j], 9);
+        for (int j = 0; c->has_wref && j < M; j++) dat(d, ",", cw[j], 9);
         fputc('\n', d);
     }
     fclose(d);
@@ -423,7 +445,8 @@ static int fig_neurons(const rp_claim *c, FILE *f) {
         for (int k = 0; k < M; k++) {
             const double *w = th + W->offset + (size_t)k * W->cols;
             double s = wmax > 0 ? xmax / wmax : 0;
-            fprintf(d, "0,0,%.9g,%.9g,%d\n", w[0] * s, w[1] * s, mf_units_outer(r->model, &u, th, k) >= 0 ? 1 : 2);
+            dat(d, "0,0,", w[0] * s, 9), dat(d, ",", w[1] * s, 9);
+            fprintf(d, ",%d\n", mf_units_outer(r->model, &u, th, k) >= 0 ? 1 : 2);
         }
         fprintf(d, "\n\n");
     }
@@ -462,7 +485,8 @@ static int fig_sweep(const rp_claim *c, FILE *f) {
     if (c->n_groups == 0 || !c->sweep_kind[0]) return 1;
     FILE *d = open_in(c, "fig-sweep.dat");
     if (!d) return -1;
-    for (int g = 0; g < c->n_groups; g++) fprintf(d, "%.9g,%.9g\n", c->group_x[g], c->group_y[g]);
+    for (int g = 0; g < c->n_groups; g++)
+        dat(d, "", c->group_x[g], 9), dat(d, ",", c->group_y[g], 9), fputc('\n', d);
     fclose(d);
     sbuf b = {0};
     if (!strcmp(c->sweep_kind, "fraction")) {
@@ -470,6 +494,9 @@ static int fig_sweep(const rp_claim *c, FILE *f) {
                "set yrange [0:1.05]\nset boxwidth 0.6 relative\nset style fill solid 0.5\n"
                "plot 'fig-sweep.dat' using 0:2:xticlabels(1) with boxes lc rgb '#1f77b4' title "
                "'fraction'\n");
+    } else if (!(isfinite(c->fit_icpt) && isfinite(c->fit_slope) && isfinite(c->pred_slope))) {
+        sb(&b, "set xlabel 'ln(1/sigma_init)'\nset ylabel 'escape time t_esc'\n"
+               "plot 'fig-sweep.dat' using 1:2 with points pt 7 ps 1.5 title 'measured (no fit)'\n");
     } else {
         double mx = 0, my = 0;
         for (int g = 0; g < c->n_groups; g++) mx += c->group_x[g], my += c->group_y[g];
@@ -494,12 +521,15 @@ int rp_figure(const rp_claim *c, const char *kind) {
         cli_fmt(p, sizeof p, "%s/fig-robust-eps.png", c->dir);
         return stat(p, &st) == 0 ? 0 : 1;
     }
-    cli_fmt(name, sizeof name, "fig-%s.gp", kind);
-    char title[256];
-    cli_fmt(title, sizeof title, "%s: %s", c->name, kind);
-    FILE *f = open_in(c, name);
-    if (!f) return -1;
+    cli_fmt(name, sizeof name, "fig-%s.gp", kind); /* kind: one of rp_figure_kinds */
+    char *title = cli_aprintf("%s: %s", c->name, kind);
+    FILE *f = title ? open_in(c, name) : NULL;
+    if (!f) {
+        free(title);
+        return -1;
+    }
     gp_head(f, title, kind);
+    free(title);
     int r;
     if (!strcmp(kind, "margin")) r = fig_margin(c, f, 0);
     else if (!strcmp(kind, "layer-margin")) r = fig_margin(c, f, 1);
@@ -514,9 +544,7 @@ int rp_figure(const rp_claim *c, const char *kind) {
     else r = 1;
     fclose(f);
     if (r != 0) {
-        char p[1400];
-        cli_fmt(p, sizeof p, "%s/%s", c->dir, name);
-        remove(p);
+        remove_in(c, name);
         return r;
     }
     return run_gnuplot(c, kind);
@@ -548,16 +576,18 @@ static void setting_line(const cJSON *r, char *b, size_t cap) {
 }
 
 int rp_report(const char *dir, char *const *names, int n, int quick) {
-    char pm[1200], ph[1200];
-    cli_fmt(pm, sizeof pm, "%s/report.md", dir);
-    cli_fmt(ph, sizeof ph, "%s/report.html", dir);
-    FILE *md = fopen(pm, "w"), *h = fopen(ph, "w");
+    char *pm = cli_join(dir, "report.md"), *ph = cli_join(dir, "report.html");
+    FILE *md = pm ? fopen(pm, "w") : NULL, *h = ph ? fopen(ph, "w") : NULL;
     if (!md || !h) {
         if (md) fclose(md);
         if (h) fclose(h);
-        cli_error("cannot write %s", pm);
+        cli_error("cannot write %s", pm ? cli_q(pm) : "the report (out of memory)");
+        free(pm);
+        free(ph);
         return -1;
     }
+    free(pm);
+    free(ph);
     fprintf(md, "# marginflow reproduce%s\n\nmarginflow %s. Each claim: statement, setting, measured "
                 "vs expected, verdict, figures. Run directories are under each claim's folder.\n\n",
             quick ? " (quick)" : "", MF_VERSION);
@@ -571,10 +601,10 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
     cJSON **res = calloc((size_t)n + 1, sizeof *res);
     fprintf(md, "| claim | verdict | paper |\n|---|---|---|\n");
     for (int i = 0; res && i < n; i++) {
-        char p[1400];
-        cli_fmt(p, sizeof p, "%s/%s/result.json", dir, names[i]);
+        char *p = cli_aprintf("%s/%s/result.json", dir, names[i]);
         cli_jr jr = {p, NULL, 0, NULL, 0};
-        res[i] = cli_json_load(&jr, p, 0);
+        res[i] = p ? cli_json_load(&jr, p, CLI_MAX_JSON_BYTES) : NULL;
+        free(p);
         const char *st = res[i] ? js(res[i], "status") : "ERROR";
         fprintf(md, "| [%s](#%s) | %s | %s |\n", names[i], names[i], st, res[i] ? js(res[i], "paper") : "");
         fprintf(h, "<tr><td><a href=\"#%s\">%s</a></td><td class=\"%s\">%s</td><td>", names[i], names[i],
@@ -641,14 +671,17 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
             }
             char set[1024];
             setting_line(ru, set, sizeof set);
-            fprintf(md, "| [%s](%s/%s/) | %s | %s | %.0f | %.6g | %.6g | %.9g |\n", js(ru, "name"), names[i],
-                    js(ru, "name"), set, js(ru, "outcome"), cli_jnum_or(ru, "steps", NAN), cli_jnum_or(ru, "log10_time", NAN),
-                    cli_jnum_or(ru, "log10_loss", NAN), cli_jnum_or(ru, "normalized_margin", NAN));
+            /* a value null in result.json (absent, or a run that failed) reads "absent" */
+            const char *steps = cli_f(cli_jnum_or(ru, "steps", NAN), 0);
+            const char *lt = cli_g(cli_jnum_or(ru, "log10_time", NAN), 6);
+            const char *ll = cli_g(cli_jnum_or(ru, "log10_loss", NAN), 6);
+            const char *nm = cli_g(cli_jnum_or(ru, "normalized_margin", NAN), 9);
+            fprintf(md, "| [%s](%s/%s/) | %s | %s | %s | %s | %s | %s |\n", js(ru, "name"), names[i],
+                    js(ru, "name"), set, js(ru, "outcome"), steps, lt, ll, nm);
             fprintf(h, "<tr><td><a href=\"%s/%s/\">%s</a></td><td>", names[i], js(ru, "name"), js(ru, "name"));
             html_esc(h, set);
-            fprintf(h, "</td><td>%s</td><td>%.0f</td><td>%.6g</td><td>%.6g</td><td>%.9g</td></tr>\n",
-                    js(ru, "outcome"), cli_jnum_or(ru, "steps", NAN), cli_jnum_or(ru, "log10_time", NAN), cli_jnum_or(ru, "log10_loss", NAN),
-                    cli_jnum_or(ru, "normalized_margin", NAN));
+            fprintf(h, "</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
+                    js(ru, "outcome"), steps, lt, ll, nm);
         }
         fprintf(md, "\n");
         fprintf(h, "</table>\n");
@@ -668,6 +701,6 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
     free(res);
     int bad = fclose(md) != 0;
     bad |= fclose(h) != 0;
-    if (bad) cli_error("cannot write %s", pm);
+    if (bad) cli_error("cannot write %s/report.md and report.html", cli_q(dir));
     return bad ? -1 : 0;
 }

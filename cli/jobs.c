@@ -12,6 +12,7 @@
 #include "jobs.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +48,7 @@ static int inline_run(const jobs_spec *s, jobs_status *st) {
     return 0;
 }
 
-/* The status of a child that ended with wait status w. */
-static void child_status(int w, jobs_status *st) {
+void jobs_wait_status(int w, jobs_status *st) {
     if (WIFEXITED(w)) {
         st->state = JOBS_EXITED;
         st->status = WEXITSTATUS(w);
@@ -58,11 +58,24 @@ static void child_status(int w, jobs_status *st) {
     }
 }
 
+int jobs_fork_task(const jobs_spec *s, int i, void *const *release, int nrelease) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t c = fork();
+    if (c == 0) { /* the child: run the task, flush, leave without atexit handlers */
+        for (int k = 0; k < nrelease; k++) free(release[k]); /* the pool's, not the task's */
+        int code = s->task(i, s->ctx);
+        fflush(NULL);
+        _exit(code & 255);
+    }
+    return (int)c;
+}
+
 static int fork_run(const jobs_spec *s, jobs_status *st) {
     int n = s->n_tasks, workers = s->workers > 1 ? s->workers : 1;
     pid_t *pid = calloc((size_t)n + 1, sizeof *pid);
     char *given = calloc((size_t)n + 1, 1);
-    int pos = 0, running = 0, rc = 0, i;
+    int pos = 0, running = 0, rc = 0, forwarded = 0, i;
     if (!pid || !given) {
         free(pid);
         free(given);
@@ -71,16 +84,8 @@ static int fork_run(const jobs_spec *s, jobs_status *st) {
     for (;;) {
         while (running < workers && (i = next_index(s, &pos, st, given)) >= 0) {
             given[i] = 1;
-            fflush(stdout);
-            fflush(stderr);
-            pid_t c = fork();
-            if (c == 0) { /* the child needs none of the pool's memory */
-                free(pid);
-                free(given);
-                int code = s->task(i, s->ctx);
-                fflush(NULL);
-                _exit(code & 255);
-            }
+            void *mine[2] = {pid, given};
+            pid_t c = jobs_fork_task(s, i, mine, 2);
             if (c < 0) {
                 st[i].state = JOBS_FAILED;
                 done(s, i, st);
@@ -90,6 +95,11 @@ static int fork_run(const jobs_spec *s, jobs_status *st) {
             running++;
         }
         if (running == 0) break;
+        if (s->stop && *s->stop && s->stop_signal && !forwarded) {
+            for (i = 0; i < n; i++)
+                if (pid[i]) kill(pid[i], s->stop_signal);
+            forwarded = 1;
+        }
         int w;
         pid_t got = waitpid(-1, &w, 0);
         if (got < 0 && errno == EINTR) continue;
@@ -103,7 +113,7 @@ static int fork_run(const jobs_spec *s, jobs_status *st) {
         if (i == n) continue; /* not one of ours */
         pid[i] = 0;
         running--;
-        child_status(w, &st[i]);
+        jobs_wait_status(w, &st[i]);
         done(s, i, st);
     }
     free(pid);

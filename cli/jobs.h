@@ -61,6 +61,8 @@ typedef struct jobs_spec {
     int (*next)(void *next_ctx);
     void *next_ctx;
     volatile sig_atomic_t *stop; /* optional: non-zero stops handing out */
+    int stop_signal;            /* fork: sent once to every running task when *stop
+                                   is seen set (0: none; the tasks run to their end) */
 } jobs_spec;
 
 /* A way to run a pool (see the backends above). run fills st[n_tasks]
@@ -84,5 +86,15 @@ int jobs_run(int n_tasks, jobs_task_fn task, void *ctx, int workers, jobs_status
 
 /* 1 when the task finished with status 0. */
 int jobs_ok(const jobs_status *st);
+
+/* For backends beside these two (an MPI backend forks its tasks the same
+ * way). jobs_fork_task: fork a child that frees release[0..nrelease) (the
+ * backend's own bookkeeping: memory checkers such as valgrind follow forks
+ * and would report it lost at the child's exit), runs spec->task(index, ctx)
+ * and ends with _exit(status) after flushing its streams (stdout and stderr
+ * are flushed before the fork); returns the child's pid, or -1 (errno set).
+ * jobs_wait_status: the status of a task from its child's wait status w. */
+int jobs_fork_task(const jobs_spec *spec, int index, void *const *release, int nrelease);
+void jobs_wait_status(int w, jobs_status *st);
 
 #endif

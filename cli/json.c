@@ -88,7 +88,7 @@ int cli_jbad(cli_jr *r, const char *field, const char *fmt, ...) {
     if (r->failed) return -1;
     r->failed = 1;
     if (!r->cap) return -1;
-    int l = snprintf(r->why, r->cap, "%s: %s: ", r->file, field);
+    int l = snprintf(r->why, r->cap, "%s: %s: ", cli_q(r->file), cli_q(field));
     if (l >= 0 && (size_t)l < r->cap) {
         va_list ap;
         va_start(ap, fmt);
@@ -199,8 +199,14 @@ int cli_jstr(cli_jr *r, const cJSON *o, const char *path, const char *key, unsig
     if (g == 2) *out = NULL;
     if (g != 1) return g < 0 ? -1 : g ? 1 : 0;
     if (!cJSON_IsString(v)) return cli_jbadk(r, path, key, "must be a string");
-    if (strlen(v->valuestring) > maxlen)
-        return cli_jbadk(r, path, key, "longer than %zu characters", maxlen);
+    size_t n = strlen(v->valuestring);
+    if (n > maxlen) return cli_jbadk(r, path, key, "longer than %zu characters", maxlen);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v->valuestring[i];
+        if (c < 0x20 || c == 0x7f)
+            return cli_jbadk(r, path, key, "control character 0x%02x at character %zu", (unsigned)c,
+                             i + 1);
+    }
     *out = v->valuestring;
     return 1;
 }
@@ -233,39 +239,66 @@ int cli_jnumarr(cli_jr *r, const cJSON *o, const char *path, const char *key, in
     return 1;
 }
 
+/* The first byte of text[len] that a JSON text must not hold, for a message
+ * that names it: a NUL byte or a control character (below 0x20 but tab, LF
+ * and CR, or DEL) anywhere -- cJSON would take them into strings -- or an
+ * escaped NUL (\u0000) inside a string, which cJSON would silently cut the
+ * string at. Returns 0 and sets *at, or -1 when there is none. *what is 0 for
+ * an escaped NUL, else the byte. */
+static int bad_json_byte(const char *text, size_t len, size_t *at, int *what) {
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+            *at = i, *what = c;
+            return 0;
+        }
+        if (c == '"') in_str = !in_str;
+        else if (in_str && c == '\\' && i + 1 < len) {
+            if (text[i + 1] == 'u' && i + 5 < len && !strncmp(text + i + 2, "0000", 4)) {
+                *at = i, *what = 0;
+                return 0;
+            }
+            i++; /* the escaped character */
+        }
+    }
+    return -1;
+}
+
 cJSON *cli_json_parse(cli_jr *r, const char *text, size_t len) {
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    size_t at = 0;
+    int what = 0, bad = bad_json_byte(text, len, &at, &what) == 0;
+    cJSON *root = bad ? NULL : cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (root) /* only white space may follow the value */
         while (end && end < text + len &&
                (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
             end++;
     if (root && !(end && end < text + len)) return root;
     long line = 1, col = 1;
+    if (bad) end = text + at;
     if (!end || end < text || end > text + len) end = text;
     for (const char *c = text; c < end; c++) {
         if (*c == '\n') line++, col = 1;
         else col++;
     }
-    if (!r->failed && r->cap)
-        snprintf(r->why, r->cap, "%s:%ld:%ld: %s", r->file, line, col,
-                 root ? "text after the JSON value" : "not valid JSON");
+    char why[64];
+    if (bad && what == 0 && text[at] == '\\') snprintf(why, sizeof why, "escaped NUL (\\u0000) in a string");
+    else if (bad && what == 0) snprintf(why, sizeof why, "NUL byte; not a text file");
+    else if (bad) snprintf(why, sizeof why, "control character 0x%02x; not valid JSON", (unsigned)what);
+    else snprintf(why, sizeof why, "%s", root ? "text after the JSON value" : "not valid JSON");
+    if (!r->failed && r->cap) snprintf(r->why, r->cap, "%s:%ld:%ld: %s", cli_q(r->file), line, col, why);
     r->failed = 1;
     cJSON_Delete(root);
     return NULL;
 }
 
 char *cli_jread(cli_jr *r, const char *path, size_t max, size_t *len) {
-    char *t = cli_read_text(path, max, len);
-    if (t) return t;
-    if (errno == EFBIG) {
-        cli_jbad(r, "(file)", "larger than %zu bytes", max);
-    } else if (!r->failed && r->cap) {
-        snprintf(r->why, r->cap, "%s: cannot read: %s", r->file,
-                 errno == ENOMEM ? "out of memory" : errno == EIO ? "read error" : strerror(errno));
-        r->failed = 1;
-    }
-    return NULL;
+    char w[MF_ERR_LEN];
+    char *t = cli_read_text(path, max, len, w, sizeof w);
+    if (!t && !r->failed && r->cap) snprintf(r->why, r->cap, "%s", w);
+    if (!t) r->failed = 1;
+    return t;
 }
 
 cJSON *cli_json_load(cli_jr *r, const char *path, size_t max) {

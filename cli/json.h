@@ -96,8 +96,10 @@ int cli_jnum(cli_jr *r, const cJSON *o, const char *path, const char *key, unsig
              double *out);                               /* a finite number */
 int cli_jint(cli_jr *r, const cJSON *o, const char *path, const char *key, unsigned flags,
              double lo, double hi, double *out);         /* an integer in [lo, hi] */
+/* a string of at most maxlen bytes with no control character (decoded
+ * from a \u escape: "control character 0xNN at character K") */
 int cli_jstr(cli_jr *r, const cJSON *o, const char *path, const char *key, unsigned flags,
-             size_t maxlen, const char **out);           /* at most maxlen bytes */
+             size_t maxlen, const char **out);
 int cli_jbool(cli_jr *r, const cJSON *o, const char *path, const char *key, int *out);
 /* An array of 1..maxn finite numbers; *n their count, the values into
  * vals[] when vals is not NULL. */
@@ -111,18 +113,23 @@ int cli_jint_ok(cli_jr *r, const char *field, double x, double lo, double hi);
 
 /* Parse text[len] (any bytes, not necessarily NUL-terminated) as exactly
  * one JSON value followed only by white space. NULL on failure with
- * r->why = "FILE:LINE:COL: not valid JSON" or "...: text after the JSON
- * value". */
+ * r->why = "FILE:LINE:COL: not valid JSON", "...: text after the JSON
+ * value", "...: NUL byte; not a text file", "...: control character 0xNN;
+ * not valid JSON" (raw control bytes are refused anywhere, since cJSON
+ * would take them into strings) or "...: escaped NUL (\u0000) in a string"
+ * (cJSON would cut the string there). */
 cJSON *cli_json_parse(cli_jr *r, const char *text, size_t len);
 
-/* The file at path as a malloc'd NUL-terminated string of *len bytes (at
- * most max; 0: no limit). NULL on failure with r->why "FILE: cannot read:
- * <reason>" or "FILE: (file): larger than MAX bytes". */
+/* The file at path as a malloc'd NUL-terminated string of *len bytes, at
+ * most max (0: CLI_MAX_JSON_BYTES) -- cli_read_text. NULL on failure with r->why its
+ * sentence ("FILE: the file is N bytes, beyond the limit of MAX bytes",
+ * "FILE:L:C: NUL byte; not a text file", "FILE: cannot open: ...", ...). */
 char *cli_jread(cli_jr *r, const char *path, size_t max, size_t *len);
 
-/* Read and cli_json_parse the file at path (at most max bytes; 0: no
- * limit). NULL on failure with r->why naming the file: "FILE: cannot read:
- * <reason>", "FILE: (file): larger than MAX bytes", or the parse error. */
+/* Read and cli_json_parse the file at path (at most max bytes; 0:
+ * CLI_MAX_JSON_BYTES). NULL on
+ * failure with r->why naming the file (cli_jread's sentences or the parse
+ * error). */
 cJSON *cli_json_load(cli_jr *r, const char *path, size_t max);
 
 #endif

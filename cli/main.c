@@ -21,8 +21,11 @@ static const cli_command commands[] = {
     {"svm", cli_svm, "exact max-margin reference (l2 SVM / l1 LP) of a data set"},
     {"analyze", mf_cli_analyze, "KKT certificates and optimality verdict for a trained run"},
     {"maxmargin", mf_cli_maxmargin, "multi-start search for the best normalized margin (a search)"},
+    {"global", mf_cli_global, "certified global max-margin value of two-layer ReLU nets"},
     {"reproduce", cli_reproduce, "run the papers' claims as checks; figures and a report"},
     {"robust", cli_robust, "L2 robustness (PGD, Carlini-Wagner) of a run's archived states"},
+    {"sweep", cli_sweep, "run a grid of runs (cores, job arrays, MPI); resumable"},
+    {"sweep-report", cli_sweep_report, "results.csv and figures of a sweep directory"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -35,14 +38,14 @@ static void usage(FILE *f) {
             "commands:\n",
             MF_VERSION);
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(f,
             "\n"
             "  marginflow <command> --help   options of a command\n"
             "  marginflow --version          print the version\n"
             "\n"
             "exit codes: 0 finished, 1 I/O or other error, 2 bad usage or bad input,\n"
-            "            3 data not linearly separable (svm), 4 run ended non-finite,\n"
+            "            3 data not separable (svm, global), 4 run ended non-finite,\n"
             "            130 interrupted\n");
 }
 
@@ -64,7 +67,7 @@ int main(int argc, char **argv) {
         if (!strcmp(cmd, "help") && argc > 2) {
             const cli_command *c = find(argv[2]);
             if (!c) {
-                cli_error("unknown command '%s'; see marginflow --help", argv[2]);
+                cli_error("unknown command '%s'; see marginflow --help", cli_q(argv[2]));
                 return CLI_EXIT_USAGE;
             }
             char *sub[] = {argv[2], "--help", NULL};
@@ -79,7 +82,7 @@ int main(int argc, char **argv) {
     }
     const cli_command *c = find(cmd);
     if (!c) {
-        cli_error("unknown command '%s'; see marginflow --help", cmd);
+        cli_error("unknown command '%s'; see marginflow --help", cli_q(cmd));
         return CLI_EXIT_USAGE;
     }
     return c->run(argc - 1, argv + 1);

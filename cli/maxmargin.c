@@ -68,13 +68,11 @@ static cJSON *maxmargin_json(const mf_model *m, const mf_data *data,
             !cli_json_int(v, "count", r->counts[i]))
             vals = NULL;
     }
-    cJSON *th = vals ? cJSON_AddArrayToObject(root, "best_theta") : NULL;
-    for (size_t i = 0; th && r->n_values > 0 && i < m->n_params; i++) {
-        char b[40];
-        mf_format_double(b, sizeof b, r->best_theta[i]);
-        cJSON *x = cJSON_CreateRaw(b);
-        if (!x || !cJSON_AddItemToArray(th, x)) th = NULL;
-    }
+    /* numbers as everywhere (cli_json_num: a non-finite entry is null) */
+    cJSON *th = !vals ? NULL
+                : r->n_values > 0 ? cli_json_num_array(root, "best_theta", r->best_theta,
+                                                       (int)m->n_params)
+                                  : cJSON_AddArrayToObject(root, "best_theta");
     if (!ok || !vals || !th) {
         cJSON_Delete(root);
         return NULL;
@@ -82,28 +80,21 @@ static cJSON *maxmargin_json(const mf_model *m, const mf_data *data,
     return root;
 }
 
+/* The text report (values through cli_g: "absent", never "nan"). */
 static void maxmargin_text(const mf_model *m, const mf_data *data, const mf_maxmargin_result *r,
                            double rel_tol) {
-    char b[40];
-    mf_format_double(b, sizeof b, r->best_gamma);
     printf("SEARCH (not a certificate): best normalized margin %s over %d starts "
            "(seeds %llu..%llu)\n",
-           r->n_values > 0 ? b : "none", r->starts, (unsigned long long)r->seed,
+           r->n_values > 0 ? cli_g(r->best_gamma, 17) : "none", r->starts, (unsigned long long)r->seed,
            (unsigned long long)(r->seed + (uint64_t)r->starts - 1));
     printf("model %s, data %s\n", m->spec, data->desc);
     printf("distinct local values (rel-tol %g), with the number of starts reaching each:\n",
            rel_tol);
-    for (int i = 0; i < r->n_values; i++) {
-        mf_format_double(b, sizeof b, r->values[i]);
-        printf("  %-24s x %d\n", b, r->counts[i]);
-    }
+    for (int i = 0; i < r->n_values; i++) printf("  %-24s x %d\n", cli_g(r->values[i], 17), r->counts[i]);
     printf("failures: %d of %d starts reached no feasible point\n", r->failures, r->starts);
     if (r->n_values > 0 && m->n_params <= 64) {
         printf("best theta (q_min = 1; order of `marginflow layout`):");
-        for (size_t i = 0; i < m->n_params; i++) {
-            mf_format_double(b, sizeof b, r->best_theta[i]);
-            printf("%s%s", i ? "," : " ", b);
-        }
+        for (size_t i = 0; i < m->n_params; i++) printf("%s%s", i ? "," : " ", cli_g(r->best_theta[i], 17));
         printf("\n");
     }
 }
@@ -143,7 +134,7 @@ int mf_cli_maxmargin(int argc, char **argv) {
         } else if (r < 0) {
             return CLI_EXIT_USAGE;
         } else {
-            cli_error("maxmargin: unknown option '%s'; see marginflow maxmargin --help", argv[i]);
+            cli_error("maxmargin: unknown option '%s'; see marginflow maxmargin --help", cli_q(argv[i]));
             return CLI_EXIT_USAGE;
         }
     }
@@ -155,16 +146,20 @@ int mf_cli_maxmargin(int argc, char **argv) {
     mf_data *data = NULL;
     mf_model *m = NULL;
     mf_maxmargin_result *res = NULL;
-    int rc = mf_data_from_spec(data_spec, format, &data, &e);
-    if (!rc) rc = mf_model_parse(model_spec, data->d, data->num_classes, &m, &e);
-    if (!rc) rc = mf_maxmargin(m, data, (int)starts, (uint64_t)seed, rel_tol, &res, &e);
+    char why[MF_ERR_LEN];
+    int code = cli_load_problem(data_spec, format, model_spec, &data, &m, why, sizeof why);
+    if (code) {
+        cli_error("%s", why);
+        return code;
+    }
+    int rc = mf_maxmargin(m, data, (int)starts, (uint64_t)seed, rel_tol, &res, &e);
     if (rc) {
         cli_error("%s", e.msg);
         mf_model_free(m);
         mf_data_free(data);
         return cli_exit_for(rc, 1);
     }
-    int code = res->n_values > 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+    code = res->n_values > 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
     if (json) {
         cJSON *root = maxmargin_json(m, data, res, rel_tol);
         char *text = root ? cJSON_Print(root) : NULL;

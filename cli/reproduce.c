@@ -38,27 +38,31 @@
 
 /* ------------------------------------------------------------ training */
 
+void rp_run_config(const rp_run *r, run_config *c) {
+    run_config_default(c);
+    c->data_spec = c->data_path = r->data_spec;
+    c->format = NULL;
+    c->model_spec = r->model_spec;
+    if (r->init_params) {
+        c->init_kind = "params";
+        c->init_values = r->init_params;
+        c->n_init = r->n_init;
+    } else {
+        c->init_kind = r->init_kind;
+        c->init_scale = r->init_scale;
+    }
+    c->s = r->s;
+    if (r->test_spec[0]) c->test_spec = c->test_path = r->test_spec;
+    c->train_limit = r->train_limit, c->test_limit = r->test_limit, c->data_seed = r->data_seed;
+    c->n_classes = r->n_classes, c->classes[0] = r->classes[0], c->classes[1] = r->classes[1];
+}
+
 /* Train run r of claim `claim` into dir (a reproduce folder: an earlier
  * run there is replaced). On success r->done is set and r holds the data,
  * model, final theta, logged rows and snapshots; else r->err says why. */
 static void train_run(rp_run *r, const char *dir, const char *claim) {
     run_config c;
-    run_config_default(&c);
-    c.data_spec = c.data_path = r->data_spec;
-    c.format = NULL;
-    c.model_spec = r->model_spec;
-    if (r->init_params) {
-        c.init_kind = "params";
-        c.init_values = r->init_params;
-        c.n_init = r->n_init;
-    } else {
-        c.init_kind = r->init_kind;
-        c.init_scale = r->init_scale;
-    }
-    c.s = r->s;
-    if (r->test_spec[0]) c.test_spec = c.test_path = r->test_spec;
-    c.train_limit = r->train_limit, c.test_limit = r->test_limit, c.data_seed = r->data_seed;
-    c.n_classes = r->n_classes, c.classes[0] = r->classes[0], c.classes[1] = r->classes[1];
+    rp_run_config(r, &c);
     c.made_by = "marginflow reproduce";
     c.claim = claim;
     run_exec x;
@@ -186,10 +190,11 @@ static void write_result(const char *cdir, const char *name, const rp_experiment
     cJSON_AddItemToObject(res, "checks", checks);
     cJSON_AddItemToObject(res, "figures", figs);
     cJSON_AddItemToObject(res, "runs", runs);
-    char rp[1400];
-    cli_fmt(rp, sizeof rp, "%s/result.json", cdir);
+    char *rp = cli_join(cdir, "result.json");
     mf_err e = {0, ""};
-    if (cli_json_write(rp, res, &e)) cli_error("%s", e.msg);
+    if (!rp) cli_error("out of memory writing the result of %s", cli_q(name));
+    else if (cli_json_write(rp, res, &e)) cli_error("%s", e.msg);
+    free(rp);
     cJSON_Delete(res);
 }
 
@@ -197,15 +202,20 @@ static void write_result(const char *cdir, const char *name, const rp_experiment
  * The file is read and validated whole (cli/experiment.c) before the first
  * run is trained; a refused file is an ERROR with the parser's sentence. */
 static int run_claim(const char *expdir, const char *name, const char *outdir, int quick) {
-    char path[1200], cdir[1200], why[MF_ERR_LEN] = "";
-    cli_fmt(path, sizeof path, "%s/%s.json", expdir, name);
-    cli_fmt(cdir, sizeof cdir, "%s/%s", outdir, name);
+    char why[MF_ERR_LEN] = "";
+    char *path = cli_aprintf("%s/%s.json", expdir, name), *cdir = cli_join(outdir, name);
+    if (!path || !cdir) {
+        free(path);
+        free(cdir);
+        return 1; /* no result.json: print_result reports the claim's process failed */
+    }
     rp_experiment x;
     int parsed = rp_experiment_read(path, quick, &x, why, sizeof why) == 0, status = -1;
+    if (parsed && rp_experiment_check_runs(&x, path, why, sizeof why)) parsed = 0;
     rp_claim cl;
     memset(&cl, 0, sizeof cl);
-    cli_fmt(cl.name, sizeof cl.name, "%s", name);
-    cli_fmt(cl.dir, sizeof cl.dir, "%s", cdir);
+    cl.name = name;
+    cl.dir = cdir;
     cl.gamma_star = x.gamma_star;
     cl.runs = x.runs;
     cl.nruns = x.nruns;
@@ -214,14 +224,15 @@ static int run_claim(const char *expdir, const char *name, const char *outdir, i
     char measured[2048] = "", expected[1024] = "";
     if (cli_mkdirs(cdir) != 0) {
         char w2[MF_ERR_LEN];
-        cli_fmt(w2, sizeof w2, "cannot create %s: %s", cdir, strerror(errno));
+        cli_fmt(w2, sizeof w2, "cannot create %s: %s", cli_q(cdir), strerror(errno));
         if (parsed) cli_fmt(why, sizeof why, "%s", w2);
         parsed = 0;
     }
     for (int i = 0; parsed && i < x.nruns; i++) {
-        char rdir[1400];
-        cli_fmt(rdir, sizeof rdir, "%s/%s", cdir, x.runs[i].name);
-        train_run(&x.runs[i], rdir, name);
+        char *rdir = cli_join(cdir, x.runs[i].name);
+        if (rdir) train_run(&x.runs[i], rdir, name);
+        else cli_fmt(x.runs[i].err, sizeof x.runs[i].err, "out of memory");
+        free(rdir);
         if (!x.runs[i].done) {
             cli_fmt(why, sizeof why, "run %s: %s", x.runs[i].name, x.runs[i].err);
             break;
@@ -236,6 +247,8 @@ static int run_claim(const char *expdir, const char *name, const char *outdir, i
                  figs, claim_runs(x.runs, x.nruns));
     rp_memo_free(cl.memo);
     rp_experiment_free(&x);
+    free(path);
+    free(cdir);
     return 0;
 }
 
@@ -274,10 +287,10 @@ static char **list_claims(const char *dir, int *n) {
 
 /* Print the claim's line from its result.json; returns 1 pass, 0 fail/error. */
 static int print_result(const char *outdir, const char *name) {
-    char p[1400];
-    cli_fmt(p, sizeof p, "%s/%s/result.json", outdir, name);
+    char *p = cli_aprintf("%s/%s/result.json", outdir, name);
     cli_jr jr = {p, NULL, 0, NULL, 0};
-    cJSON *r = cli_json_load(&jr, p, 0);
+    cJSON *r = p ? cli_json_load(&jr, p, CLI_MAX_JSON_BYTES) : NULL;
+    free(p);
     if (!r) {
         printf("ERROR %s: no result (the claim's process failed)\n", name);
         fflush(stdout);
@@ -349,13 +362,13 @@ static void claim_done(int i, const jobs_status *st, void *ctx) {
 static int run_claims(const char *expdir, const char *outdir, char **names, int n, int quick,
                       int jobs) {
     if (cli_mkdirs(outdir) != 0) {
-        cli_error("cannot create %s: %s", outdir, strerror(errno));
+        cli_error("cannot create %s: %s", cli_q(outdir), strerror(errno));
         return CLI_EXIT_ERROR;
     }
     for (int i = 0; i < n; i++) { /* a claim that dies must not leave an old result */
-        char p[1400];
-        cli_fmt(p, sizeof p, "%s/%s/result.json", outdir, names[i]);
-        remove(p);
+        char *p = cli_aprintf("%s/%s/result.json", outdir, names[i]);
+        if (p) remove(p);
+        free(p);
     }
     claims_ctx c = {expdir, outdir, names, n, quick, calloc((size_t)n + 1, 1), 0, 0, 0};
     jobs_status *st = calloc((size_t)n + 1, sizeof *st);
@@ -378,13 +391,40 @@ static int run_claims(const char *expdir, const char *outdir, char **names, int 
     return failed ? CLI_EXIT_ERROR : CLI_EXIT_OK;
 }
 
+/* Read and validate every claim file names[n] whole -- its JSON, every
+ * field, and each run's data and model spec against that data -- before
+ * anything trains: one line per refused file on stderr. Returns 0 when all
+ * are valid, else CLI_EXIT_USAGE (nothing is run: bad input, like any
+ * other). */
+static int validate_claims(const char *expdir, char **names, int n, int quick) {
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        char why[MF_ERR_LEN] = "";
+        char *p = cli_aprintf("%s/%s.json", expdir, names[i]);
+        rp_experiment x;
+        if (!p) {
+            cli_error("out of memory");
+            return CLI_EXIT_ERROR;
+        }
+        if (rp_experiment_read(p, quick, &x, why, sizeof why) ||
+            rp_experiment_check_runs(&x, p, why, sizeof why)) {
+            cli_error("%s", why);
+            bad++;
+        }
+        rp_experiment_free(&x);
+        free(p);
+    }
+    if (bad) cli_error("reproduce: %d claim file%s refused; nothing was run", bad, bad > 1 ? "s" : "");
+    return bad ? CLI_EXIT_USAGE : 0;
+}
+
 /* --list: each claim's name, title and paper. */
 static void list(const char *expdir, char **names, int n) {
     for (int i = 0; i < n; i++) {
-        char p[1200];
-        cli_fmt(p, sizeof p, "%s/%s.json", expdir, names[i]);
+        char *p = cli_aprintf("%s/%s.json", expdir, names[i]);
         cli_jr r = {p, NULL, 0, NULL, 0};
-        cJSON *j = cli_json_load(&r, p, 0);
+        cJSON *j = p ? cli_json_load(&r, p, RP_MAX_FILE) : NULL;
+        free(p);
         printf("%-34s %s [%s]\n", names[i], cli_jstr_or(j, "title", "(unreadable)"),
                cli_jstr_or(j, "paper", ""));
         cJSON_Delete(j);
@@ -406,15 +446,20 @@ static int reproduce_args(int argc, char **argv, const char **outdir, const char
         else if (!strcmp(argv[i], "--list")) *listing = 1;
         else if ((r = cli_opt(argc, argv, &i, "--out", &v)) == 1) *outdir = v;
         else if (r == 0 && (r = cli_opt(argc, argv, &i, "--experiments", &v)) == 1) *expdir = v;
+        if (r == 1 && !v[0]) {
+            cli_error("reproduce: %s: the folder name is empty", v == *outdir ? "--out" : "--experiments");
+            return CLI_EXIT_USAGE;
+        }
         else if (r == 0 && (r = cli_opt(argc, argv, &i, "--jobs", &v)) == 1) {
             if (cli_parse_ll("--jobs", v, 1, 256, jobs)) r = -1;
         }
         if (r < 0) return CLI_EXIT_USAGE;
         if (r == 1 || !strcmp(argv[i], "--quick") || !strcmp(argv[i], "--list")) continue;
         if (argv[i][0] == '-') {
-            cli_error("reproduce: unknown option '%s'; see marginflow reproduce --help", argv[i]);
+            cli_error("reproduce: unknown option '%s'; see marginflow reproduce --help", cli_q(argv[i]));
             return CLI_EXIT_USAGE;
         }
+        if (cli_check_text("reproduce: CLAIM", argv[i], 0)) return CLI_EXIT_USAGE;
         want[(*nwant)++] = argv[i];
     }
     return -1;
@@ -434,7 +479,7 @@ int cli_reproduce(int argc, char **argv) {
     code = CLI_EXIT_OK;
     char **all = list_claims(expdir, &nall), **names = want;
     if (!all || nall == 0) {
-        cli_error("reproduce: no claim files (*.json) in %s", expdir);
+        cli_error("reproduce: no claim files (*.json) in %s", cli_q(expdir));
         free(want);
         free(all);
         return CLI_EXIT_USAGE;
@@ -446,12 +491,13 @@ int cli_reproduce(int argc, char **argv) {
         int found = 0;
         for (int k = 0; k < nall; k++) found |= !strcmp(all[k], want[i]);
         if (!found) {
-            cli_error("reproduce: unknown claim '%s'; see marginflow reproduce --list", want[i]);
+            cli_error("reproduce: unknown claim '%s'; see marginflow reproduce --list", cli_q(want[i]));
             code = CLI_EXIT_USAGE;
         }
     }
     if (code == CLI_EXIT_OK && listing) list(expdir, names, nwant);
-    else if (code == CLI_EXIT_OK) code = run_claims(expdir, outdir, names, nwant, quick, (int)jobs);
+    else if (code == CLI_EXIT_OK && !(code = validate_claims(expdir, names, nwant, quick)))
+        code = run_claims(expdir, outdir, names, nwant, quick, (int)jobs);
     for (int i = 0; i < nall; i++) free(all[i]);
     free(all);
     free(want);

@@ -17,8 +17,8 @@ typedef struct rp_memo rp_memo; /* analyses of a claim, computed once (checks.h)
 
 /* Everything the figures need from a claim. */
 typedef struct rp_claim {
-    char name[128];
-    char dir[1024];           /* DIR/<claim> */
+    const char *name;         /* the claim's name (not owned) */
+    const char *dir;          /* DIR/<claim> (not owned) */
     double gamma_star;        /* NAN if none */
     int nruns;
     rp_run *runs;
@@ -35,6 +35,13 @@ typedef struct rp_claim {
     int degree;               /* homogeneity order of the first run's model */
     rp_memo *memo;            /* the analyses made for the claim (checks.h) */
 } rp_claim;
+
+/* The run_config (cli/rundir.h) of the parsed run r: data (and test data,
+ * subset, classes), model, init and
+ * train settings; made_by "marginflow train" and no claim until the caller
+ * sets them. The strings and init values point into r. */
+struct run_config;
+void rp_run_config(const rp_run *r, struct run_config *c);
 
 /* Write fig-<kind>.gp in c->dir and run gnuplot on it (PNG and SVG next to
  * it). kind: margin, loss, norm, cosine, neurons, sweep. Returns 0 if the

@@ -120,12 +120,10 @@ int robust_run(const char *run_dir, const char *which, const mf_robust_settings 
     run_config c;
     run_read_error re;
     if (run_config_read(run_dir, RUN_READ_RESUME, &c, &re)) {
-        if (re.kind == RUN_READ_OPEN)
-            cli_fmt(why, cap, "cannot read %s: %s", c.path ? c.path : run_dir, strerror(re.errnum));
-        else if (re.kind == RUN_READ_JSON)
-            cli_fmt(why, cap, "%s is not valid JSON", c.path);
+        if (re.kind != RUN_READ_FIELD)
+            cli_fmt(why, cap, "%s", re.why);
         else
-            cli_fmt(why, cap, "%s: missing or invalid field '%s'", c.path, re.field);
+            cli_fmt(why, cap, "%s: missing or invalid field '%s'", cli_q(c.path), re.field);
         run_config_free(&c);
         return CLI_EXIT_USAGE;
     }
@@ -135,6 +133,11 @@ int robust_run(const char *run_dir, const char *which, const mf_robust_settings 
     state_file *v = NULL;
     unsigned char *pick = NULL;
     int nv = 0, code = run_load_data(&c, &train, &test, why, cap);
+    if (!code) { /* the data the run was trained (and tested) on, or a refusal */
+        int hc = run_data_hash_check(&c, train, test, run_dir, why, cap);
+        if (hc < 0) code = CLI_EXIT_USAGE;
+        else if (hc > 0 && progress) cli_error("%s", why);
+    }
     if (!code && data) {
         mf_data_free(test);
         test = NULL;
@@ -142,7 +145,7 @@ int robust_run(const char *run_dir, const char *which, const mf_robust_settings 
         if (rc) cli_fmt(why, cap, "--data: %s", e.msg), code = cli_exit_for(rc, 1);
     }
     if (!code && !test) {
-        cli_fmt(why, cap, "%s has no test set (train with --test-data); give --data SPEC", run_dir);
+        cli_fmt(why, cap, "%s has no test set (train with --test-data); give --data SPEC", cli_q(run_dir));
         code = CLI_EXIT_USAGE;
     }
     if (!code) {
@@ -171,11 +174,11 @@ int robust_run(const char *run_dir, const char *which, const mf_robust_settings 
             robust_point *p = &t->p[t->n++];
             p->epoch = v[i].epoch, p->step = st->step, p->log10_loss = st->log_loss / 2.302585092994046;
             if (progress)
-                fprintf(stderr, "robust: epoch %lld (log10 loss %.4g): clean %.4f, at eps %g: %.4f "
-                                "(PGD %.4f, CW %.4f), median norm %.4g\n",
-                        p->epoch, p->log10_loss, p->r->clean_accuracy, s->eps[s->n_eps - 1],
+                fprintf(stderr, "robust: epoch %lld (log10 loss %s): clean %.4f, at eps %g: %.4f "
+                                "(PGD %.4f, CW %.4f), median norm %s\n",
+                        p->epoch, cli_g(p->log10_loss, 4), p->r->clean_accuracy, s->eps[s->n_eps - 1],
                         p->r->acc_min[s->n_eps - 1], p->r->acc_pgd[s->n_eps - 1],
-                        p->r->acc_cw[s->n_eps - 1], p->r->median_norm);
+                        p->r->acc_cw[s->n_eps - 1], cli_g(p->r->median_norm, 4));
         }
         mf_train_state_free(st);
     }

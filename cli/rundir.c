@@ -16,8 +16,10 @@
 #define _XOPEN_SOURCE 700 /* localtime_r (POSIX 2008 XSI) */
 #include "rundir.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -144,6 +146,11 @@ static cJSON *config_json(const run_config *c, const mf_data *d, const mf_model 
         cli_json_str(dj, "format", c->format);
         if (full) cli_json_str(dj, "desc", d->desc);
         data_sizes(dj, d);
+        if (c->hash != RUN_HASH_ABSENT) { /* runs from before data hashes keep none */
+            char h[16];
+            snprintf(h, sizeof h, "%08x", (unsigned)c->data_hash);
+            cli_json_str(dj, "data_hash", h);
+        }
         /* subsets and the test set: written only when used (identity of older runs) */
         if (c->train_limit) cli_json_int(dj, "limit", c->train_limit);
         if (c->n_classes == 2) {
@@ -157,6 +164,11 @@ static cJSON *config_json(const run_config *c, const mf_data *d, const mf_model 
             cli_json_str(tj, "spec", c->test_spec);
             if (full) cli_json_str(tj, "path", c->test_path);
             if (c->test_limit) cli_json_int(tj, "limit", c->test_limit);
+            if (c->hash != RUN_HASH_ABSENT) {
+                char h[16];
+                snprintf(h, sizeof h, "%08x", (unsigned)c->test_hash);
+                cli_json_str(tj, "data_hash", h);
+            }
         }
     }
     model_json(root, m, 0);
@@ -185,7 +197,9 @@ static uint32_t crc_of(const cJSON *j) {
  * version-1 train config (legacy = 1) the identity as that writer built it:
  * version 1 and the init object as written there. */
 static uint32_t fingerprint(const run_config *c, const mf_data *d, const mf_model *m, int legacy) {
-    cJSON *id = config_json(c, d, m, 0, 0);
+    run_config c1 = *c;
+    if (legacy) c1.hash = RUN_HASH_ABSENT; /* version 1 had no data hash */
+    cJSON *id = config_json(&c1, d, m, 0, 0);
     if (id && legacy) {
         cJSON *ij = cJSON_CreateObject();
         cli_json_str(ij, "kind", c->v1.kind);
@@ -333,6 +347,17 @@ static void read_data_model(cli_jr *r, const cJSON *root, run_config *c, int pur
     c->format = format;
     c->model_spec = model;
     if (!c->data_path) cli_jbadk(r, "data", "path", "needs data.path or data.spec");
+    /* data_hash: 8 hex digits (absent in runs written before data hashes) */
+    const char *h = NULL;
+    c->hash = RUN_HASH_ABSENT;
+    if (cli_jstr(r, dj, "data", "data_hash", 0, 8, &h) == 1) {
+        char *end;
+        unsigned long v = strtoul(h, &end, 16);
+        if (strlen(h) != 8 || *end || !isxdigit((unsigned char)h[0]))
+            cli_jbadk(r, "data", "data_hash", "must be 8 hexadecimal digits");
+        else
+            c->hash = RUN_HASH_RECORDED, c->data_hash = (uint32_t)v;
+    }
     double x;
     if (cli_jint(r, dj, "data", "limit", 0, 0, 1e9, &x) == 1) c->train_limit = (int)x;
     if (cli_jint(r, dj, "data", "seed", 0, 0, MAX_JSON_INT, &x) == 1) c->data_seed = (uint64_t)x;
@@ -355,6 +380,16 @@ static void read_data_model(cli_jr *r, const cJSON *root, run_config *c, int pur
         if (cli_jint(r, tj, "data.test", "limit", 0, 0, 1e9, &x) == 1) c->test_limit = (int)x;
         c->test_spec = ts;
         c->test_path = tp ? tp : ts;
+        if (cli_jstr(r, tj, "data.test", "data_hash", 0, 8, &h) == 1) {
+            char *end;
+            unsigned long v = strtoul(h, &end, 16);
+            if (strlen(h) != 8 || *end || !isxdigit((unsigned char)h[0]))
+                cli_jbadk(r, "data.test", "data_hash", "must be 8 hexadecimal digits");
+            else
+                c->test_hash = (uint32_t)v;
+        } else if (c->hash == RUN_HASH_RECORDED) {
+            cli_jbadk(r, "data.test", "data_hash", "is missing (data.data_hash is recorded)");
+        }
     }
 }
 
@@ -362,19 +397,22 @@ int run_config_read(const char *dir, int purpose, run_config *c, run_read_error 
     run_config_default(c);
     memset(err, 0, sizeof *err);
     c->path = cli_join(dir, "config.json");
-    char *text = c->path ? cli_read_text(c->path, 0, NULL) : NULL;
+    size_t n = 0;
+    char *text = c->path ? cli_read_text(c->path, CLI_MAX_JSON_BYTES, &n, err->why, sizeof err->why)
+                         : NULL;
     if (!text) {
         err->kind = RUN_READ_OPEN;
         err->errnum = c->path ? errno : ENOMEM;
+        if (!c->path) cli_fmt(err->why, sizeof err->why, "out of memory");
         return -1;
     }
-    c->tree = cJSON_Parse(text);
+    cli_jr r = {c->path, err->why, sizeof err->why, NULL, 0};
+    c->tree = cli_json_parse(&r, text, n);
     free(text);
     if (!c->tree) {
         err->kind = RUN_READ_JSON;
         return -1;
     }
-    cli_jr r = {c->path, err->why, sizeof err->why, NULL, 0};
     cli_jr ignored = {c->path, NULL, 0, NULL, 0}; /* RUN_READ_DESCRIBE: what it does not need */
     const cJSON *root = c->tree, *ij = cli_jget(root, "init"), *sj = cli_jget(root, "settings");
     int resume = purpose == RUN_READ_RESUME;
@@ -414,6 +452,11 @@ char *run_dir_default_path(const char *prefix) {
 
 static int dir_path(run_dir *rd, const char *path, char *why, size_t cap) {
     rd->lock_fd = -1;
+    rd->path = NULL;
+    if (!path[0]) {
+        cli_fmt(why, cap, "the run directory name is empty (--out '' or --resume '')");
+        return CLI_EXIT_USAGE;
+    }
     rd->path = malloc(strlen(path) + 1);
     if (!rd->path) {
         cli_fmt(why, cap, "out of memory");
@@ -423,40 +466,184 @@ static int dir_path(run_dir *rd, const char *path, char *why, size_t cap) {
     return 0;
 }
 
-int run_dir_create(run_dir *rd, const char *path, int replace, char *why, size_t cap) {
-    if (dir_path(rd, path, why, cap)) return CLI_EXIT_ERROR;
-    char *cfg = cli_join(path, "config.json");
-    struct stat st;
-    int exists = cfg && stat(cfg, &st) == 0;
-    free(cfg);
-    if (exists && !replace) {
-        cli_fmt(why, cap, "%s already holds a run; continue it with --resume %s or choose another "
-                "--out", path, path);
-        run_dir_close(rd);
-        return CLI_EXIT_USAGE;
-    }
-    if (cli_mkdirs(path) != 0) {
-        cli_fmt(why, cap, "cannot create run directory %s: %s", path, strerror(errno));
-        run_dir_close(rd);
-        return CLI_EXIT_ERROR;
+/* The files marginflow keeps in a run directory (rundir.h), the lock, and
+ * the analysis `marginflow analyze` adds. */
+static const char *const run_files[] = {"config.json", "metrics.csv", "params.txt", "summary.json",
+                                        "checkpoint.bin", "command.txt", "snapshots.csv",
+                                        "analysis.json", RUN_LOCK_FILE, NULL};
+
+/* Whether name is one of run_files, or the temporary file "NAME.tmp.<pid>"
+ * an atomic write of one of them leaves when killed before its rename. */
+static int run_file_name(const char *name, int tmp_too) {
+    for (int i = 0; run_files[i]; i++) {
+        size_t l = strlen(run_files[i]);
+        if (strncmp(name, run_files[i], l)) continue;
+        if (!name[l]) return 1;
+        if (tmp_too && !strncmp(name + l, ".tmp.", 5) && name[l + 5]) {
+            const char *p = name + l + 5;
+            while (*p >= '0' && *p <= '9') p++;
+            if (!*p) return 1;
+        }
     }
     return 0;
 }
 
+/* Whether dir/config.json is a marginflow config (its "format" says so). */
+static int is_run_config(const char *dir) {
+    char *p = cli_join(dir, "config.json"), w[MF_ERR_LEN];
+    char *t = p ? cli_read_text(p, CLI_MAX_JSON_BYTES, NULL, w, sizeof w) : NULL;
+    cJSON *j = t ? cJSON_Parse(t) : NULL;
+    const char *f = cli_jstr_or(j, "format", NULL);
+    int ok = f && !strcmp(f, "marginflow-config");
+    cJSON_Delete(j);
+    free(t);
+    free(p);
+    return ok;
+}
+
+/* What the directory at path holds: DIR_NONE (absent or empty), DIR_PARTIAL
+ * (only marginflow's files with its lock file, no config.json: a run killed
+ * before it was marked, which the same command starts afresh), DIR_RUN (a
+ * marginflow config.json and only marginflow's files), DIR_FOREIGN
+ * (anything else: *which names an entry that is not marginflow's,
+ * malloc'd), DIR_ERROR (not a directory, or unreadable: errno). */
+enum { DIR_NONE, DIR_PARTIAL, DIR_RUN, DIR_FOREIGN, DIR_ERROR };
+static int classify_dir(const char *path, char **which) {
+    *which = NULL;
+    DIR *d = opendir(path);
+    if (!d) return errno == ENOENT ? DIR_NONE : DIR_ERROR;
+    int any = 0, config = 0, lock = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL) {
+        const char *n = ent->d_name;
+        if (!strcmp(n, ".") || !strcmp(n, "..")) continue;
+        if (!any && !*which) *which = strdup(n); /* the first entry, for messages */
+        any = 1;
+        if (!strcmp(n, "config.json")) config = 1;
+        else if (!strcmp(n, RUN_LOCK_FILE)) lock = 1;
+        else if (!run_file_name(n, 1)) {
+            free(*which);
+            *which = strdup(n);
+            closedir(d);
+            return DIR_FOREIGN;
+        }
+    }
+    closedir(d);
+    if (config && !is_run_config(path)) {
+        free(*which);
+        *which = strdup("config.json");
+        return DIR_FOREIGN;
+    }
+    /* a run is marked by its config.json; one killed before that has its
+     * lock file (taken before anything is written): without either, files
+     * with marginflow's names (a params.txt) may be the user's own */
+    int k = config ? DIR_RUN : lock ? DIR_PARTIAL : any ? DIR_FOREIGN : DIR_NONE;
+    if (k != DIR_FOREIGN) {
+        free(*which);
+        *which = NULL;
+    }
+    return k;
+}
+
+/* Why the directory cannot be a run's (exit 2), or 0 when it can: absent,
+ * empty, a half-made run, or (replace) a run. */
+static int check_dir(const char *path, int replace, char *why, size_t cap) {
+    char *which = NULL;
+    int k = classify_dir(path, &which), code = CLI_EXIT_USAGE;
+    if (k == DIR_FOREIGN)
+        cli_fmt(why, cap, "%s is not empty and is not a marginflow run directory (it holds "
+                "'%s'); choose a new or empty directory, so that no file of yours is "
+                "overwritten", cli_q(path), cli_q(which));
+    else if (k == DIR_RUN && !replace)
+        cli_fmt(why, cap, "%s already holds a run; continue it with --resume %s or choose another "
+                "--out", cli_q(path), cli_q(path));
+    else if (k == DIR_ERROR)
+        cli_fmt(why, cap, "cannot use %s as a run directory: %s", cli_q(path), strerror(errno));
+    else
+        code = 0;
+    free(which);
+    return code;
+}
+
+/* Take the run's lock: an fcntl write lock on dir/RUN_LOCK_FILE (created
+ * if absent, never removed: removing it would let two processes lock two
+ * different files), held until run_dir_close. A second process gets exit 2
+ * naming the holder. fcntl locks are per process and not inherited by
+ * fork, so each process that writes a run takes its own. */
+static int take_lock(run_dir *rd, char *why, size_t cap) {
+    char *lp = cli_join(rd->path, RUN_LOCK_FILE);
+    if (!lp) {
+        cli_fmt(why, cap, "out of memory");
+        return CLI_EXIT_ERROR;
+    }
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    free(lp);
+    if (fd < 0) {
+        cli_fmt(why, cap, "cannot lock %s: cannot open %s/%s: %s", cli_q(rd->path), cli_q(rd->path),
+                RUN_LOCK_FILE, strerror(errno));
+        return CLI_EXIT_ERROR;
+    }
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_SETLK, &fl) == 0) {
+        rd->lock_fd = fd;
+        return 0;
+    }
+    int en = errno;
+    if (en == EACCES || en == EAGAIN) {
+        struct flock who;
+        memset(&who, 0, sizeof who);
+        who.l_type = F_WRLCK;
+        who.l_whence = SEEK_SET;
+        char pid[48] = "";
+        if (fcntl(fd, F_GETLK, &who) == 0 && who.l_type != F_UNLCK)
+            snprintf(pid, sizeof pid, " (pid %ld)", (long)who.l_pid);
+        cli_fmt(why, cap, "%s is in use by another marginflow process%s; wait until it ends, "
+                "or choose another directory", cli_q(rd->path), pid);
+        close(fd);
+        return CLI_EXIT_USAGE;
+    }
+    cli_fmt(why, cap, "cannot lock %s: %s", cli_q(rd->path), strerror(en));
+    close(fd);
+    return CLI_EXIT_ERROR;
+}
+
+/* Exit code for a failed mkdir: what the user named (a file in the way, a
+ * name too long, no permission) is bad input, a full or failing disk not. */
+static int mkdir_exit(int en) {
+    return en == ENOSPC || en == EIO || en == ENOMEM || en == EROFS ? CLI_EXIT_ERROR
+                                                                     : CLI_EXIT_USAGE;
+}
+
+int run_dir_create(run_dir *rd, const char *path, int replace, char *why, size_t cap) {
+    int code = dir_path(rd, path, why, cap);
+    /* checked before anything is created (no lock file in a user's folder),
+     * and again under the lock (another process may have made a run there
+     * in between) */
+    if (!code) code = check_dir(path, replace, why, cap);
+    if (!code && cli_mkdirs(path) != 0) {
+        int en = errno;
+        cli_fmt(why, cap, "cannot create run directory %s: %s", cli_q(path), strerror(en));
+        code = mkdir_exit(en);
+    }
+    if (!code) code = take_lock(rd, why, cap);
+    if (!code) code = check_dir(path, replace, why, cap);
+    if (code) run_dir_close(rd);
+    return code;
+}
+
 /* Remove the temporary files "NAME.tmp.<pid>" that an atomic write killed
  * before its rename left in dir (a SIGKILL during a checkpoint write). Only
- * called when a run is continued, when no writer of it can be alive.
+ * called with the run's lock held, so no writer of the run is alive.
  * Failures are ignored: the files are garbage either way. */
 static void remove_stale_tmp(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *ent;
     while ((ent = readdir(d)) != NULL) {
-        const char *t = strstr(ent->d_name, ".tmp.");
-        if (!t || t == ent->d_name || !t[5]) continue;
-        const char *p = t + 5;
-        while (*p >= '0' && *p <= '9') p++;
-        if (*p) continue; /* not NAME.tmp.<digits> */
+        if (!run_file_name(ent->d_name, 1) || run_file_name(ent->d_name, 0)) continue;
         char *path = cli_join(dir, ent->d_name);
         if (path) remove(path);
         free(path);
@@ -465,7 +652,12 @@ static void remove_stale_tmp(const char *dir) {
 }
 
 int run_dir_open(run_dir *rd, const char *path, char *why, size_t cap) {
-    if (dir_path(rd, path, why, cap)) return CLI_EXIT_ERROR;
+    int code = dir_path(rd, path, why, cap);
+    if (!code) code = take_lock(rd, why, cap);
+    if (code) {
+        run_dir_close(rd);
+        return code;
+    }
     remove_stale_tmp(path);
     return 0;
 }
@@ -490,13 +682,14 @@ int run_write_summary(const char *dir, const mf_train_settings *s, const mf_data
     cli_json_int(root, "version", 1);
     cli_json_str(root, "library_version", MF_VERSION);
     cli_json_str(root, "outcome", mf_outcome_name(r->outcome));
+    cli_json_str(root, "reason", r->reason); /* stalled: why; else null */
     cli_json_int(root, "steps", r->steps);
     cli_json_int(root, "rejected", r->rejected);
     cli_json_num(root, "wall_seconds", r->wall_seconds);
     cli_json_num(root, "steps_per_second", r->steps_per_second);
     cJSON *f = cJSON_AddObjectToObject(root, "final");
     if (f) {
-        char t[64];
+        char t[MF_LOG_VALUE_LEN]; /* always holds the value (marginflow.h) */
         const mf_metrics *mt = &r->final;
         cli_json_int(f, "step", mt->step);
         mf_format_log_value(t, sizeof t, mt->time_log);
@@ -534,48 +727,87 @@ int run_write_summary(const char *dir, const mf_train_settings *s, const mf_data
     return rc;
 }
 
+/* Read one line of f into buf[cap] (without its '\n'; *len its length).
+ * Returns 1 a line, 0 end of file (or a last line without '\n', which a
+ * write cut short leaves: dropped), -1 a line of cap bytes or more or a NUL
+ * byte (*len = which: 1 too long, 2 NUL). Reads at most cap bytes, so an
+ * endless input (/dev/zero) is refused at once. */
+static int read_line(FILE *f, char *buf, size_t cap, size_t *len) {
+    size_t n = 0;
+    int ch;
+    while ((ch = getc(f)) != EOF && ch != '\n') {
+        if (ch == '\0' || n + 1 >= cap) {
+            *len = ch == '\0' ? 2 : 1;
+            return -1;
+        }
+        buf[n++] = (char)ch;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return ch == '\n';
+}
+
 /* The metrics.csv header of a run with settings s. */
 static const char *metrics_header(const mf_train_settings *s) {
     return mf_train_is_epoch_run(s) ? mf_epoch_csv_header() : mf_metrics_csv_header();
 }
 
-/* Keep the header and the rows with step < step of the metrics file at path
- * (rewritten atomically), so the resumed run appends exactly what an
- * uninterrupted run would have written from there on (mf_train re-emits
- * the row at the checkpoint step). Returns 0 or a CLI exit code. */
+/* Keep the header hdr and the rows with step < step of the metrics file at path
+ * (cut in place with ftruncate, then fsync), so the resumed run appends
+ * exactly what an uninterrupted run would have written from there on
+ * (mf_train re-emits the row at the checkpoint step). Read line by line,
+ * each at most CLI_MAX_METRICS_LINE bytes (a row is under 1 KiB), so memory
+ * stays bounded whatever the file holds. Returns 0 or a CLI exit code. */
 static int truncate_metrics(const char *path, const char *hdr, long long step, char *why,
                             size_t cap) {
-    size_t n = 0, keep = 0;
-    char *text = cli_read_text(path, 0, &n);
-    if (!text) {
-        int nomem = errno == ENOMEM;
-        cli_fmt(why, cap, "cannot resume: cannot open %s: %s", path, strerror(errno));
-        return nomem ? CLI_EXIT_ERROR : CLI_EXIT_USAGE;
+    const char *qp = cli_q(path);
+    FILE *f = fopen(path, "r+b");
+    if (!f) {
+        cli_fmt(why, cap, "cannot resume: cannot open %s: %s", qp, strerror(errno));
+        return errno == ENOMEM ? CLI_EXIT_ERROR : CLI_EXIT_USAGE;
     }
-    size_t hl = strlen(hdr);
-    if (strncmp(text, hdr, hl) != 0 || text[hl] != '\n') {
-        cli_fmt(why, cap, "cannot resume: %s:1:1: not a marginflow metrics file (header differs)",
-                path);
-        free(text);
-        return CLI_EXIT_USAGE;
-    }
-    keep = hl + 1;
-    while (keep < n) {
-        char *nl = strchr(text + keep, '\n');
-        if (!nl) break; /* a torn last line is dropped */
-        char *end;
-        long long s = strtoll(text + keep, &end, 10);
-        if (end == text + keep || *end != ',' || s >= step) break;
-        keep = (size_t)(nl - text) + 1;
-    }
-    mf_err e = {0, ""};
-    int rc = mf_write_file_atomic(path, text, keep, &e);
-    free(text);
-    if (rc) {
-        cli_fmt(why, cap, "%s", e.msg);
+    char *line = malloc(CLI_MAX_METRICS_LINE);
+    if (!line) {
+        fclose(f);
+        cli_fmt(why, cap, "out of memory");
         return CLI_EXIT_ERROR;
     }
-    return 0;
+    size_t len = 0;
+    long lineno = 1;
+    int got = read_line(f, line, CLI_MAX_METRICS_LINE, &len), code = 0;
+    off_t keep = 0;
+    if (got < 0 && len == 2) {
+        cli_fmt(why, cap, "cannot resume: %s:1: NUL byte; not a marginflow metrics file", qp);
+        code = CLI_EXIT_USAGE;
+    } else if (got != 1 || strcmp(line, hdr) != 0) {
+        cli_fmt(why, cap, "cannot resume: %s:1:1: not a marginflow metrics file (header differs)",
+                qp);
+        code = CLI_EXIT_USAGE;
+    }
+    if (!code) keep = (off_t)strlen(hdr) + 1;
+    while (!code) {
+        lineno++;
+        got = read_line(f, line, CLI_MAX_METRICS_LINE, &len);
+        if (got < 0) {
+            cli_fmt(why, cap, "cannot resume: %s:%ld: %s; not a marginflow metrics file", qp,
+                    lineno, len == 2 ? "NUL byte" : "line of more than " CLI_MAX_METRICS_LINE_TEXT " bytes");
+            code = CLI_EXIT_USAGE;
+            break;
+        }
+        if (got == 0) break; /* the end, or a torn last line: dropped */
+        char *end;
+        long long s = strtoll(line, &end, 10);
+        if (end == line || *end != ',' || s >= step) break;
+        keep += (off_t)len + 1;
+    }
+    if (!code && (fflush(f) != 0 || ftruncate(fileno(f), keep) != 0 || fsync(fileno(f)) != 0)) {
+        cli_fmt(why, cap, "cannot resume: cannot cut %s back to step %lld: %s", qp, step,
+                strerror(errno));
+        code = CLI_EXIT_ERROR;
+    }
+    free(line);
+    fclose(f);
+    return code;
 }
 
 /* Append this process' command line to dir/command.txt (created fresh). */
@@ -682,7 +914,7 @@ static int keep_row(exec_ctx *c, const mf_metrics *m) {
 
 static int cb_metrics(void *user, const mf_metrics *m) {
     exec_ctx *c = user;
-    char row[1024];
+    char row[1024]; /* a row is at most 20 + MF_LOG_VALUE_LEN + 10 * 40 bytes: it fits */
     if ((c->x->keep || c->x->snapshots) && keep_row(c, m)) {
         cli_fmt(c->err, sizeof c->err, "out of memory keeping the metrics");
         return 1;
@@ -737,8 +969,8 @@ static int cb_archive(void *user, const mf_train_state *s, const mf_metrics *m) 
 }
 
 static int cb_should_stop(void *user) {
-    (void)user;
-    return g_stop != 0;
+    const exec_ctx *c = user;
+    return g_stop != 0 || (c->x->stop && *c->x->stop);
 }
 
 /* Compact t for the progress line: 4 significant digits at any size. */
@@ -775,11 +1007,11 @@ static void epoch_progress(exec_ctx *c, const mf_metrics *m) {
     }
     if (isnan(m->test_error)) cli_fmt(acc, sizeof acc, "%.4f", 1 - m->train_error);
     else cli_fmt(acc, sizeof acc, "%.4f/%.4f", 1 - m->train_error, 1 - m->test_error);
-    fprintf(stderr, "epoch %lld%s%.0lld  log10L %.6g  gamma %.4g  layer %.4g  acc %s  alpha %.3g  "
-                    "rej %lld  %.3g s/epoch  ETA %s\n",
+    fprintf(stderr, "epoch %lld%s%.0lld  log10L %s  gamma %s  layer %s  acc %s  alpha %s  "
+                    "rej %lld  %s s/epoch  ETA %s\n",
             m->epoch, s->max_epochs > 0 ? "/" : "", s->max_epochs > 0 ? s->max_epochs : 0LL,
-            m->log10_loss, m->normalized_margin, m->layer_margin, acc, m->lr, m->rejected,
-            m->epoch_seconds, eta);
+            cli_g(m->log10_loss, 6), cli_g(m->normalized_margin, 4), cli_g(m->layer_margin, 4), acc,
+            cli_g(m->lr, 3), m->rejected, cli_g(m->epoch_seconds, 3), eta);
     c->prev_loss = m->log10_loss;
 }
 
@@ -789,10 +1021,10 @@ static void cb_progress(void *user, const mf_metrics *m, double sps) {
         epoch_progress(c, m);
         return;
     }
-    char t[48];
+    char t[MF_LOG_VALUE_LEN]; /* "%.3fe%+.0f": at most 6 + 310 characters */
     short_time(t, sizeof t, m->time_log);
-    fprintf(stderr, "\rstep %lld  t %s  log10L %.6g  gamma %.6g  %.0f steps/s    ", m->step, t,
-            m->log10_loss, m->normalized_margin, sps);
+    fprintf(stderr, "\rstep %lld  t %s  log10L %s  gamma %s  %.0f steps/s    ", m->step, t,
+            cli_g(m->log10_loss, 6), cli_g(m->normalized_margin, 6), sps);
     fflush(stderr);
     c->progress_shown = 1;
 }
@@ -811,12 +1043,19 @@ static int fail(run_output *o, int code, const char *fmt, ...) {
     return code;
 }
 
-/* Count the values in an --init-params list. */
+/* Count the values in an --init-params list that mf_params_parse has read
+ * (so every token is a number): tokens between its separators (blanks,
+ * commas) outside '#' comments. */
 static size_t count_values(const char *s) {
     size_t k = 0;
     int in = 0;
     for (; *s; s++) {
-        int sep = *s == ',' || *s == ' ' || *s == '\t' || *s == '\n';
+        if (*s == '#') {
+            while (s[1] && s[1] != '\n') s++;
+            in = 0;
+            continue;
+        }
+        int sep = strchr(" \t\r\n,\f\v", *s) != NULL;
         if (!sep && !in) k++;
         in = !sep;
     }
@@ -829,22 +1068,23 @@ static int load_subset(const run_config *c, const char *path, int limit, mf_data
                        size_t cap) {
     mf_err e = {0, ""};
     mf_data *D = NULL, *S = NULL;
-    int rc = mf_data_from_spec(path, c->format, &D, &e);
-    if (!rc && (limit > 0 || c->n_classes == 2)) {
+    int code = cli_load_data(path, c->format, &D, why, cap);
+    if (code) return code;
+    if (limit > 0 || c->n_classes == 2) {
         if (D->num_classes < 2) {
             cli_fmt(why, cap, "%s: --train-limit, --test-limit and --classes need multi-class data "
-                    "(class indices as labels)", path);
+                    "(class indices as labels)", cli_q(path));
             mf_data_free(D);
             return CLI_EXIT_USAGE;
         }
-        rc = mf_data_select(D, c->n_classes == 2 ? c->classes : NULL, limit, c->data_seed, &S, &e);
+        int rc = mf_data_select(D, c->n_classes == 2 ? c->classes : NULL, limit, c->data_seed, &S,
+                                &e);
         mf_data_free(D);
+        if (rc) {
+            cli_fmt(why, cap, "%s", e.msg);
+            return cli_exit_for(rc, 1);
+        }
         D = S;
-    }
-    if (rc) {
-        cli_fmt(why, cap, "%s", e.msg);
-        mf_data_free(D);
-        return cli_exit_for(rc, 1);
     }
     *out = D;
     return 0;
@@ -856,7 +1096,7 @@ int run_load_data(const run_config *c, mf_data **train, mf_data **test, char *wh
     if (!code && c->test_spec) code = load_subset(c, c->test_path, c->test_limit, test, why, cap);
     if (!code && *test && ((*test)->d != (*train)->d || (*test)->num_classes != (*train)->num_classes)) {
         cli_fmt(why, cap, "the test set %s has dimension %d and %d classes, the training set %d and %d",
-                c->test_spec, (*test)->d, (*test)->num_classes ? (*test)->num_classes : 2, (*train)->d,
+                cli_q(c->test_spec), (*test)->d, (*test)->num_classes ? (*test)->num_classes : 2, (*train)->d,
                 (*train)->num_classes ? (*train)->num_classes : 2);
         code = CLI_EXIT_USAGE;
     }
@@ -868,27 +1108,70 @@ int run_load_data(const run_config *c, mf_data **train, mf_data **test, char *wh
     return code;
 }
 
+int run_data_hash_check(const run_config *c, const mf_data *d, const mf_data *test,
+                        const char *dir, char *why, size_t cap) {
+    if (c->hash == RUN_HASH_NEW) return 0;
+    if (c->hash == RUN_HASH_ABSENT) {
+        cli_fmt(why, cap, "warning: %s/config.json records no data_hash (the run was written "
+                "before marginflow checked data contents), so the data %s cannot be checked "
+                "against it", cli_q(dir), cli_q(c->data_spec));
+        return 1;
+    }
+    uint32_t h = mf_data_hash(d);
+    if (h != c->data_hash) {
+        cli_fmt(why, cap, "the data %s no longer match the run: their data_hash is %08x, but "
+                "%s/config.json records %08x; restore the data the run was made with, or start "
+                "a new run", cli_q(c->data_spec), (unsigned)h, cli_q(dir), (unsigned)c->data_hash);
+        return -1;
+    }
+    if (!test) return 0;
+    h = mf_data_hash(test);
+    if (h == c->test_hash) return 0;
+    cli_fmt(why, cap, "the test data %s no longer match the run: their data_hash is %08x, but "
+            "%s/config.json records %08x (data.test.data_hash); restore the data the run was made "
+            "with, or start a new run", cli_q(c->test_spec), (unsigned)h, cli_q(dir),
+            (unsigned)c->test_hash);
+    return -1;
+}
+
 /* Settings, data, model, and the initial values typed as a list (into
- * *values, owned by the caller; rc->init_values then points there). */
-static int exec_prepare(run_config *rc, run_output *o, double **values) {
+ * *values, owned by the caller; rc->init_values then points there). The
+ * data's hash is compared with the one the run recorded (resume), or
+ * recorded (a new run, or a run written before data hashes: *had_no_hash
+ * set and *fp_prev the fingerprint its checkpoint carries). */
+static int exec_prepare(run_config *rc, const run_exec *x, run_output *o, double **values,
+                        int *had_no_hash, uint32_t *fp_prev) {
     mf_err e = {0, ""};
     const char *why = mf_train_settings_validate(&rc->s);
     if (why) return fail(o, CLI_EXIT_USAGE, "%s", why);
     int code = run_load_data(rc, &o->data, &o->test, o->err, sizeof o->err);
     if (code) return code;
     rc->s.test = o->test;
+    char hw[MF_ERR_LEN];
+    int hc = run_data_hash_check(rc, o->data, o->test, x->dir, hw, sizeof hw);
+    if (hc < 0) return fail(o, CLI_EXIT_USAGE, "cannot resume: %s", hw);
+    if (hc > 0 && x->log >= RUN_LOG_WARNINGS)
+        cli_error("%s; from now on it records the hash of these data", hw);
+    /* a run without a hash: its checkpoint carries the identity without
+     * one (*fp_prev); from now on the run records the hash of these data
+     * (the checkpoint is re-stamped, config.json rewritten with it) */
+    *had_no_hash = rc->hash == RUN_HASH_ABSENT;
+    if (rc->hash != RUN_HASH_RECORDED)
+        rc->data_hash = mf_data_hash(o->data), rc->test_hash = mf_data_hash(o->test);
     int rc2 = mf_model_parse(rc->model_spec, o->data->d, o->data->num_classes, &o->model, &e);
     if (rc2) return fail(o, cli_exit_for(rc2, 1), "%s", e.msg);
     const mf_model *m = o->model;
     if (rc->init_text && !rc->init_values) {
-        size_t got = count_values(rc->init_text);
-        if (got != m->n_params)
-            return fail(o, CLI_EXIT_USAGE, "--init-params: expected %zu values for %s, got %zu; "
-                        "see marginflow layout --model '%s' --data '%s'",
-                        m->n_params, m->spec, got, m->spec, rc->data_spec);
+        /* parsed first, so a token that is not a number is named as such
+         * ("1;2"), then counted */
         *values = malloc(sizeof(double) * (m->n_params ? m->n_params : 1));
         if (!*values) return fail(o, CLI_EXIT_ERROR, "out of memory");
         rc2 = mf_params_parse(rc->init_text, m->n_params, *values, &e);
+        if (rc2 == MF_ERR_DIM)
+            return fail(o, CLI_EXIT_USAGE, "--init-params: expected %zu values for %s, got %zu; "
+                        "see marginflow layout --model '%s' --data '%s'",
+                        m->n_params, m->spec, count_values(rc->init_text), m->spec,
+                        cli_q(rc->data_spec));
         if (rc2) return fail(o, cli_exit_for(rc2, 1), "--init-params: %s", e.msg);
         rc->init_values = *values;
         rc->n_init = (int)m->n_params;
@@ -896,11 +1179,14 @@ static int exec_prepare(run_config *rc, run_output *o, double **values) {
     if (rc->init_values && (size_t)rc->n_init != m->n_params)
         return fail(o, CLI_EXIT_USAGE, "init.params has %d values, %s needs %zu", rc->n_init,
                     m->spec, m->n_params);
+    if (*had_no_hash) *fp_prev = fingerprint(rc, o->data, m, 0);
+    rc->hash = rc->hash == RUN_HASH_RECORDED ? RUN_HASH_RECORDED : RUN_HASH_NEW;
     o->fingerprint = fingerprint(rc, o->data, m, 0);
     return 0;
 }
 
-/* The initial parameters of a new run into theta (c->init_kind). */
+/* The initial parameters of a new run into theta (c->init_kind); a params
+ * file must be one of this model (mf_params_read_for checks its header). */
 static int exec_init(const run_config *c, const mf_model *m, double *theta, char *why, size_t cap) {
     mf_err e = {0, ""};
     int rc;
@@ -909,7 +1195,7 @@ static int exec_init(const run_config *c, const mf_model *m, double *theta, char
         return 0;
     }
     if (c->init_file) {
-        rc = mf_params_read(c->init_file, m->n_params, theta, &e);
+        rc = mf_params_read_for(c->init_file, m, theta, &e);
     } else {
         mf_rng rng;
         mf_rng_seed(&rng, c->s.seed);
@@ -924,16 +1210,15 @@ static int exec_init(const run_config *c, const mf_model *m, double *theta, char
  * or new with the initial parameters, in a new directory with the step-0
  * checkpoint and the metrics header written. */
 static int exec_state(const run_config *c, const run_exec *x, run_output *o, run_dir *rd,
-                      mf_train_state **st, int *restamp) {
+                      mf_train_state **st, int *restamp, int had_no_hash, uint32_t fp_prev) {
     mf_err e = {0, ""};
     int rc;
-    if (x->resume) {
-        if ((rc = run_dir_open(rd, x->dir, o->err, sizeof o->err))) return rc;
+    if (x->resume) { /* the directory was opened (and locked) by run_execute */
         char *cp = cli_join(rd->path, "checkpoint.bin");
         rc = cp ? mf_checkpoint_read(cp, o->fingerprint, o->model->n_params, st, &e) : MF_ERR_NOMEM;
-        if (rc == MF_ERR_FOREIGN && c->v1.present) {
+        if (rc == MF_ERR_FOREIGN && (c->v1.present || had_no_hash)) {
             mf_err e1 = {0, ""};
-            uint32_t fp1 = fingerprint(c, o->data, o->model, 1);
+            uint32_t fp1 = c->v1.present ? fingerprint(c, o->data, o->model, 1) : fp_prev;
             if (mf_checkpoint_read(cp, fp1, o->model->n_params, st, &e1) == MF_OK) rc = MF_OK, *restamp = 1;
         }
         free(cp);
@@ -998,7 +1283,7 @@ static int exec_train(const run_config *c, const run_exec *x, exec_ctx *cx, mf_t
     cb.on_metrics = cb_metrics;
     if (x->snapshots) cb.on_snapshot = cb_snapshot;
     if (x->checkpoint) cb.on_checkpoint = cb_checkpoint;
-    if (x->signals) cb.should_stop = cb_should_stop;
+    if (x->signals || x->stop) cb.should_stop = cb_should_stop;
     if (x->progress) cb.on_progress = cb_progress;
     if (x->archive && cx->epochs) cb.on_archive = cb_archive;
     cb.progress_seconds = 0.5;
@@ -1062,8 +1347,13 @@ int run_execute(const run_config *c, const run_exec *x, run_output *out) {
     run_dir rd = {NULL, -1};
     exec_ctx cx;
     memset(&cx, 0, sizeof cx);
-    int restamp = 0, code = exec_prepare(&rc, out, &values);
-    if (!code) code = exec_state(&rc, x, out, &rd, &st, &restamp);
+    /* a resume locks the run first: a run being trained is not touched */
+    int restamp = 0, code = x->resume ? run_dir_open(&rd, x->dir, out->err, sizeof out->err) : 0;
+    int had_no_hash = 0;
+    uint32_t fp_prev = 0;
+    if (!code) code = exec_prepare(&rc, x, out, &values, &had_no_hash, &fp_prev);
+    if (!code) code = exec_state(&rc, x, out, &rd, &st, &restamp, had_no_hash, fp_prev);
+    if (!code) out->start_step = st->step;
     if (!code) {
         cx.x = x, cx.out = out, cx.m = out->model, cx.dir = rd.path;
         cx.s = &rc.s, cx.epochs = mf_train_is_epoch_run(&rc.s), cx.prev_loss = NAN;

@@ -34,6 +34,7 @@
 
 #include "cli.h"
 
+#include <signal.h>
 #include <stdint.h>
 
 #define RUN_CONFIG_VERSION 2
@@ -60,6 +61,14 @@ typedef struct run_config {
     const char *init_text;      /* params as typed (--init-params "v1,v2,.."): run_execute
                                    parses it into values, which config.json then holds */
     const char *init_file;      /* file: the path, read once when the run starts */
+    /* data.data_hash (mf_data_hash, "%08x" in config.json; part of the
+     * identity): NEW computed from the data loaded (a new run), RECORDED
+     * read from config.json (a resume or analysis refuses data with another
+     * hash), ABSENT in runs written before data hashes (a warning; such a
+     * run keeps no hash, so its checkpoint fingerprint stays valid) */
+    enum { RUN_HASH_NEW, RUN_HASH_RECORDED, RUN_HASH_ABSENT } hash;
+    uint32_t data_hash;
+    uint32_t test_hash;         /* data.test.data_hash: the same for the (subset) test set */
     mf_train_settings s;
     /* descriptive: not part of the fingerprint */
     const char *made_by;        /* "marginflow train" | "marginflow reproduce" */
@@ -93,12 +102,16 @@ void run_config_free(run_config *c);
  * data.spec, data.format, model.spec; settings.loss when present). */
 enum { RUN_READ_RESUME, RUN_READ_DESCRIBE };
 
-/* Why run_config_read failed (RUN_READ_OK = it did not). */
+/* Why run_config_read failed (RUN_READ_OK = it did not); why always holds
+ * one sentence naming the file. */
 typedef struct run_read_error {
     enum { RUN_READ_OK, RUN_READ_OPEN, RUN_READ_JSON, RUN_READ_FIELD } kind;
-    int errnum;                 /* RUN_READ_OPEN: errno */
+    int errnum;                 /* RUN_READ_OPEN: errno (ENOMEM: out of memory) */
     char field[64];             /* RUN_READ_FIELD: the first missing or invalid key */
-    char why[MF_ERR_LEN];       /* "FILE: FIELD: what is wrong" */
+    char why[MF_ERR_LEN];       /* OPEN: "FILE: cannot open: ...", "FILE: the file is N bytes,
+                                   beyond the limit ...", "FILE:L:C: NUL byte ..." (cli_read_text);
+                                   JSON: "FILE:L:C: not valid JSON"; FIELD: "FILE: FIELD: what
+                                   is wrong" */
 } run_read_error;
 
 /* Read dir/config.json (version 1 of either writer, or version 2) into c,
@@ -107,6 +120,15 @@ typedef struct run_read_error {
  * Returns 0, or -1 with *err filled (c then owns
  * nothing but its path). */
 int run_config_read(const char *dir, int purpose, run_config *c, run_read_error *err);
+
+/* Compare the data d (and test, the test set, when the run has one; NULL
+ * otherwise) loaded for the run of c (read from dir/config.json), subsets
+ * applied, with the data_hash values the run recorded: 0 when they match
+ * (or c is a new run); 1 when the run records none (written before data
+ * hashes: why holds a warning sentence starting "warning: "); -1 when one
+ * differs (why holds the error, naming the data set and both hashes). */
+int run_data_hash_check(const run_config *c, const mf_data *d, const mf_data *test,
+                        const char *dir, char *why, size_t cap);
 
 /* The run's settings as a JSON object (with_stopping 0 leaves out the
  * stopping criteria, as the fingerprint does). The epoch-run fields are
@@ -117,8 +139,12 @@ cJSON *run_settings_json(const mf_train_settings *s, int with_stopping);
 
 /* ----------------------------------------------------------- directory */
 
-/* An open run directory. issue 13's lock is taken in run_dir_create /
- * run_dir_open (lock_fd) and released in run_dir_close. */
+/* The lock file of a run directory (an fcntl write lock, held for the
+ * run's life by the process that writes it). */
+#define RUN_LOCK_FILE "run.lock"
+
+/* An open run directory: its path and the run's lock, taken in
+ * run_dir_create / run_dir_open and released in run_dir_close. */
 typedef struct run_dir {
     char *path;
     int lock_fd;                /* -1: no lock held */
@@ -127,14 +153,21 @@ typedef struct run_dir {
 /* runs/<prefix>-YYYYmmdd-HHMMSS (or -2, -3, .. when taken); malloc'd. */
 char *run_dir_default_path(const char *prefix);
 
-/* Make path (mkdir -p) the directory of a new run. Refused when it already
- * holds a run (a config.json) unless replace (reproduce's folders, which it
- * rewrites on every call). Returns 0 or a CLI exit code, why filled. */
+/* Make path (mkdir -p) the directory of a new run and lock it. Refused
+ * (exit 2) when the name is empty; when it already holds a run (a
+ * marginflow config.json) unless replace (reproduce's folders, which it
+ * rewrites on every call); when it holds anything that is not marginflow's
+ * (a user's params.txt is a marginflow name, but a user's notes.txt, or
+ * `/`, is not: nothing a user owns is overwritten); and when another
+ * process holds its lock. A folder holding only marginflow's files and no
+ * config.json (a run killed before it was marked) is reused. Returns 0 or a
+ * CLI exit code, why filled. */
 int run_dir_create(run_dir *rd, const char *path, int replace, char *why, size_t cap);
 
-/* Open the existing run in path to continue it: temporary files left by an
- * atomic write killed before its rename are removed. Returns 0 or a CLI
- * exit code, why filled. */
+/* Open the existing run in path to continue it: lock it (exit 2 when
+ * another process holds the lock: a run being trained is never touched),
+ * then remove the temporary files an atomic write killed before its rename
+ * left. Returns 0 or a CLI exit code, why filled. */
 int run_dir_open(run_dir *rd, const char *path, char *why, size_t cap);
 
 void run_dir_close(run_dir *rd); /* zeroed or closed: no-op */
@@ -179,6 +212,8 @@ typedef struct run_exec {
     int progress;               /* a progress line on stderr */
     int signals;                /* SIGINT / SIGTERM stop the run cleanly (outcome
                                    interrupted: checkpoint, params, summary written) */
+    const volatile sig_atomic_t *stop; /* optional: non-zero stops the run cleanly as
+                                   a signal does (the caller's own handlers set it) */
 } run_exec;
 
 /* What run_execute leaves: data, model and training result always (when it
@@ -193,6 +228,7 @@ typedef struct run_output {
     int nrows, caprows;
     double *snaps;              /* snapshots: [nrows][n_params], NAN rows never filled */
     uint32_t fingerprint;
+    long long start_step;       /* the step training started from (0, or the checkpoint's) */
     char err[MF_ERR_LEN];       /* why it failed (also the message train prints) */
 } run_output;
 

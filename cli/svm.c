@@ -126,6 +126,9 @@ static cJSON *to_json(const mf_data *D, const mf_svm_result *r) {
     return o;
 }
 
+/* The text report; every value through cli_g (17 digits, exact), so an
+ * entry that is absent (beyond the double range at the data's scale) reads
+ * "absent", never "nan". */
 static void print_text(const mf_data *D, const mf_svm_result *r) {
     int l1 = r->norm == MF_SVM_L1;
     printf("data: %s (n = %d, d = %d)\n", D->desc, r->n, r->d);
@@ -133,33 +136,35 @@ static void print_text(const mf_data *D, const mf_svm_result *r) {
     printf("status: %s\n", mf_svm_status_name(r->status));
     if (r->status == MF_SVM_NONSEPARABLE) {
         printf("not linearly separable through the origin. certificate: c >= 0, sum c = 1,\n"
-               "||sum_n c_n y_n x_n|| = %.17g, so no direction has normalized margin above that:\n",
-               r->certificate_norm);
+               "||sum_n c_n y_n x_n|| = %s, so no direction has normalized margin above that:\n",
+               cli_g(r->certificate_norm, 17));
         printf("  %8s  %s\n", "sample", "c");
         for (int k = 0; k < r->n_support; k++)
-            printf("  %8d  %.17g\n", r->support[k] + 1, r->certificate[r->support[k]]);
+            printf("  %8d  %s\n", r->support[k] + 1, cli_g(r->certificate[r->support[k]], 17));
         printf("iterations: %d\n", r->iterations);
         return;
     }
-    printf("gamma: %.17g   (%s)\n", r->gamma, l1 ? "gamma_l1 = 1/||beta||_1" : "gamma_svm = 1/||w||_2");
+    printf("gamma: %s   (%s)\n", cli_g(r->gamma, 17),
+           l1 ? "gamma_l1 = 1/||beta||_1" : "gamma_svm = 1/||w||_2");
     if (l1)
-        printf("gamma_diag2: %.17g   (depth-2 diagonal net global optimum = 1/(2 ||beta||_1))\n",
-               r->gamma_diag2);
-    printf("gamma bracket: [%.17g, %.17g]   (weak duality)\n", r->gamma_lower, r->gamma_upper);
+        printf("gamma_diag2: %s   (depth-2 diagonal net global optimum = 1/(2 ||beta||_1))\n",
+               cli_g(r->gamma_diag2, 17));
+    printf("gamma bracket: [%s, %s]   (weak duality)\n", cli_g(r->gamma_lower, 17),
+           cli_g(r->gamma_upper, 17));
     printf("%s:", l1 ? "beta" : "w");
-    for (int j = 0; j < r->d; j++) printf(" %.17g", r->w[j]);
+    for (int j = 0; j < r->d; j++) printf(" %s", cli_g(r->w[j], 17));
     printf("\nsupport vectors: %d (active constraints: %d)\n", r->n_support, r->n_active);
     printf("  %8s  %-24s  %s\n", "sample", "alpha", "margin y<w,x>");
     for (int k = 0; k < r->n_support; k++) {
         int n = r->support[k];
-        printf("  %8d  %-24.17g  %.17g\n", n + 1, r->alpha[n], margin(D, r->w, n));
+        printf("  %8d  %-24s  %s\n", n + 1, cli_g(r->alpha[n], 17), cli_g(margin(D, r->w, n), 17));
     }
-    printf("residuals (relative): primal %.3g, dual %.3g, complementarity %.3g, gap %.3g, "
-           "kkt %.3g\n",
-           r->primal_residual, r->dual_residual, r->complementarity, r->gap, r->kkt_residual);
+    printf("residuals (relative): primal %s, dual %s, complementarity %s, gap %s, kkt %s\n",
+           cli_g(r->primal_residual, 3), cli_g(r->dual_residual, 3), cli_g(r->complementarity, 3),
+           cli_g(r->gap, 3), cli_g(r->kkt_residual, 3));
     if (l1)
-        printf("GLPK glp_check_kkt (relative): primal %.3g, dual %.3g\n", r->lp_kkt_primal,
-               r->lp_kkt_dual);
+        printf("GLPK glp_check_kkt (relative): primal %s, dual %s\n", cli_g(r->lp_kkt_primal, 3),
+               cli_g(r->lp_kkt_dual, 3));
     printf("iterations: %d%s\n", r->iterations, r->polished ? " (polished on the support set)" : "");
 }
 
@@ -183,7 +188,7 @@ int cli_svm(int argc, char **argv) {
             if (m < 0) return CLI_EXIT_USAGE;
             norm_s = v;
         } else {
-            cli_error("svm: unknown option '%s' (see marginflow svm --help)", argv[i]);
+            cli_error("svm: unknown option '%s' (see marginflow svm --help)", cli_q(argv[i]));
             return CLI_EXIT_USAGE;
         }
     }
@@ -192,20 +197,21 @@ int cli_svm(int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
     if (format && strcmp(format, "libsvm") && strcmp(format, "csv")) {
-        cli_error("svm: --format must be libsvm or csv, got '%s'", format);
+        cli_error("svm: --format must be libsvm or csv, got '%s'", cli_q(format));
         return CLI_EXIT_USAGE;
     }
     mf_svm_norm norm;
     if (mf_svm_norm_from_name(norm_s, &norm) != MF_OK) {
-        cli_error("svm: --norm must be l2 or l1, got '%s'", norm_s);
+        cli_error("svm: --norm must be l2 or l1, got '%s'", cli_q(norm_s));
         return CLI_EXIT_USAGE;
     }
     mf_err e = {0, ""};
     mf_data *D = NULL;
-    int rc = mf_data_from_spec(data, format, &D, &e);
-    if (rc != MF_OK) {
-        cli_error("svm: %s", e.msg);
-        return cli_exit_for(rc, 1);
+    char why[MF_ERR_LEN];
+    int rc = cli_load_data(data, format, &D, why, sizeof why);
+    if (rc) {
+        cli_error("svm: %s", why);
+        return rc;
     }
     mf_svm_result *r = NULL;
     rc = mf_svm_solve(D, norm, NULL, &r, &e);

@@ -104,7 +104,9 @@ static void train_help(void) {
         "  --init-params v1,v2,.. explicit values, in the order of marginflow layout\n"
         "  --init-file F          values from a file (params.txt format or a plain list)\n"
         "output:\n"
-        "  --out DIR              run directory (default runs/train-YYYYmmdd-HHMMSS)\n"
+        "  --out DIR              run directory (default runs/train-YYYYmmdd-HHMMSS); it\n"
+        "                         must be new or empty: a folder holding other files\n"
+        "                         is refused, and a run being written is locked\n"
         "  -q, --quiet            no progress line and no summary\n"
         "  --resume DIR           continue the run in DIR from its checkpoint; only\n"
         "                         --steps, --epochs, --until-log10-loss, --until-time,\n"
@@ -150,12 +152,12 @@ static int parse_int_list(const char *opt, const char *s, long long lo, long lon
         }
         if (cli_parse_ll(opt, t, lo, hi, &v[n])) return -1;
         if (asc && n && v[n] <= v[n - 1]) {
-            cli_error("%s: values must be ascending, got '%s'", opt, s);
+            cli_error("%s: values must be ascending, got '%s'", opt, cli_q(s));
             return -1;
         }
         n++;
     }
-    if (n == 0) cli_error("%s: expected a list of integers, got '%s'", opt, s);
+    if (n == 0) cli_error("%s: expected a list of integers, got '%s'", opt, cli_q(s));
     return n ? n : -1;
 }
 
@@ -182,7 +184,7 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
         for (int k = 0; k < N_OPTS && id < 0; k++)
             if (strlen(opt_names[k]) == nl && strncmp(a, opt_names[k], nl) == 0) id = k;
         if (id < 0) {
-            cli_error("train: unknown option '%s'; see marginflow train --help", a);
+            cli_error("train: unknown option '%s'; see marginflow train --help", cli_q(a));
             return CLI_EXIT_USAGE;
         }
         const char *name = opt_names[id], *v;
@@ -194,6 +196,7 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
             cli_error("%s needs a value; see marginflow train --help", name);
             return CLI_EXIT_USAGE;
         }
+        if (cli_check_text(name, v, id == O_INIT_PARAMS)) return CLI_EXIT_USAGE;
         if (id > O_EPOCHS && !*given_other) *given_other = name;
         long long ll;
         double x;
@@ -233,7 +236,7 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
             int k = parse_int_list(name, v, 0, 255, 0, cv, 2);
             if (k < 0) return CLI_EXIT_USAGE;
             if (k != 2 || cv[0] == cv[1]) {
-                cli_error("--classes: expected two different class indices A,B, got '%s'", v);
+                cli_error("--classes: expected two different class indices A,B, got '%s'", cli_q(v));
                 return CLI_EXIT_USAGE;
             }
             c->n_classes = 2, c->classes[0] = (int)cv[0], c->classes[1] = (int)cv[1];
@@ -258,7 +261,7 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
         case O_DATA: c->data_spec = v; break;
         case O_FORMAT:
             if (strcmp(v, "libsvm") && strcmp(v, "csv")) {
-                cli_error("--format: expected libsvm or csv, got '%s'", v);
+                cli_error("--format: expected libsvm or csv, got '%s'", cli_q(v));
                 return CLI_EXIT_USAGE;
             }
             c->format = v;
@@ -266,14 +269,14 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
         case O_MODEL: c->model_spec = v; break;
         case O_LOSS:
             if (mf_loss_from_name(v, &c->s.loss) != MF_OK) {
-                cli_error("--loss: expected exp, logistic or ce, got '%s'", v);
+                cli_error("--loss: expected exp, logistic or ce, got '%s'", cli_q(v));
                 return CLI_EXIT_USAGE;
             }
             break;
         case O_OPTIMIZER:
             if (mf_optimizer_from_name(v, &c->s.optimizer) != MF_OK) {
                 cli_error("--optimizer: expected gd, scaled, lyu-li, flow, sgd or sgd-lyu-li, got "
-                          "'%s'", v);
+                          "'%s'", cli_q(v));
                 return CLI_EXIT_USAGE;
             }
             break;
@@ -307,7 +310,7 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
             break;
         case O_INIT:
             if (strcmp(v, "gauss") && strcmp(v, "balanced") && strcmp(v, "he")) {
-                cli_error("--init: expected gauss, balanced or he, got '%s'", v);
+                cli_error("--init: expected gauss, balanced or he, got '%s'", cli_q(v));
                 return CLI_EXIT_USAGE;
             }
             c->init_kind = v;
@@ -315,13 +318,19 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
         case O_INIT_SCALE:
             if (cli_parse_double(name, v, &c->init_scale)) return CLI_EXIT_USAGE;
             if (!(c->init_scale >= 0)) {
-                cli_error("--init-scale: must be >= 0, got '%s'", v);
+                cli_error("--init-scale: must be >= 0, got '%s'", cli_q(v));
                 return CLI_EXIT_USAGE;
             }
             break;
         case O_INIT_PARAMS: c->init_text = v; break;
         case O_INIT_FILE: c->init_file = v; break;
-        case O_OUT: o->out_dir = v; break;
+        case O_OUT:
+            if (!v[0]) {
+                cli_error("--out: the run directory name is empty");
+                return CLI_EXIT_USAGE;
+            }
+            o->out_dir = v;
+            break;
         }
     }
     return -1;
@@ -332,17 +341,13 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
  * Returns 0 or an exit code (message printed). */
 static int resume_config(const train_opts *o, int set_mask, run_config *c) {
     run_read_error re;
+    if (!o->resume_dir[0]) {
+        cli_error("--resume: the run directory name is empty");
+        return CLI_EXIT_USAGE;
+    }
     if (run_config_read(o->resume_dir, RUN_READ_RESUME, c, &re)) {
-        const char *path = c->path ? c->path : o->resume_dir;
-        int code = CLI_EXIT_USAGE;
-        if (re.kind == RUN_READ_OPEN) {
-            cli_error("cannot resume: cannot open %s: %s", path, strerror(re.errnum));
-            if (re.errnum == ENOMEM) code = CLI_EXIT_ERROR;
-        } else if (re.kind == RUN_READ_JSON) {
-            cli_error("cannot resume: %s is not valid JSON", path);
-        } else {
-            cli_error("cannot resume: %s: missing or invalid field '%s'", path, re.field);
-        }
+        int code = re.kind == RUN_READ_OPEN && re.errnum == ENOMEM ? CLI_EXIT_ERROR : CLI_EXIT_USAGE;
+        cli_error("cannot resume: %s", re.why);
         run_config_free(c);
         return code;
     }
@@ -429,38 +434,54 @@ static int fresh_config(run_config *c, char **abs, char **abs_test, int set_mask
 }
 
 /* How the run ended, for the user: the resume hint (interrupted), where the
- * last good state is (non-finite), the summary lines (unless -q). Returns
- * the exit code of the outcome. */
-static int report(const char *dir, const mf_train_settings *s, const mf_train_result *res,
-                  int quiet) {
+ * last good state is (non-finite after some steps; a run whose loss is
+ * non-finite where it started has no good state to save), the summary
+ * lines with why it stalled (unless -q); epoch runs count epochs. Absent
+ * values are written "absent", never "nan". Returns the exit code of the
+ * outcome. */
+static int report(const char *dir, const mf_train_settings *s, const run_output *out, int quiet) {
+    const mf_train_result *res = &out->res;
     int code = CLI_EXIT_OK;
+    const char *qd = cli_q(dir);
     char *qdir = cli_shell_quote(1, (char *const *)&dir);
     if (res->outcome == MF_OUT_INTERRUPTED) {
         fprintf(stderr, "marginflow: interrupted at step %lld; resume with: marginflow train "
                         "--resume %s\n",
-                res->steps, qdir ? qdir : dir);
+                res->steps, qdir ? cli_q(qdir) : qd);
         code = CLI_EXIT_INTERRUPTED;
-    } else if (res->outcome == MF_OUT_NONFINITE) {
+    } else if (res->outcome == MF_OUT_NONFINITE && isfinite(res->final.log10_loss)) {
         fprintf(stderr, "marginflow: the loss or gradient became non-finite (NaN or Inf) in "
                         "step %lld; the last good state (step %lld) is saved in %s/params.txt "
                         "and %s/checkpoint.bin\n",
-                res->steps + 1, res->steps, dir, dir);
+                res->steps + 1, res->steps, qd, qd);
+        code = CLI_EXIT_NONFINITE;
+    } else if (res->outcome == MF_OUT_NONFINITE) {
+        if (res->steps == out->start_step)
+            fprintf(stderr, "marginflow: the loss or gradient is non-finite (NaN or Inf) at the "
+                            "initial parameters (step %lld): nothing was trained, and there is "
+                            "no good state to save\n",
+                    res->steps);
+        else
+            fprintf(stderr, "marginflow: the loss became non-finite (NaN or Inf) at step %lld and "
+                            "no earlier state was kept: there is no good state to save\n",
+                    res->steps);
         code = CLI_EXIT_NONFINITE;
     }
     if (!quiet && code != CLI_EXIT_INTERRUPTED) {
+        const char *r = res->reason;
         if (mf_train_is_epoch_run(s))
-            printf("%s after %lld epochs (%lld steps, %lld epochs rejected) in %.3g s\n",
-                   mf_outcome_name(res->outcome), res->final.epoch, res->steps, res->rejected,
-                   res->wall_seconds);
+            printf("%s%s%s%s after %lld epochs (%lld steps, %lld epochs rejected) in %.3g s\n",
+                   mf_outcome_name(res->outcome), r ? " (" : "", r ? r : "", r ? ")" : "",
+                   res->final.epoch, res->steps, res->rejected, res->wall_seconds);
         else
-            printf("%s after %lld steps (%lld rejected) in %.3g s (%.4g steps/s)\n",
-                   mf_outcome_name(res->outcome), res->steps, res->rejected, res->wall_seconds,
-                   res->steps_per_second);
-        if (!(res->outcome == MF_OUT_NONFINITE && res->final.norm == 0))
-            printf("final: log10 loss %.10g, normalized margin %.10g, smoothed margin %.10g\n",
-                   res->final.log10_loss, res->final.normalized_margin,
-                   res->final.smoothed_margin);
-        printf("outputs in %s (metrics.csv, params.txt, checkpoint.bin, summary.json)\n", dir);
+            printf("%s%s%s%s after %lld steps (%lld rejected) in %.3g s (%.4g steps/s)\n",
+                   mf_outcome_name(res->outcome), r ? " (" : "", r ? r : "", r ? ")" : "",
+                   res->steps, res->rejected, res->wall_seconds, res->steps_per_second);
+        if (isfinite(res->final.log10_loss))
+            printf("final: log10 loss %s, normalized margin %s, smoothed margin %s\n",
+                   cli_g(res->final.log10_loss, 10), cli_g(res->final.normalized_margin, 10),
+                   cli_g(res->final.smoothed_margin, 10));
+        printf("outputs in %s (metrics.csv, params.txt, checkpoint.bin, summary.json)\n", qd);
     }
     free(qdir);
     return code;
@@ -479,7 +500,7 @@ int cli_train(int argc, char **argv) {
         cli_error("%s cannot be combined with --resume: the run's configuration is fixed by "
                   "%s/config.json; only --steps, --until-log10-loss, --until-time, "
                   "--wall-seconds and -q may be given",
-                  other, o.resume_dir);
+                  other, cli_q(o.resume_dir));
         return CLI_EXIT_USAGE;
     }
     run_config cfg = o.cfg;
@@ -502,7 +523,7 @@ int cli_train(int argc, char **argv) {
         run_output out;
         rc = run_execute(&cfg, &x, &out);
         if (rc) cli_error("%s", out.err);
-        else rc = report(dir, &cfg.s, &out.res, o.quiet);
+        else rc = report(dir, &cfg.s, &out, o.quiet);
         run_output_free(&out);
     }
     if (o.resume_dir) run_config_free(&cfg);
@@ -538,7 +559,7 @@ int cli_layout(int argc, char **argv) {
         else if (r == 0 && (r = cli_opt(argc, argv, &i, "--format", &v)) == 1) format = v;
         else if (r < 0) return CLI_EXIT_USAGE;
         else {
-            cli_error("layout: unknown option '%s'; see marginflow layout --help", argv[i]);
+            cli_error("layout: unknown option '%s'; see marginflow layout --help", cli_q(argv[i]));
             return CLI_EXIT_USAGE;
         }
     }
@@ -547,20 +568,18 @@ int cli_layout(int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
     if (!model_spec) model_spec = "linear";
-    mf_err e = {0, ""};
     mf_data *data = NULL;
     mf_model *m = NULL;
-    int rc = mf_data_from_spec(data_spec, format, &data, &e);
-    if (!rc) rc = mf_model_parse(model_spec, data->d, data->num_classes, &m, &e);
-    if (rc) {
-        cli_error("%s", e.msg);
-        mf_data_free(data);
-        return cli_exit_for(rc, 1);
+    char why[MF_ERR_LEN];
+    int code = cli_load_problem(data_spec, format, model_spec, &data, &m, why, sizeof why);
+    if (code) {
+        cli_error("%s", why);
+        return code;
     }
     char one[1];
     size_t need = mf_model_layout(m, one, sizeof one);
     char *buf = malloc(need + 1);
-    int code = CLI_EXIT_ERROR;
+    code = CLI_EXIT_ERROR;
     if (buf) {
         mf_model_layout(m, buf, need + 1);
         fputs(buf, stdout);

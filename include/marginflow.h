@@ -490,7 +490,9 @@ typedef enum mf_outcome {
     MF_OUT_TIME_TARGET,   /* flow time >= until_time */
     MF_OUT_WALL_BUDGET,   /* wall_seconds elapsed */
     MF_OUT_NONFINITE,     /* non-finite loss or gradient; theta is the last good state */
-    MF_OUT_STALLED,       /* the step no longer changes theta (or lr underflowed) */
+    MF_OUT_STALLED,       /* no step can be taken: it no longer changes theta, the step
+                             size underflowed, or (lyu-li, flow) 100000 attempts in a row
+                             were rejected; mf_train_result.reason says which */
     MF_OUT_INTERRUPTED    /* should_stop callback asked to stop */
 } mf_outcome;
 
@@ -610,6 +612,7 @@ typedef struct mf_train_result {
     long long steps, rejected;
     double wall_seconds;
     double steps_per_second;   /* steps of the step loop per second (setup excluded) */
+    const char *reason;        /* MF_OUT_STALLED: why, one static phrase; else NULL */
 } mf_train_result;
 
 /* Train. state holds theta (initial parameters, or a resumed state) and is
@@ -698,6 +701,14 @@ int mf_params_parse(const char *list, size_t n_params, double *theta, mf_err *e)
 
 /* Format a value as %.17g in the C locale regardless of the process locale. */
 void mf_format_double(char *buf, size_t cap, double v);
+/* s as every library message shows a path, spec or token: printable ASCII
+ * and printable UTF-8 copied, every other byte (control characters, DEL,
+ * malformed UTF-8) written as "\xNN", cut with "..." after max bytes of s.
+ * dst[cap] is always NUL-terminated; MF_QUOTE_CAP(max) bytes always hold
+ * the whole rendering. Returns dst. For callers (the CLI) that quote what a
+ * user typed the same way. */
+#define MF_QUOTE_CAP(max) (4 * (size_t)(max) + 4)
+char *mf_quote(char *dst, size_t cap, const char *s, size_t max);
 /* Format t = exp(time_log) exactly as a decimal, also beyond double range
  * ("3.1415926535897931e+10000"); "0" when time_log = -INFINITY. The exponent
  * can have up to 308 digits: a buffer of MF_LOG_VALUE_LEN always suffices. */
@@ -1146,6 +1157,130 @@ typedef struct mf_analysis {
 int mf_analyze(const mf_model *m, const mf_data *data, const double *theta, mf_loss_kind loss,
                const mf_analyze_settings *s, mf_analysis **out, mf_err *e);
 void mf_analysis_free(mf_analysis *a);
+
+/* ------------------------------------------------------------------------ */
+/* Global optimum of bias-free two-layer (leaky) ReLU nets (global_relu2.c)  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The certified global max-margin value gamma* of Phi(x) = sum_k a_k
+ * sigma(<w_k, x>), sigma(z) = max(z, alpha z), alpha in [0, 1), no bias,
+ * over ALL widths (problem (P) of docs/theory.md, L = 2). By balancing each
+ * neuron, OPT(P) = min sum_k |a_k| ||w_k|| = 1 / (2 gamma*), and that is the
+ * convex program of Pilanci & Ergen (ICML 2020) over the activation
+ * patterns D_i = diag(1[X u >= 0]) of the data:
+ *   min sum_i ||v_i|| + ||w_i||  s.t.  y o sum_i Dt_i X (v_i - w_i) >= 1,
+ *       (2 D_i - I) X v_i >= 0,  (2 D_i - I) X w_i >= 0,
+ *   Dt_i = alpha I + (1 - alpha) D_i,
+ * whose dual is  max sum_n lambda_n  s.t.  lambda >= 0 and
+ *   rho(lambda) = max_{||u|| <= 1} |sum_n lambda_n y_n sigma(<x_n, u>)| <= 1.
+ * The derivation and the exactness bound (an optimal net of width <= n
+ * exists) are in docs/theory.md.
+ *
+ * What is certified (every number re-evaluated here, not taken from a
+ * solver):
+ *  - gamma_lower = q_min(theta) / ||theta||^2 of the returned network theta,
+ *    its margins computed by mf_model_forward: a certified LOWER bound on
+ *    gamma* whatever the patterns (any network's normalized margin is one).
+ *  - gamma_upper = rho(lambda) / (2 sum_n lambda_n) for the returned
+ *    lambda >= 0 (weak duality): an UPPER bound on gamma* when rho was
+ *    evaluated over every direction u, i.e. exactly for d <= 2 (an angular
+ *    sweep over the arcs of the arrangement, on which the sum is linear) and,
+ *    for d >= 3, when every cell of the arrangement was enumerated (rho is
+ *    bounded cell by cell by ||s g_i + A_i^T mu_i|| with mu_i >= 0,
+ *    A_i = (2 D_i - I) X, which holds for every mu_i >= 0). With sampled
+ *    patterns and d >= 3 the upper bound covers only the sampled cells and
+ *    is evidence, not proof: upper_certified = 0 says so.
+ */
+typedef struct mf_global_settings {
+    int sample;          /* 0 (default): enumerate every cell of the arrangement of the
+                            hyperplanes {u : <x_n, u> = 0}; K > 0: the patterns of K random
+                            Gaussian directions u instead (lower bound certified only) */
+    int max_patterns;    /* at most this many patterns (cells); enumeration beyond it is
+                            refused with MF_ERR_UNSUPPORTED; default 4096, range [2, 10^6] */
+    uint64_t seed;       /* sampling seed, default 1 */
+    double tol;          /* IPOPT's convergence tolerance (option tol), default 1e-12,
+                            range (0, 1e-2] */
+    int max_iter;        /* IPOPT iterations, default 3000, range [1, 10^6] */
+    double max_seconds;  /* IPOPT CPU-time limit (max_cpu_time), default 600, > 0 */
+} mf_global_settings;
+
+void mf_global_settings_default(mf_global_settings *s);
+/* NULL if valid, else a static sentence naming the bad field and its range. */
+const char *mf_global_settings_validate(const mf_global_settings *s);
+
+typedef struct mf_global_result {
+    int n, d;
+    double alpha;
+    /* patterns */
+    int enumerated;        /* 1: every cell of the arrangement; 0: sampled */
+    int n_samples;         /* directions drawn (sampled), 0 when enumerated */
+    int n_patterns;        /* distinct activation patterns used by the program */
+    int n_lines;           /* distinct hyperplanes (parallel x_n merged) */
+    /* the bracket gamma_lower <= gamma* <= gamma_upper */
+    double gamma;          /* = gamma_lower: the normalized margin of theta */
+    double gamma_lower;    /* certified: q_min / ||theta||^2 by mf_model_forward */
+    double gamma_upper;    /* rho(lambda) / (2 sum lambda); a bound iff upper_certified */
+    int upper_certified;   /* 1: gamma_upper is proved (see above); 0: evidence only */
+    double gap;            /* (gamma_upper - gamma_lower) / gamma_upper (rounding can
+                              make it a few ulps negative) */
+    /* the primal network: relu2:width=width,alpha=alpha, q_min = 1, balanced */
+    char spec[MF_SPEC_LEN];/* "relu2:width=M,alpha=A" (mf_model_parse it for theta) */
+    int width;             /* number of neurons (nonzero blocks) */
+    size_t n_params;       /* width * (d + 1) */
+    double *theta;         /* [n_params]: W [width][d] then a [width], owned */
+    double q_min;          /* min_n q_n(theta) by mf_model_forward (1 up to rounding) */
+    double path_norm;      /* sum_k |a_k| ||w_k|| = ||theta||^2 / 2 */
+    /* the dual certificate */
+    double *lambda;        /* [n] >= 0, scaled so that rho(lambda) = 1 */
+    double rho;            /* rho of the solver's lambda before that scaling */
+    double rho_cells;      /* the cell-by-cell bound max_i ||s g_i + A_i^T mu_i|| of the
+                              same lambda over the program's patterns (>= rho up to
+                              rounding; the bound used for d >= 3) */
+    int n_support;         /* samples with lambda_n > 1e-9 max lambda */
+    /* solver */
+    char solver[128];      /* e.g. "IPOPT 3.11 (MUMPS) on the dual QCQP + GLPK simplex" */
+    int solver_status;     /* IPOPT's ApplicationReturnStatus (0 = solved) */
+    int iterations;        /* IPOPT iterations */
+    double solver_objective; /* IPOPT's reported dual objective (not used for any bound) */
+    double lp_objective;   /* GLPK's value of the re-weighting LP, sum_j c_j in the units
+                              of x (0 when GLPK did not solve it) */
+    double seconds_patterns, seconds_solve, seconds_certify;
+} mf_global_result;
+
+/*
+ * Solve the max-margin problem of the bias-free two-layer (leaky) ReLU model
+ * m (kind relu2, no bias, no fix-outer, 0 <= alpha < 1; m->width is ignored:
+ * the answer holds for every width >= result->width) on binary data, and
+ * certify the value as described above.
+ *
+ * Method: (1) the activation patterns: d = 2 an angular sweep (2L cells for
+ * L distinct lines), d = 1 or d >= 3 incremental enumeration of the cells of
+ * the central arrangement, one GLPK LP per (cell, new hyperplane) whose
+ * interior point is then checked by direct evaluation, or sampling
+ * (settings.sample); (2) the program is feasible iff the lifted points
+ * (Dt_i x_n)_i are linearly separable through the origin, decided exactly by
+ * mf_svm_solve (else the data are not separable by any such net);
+ * (3) IPOPT solves the dual of the convex program as a smooth convex QCQP
+ *   max sum lambda  s.t.  h_b = s_b X^T Dt_i (y o lambda) + A_i^T mu_b,
+ *       ||h_b||^2 <= 1,  lambda, mu_b >= 0   (b = (i, s_b), s_b = +-1),
+ * whose constraint multipliers are the primal neurons; (4) a GLPK simplex
+ * LP re-weights those neuron directions (a vertex: at most n neurons);
+ * (5) the certificate is evaluated as described above.
+ *
+ * settings may be NULL (defaults). On MF_OK *out is a new result (free with
+ * mf_global_result_free). Errors (*out NULL): MF_ERR_INVALID (NULL
+ * arguments, bad settings, labels not +-1, non-finite x, data and model
+ * dimensions differ, alpha outside [0, 1): alpha = 1 is a linear model, use
+ * mf_svm_solve), MF_ERR_UNSUPPORTED (not relu2, bias, fix-outer, multi-class
+ * data, more than max_patterns cells to enumerate), MF_ERR_NONSEPARABLE (no
+ * such network has q_n > 0 for all n: a sample at x = 0, or a Gordan
+ * certificate for the lifted points), MF_ERR_NUMERIC (IPOPT or GLPK
+ * failed, or the evaluated certificate is not finite), MF_ERR_NOMEM.
+ */
+int mf_global_relu2(const mf_model *m, const mf_data *data, const mf_global_settings *settings,
+                    mf_global_result **out, mf_err *e);
+void mf_global_result_free(mf_global_result *r);
 
 #ifdef __cplusplus
 }

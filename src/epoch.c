@@ -397,6 +397,7 @@ int mf__train_epochs(const mf_model *m, const mf_data *data, const mf_train_sett
     rc = MF_OK;
 done:
     result->outcome = out == MF_OUT_RUNNING ? MF_OUT_INTERRUPTED : out;
+    result->reason = result->outcome == MF_OUT_STALLED ? "alpha fell below alpha_min" : NULL;
     result->final = d.last;
     result->steps = st->step;
     result->rejected = st->rejected;

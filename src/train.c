@@ -179,6 +179,7 @@ typedef struct {
     long long steps_at_start;
     mf_metrics last;
     long long last_emitted;
+    const char *reason; /* why the run stalled (static text), or NULL */
 } trainer;
 
 static double now_seconds(void) {
@@ -264,6 +265,42 @@ static void swap_sets(trainer *t) {
     t->cand = tmp;
 }
 
+/* Most consecutive rejected attempts of one step (lyu-li, flow) before the
+ * run stalls. Shrinking the step size from DBL_MAX to the smallest
+ * subnormal takes about 10 * 2100 = 21000 rejections at lyu-li's default
+ * r_d = 2^(1/10) and 6600 at flow's factor <= 0.9, so the budget is reached
+ * only when no step size gives an acceptable step (with features near the
+ * overflow edge a subnormal step size can stop shrinking while still
+ * changing theta: without a budget the loop never ends). */
+#define MAX_REJECTS_PER_STEP 100000
+
+/* Why a run stalls (mf_train_result.reason). */
+static const char *const STALL_NO_CHANGE = "the step no longer changes theta";
+static const char *const STALL_LR = "the step size no longer shrinks (it underflowed)";
+static const char *const STALL_REJECTS = "100000 attempts in a row were rejected";
+
+/* After a rejected attempt of a retry loop (the step size shrunk from
+ * lr_before to st->lr; *tries counts the rejections of this step): stop the
+ * loop whatever the numerics do -- MF_OUT_STALLED (t->reason set) when the
+ * step size did not shrink or the budget of rejections is spent,
+ * MF_OUT_WALL_BUDGET when the wall budget is spent, MF_OUT_INTERRUPTED when
+ * should_stop asks -- or MF_OUT_RUNNING to try again. */
+static mf_outcome retry_stop(trainer *t, const mf_train_state *st, double lr_before,
+                             long long *tries) {
+    if (!(st->lr < lr_before)) {
+        t->reason = STALL_LR;
+        return MF_OUT_STALLED;
+    }
+    if (++*tries >= MAX_REJECTS_PER_STEP) {
+        t->reason = STALL_REJECTS;
+        return MF_OUT_STALLED;
+    }
+    if (!isnan(t->s->wall_seconds) && now_seconds() - t->t0 >= t->s->wall_seconds)
+        return MF_OUT_WALL_BUDGET;
+    if (t->cb && t->cb->should_stop && t->cb->should_stop(t->cb->user)) return MF_OUT_INTERRUPTED;
+    return MF_OUT_RUNNING;
+}
+
 /* theta_new = base - a * G; returns whether any coordinate changed. */
 static int axpy_changed(double *theta, const double *base, double a, const double *G, size_t P) {
     int changed = 0;
@@ -289,7 +326,10 @@ static mf_outcome step_plain(trainer *t, mf_train_state *st) {
     int gd = t->s->optimizer == MF_OPT_GD;
     double a = gd ? st->lr * exp(st->log_loss) : st->lr;
     memcpy(t->theta_prev, st->theta, P * sizeof(double));
-    if (!axpy_changed(st->theta, t->theta_prev, a, t->cur.grad, P)) return MF_OUT_STALLED;
+    if (!axpy_changed(st->theta, t->theta_prev, a, t->cur.grad, P)) {
+        t->reason = STALL_NO_CHANGE;
+        return MF_OUT_STALLED;
+    }
     if (!evaluate(t, st->theta, &t->cand, 1)) {
         memcpy(st->theta, t->theta_prev, P * sizeof(double));
         return MF_OUT_NONFINITE;
@@ -312,9 +352,11 @@ static mf_outcome step_lyu_li(trainer *t, mf_train_state *st) {
     size_t P = t->m->n_params;
     memcpy(t->theta_prev, st->theta, P * sizeof(double));
     double gn = mf__norm2(t->cur.grad, P), tn = mf_param_norm(t->m, st->theta);
+    long long tries = 0;
     for (;;) {
         if (!axpy_changed(st->theta, t->theta_prev, st->lr, t->cur.grad, P)) {
             memcpy(st->theta, t->theta_prev, P * sizeof(double));
+            t->reason = STALL_NO_CHANGE;
             return MF_OUT_STALLED;
         }
         /* Our safeguard (not in [LL20]): on a homogeneous net the loss keeps
@@ -333,10 +375,12 @@ static mf_outcome step_lyu_li(trainer *t, mf_train_state *st) {
             return MF_OUT_RUNNING;
         }
         st->rejected++;
+        double lr_before = st->lr;
         st->lr /= t->s->lr_down;
-        if (t->cb && t->cb->should_stop && t->cb->should_stop(t->cb->user)) {
+        mf_outcome stop = retry_stop(t, st, lr_before, &tries);
+        if (stop != MF_OUT_RUNNING) {
             memcpy(st->theta, t->theta_prev, P * sizeof(double));
-            return MF_OUT_INTERRUPTED;
+            return stop;
         }
     }
 }
@@ -360,6 +404,7 @@ static mf_outcome step_flow(trainer *t, mf_train_state *st) {
     double *th = st->theta, *y = t->theta_prev;
     const double *k1 = t->cur.grad; /* the stage values are -G; signs folded below */
     double tnorm = mf_param_norm(t->m, th);
+    long long tries = 0;
     for (;;) {
         double h = st->lr;
         int ok;
@@ -380,7 +425,10 @@ static mf_outcome step_flow(trainer *t, mf_train_state *st) {
                 y[i] = th[i] - h * (2.0 / 9.0 * k1[i] + 1.0 / 3.0 * t->k2[i] + 4.0 / 9.0 * t->k3[i]);
                 changed |= y[i] != th[i];
             }
-            if (!changed) return MF_OUT_STALLED;
+            if (!changed) {
+                t->reason = STALL_NO_CHANGE;
+                return MF_OUT_STALLED;
+            }
             ok = evaluate(t, y, &t->cand, 1); /* k4 = FSAL stage */
         }
         double err = INFINITY;
@@ -412,9 +460,12 @@ static mf_outcome step_flow(trainer *t, mf_train_state *st) {
         st->rejected++;
         double f = isfinite(err) ? 0.9 * pow(err, -1.0 / 3.0) : 0.25;
         st->lr = h * (f < 0.2 ? 0.2 : f > 0.9 ? 0.9 : f);
-        if (!(st->lr > 1e-300)) return MF_OUT_STALLED;
-        if (t->cb && t->cb->should_stop && t->cb->should_stop(t->cb->user))
-            return MF_OUT_INTERRUPTED;
+        if (!(st->lr > 1e-300)) {
+            t->reason = STALL_LR;
+            return MF_OUT_STALLED;
+        }
+        mf_outcome stop = retry_stop(t, st, h, &tries);
+        if (stop != MF_OUT_RUNNING) return stop;
     }
 }
 
@@ -474,7 +525,10 @@ static mf_outcome step_sgd(trainer *t, mf_train_state *st) {
     t->time_prev = st->time_log;
     t->prev_step = -1;
     double a = st->lr * exp(lb - log((double)nb));
-    if (!axpy_changed(st->theta, t->theta_prev, a, t->cand.grad, P)) return MF_OUT_STALLED;
+    if (!axpy_changed(st->theta, t->theta_prev, a, t->cand.grad, P)) {
+        t->reason = STALL_NO_CHANGE;
+        return MF_OUT_STALLED;
+    }
     if (!all_finite(st->theta, P)) { /* the step itself overflowed: never accept it */
         memcpy(st->theta, t->theta_prev, P * sizeof(double));
         return MF_OUT_NONFINITE;
@@ -545,6 +599,8 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
     if (data->n < 1) return mf__err(e, MF_ERR_INVALID, "the data set is empty");
     if (!all_finite(st->theta, m->n_params))
         return mf__err(e, MF_ERR_INVALID, "the initial parameters contain NaN or Inf");
+    const char *bad = mf_train_state_validate(st); /* a state built by hand, not read */
+    if (bad) return mf__err(e, MF_ERR_INVALID, "invalid training state: %s", bad);
     if (mf_train_is_epoch_run(s)) return mf__train_epochs(m, data, s, st, cb, result, e);
 
     trainer t;
@@ -641,8 +697,11 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
     }
     if (t.last_emitted != st->step) {
         if (out == MF_OUT_NONFINITE && !isfinite(t.cur.log_loss)) {
-            /* nothing finite to report at this state */
+            /* nothing finite to report at this state: every metric absent */
             memset(&t.last, 0, sizeof t.last);
+            t.last.log10_loss = t.last.norm = t.last.q_min = t.last.normalized_margin = NAN;
+            t.last.smoothed_margin = t.last.layer_margin = t.last.train_error = NAN;
+            t.last.balancedness = NAN;
             t.last.step = st->step;
             t.last.time_log = st->time_log;
             t.last.lr = st->lr;
@@ -653,6 +712,7 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
     rc = MF_OK;
 done:
     result->outcome = out == MF_OUT_RUNNING ? MF_OUT_INTERRUPTED : out;
+    result->reason = out == MF_OUT_STALLED ? t.reason : NULL;
     result->final = t.last;
     result->steps = st->step;
     result->rejected = st->rejected;

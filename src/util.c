@@ -297,6 +297,10 @@ char *mf__quote(char *dst, size_t cap, const char *s, size_t len, size_t max) {
     return dst;
 }
 
+char *mf_quote(char *dst, size_t cap, const char *s, size_t max) {
+    return mf__quote(dst, cap, s ? s : "", s ? strlen(s) : 0, max);
+}
+
 double mf__strtod_c(const char *s, char **end) {
     /* strtod_l would be POSIX-2008 + glibc; newlocale/uselocale is POSIX. */
     static locale_t cloc = (locale_t)0;

@@ -2,9 +2,9 @@
 # checks.sh -- the check table of `marginflow reproduce` (cli/checks.c) and
 # the claim pool (cli/jobs.c) end to end (needs ${BUILD:-build}/marginflow).
 #
-#  - a key that the check's quantity does not read is refused before
-#    anything trains, naming the file, the field, the quantity and the keys
-#    it allows; an unknown key lists the keys known for that quantity; a
+#  - a key that the check's quantity does not read is refused (exit 2)
+#    before anything trains, naming the file, the field, the quantity and
+#    the keys it allows; an unknown key lists the keys known for that quantity; a
 #    required key missing is named;
 #  - every row of the table lists exactly the keys its evaluator reads
 #    (a scan of cli/checks.c: a key read but not listed would be refused in
@@ -28,17 +28,21 @@ claim unknown-key '{"quantity": "kkt", "eps_tolerance": 0.01}'
 claim missing-target '{"quantity": "trend", "tol": 0.01}'
 claim comment-ok '{"quantity": "final", "expect": 0.5, "tol": 0.01, "comment": "allowed everywhere"}'
 "$MF" reproduce --experiments "$B" --out "$T/o" >"$T/out" 2>"$T/err"
-expect_rc 1 $? "claims with bad check keys exit 1"
+expect_rc 2 $? "claims with bad check keys exit 2 (bad input; nothing runs)"
 expect_err() { # claim, message (fixed string)
-    check "$1: $2" grep -qF "ERROR $1: $B/$1.json: $2" "$T/out"
+    check "$1: $2" grep -qF "marginflow: $B/$1.json: $2" "$T/err"
 }
 expect_err unused-tol "checks[1].tol: key 'tol' is not used by quantity 'verdict' (allowed: run, expect, layer, local_trials, comment)"
 expect_err unused-run "checks[0].run: key 'run' is not used by quantity 'nonzero_global' (allowed: gamma_star, tol, nz_tol, comment)"
 expect_err unknown-key "checks[0].eps_tolerance: unknown key (known here: quantity, run, eps_tol, delta_tol, comment)"
 expect_err missing-target "checks[0].target: is required for trend"
 check "refused claims train nothing" test ! -e "$T/o/unused-tol/main"
+check "nor the valid claim beside them" test ! -e "$T/o/comment-ok/main"
+check "4 files refused" grep -q "4 claim files refused; nothing was run" "$T/err"
+rm -f "$B"/unused-tol.json "$B"/unused-run.json "$B"/unknown-key.json "$B"/missing-target.json
+"$MF" reproduce --experiments "$B" --out "$T/o" >"$T/out" 2>"$T/err"
 check "a comment is allowed in any check" grep -q "^PASS comment-ok: " "$T/out"
-check "summary line" grep -q "^1 passed, 4 failed$" "$T/out"
+check "summary line" grep -q "^1 passed, 0 failed$" "$T/out"
 
 # the table and the evaluators agree on the keys
 python3 - cli/checks.c >"$T/scan" 2>&1 <<'PY'

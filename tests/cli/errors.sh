@@ -19,6 +19,7 @@ WRITE=0
 cli_test_init errors
 
 cd "$T" || exit 1
+ESC=$(printf '\033') # shown as \033 in the table
 # ------------------------------------------------------------ input files
 printf '' >empty.svm
 printf '# only a comment\n\n' >comments.svm
@@ -53,10 +54,20 @@ printf '1\n2\033\n' >params-esc.txt
 truncate -s 2M params-huge.txt
 printf '# marginflow params v1 n=3 model=skip-linear\n1\n2\n3\n' >params-other.txt
 printf '# marginflow params v2 n=2 model=linear\n1\n2\n' >params-v2.txt
+printf '# marginflow params v1 n=2 model=diag:depth=1\n1\n2\n' >params-model.txt
+printf '0 1:1\n999999 1:2\n' >stray.svm
+mkdir mine && echo "my notes" >mine/notes.txt
+printf '+1 1:1 2:0.5\n-1 1:-0.5 2:-1\n' >changed.svm
 # a finished run, and damaged copies of it
 "$MF" train --data builtin:B --model linear --steps 20 -q --out run >/dev/null 2>&1
 "$MF" train --data builtin:C --model linear --steps 20 -q --out other >/dev/null 2>&1
-for r in corrupt truncated foreign badjson badmetrics forged-lr forged-step zero; do cp -r run "$r"; done
+"$MF" train --data changed.svm --model linear --steps 20 -q --out changed >/dev/null 2>&1
+printf '+1 1:1 2:0.5\n-1 1:-0.5 2:-2\n' >changed.svm # same n and d, another value
+for r in corrupt truncated foreign badjson badmetrics forged-lr forged-step zero zeroconfig zerometrics locked; do
+    cp -r run "$r"
+done
+ln -sf /dev/zero zeroconfig/config.json
+ln -sf /dev/zero zerometrics/metrics.csv
 python3 - <<'EOF'
 b = bytearray(open('corrupt/checkpoint.bin', 'rb').read()); b[40] ^= 1
 open('corrupt/checkpoint.bin', 'wb').write(b)
@@ -113,11 +124,12 @@ case_() {
         "$MF" train --out out "$@" >out.txt 2>err.txt </dev/null
     fi
     rc=$?
-    msg=$(head -n 1 err.txt | sed "s|$T/||g")
+    msg=$(head -n 1 err.txt | sed "s|$T/||g; s|(pid [0-9]*)|(pid N)|")
     if [ "$rc" -eq "$want" ]; then ok; else bad "$class: exit $rc, want $want ($msg)"; fi
     if printf '%s\n' "$msg" | grep -Eq -- "$re"; then ok; else bad "$class: message '$msg' lacks /$re/"; fi
     if [ ! -e out ]; then ok; else bad "$class: left a run directory"; fi
-    cmd=$(printf '%s ' "$@" | sed 's/ $//')
+    cmd=$(for a in "$@"; do case "$a" in '' | *\;*) printf "'%s' " "$a" ;; *) printf '%s ' "$a" ;; esac; done |
+        sed "s/ \$//; s/$ESC/\\\\033/g")
     esc=$(printf '%s' "$msg" | sed 's/|/\\|/g')
     printf '| %s | `marginflow train %s` | %s | %s | %s |\n' "$class" "$cmd" "$code" "$rc" "$esc" >>"$ROWS"
 }
@@ -144,6 +156,7 @@ case_ "index beyond the size limit (n*d > 2^28)" "$P" 2 "index-huge\\.svm:1:4: .
 case_ "no features at all" "$P" 2 "no-features\\.svm:1:1: no features" --data no-features.svm
 case_ "NUL byte" "$P" 2 "nul\\.svm:2:6: NUL byte" --data nul.svm
 case_ "control character" "$P" 2 "esc\\.svm:1:7: control character 0x1b" --data esc.svm
+case_ "class labels with a class missing (a stray 999999)" "(CLI)" 2 "the data file:stray\\.svm \\(libsvm\\) have class labels up to 999999 \\(C = 1000000 classes\\) but no sample of class 1" --data stray.svm
 case_ "an endless input (/dev/zero)" "$P" 2 "/dev/zero:1:1: NUL byte" --data /dev/zero --format libsvm
 case_ "file beyond the size limit (16 GiB)" "$P" 2 "huge\\.svm:1:1: the file is 17179869185 bytes, beyond the limit" --data huge.svm
 # a FIFO that sends one endless line: refused at the line limit (64 MiB)
@@ -178,10 +191,12 @@ case_ "alpha outside [0, 1]" "$P" 2 "alpha must be a finite number in \\[0, 1\\]
 case_ "option given twice" "$P" 2 "option 'width=3' given twice" --data builtin:B --model relu2:width=2,width=3
 case_ "mlp without widths" "$P" 2 "mlp needs widths=" --data builtin:B --model mlp
 case_ "empty width quotes the token as typed" "$P" 2 "bad width '' in 'widths=2//3'" --data builtin:B --model mlp:widths=2//3
+case_ "a control character in a spec (named, never echoed)" "(CLI)" 2 "--model: control character 0x1b at character 13" --data builtin:B --model "relu2:width=${ESC}[2J"
 case_ "multi-class data on a binary-only model" "MF_ERR_UNSUPPORTED" 2 "supports binary data only" --data multi.svm --model diag
 section "initial parameters"
 case_ "--init-params: wrong count" "(CLI)" 2 "expected 2 values for linear, got 3" --data builtin:B --init-params 1,2,3
 case_ "--init-params: not a number" "$P" 2 "expected a number, found 'x'" --data builtin:B --init-params 1,x
+case_ "--init-params: a separator that is not one (1;2)" "$P" 2 "expected a number, found '1;2'" --data builtin:B --init-params '1;2'
 case_ "--init-params: NaN" "$P" 2 "value 'nan' is not finite" --data builtin:B --init-params 1,nan
 case_ "--init-file: missing" "$IO" 2 "cannot open nosuch\\.txt" --data builtin:B --init-file nosuch.txt
 case_ "--init-file: not a number" "$P" 2 "params-bad\\.txt:2:1: expected a number, found '3;4'" --data builtin:B --init-file params-bad.txt
@@ -190,7 +205,8 @@ case_ "--init-file: wrong count" "MF_ERR_DIM" 2 "params-short\\.txt: expected 3 
 case_ "--init-file: an endless input (/dev/zero)" "$P" 2 "/dev/zero:1:1: NUL byte" --data builtin:B --init-file /dev/zero
 case_ "--init-file: control character" "$P" 2 "params-esc\\.txt:2:2: control character 0x1b" --data builtin:B --init-file params-esc.txt
 case_ "--init-file: beyond the size limit" "$P" 2 "params-huge\\.txt: the file is 2097152 bytes, beyond the limit of 1048704 bytes" --data builtin:B --init-file params-huge.txt
-case_ "--init-file: header of another model and count" "MF_ERR_FOREIGN" 2 "params-other\\.txt:1:[0-9]+: the file holds parameters of model 'skip-linear' \\(n=3\\), but 2 parameters are expected" --data builtin:B --init-file params-other.txt
+case_ "--init-file: header of another model and count" "MF_ERR_FOREIGN" 2 "params-other\\.txt:1:[0-9]+: the file holds parameters of model 'skip-linear' \\(n=3\\), but model 'linear' has 2 parameters" --data builtin:B --init-file params-other.txt
+case_ "--init-file: params file of another model, same n" "MF_ERR_FOREIGN" 2 "params-model\\.txt:1:[0-9]+: the file holds parameters of model 'diag:depth=1', not of 'linear'" --data builtin:B --init-file params-model.txt
 case_ "--init-file: unknown header version" "$P" 2 "params-v2\\.txt:1:[0-9]+: unsupported params file version 'v2'" --data builtin:B --init-file params-v2.txt
 case_ "--init: unknown kind" "(CLI)" 2 "--init: expected gauss, balanced or he" --data builtin:B --init uniform
 section "image data, cnn models, epoch runs"
@@ -222,9 +238,14 @@ case_ "unknown --loss" "(CLI)" 2 "loss" --data builtin:B --loss hinge
 case_ "unknown option" "(CLI)" 2 "unknown option '--frobnicate'" --data builtin:B --frobnicate 1
 case_ "option without its value" "(CLI)" 2 "--seed needs a value" --data builtin:B --seed
 case_ "--data missing" "(CLI)" 2 "--data is required" --model linear
+section "run directories"
+case_ "--out names an existing run" "(CLI)" 2 "already holds a run" --data builtin:B --out run
+case_ "--out names a folder of the user's files" "(CLI)" 2 "mine is not empty and is not a marginflow run directory \\(it holds 'notes\\.txt'\\)" --data builtin:B --out mine
+case_ "--out ''" "(CLI)" 2 "--out: the run directory name is empty" --data builtin:B --out ''
 section "resume"
-case_ "no such run" "(CLI)" 2 "cannot resume: cannot open nosuch/config\\.json" --resume nosuch
-case_ "config.json not JSON" "(CLI)" 2 "cannot resume: badjson/config\\.json is not valid JSON" --resume badjson
+case_ "no such run" "(CLI)" 2 "cannot resume: nosuch/config\\.json: cannot open: No such file" --resume nosuch
+case_ "config.json not JSON" "(CLI)" 2 "cannot resume: badjson/config\\.json:1:[0-9]+: not valid JSON" --resume badjson
+case_ "config.json is a symlink to /dev/zero" "(CLI)" 2 "cannot resume: zeroconfig/config\\.json:1:1: NUL byte" --resume zeroconfig
 case_ "checkpoint bit flipped" "MF_ERR_CORRUPT" 2 "cannot resume: corrupt/checkpoint\\.bin: checkpoint checksum mismatch" --resume corrupt
 case_ "checkpoint truncated" "MF_ERR_CORRUPT" 2 "cannot resume: truncated/checkpoint\\.bin: checkpoint length mismatch" --resume truncated
 case_ "checkpoint of another run" "MF_ERR_FOREIGN" 2 "cannot resume: foreign/checkpoint\\.bin: checkpoint belongs to another configuration" --resume foreign
@@ -232,8 +253,19 @@ case_ "checkpoint field out of range, valid CRC (lr = NaN)" "MF_ERR_CORRUPT" 2 "
 case_ "checkpoint field out of range, valid CRC (step = 2^63 - 1)" "MF_ERR_CORRUPT" 2 "cannot resume: forged-step/checkpoint\\.bin: checkpoint field step = 9223372036854775807 is out of range" --resume forged-step
 case_ "checkpoint is a symlink to /dev/zero" "MF_ERR_CORRUPT" 2 "cannot resume: zero/checkpoint\\.bin: not a marginflow checkpoint" --resume zero
 case_ "metrics.csv header damaged" "(CLI)" 2 "cannot resume: badmetrics/metrics\\.csv:1:1: not a marginflow metrics file" --resume badmetrics
+case_ "metrics.csv is a symlink to /dev/zero" "(CLI)" 2 "cannot resume: zerometrics/metrics\\.csv:1: NUL byte" --resume zerometrics
+case_ "the data changed since the run (same n and d)" "(CLI)" 2 "cannot resume: the data .*changed\\.svm no longer match the run: their data_hash is [0-9a-f]{8}, but changed/config\\.json records [0-9a-f]{8}" --resume changed
+# another process holds the run's lock (a Python fcntl lock, as marginflow takes it)
+python3 -c '
+import fcntl, sys, time
+f = open("locked/run.lock", "a"); fcntl.lockf(f, fcntl.LOCK_EX); print("locked", flush=True); time.sleep(60)' >lock.txt &
+holder=$!
+i=0
+while [ ! -s lock.txt ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+case_ "the run is being trained by another process (its lock is held)" "(CLI)" 2 "locked is in use by another marginflow process \\(pid N\\)" --resume locked
+kill "$holder" 2>/dev/null
+wait "$holder" 2>/dev/null
 case_ "a setting other than a stopping criterion" "(CLI)" 2 "--lr cannot be combined with --resume" --resume run --lr 0.5
-case_ "--out names an existing run" "(CLI)" 2 "already holds a run" --data builtin:B --out run
 section "numerical faults during training (an outcome: the run directory is kept)"
 # gd with lr 1 on non-separable data: w <- w - 2 sinh(w) overflows in step 5.
 # Expect exit 4, a message naming the step and where the last good state is,
@@ -254,6 +286,20 @@ if [ "$(od -An -t d8 -j 24 -N 8 out/checkpoint.bin | tr -d ' ')" = 4 ]; then ok;
 printf '| %s | `marginflow train %s` | %s | %s | %s |\n' "non-finite loss or gradient mid-run (last stderr line)" \
     "--data nonsep.svm --model linear --optimizer gd --lr 1 --init-params 1 --steps 100" \
     "(outcome non-finite)" "$rc" "$msg" >>"$ROWS"
+# non-finite at the initial parameters: no step was taken, so nothing "good"
+# is claimed to be saved
+n_case=$((n_case + 1))
+rm -rf out
+printf '+1 1:1e300\n-1 1:-1e300\n' >e300.svm
+"$MF" train --out out --data e300.svm --init-params 1e10 --steps 10 -q >out.txt 2>err.txt </dev/null
+rc=$?
+msg=$(tail -n 1 err.txt | sed "s|$T/||g")
+if [ "$rc" -eq 4 ]; then ok; else bad "non-finite start: exit $rc, want 4 ($msg)"; fi
+re='non-finite \(NaN or Inf\) at the initial parameters \(step 0\): nothing was trained, and there is no good state to save'
+if printf '%s\n' "$msg" | grep -Eq -- "$re"; then ok; else bad "non-finite start: message '$msg' lacks /$re/"; fi
+if ! grep -q "last good state" err.txt; then ok; else bad "non-finite start: claims a last good state"; fi
+printf '| %s | `marginflow train %s` | %s | %s | %s |\n' "non-finite loss or gradient at the initial parameters (last stderr line)" \
+    "--data e300.svm --init-params 1e10 --steps 10" "(outcome non-finite)" "$rc" "$msg" >>"$ROWS"
 
 rm -rf out
 

@@ -4,6 +4,7 @@
 #   . "$(dirname "$0")/lib.sh"; cli_test_init NAME
 #   check "what" cmd args...   expect_rc WANT GOT "what"   expect_msg FILE REGEX "what"
 #   json FILE EXPR             cli_test_done
+#   rand_ms sleep_ms session_pids kill_session wait_results kill_midway (kill tests)
 #
 # Sets MF (the marginflow binary, absolute; the test fails at once when it is
 # not built), T (a temp folder removed on exit unless KEEP=1), and counts
@@ -47,6 +48,41 @@ expect_msg() {
 }
 # json FILE EXPR: print a python expression of the parsed JSON d
 json() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+# rand_ms LO HI: a uniform random integer in [LO, HI]; sleep_ms MS
+rand_ms() {
+    r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+    echo $(($1 + r % ($2 - $1 + 1)))
+}
+sleep_ms() { sleep "$(awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }')"; }
+# session_pids SID: the processes of the session SID (a command started with
+# setsid, its children and theirs); kill_session SID: SIGKILL them all
+session_pids() { ps -eo pid=,sid= | awk -v s="$1" '$2 == s { print $1 }'; }
+kill_session() {
+    for p in $(session_pids "$1"); do kill -KILL "$p" 2>/dev/null; done
+}
+# wait_results DIR N: wait until the sweep DIR has N finished points (at
+# most 20 s); N = 0: a random 0.1..0.6 s instead
+wait_results() {
+    if [ "$2" -eq 0 ]; then sleep_ms "$(rand_ms 100 600)"; return; fi
+    n=0
+    while [ "$(ls "$1"/points/*/result.json 2>/dev/null | wc -l)" -lt "$2" ] && [ $n -lt 400 ]; do
+        sleep 0.05
+        n=$((n + 1))
+    done
+}
+
+# kill_midway DIR SID: SIGKILL the session SID (a sweep into DIR) once 0..2
+# more of its points have finished (at most 7 in all, so a restart has work)
+kill_midway() {
+    have=$(ls "$1"/points/*/result.json 2>/dev/null | wc -l)
+    want=$((have + $(rand_ms 0 2)))
+    [ "$want" -gt 7 ] && want=7
+    [ "$want" -eq "$have" ] && want=0
+    wait_results "$1" "$want"
+    kill_session "$2"
+    wait "$2" 2>/dev/null
+}
 
 # Print the closing line and return the status.
 cli_test_done() {

@@ -15,8 +15,9 @@
 #    number and exits 1; an unknown claim exits 2; --list lists the claims;
 #  - bad claim files (huge seeds / vary counts, out-of-range or fractional
 #    integers, non-numbers in number lists, empty specs, duplicate run names
-#    or keys, unknown keys, text after the JSON) are refused before training
-#    with an ERROR naming the file and the field, without leaks under ASan.
+#    or keys, unknown keys, text after the JSON) are refused before anything
+#    trains, each with a line naming the file and the field, exit 2, without
+#    leaks under ASan.
 # KEEP=1 keeps the temporary folder.
 # Prints "N passed, N failed"; exits 1 on any failure.
 
@@ -97,11 +98,11 @@ printf '{"name": "x", "runs": [{%s, %s}], "checks": [{"quantity": "final", "expe
     "$RUN" "$P" >"$B/trailing.json"
 "$MF" reproduce --experiments "$B" --out "$T/bo" >"$T/outb" 2>"$T/errb"
 rc=$?
-check "bad claim files exit 1" test $rc -eq 1
-check "bad claim files: none passes" grep -q "^0 passed, 17 failed$" "$T/outb"
+check "bad claim files exit 2 (bad input)" test $rc -eq 2
+check "bad claim files: all 17 refused, nothing run" grep -q "17 claim files refused; nothing was run" "$T/errb"
 check "no leak or sanitizer report on refused files" sh -c "! grep -Eq 'Sanitizer|runtime error' '$T/errb'"
 expect_err() { # claim, message (fixed string)
-    check "$1: $2" grep -qF "ERROR $1: $B/$1.json: $2" "$T/outb"
+    check "$1: $2" grep -qF "marginflow: $B/$1.json: $2" "$T/errb"
 }
 expect_err huge-seeds "runs[0].seeds: 1e+18 seeds is more than the limit of 10000 runs per claim"
 expect_err huge-seed-list "runs[0].seeds[2]: 1.0000000000000001e+300 is not an integer in [0, 9007199254740992]"
@@ -119,8 +120,8 @@ expect_err string-vary "runs[0].vary.values[1]: must be a finite number"
 expect_err empty-data "runs[0].data: must not be empty"
 expect_err second-bad "runs: two runs expand to the same name 'main'"
 expect_err typo-key "checks[0].tolerance: unknown key"
-check "trailing text after the JSON" grep -qF "ERROR trailing: $B/trailing.json:1:" "$T/outb"
-check "trailing text message" grep -qF "text after the JSON value" "$T/outb"
+check "trailing text after the JSON" grep -qF "marginflow: $B/trailing.json:1:" "$T/errb"
+check "trailing text message" grep -qF "text after the JSON value" "$T/errb"
 check "refused claims train nothing" test ! -e "$T/bo/second-bad/main"
 
 "$MF" reproduce no-such-claim --out "$T/d" >/dev/null 2>"$T/erru"

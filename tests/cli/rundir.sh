@@ -102,6 +102,6 @@ check "v2 file init resume: metrics.csv identical" cmp -s "$T/ffull/metrics.csv"
 sed 's/"version":	2/"version":	3/' "$T/v2/config.json" >"$T/v3.json" && cp "$T/v3.json" "$T/v2/config.json"
 "$MF" train --resume "$T/v2" -q 2>"$T/err"
 expect_rc 2 $? "config.json version 3"
-expect_msg "$T/err" "cannot resume: .*/config\\.json: missing or invalid field 'version'" "version 3 message"
+expect_msg "$T/err" "cannot resume: .*/config\\.json: version: 3 is not an integer in \\[1, 2\\]" "version 3 message"
 
 cli_test_done
