@@ -198,26 +198,91 @@ int robust_run(const char *run_dir, const char *which, const mf_robust_settings 
 
 static double finite_or_nan(double v) { return isfinite(v) ? v : NAN; }
 
+/* A text file built in memory (open_memstream) and written atomically to
+ * path (temp file, fsync, rename: mf_write_file_atomic). */
+typedef struct mem_file {
+    FILE *f;
+    char *buf;
+    size_t len;
+} mem_file;
+
+static FILE *mem_open(mem_file *m) {
+    memset(m, 0, sizeof *m);
+    return m->f = open_memstream(&m->buf, &m->len);
+}
+
+/* Close m and write it to path; 0, or -1 with why filled. */
+static int mem_commit(mem_file *m, const char *path, char *why, size_t cap) {
+    int bad = !m->f || fclose(m->f) != 0;
+    mf_err e = {0, ""};
+    if (bad) cli_fmt(why, cap, "cannot write %s: out of memory", cli_q(path));
+    else if (mf_write_file_atomic(path, m->buf, m->len, &e)) cli_fmt(why, cap, "%s", e.msg), bad = 1;
+    free(m->buf);
+    memset(m, 0, sizeof *m);
+    return bad ? -1 : 0;
+}
+
+/* The figures of table t in dir: PREFIX-eps (robust accuracy, min over the
+ * attacks, vs eps, one line per state; log x) and, with two or more archived
+ * states, PREFIX-epoch (vs epoch, one line per eps), each as a gnuplot
+ * script reading PREFIX.csv (columns 1 epoch, 4 eps, 8 min) and its PNG and
+ * SVG. Without gnuplot the scripts stay. All of robust's figure code. */
+static void robust_figures(const char *dir, const char *prefix, const robust_table *t) {
+    char p[1400], why[MF_ERR_LEN];
+    for (int fig = 0; fig < 2; fig++) {
+        if (fig == 1 && (t->n < 2 || t->p[0].epoch < 0)) break;
+        const char *kind = fig ? "epoch" : "eps";
+        mem_file mf;
+        FILE *g = mem_open(&mf);
+        if (!g) continue;
+        fprintf(g, "# marginflow robust figure; edit and re-run: gnuplot %s-%s.gp\n", prefix, kind);
+        fprintf(g, "set datafile separator ','\nset key outside right\nset grid\n");
+        for (int term = 0; term < 2; term++) {
+            if (term == 0) fprintf(g, "set terminal pngcairo size 1000,560 font ',10'\nset output '%s-%s.png'\n", prefix, kind);
+            else fprintf(g, "set terminal svg size 1000,560 dynamic font 'Helvetica,11'\nset output '%s-%s.svg'\n", prefix, kind);
+            fprintf(g, "set termoption noenhanced\nset yrange [0:1.02]\nset ylabel 'robust accuracy (min over PGD-L2, CW-L2)'\n");
+            fprintf(g, "set title \"%s: L2 robust accuracy on %d test inputs\" noenhanced\n", t->model, t->n_test);
+            if (!fig) {
+                fprintf(g, "set xlabel 'eps (L2 radius)'\nset logscale x\nplot ");
+                for (int i = 0; i < t->n; i++)
+                    fprintf(g, "%s'%s.csv' using ($1 == %lld ? $4 : 1/0):8 with linespoints lw 2 title 'epoch %lld (log10 loss %s)'",
+                            i ? ", " : "", prefix, t->p[i].epoch, t->p[i].epoch, cli_g(t->p[i].log10_loss, 3));
+            } else {
+                fprintf(g, "unset logscale x\nset xlabel 'epoch'\nplot ");
+                for (int l = 0; l < t->s.n_eps; l++)
+                    fprintf(g, "%s'%s.csv' using ($4 == %.17g ? $1 : 1/0):8 with linespoints lw 2 title 'eps %g'",
+                            l ? ", " : "", prefix, t->s.eps[l], t->s.eps[l]);
+            }
+            fprintf(g, "\nunset logscale x\n");
+        }
+        fprintf(g, "set output\n");
+        cli_fmt(p, sizeof p, "%s/%s-%s.gp", dir, prefix, kind);
+        if (mem_commit(&mf, p, why, sizeof why)) continue;
+        char *dirs = (char *)dir, *dq = cli_shell_quote(1, &dirs);
+        char cmd[2048];
+        cli_fmt(cmd, sizeof cmd, "cd %s && gnuplot %s-%s.gp >/dev/null 2>&1", dq ? dq : ".", prefix, kind);
+        free(dq);
+        if (system(cmd) != 0) { /* the script stays for a machine with gnuplot */
+        }
+    }
+}
+
 int robust_write(const char *dir, const char *prefix, const robust_table *t, char *why, size_t cap) {
     char p[1400];
+    mem_file mf;
+    FILE *f = mem_open(&mf);
+    if (f) {
+        fprintf(f, "epoch,step,log10_loss,eps,clean,pgd,cw,min\n");
+        for (int i = 0; i < t->n; i++)
+            for (int l = 0; l < t->s.n_eps; l++) {
+                const mf_robust_result *r = t->p[i].r;
+                fprintf(f, "%lld,%lld,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", t->p[i].epoch,
+                        t->p[i].step, t->p[i].log10_loss, t->s.eps[l], r->clean_accuracy,
+                        r->acc_pgd[l], r->acc_cw[l], r->acc_min[l]);
+            }
+    }
     cli_fmt(p, sizeof p, "%s/%s.csv", dir, prefix);
-    FILE *f = fopen(p, "w");
-    if (!f) {
-        cli_fmt(why, cap, "cannot write %s: %s", p, strerror(errno));
-        return -1;
-    }
-    fprintf(f, "epoch,step,log10_loss,eps,clean,pgd,cw,min\n");
-    for (int i = 0; i < t->n; i++)
-        for (int l = 0; l < t->s.n_eps; l++) {
-            const mf_robust_result *r = t->p[i].r;
-            fprintf(f, "%lld,%lld,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", t->p[i].epoch, t->p[i].step,
-                    t->p[i].log10_loss, t->s.eps[l], r->clean_accuracy, r->acc_pgd[l], r->acc_cw[l],
-                    r->acc_min[l]);
-        }
-    if (fclose(f)) {
-        cli_fmt(why, cap, "cannot write %s: %s", p, strerror(errno));
-        return -1;
-    }
+    if (mem_commit(&mf, p, why, cap)) return -1;
     /* JSON */
     cJSON *root = cJSON_CreateObject(), *st = cJSON_AddArrayToObject(root, "states");
     cli_json_str(root, "format", "marginflow-robust");
@@ -258,44 +323,7 @@ int robust_write(const char *dir, const char *prefix, const robust_table *t, cha
         cli_fmt(why, cap, "%s", e.msg);
         return -1;
     }
-    /* figures: gnuplot reads the CSV (columns: 1 epoch, 4 eps, 8 min) */
-    for (int fig = 0; fig < 2; fig++) {
-        if (fig == 1 && (t->n < 2 || t->p[0].epoch < 0)) break;
-        const char *kind = fig ? "epoch" : "eps";
-        cli_fmt(p, sizeof p, "%s/%s-%s.gp", dir, prefix, kind);
-        FILE *g = fopen(p, "w");
-        if (!g) continue;
-        fprintf(g, "# marginflow robust figure; edit and re-run: gnuplot %s-%s.gp\n", prefix, kind);
-        fprintf(g, "set datafile separator ','\nset key outside right\nset grid\n");
-        for (int term = 0; term < 2; term++) {
-            if (term == 0) fprintf(g, "set terminal pngcairo size 1000,560 font ',10'\nset output '%s-%s.png'\n", prefix, kind);
-            else fprintf(g, "set terminal svg size 1000,560 dynamic font 'Helvetica,11'\nset output '%s-%s.svg'\n", prefix, kind);
-            fprintf(g, "set termoption noenhanced\nset yrange [0:1.02]\nset ylabel 'robust accuracy (min over PGD-L2, CW-L2)'\n");
-            fprintf(g, "set title \"%s: L2 robust accuracy on %d test inputs\" noenhanced\n", t->model, t->n_test);
-            if (!fig) {
-                fprintf(g, "set xlabel 'eps (L2 radius)'\nset logscale x\nplot ");
-                for (int i = 0; i < t->n; i++)
-                    fprintf(g, "%s'%s.csv' using ($1 == %lld ? $4 : 1/0):8 with linespoints lw 2 title 'epoch %lld (log10 loss %.3g)'",
-                            i ? ", " : "", prefix, t->p[i].epoch, t->p[i].epoch, t->p[i].log10_loss);
-            } else {
-                fprintf(g, "unset logscale x\nset xlabel 'epoch'\nplot ");
-                for (int l = 0; l < t->s.n_eps; l++)
-                    fprintf(g, "%s'%s.csv' using ($4 == %.17g ? $1 : 1/0):8 with linespoints lw 2 title 'eps %g'",
-                            l ? ", " : "", prefix, t->s.eps[l], t->s.eps[l]);
-            }
-            fprintf(g, "\nunset logscale x\n");
-        }
-        fprintf(g, "set output\n");
-        fclose(g);
-        char *dq = NULL;
-        char *dirs = (char *)dir;
-        dq = cli_shell_quote(1, &dirs);
-        char cmd[2048];
-        cli_fmt(cmd, sizeof cmd, "cd %s && gnuplot %s-%s.gp >/dev/null 2>&1", dq ? dq : ".", prefix, kind);
-        free(dq);
-        if (system(cmd) != 0) { /* the script stays for a machine with gnuplot */
-        }
-    }
+    robust_figures(dir, prefix, t);
     return 0;
 }
 

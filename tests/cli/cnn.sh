@@ -10,6 +10,8 @@
 #    (every column but the wall times);
 #  - --classes makes a binary problem, --train-limit a balanced subset;
 #  - robust: robust.csv / robust.json for every archived state, and its errors;
+#  - data hashes: a changed test image is refused by resume, robust, analyze;
+#  - a reproduce claim on image data (init he, test set, robust check);
 #  - cifar10:DIR with a generated batch (3 x 32 x 32 inferred);
 #  - bad image files and options exit 2 with the file and the fault named.
 # Prints "N passed, N failed"; exits 1 on any failure.
@@ -119,6 +121,55 @@ expect_rc 2 $? "robust: descending eps"
 "$MF" robust "$T/notest" >/dev/null 2>"$T/err"
 expect_rc 2 $? "robust without a test set"
 expect_msg "$T/err" "has no test set" "robust without a test set message"
+
+# ------------------------------------------------------------ data hashes
+# the run records the hash of its (subset) training and test data; a changed
+# image file is refused by --resume, robust and analyze (exit 2, both named)
+R4="$T/hashed"
+cp "$T/test-images" "$T/test-images2"
+TE2="idx:$T/test-images2,$T/test-labels"
+"$MF" train --data "$TR" --test-data "$TE2" --model cnn:layers=c2k3,p2,f3 --init he --init-scale 1 \
+    --loss ce --batch 20 --optimizer sgd-lyu-li --epochs 1 --out "$R4" -q
+expect_rc 0 $? "hashed run"
+check "config.json: data_hash and data.test.data_hash" test \
+    "$(json "$R4/config.json" "len(d['data']['data_hash']) == len(d['data']['test']['data_hash']) == 8")" = True
+python3 - "$T/test-images2" <<'EOF2'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, 'rb').read())
+b[-1] ^= 1  # one pixel of the last test image
+open(p, 'wb').write(b)
+EOF2
+"$MF" train --resume "$R4" --epochs 2 -q >/dev/null 2>"$T/err"
+expect_rc 2 $? "resume with a changed test image"
+expect_msg "$T/err" "cannot resume: the test data .*test-images2.* no longer match the run: their data_hash is [0-9a-f]{8}, but .*records [0-9a-f]{8} \(data.test.data_hash\)" "changed test image message"
+"$MF" robust "$R4" -q >/dev/null 2>"$T/err"
+expect_rc 2 $? "robust with a changed test image"
+expect_msg "$T/err" "the test data .* no longer match the run" "robust: changed test image message"
+"$MF" analyze "$R4" >/dev/null 2>"$T/err"
+expect_rc 2 $? "analyze with a changed test image"
+expect_msg "$T/err" "analyze: the test data .* no longer match the run" "analyze: changed test image message"
+
+# ------------------------------------------------------------ a claim on image data
+# reproduce reads the image fields of a run (init he, test_data, subsets,
+# epochs, archives) and its robust check attacks the archived states
+mkdir -p "$T/exp"
+cat >"$T/exp/img.json" <<EOF2
+{"name": "img", "title": "image claim", "paper": "test", "statement": "test",
+ "runs": [{"name": "a", "data": "$TR", "test_data": "$TE", "train_limit": 30, "test_limit": 12,
+           "model": "cnn:layers=c2k3,p2,f3", "init": {"kind": "he", "scale": 1, "seed": 1},
+           "loss": "ce", "optimizer": "sgd-lyu-li", "lr": 0.1, "batch": 10, "epochs": 3,
+           "archive_epochs": [1]}],
+ "checks": [{"quantity": "final", "run": "a", "column": "log10_loss", "op": "le", "expect": 100},
+            {"quantity": "robust", "run": "a", "checkpoints": "first,last", "eps": [0.1, 1],
+             "n": 6, "pgd_steps": 2, "restarts": 1, "cw_steps": 2, "cw_search": 1}],
+ "figures": ["epochs", "robust"]}
+EOF2
+"$MF" reproduce img --experiments "$T/exp" --out "$T/rp" >"$T/out" 2>&1
+expect_rc 0 $? "image claim: $(cat "$T/out")"
+check "image claim: the final state archived" test -s "$T/rp/img/a/archive/epoch-00000003.bin"
+check "image claim: robust figure" test -s "$T/rp/img/fig-robust-eps.png"
+check "image claim: 30 training images" test "$(json "$T/rp/img/a/config.json" "d['data']['n']")" = 30
 
 # ------------------------------------------------------------ cifar10
 "$MF" train --data "cifar10:$T/cifar:test" --model cnn:layers=c2k3,p4,f10 --init he --init-scale 1 \
