@@ -333,6 +333,20 @@ static void read_origin(cli_jr *r, const cJSON *root, run_config *c) {
     c->resumes = cJSON_IsArray(rs) ? rs : NULL;
 }
 
+/* The data_hash field of obj (named where): 8 hex digits into *out; 1 if
+ * present and valid, 0 if absent or bad (bad: reported through r). */
+static int read_hash(cli_jr *r, const cJSON *obj, const char *where, uint32_t *out) {
+    const char *h = NULL;
+    if (cli_jstr(r, obj, where, "data_hash", 0, 8, &h) != 1) return 0;
+    char *end;
+    unsigned long v = strtoul(h, &end, 16);
+    if (strlen(h) != 8 || *end || !isxdigit((unsigned char)h[0])) {
+        cli_jbadk(r, where, "data_hash", "must be 8 hexadecimal digits");
+        return 0;
+    }
+    *out = (uint32_t)v;
+    return 1;
+}
 /* Data and model: spec, path (DESCRIBE: path or spec), format, model spec. */
 static void read_data_model(cli_jr *r, const cJSON *root, run_config *c, int purpose) {
     const cJSON *dj = cli_jget(root, "data"), *mj = cli_jget(root, "model");
@@ -348,16 +362,7 @@ static void read_data_model(cli_jr *r, const cJSON *root, run_config *c, int pur
     c->model_spec = model;
     if (!c->data_path) cli_jbadk(r, "data", "path", "needs data.path or data.spec");
     /* data_hash: 8 hex digits (absent in runs written before data hashes) */
-    const char *h = NULL;
-    c->hash = RUN_HASH_ABSENT;
-    if (cli_jstr(r, dj, "data", "data_hash", 0, 8, &h) == 1) {
-        char *end;
-        unsigned long v = strtoul(h, &end, 16);
-        if (strlen(h) != 8 || *end || !isxdigit((unsigned char)h[0]))
-            cli_jbadk(r, "data", "data_hash", "must be 8 hexadecimal digits");
-        else
-            c->hash = RUN_HASH_RECORDED, c->data_hash = (uint32_t)v;
-    }
+    c->hash = read_hash(r, dj, "data", &c->data_hash) ? RUN_HASH_RECORDED : RUN_HASH_ABSENT;
     double x;
     if (cli_jint(r, dj, "data", "limit", 0, 0, 1e9, &x) == 1) c->train_limit = (int)x;
     if (cli_jint(r, dj, "data", "seed", 0, 0, MAX_JSON_INT, &x) == 1) c->data_seed = (uint64_t)x;
@@ -380,14 +385,7 @@ static void read_data_model(cli_jr *r, const cJSON *root, run_config *c, int pur
         if (cli_jint(r, tj, "data.test", "limit", 0, 0, 1e9, &x) == 1) c->test_limit = (int)x;
         c->test_spec = ts;
         c->test_path = tp ? tp : ts;
-        if (cli_jstr(r, tj, "data.test", "data_hash", 0, 8, &h) == 1) {
-            char *end;
-            unsigned long v = strtoul(h, &end, 16);
-            if (strlen(h) != 8 || *end || !isxdigit((unsigned char)h[0]))
-                cli_jbadk(r, "data.test", "data_hash", "must be 8 hexadecimal digits");
-            else
-                c->test_hash = (uint32_t)v;
-        } else if (c->hash == RUN_HASH_RECORDED) {
+        if (!read_hash(r, tj, "data.test", &c->test_hash) && c->hash == RUN_HASH_RECORDED) {
             cli_jbadk(r, "data.test", "data_hash", "is missing (data.data_hash is recorded)");
         }
     }
