@@ -225,16 +225,27 @@ static int mem_commit(mem_file *m, const char *path, char *why, size_t cap) {
 /* The figures of table t in dir: PREFIX-eps (robust accuracy, min over the
  * attacks, vs eps, one line per state; log x) and, with two or more archived
  * states, PREFIX-epoch (vs epoch, one line per eps), each as a gnuplot
- * script reading PREFIX.csv (columns 1 epoch, 4 eps, 8 min) and its PNG and
- * SVG. Without gnuplot the scripts stay. All of robust's figure code. */
+ * script and its PNG and SVG; eps reads PREFIX.csv (columns 1 epoch, 4 eps,
+ * 8 min), epoch PREFIX-epoch.dat (a block per eps, so its lines join). Without gnuplot the scripts stay. All of robust's figure code. */
 static void robust_figures(const char *dir, const char *prefix, const robust_table *t) {
     char p[1400], why[MF_ERR_LEN];
     for (int fig = 0; fig < 2; fig++) {
         if (fig == 1 && (t->n < 2 || t->p[0].epoch < 0)) break;
         const char *kind = fig ? "epoch" : "eps";
         mem_file mf;
-        FILE *g = mem_open(&mf);
-        if (!g) continue;
+        FILE *g;
+        if (fig) { /* PREFIX-epoch.dat: one block (index l) per eps of "epoch min" rows */
+            if (!(g = mem_open(&mf))) continue;
+            fprintf(g, "# robust accuracy (min over the attacks) per epoch, one block per eps\n");
+            for (int l = 0; l < t->s.n_eps; l++) {
+                fprintf(g, "%s# eps %.17g\n", l ? "\n\n" : "", t->s.eps[l]);
+                for (int i = 0; i < t->n; i++)
+                    fprintf(g, "%lld %.17g\n", t->p[i].epoch, t->p[i].r->acc_min[l]);
+            }
+            cli_fmt(p, sizeof p, "%s/%s-epoch.dat", dir, prefix);
+            if (mem_commit(&mf, p, why, sizeof why)) continue;
+        }
+        if (!(g = mem_open(&mf))) continue;
         fprintf(g, "# marginflow robust figure; edit and re-run: gnuplot %s-%s.gp\n", prefix, kind);
         fprintf(g, "set datafile separator ','\nset key outside right\nset grid\n");
         for (int term = 0; term < 2; term++) {
@@ -243,15 +254,15 @@ static void robust_figures(const char *dir, const char *prefix, const robust_tab
             fprintf(g, "set termoption noenhanced\nset yrange [0:1.02]\nset ylabel 'robust accuracy (min over PGD-L2, CW-L2)'\n");
             fprintf(g, "set title \"%s: L2 robust accuracy on %d test inputs\" noenhanced\n", t->model, t->n_test);
             if (!fig) {
-                fprintf(g, "set xlabel 'eps (L2 radius)'\nset logscale x\nplot ");
+                fprintf(g, "set xlabel 'eps (L2 radius)'\nset logscale x\nset autoscale xfix\nplot ");
                 for (int i = 0; i < t->n; i++)
-                    fprintf(g, "%s'%s.csv' using ($1 == %lld ? $4 : 1/0):8 with linespoints lw 2 title 'epoch %lld (log10 loss %s)'",
+                    fprintf(g, "%s'%s.csv' using ($1 == %lld ? $4 : 1/0):8 with linespoints lw 2 title 'epoch %lld (log10 Loss %s)'",
                             i ? ", " : "", prefix, t->p[i].epoch, t->p[i].epoch, cli_g(t->p[i].log10_loss, 3));
             } else {
-                fprintf(g, "unset logscale x\nset xlabel 'epoch'\nplot ");
+                fprintf(g, "unset logscale x\nset autoscale x\nset xlabel 'epoch'\nplot ");
                 for (int l = 0; l < t->s.n_eps; l++)
-                    fprintf(g, "%s'%s.csv' using ($4 == %.17g ? $1 : 1/0):8 with linespoints lw 2 title 'eps %g'",
-                            l ? ", " : "", prefix, t->s.eps[l], t->s.eps[l]);
+                    fprintf(g, "%s'%s-epoch.dat' index %d using 1:2 with linespoints lw 2 title 'eps %g'",
+                            l ? ", " : "", prefix, l, t->s.eps[l]);
             }
             fprintf(g, "\nunset logscale x\n");
         }
