@@ -234,13 +234,13 @@ static void robust_figures(const char *dir, const char *prefix, const robust_tab
         const char *kind = fig ? "epoch" : "eps";
         mem_file mf;
         FILE *g;
-        if (fig) { /* PREFIX-epoch.dat: one block (index l) per eps of "epoch min" rows */
+        if (fig) { /* PREFIX-epoch.dat: one block (index l) per eps of "epoch,min" rows */
             if (!(g = mem_open(&mf))) continue;
             fprintf(g, "# robust accuracy (min over the attacks) per epoch, one block per eps\n");
             for (int l = 0; l < t->s.n_eps; l++) {
                 fprintf(g, "%s# eps %.17g\n", l ? "\n\n" : "", t->s.eps[l]);
                 for (int i = 0; i < t->n; i++)
-                    fprintf(g, "%lld %.17g\n", t->p[i].epoch, t->p[i].r->acc_min[l]);
+                    fprintf(g, "%lld,%.17g\n", t->p[i].epoch, t->p[i].r->acc_min[l]);
             }
             cli_fmt(p, sizeof p, "%s/%s-epoch.dat", dir, prefix);
             if (mem_commit(&mf, p, why, sizeof why)) continue;

@@ -101,6 +101,7 @@ expect_msg "$T/err" "multi-class data" "--classes on binary data message"
 expect_rc 0 $? "robust"
 check "robust.csv: 3 states x 3 radii" test "$(tail -n +2 "$R/robust/robust.csv" | wc -l)" -eq 9
 check "robust.json states" test "$(json "$R/robust/robust.json" "len(d['states'])")" = 3
+check "robust-epoch.dat: a block of 3 epochs per eps" test "$(grep -c '^# eps' "$R/robust/robust-epoch.dat"),$(grep -c '^[0-9]*,' "$R/robust/robust-epoch.dat")" = "3,9"
 check "robust accuracies in [0, 1], falling with eps" python3 - "$R/robust/robust.json" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
