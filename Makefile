@@ -1,5 +1,10 @@
 # marginflow -- top-level build.
-#   make            library (build/libmarginflow.a) and CLI (build/marginflow)
+#   make            libraries (build/libmarginflow.a, build/libmarginflow.so.0) and
+#                   CLI (build/marginflow)
+#   make shared     the shared library build/libmarginflow.so.0 (+ .so link)
+#   make install    header, libraries, CLI and marginflow.pc under DESTDIR/PREFIX
+#                   (PREFIX default /usr/local; LIBDIR, INCLUDEDIR, BINDIR)
+#   make uninstall  remove what make install put there
 #   make test       build and run the whole test suite
 #   make asan       the test suite under AddressSanitizer + UBSan (build-asan/)
 #   make demo       install dependencies (Debian, as root), build, run the demo
@@ -28,16 +33,51 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test asan demo bench clean deps fuzz fuzz-smoke valgrind mpi
-all: $(BUILD)/libmarginflow.a $(BUILD)/marginflow $(TEST_BIN)
+# The library's objects serve both libraries: position-independent, and
+# every symbol hidden but the functions marginflow.h marks MF_API (what the
+# shared library exports; tests/cli/abi.sh compares the two lists).
+# -fno-semantic-interposition lets calls between public functions stay
+# direct, as in the static library.
+LIB_CFLAGS := -fPIC -fvisibility=hidden -fno-semantic-interposition
+$(LIB_OBJ): EXTRA_LIB_CFLAGS := $(LIB_CFLAGS)
 
-$(BUILD)/%.o: %.c
+# version and soname: MF_VERSION of the header; the soname's number is the
+# major version (0 while marginflow is 0.x)
+VERSION := $(shell sed -n 's/^\#define MF_VERSION "\(.*\)"/\1/p' include/marginflow.h)
+SOVERSION := $(firstword $(subst ., ,$(VERSION)))
+SO_REAL := libmarginflow.so.$(VERSION)
+SO_NAME := libmarginflow.so.$(SOVERSION)
+
+# Objects are rebuilt when the flags change (another OPT, EXTRA_CFLAGS, or
+# an older build made without LIB_CFLAGS, whose objects cannot go into a
+# shared library): $(BUILD)/.flags holds the flags they were built with.
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_NOW := $(CC) $(ALLCFLAGS) $(LIB_CFLAGS)
+$(shell mkdir -p $(BUILD) && (printf '%s\n' '$(FLAGS_NOW)' | cmp -s - $(FLAGS_STAMP) || \
+        printf '%s\n' '$(FLAGS_NOW)' >$(FLAGS_STAMP)))
+
+.PHONY: all shared test asan demo bench clean deps fuzz fuzz-smoke valgrind mpi install uninstall
+all: $(BUILD)/libmarginflow.a shared $(BUILD)/marginflow $(TEST_BIN)
+
+$(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALLCFLAGS) -c $< -o $@
+	$(CC) $(ALLCFLAGS) $(EXTRA_LIB_CFLAGS) -c $< -o $@
 
 $(BUILD)/libmarginflow.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+shared: $(BUILD)/$(SO_NAME) $(BUILD)/libmarginflow.so
+
+$(BUILD)/$(SO_REAL): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SO_NAME) -Wl,-z,defs $(CFLAGS) -o $@ $^ \
+	  $(LDLIBS)
+
+$(BUILD)/$(SO_NAME): $(BUILD)/$(SO_REAL)
+	ln -sf $(SO_REAL) $@
+
+$(BUILD)/libmarginflow.so: $(BUILD)/$(SO_NAME)
+	ln -sf $(SO_NAME) $@
 
 $(BUILD)/marginflow: $(CLI_OBJ) $(BUILD)/libmarginflow.a
 	$(CC) $(ALLCFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libmarginflow.a $(LDLIBS)
@@ -122,6 +162,34 @@ fuzz-smoke: fuzz
 # paths are memchecked by the other programs and it runs under ASan.
 valgrind: all
 	VALGRIND_SKIP="$(VALGRIND_SKIP) test_science" BUILD=$(BUILD) tests/valgrind
+
+# make install [PREFIX=/usr/local] [DESTDIR=] [LIBDIR=] [INCLUDEDIR=] [BINDIR=]
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+$(BUILD)/marginflow.pc: marginflow.pc.in include/marginflow.h Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	  -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS_PRIVATE@|$(strip $(filter-out -lcjson,$(LDLIBS)))|g' $< >$@
+
+install: $(BUILD)/libmarginflow.a shared $(BUILD)/marginflow $(BUILD)/marginflow.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) \
+	  $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 755 $(BUILD)/marginflow $(DESTDIR)$(BINDIR)/marginflow
+	install -m 644 include/marginflow.h $(DESTDIR)$(INCLUDEDIR)/marginflow.h
+	install -m 644 $(BUILD)/libmarginflow.a $(DESTDIR)$(LIBDIR)/libmarginflow.a
+	install -m 755 $(BUILD)/$(SO_REAL) $(DESTDIR)$(LIBDIR)/$(SO_REAL)
+	ln -sf $(SO_REAL) $(DESTDIR)$(LIBDIR)/$(SO_NAME)
+	ln -sf $(SO_NAME) $(DESTDIR)$(LIBDIR)/libmarginflow.so
+	install -m 644 $(BUILD)/marginflow.pc $(DESTDIR)$(PKGCONFIGDIR)/marginflow.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/marginflow $(DESTDIR)$(INCLUDEDIR)/marginflow.h \
+	  $(DESTDIR)$(LIBDIR)/libmarginflow.a $(DESTDIR)$(LIBDIR)/$(SO_REAL) \
+	  $(DESTDIR)$(LIBDIR)/$(SO_NAME) $(DESTDIR)$(LIBDIR)/libmarginflow.so \
+	  $(DESTDIR)$(PKGCONFIGDIR)/marginflow.pc
 
 deps:
 	scripts/install-deps

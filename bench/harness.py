@@ -176,7 +176,7 @@ def bench_workload(w):
 
 def time_to_margin():
     """Workload 6: wall time until the normalized margin of tiny (init sigma
-    1e-6, [LLWA21] setting of THEORY.md sec. 4) is within 1e-3 of
+    1e-6, [LLWA21] setting of docs/theory.md sec. 4) is within 1e-3 of
     gamma* = 0.41926."""
     gstar, tol = 0.41926, 1e-3
     w = dict(WORKLOADS[0])
@@ -425,7 +425,7 @@ def main():
     if ttm:
         L.append("\n## Time to margin (workload 6)\n")
         L.append("tiny (`relu2:width=20,alpha=0.5` on sym4, exp loss), initial parameters "
-                 "N(0, 1e-12/fan-in); limit gamma* = 0.41926 (THEORY.md sec. 4); reached when "
+                 "N(0, 1e-12/fan-in); limit gamma* = 0.41926 (docs/theory.md sec. 4); reached when "
                  "|gamma - gamma*| <= 1e-3. marginflow: first logged step (2000 log-spaced rows) "
                  "meeting it, then the wall time of a run of exactly that many steps.\n")
         L.append("| run | step size | steps | wall s | normalized margin |")

@@ -1,7 +1,7 @@
 /*
  * analyze.c -- `marginflow analyze`: KKT certificate and optimality verdict
- * of a trained parameter vector for the max-margin problem (P) of THEORY.md
- * section 3 (library: mf_analyze in src/analyze.c).
+ * of a trained parameter vector for the max-margin problem (P) of
+ * docs/theory.md section 3 (library: mf_analyze in src/analyze.c).
  *
  *   marginflow analyze RUN_DIR [options]
  *       reads RUN_DIR/config.json (model spec, data path/format, loss, as
@@ -28,11 +28,11 @@ static void analyze_help(void) {
         "usage: marginflow analyze RUN_DIR [options]\n"
         "       marginflow analyze --model M --data D --params FILE [options]\n"
         "\n"
-        "Is theta a KKT point of the max-margin problem (P) (THEORY.md s.3), and is it a\n"
-        "global optimum, a local optimum, or neither? Rescales theta to q_min = 1, solves\n"
-        "the multiplier NNLS (Clarke coefficients free at ReLU kinks), compares with the\n"
-        "closed-form optimum where one is known, and runs the second-order test (smooth\n"
-        "points), the directional test (kinks) and local SLSQP re-solves.\n"
+        "Is theta a KKT point of the max-margin problem (P) (docs/theory.md s.3), and is\n"
+        "it a global optimum, a local optimum, or neither? Rescales theta to q_min = 1,\n"
+        "solves the multiplier NNLS (Clarke coefficients free at ReLU kinks), compares\n"
+        "with the closed-form optimum where one is known, and runs the second-order test\n"
+        "(smooth points), the directional test (kinks) and local SLSQP re-solves.\n"
         "\n"
         "inputs (a run directory, or all of --model/--data/--params):\n"
         "  RUN_DIR              a directory written by `marginflow train`: reads\n"

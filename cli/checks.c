@@ -379,7 +379,7 @@ static void ck_verdict(const cJSON *ck, rp_claim *c, rp_check_out *o) {
 }
 
 /* (eps, delta)-KKT of the final parameters by the analysis' NNLS certificate
- * (THEORY.md s.3), with Lyu & Li's loss-gradient certificate reported too. */
+ * (docs/theory.md s.3), with Lyu & Li's loss-gradient certificate reported too. */
 static void ck_kkt(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     rp_run *runs = c->runs;
     int n = c->nruns;
@@ -419,6 +419,7 @@ static void ck_fraction(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     const cJSON *groups = cli_jget(ck, "groups");
     const char *label = cli_jstr_or(ck, "label", "value");
     c->n_groups = 0;
+    c->frac_below = below;
     cli_fmt(c->sweep_kind, sizeof c->sweep_kind, "fraction");
     int ok = 1, any = 0;
     o->measured[0] = '\0';
@@ -798,7 +799,7 @@ int rp_kkt_at(const rp_claim *c, const rp_run *r, int k, double *eps, double *de
     const mf_analysis *a = rp_analysis(c, r, k, -1, 0, err, sizeof err);
     if (!a) return -1;
     *eps = a->eps, *delta = a->delta;
-    if (lleps) *lleps = a->ll_eps;
+    if (lleps) *lleps = isfinite(a->ll_beta) ? sqrt(fmax(0, 2 * (1 - a->ll_beta))) : NAN;
     return 0;
 }
 

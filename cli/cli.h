@@ -43,6 +43,7 @@ int mf_cli_analyze(int argc, char **argv);
 int cli_robust(int argc, char **argv);
 int cli_sweep(int argc, char **argv);
 int cli_sweep_report(int argc, char **argv);
+int cli_plot(int argc, char **argv);
 
 /* The analysis.json object of `marginflow analyze` (format
  * "marginflow-analysis" version 1) for analysis a of model m on data d with

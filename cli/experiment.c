@@ -151,6 +151,7 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
         if (!isalnum((unsigned char)*c) && *c != '-' && *c != '_' && *c != '.') *c = '_';
     out->has_vary = has;
     out->vary = v;
+    if (has) snprintf(out->var, sizeof out->var, "%s", var);
     if (cli_jstr(p, r, path, "data", 0, 100000, &ds) < 0) return -1;
     if (!ds) return cli_jbad(p, path, "\"data\" is required");
     if (cli_jstr(p, r, path, "model", 0, 100000, &ms) < 0) return -1;

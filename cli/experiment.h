@@ -46,6 +46,7 @@ typedef struct rp_run {
     uint64_t seed;
     int has_vary;
     double vary;              /* value of the claim's varied quantity */
+    char var[40];             /* its name (the vary's "name"), "" without */
     int snapshots;            /* keep theta at every logged step */
     /* image data: the test set ("" for none), subsets (as run_config) */
     char test_spec[MF_SPEC_LEN];

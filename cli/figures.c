@@ -1,12 +1,18 @@
 /*
  * figures.c -- the figures and the report of `marginflow reproduce`.
  *
- * Every figure is a gnuplot script DIR/<claim>/fig-<kind>.gp that reads the
- * run directories' metrics.csv (or a small .dat file written next to it) and
- * writes fig-<kind>.png and fig-<kind>.svg; the script is kept so it can be
- * edited and re-run (`cd DIR/<claim> && gnuplot fig-margin.gp`). Flow times
- * reach 10^10000 and beyond, so time axes are log10 t taken from the
- * log10_time column (never t itself):
+ * Every figure is a gnuplot script DIR/<claim>/fig-<kind>.gp written
+ * through cli/gp.h (the look every marginflow figure shares: 4.5 x 3 in
+ * panels, 9 pt text, PDF, SVG and PNG at 300 dpi, the colour-blind safe
+ * palette, the key below the plot). It reads the run directories'
+ * metrics.csv (columns found by name in the header) or a small .dat file
+ * written next to it, and is kept so that it can be edited and re-run
+ * (`cd DIR/<claim> && gnuplot fig-margin.gp`). Flow times reach 10^10000
+ * and beyond, so time axes are log10 t taken from the log10_time column
+ * (never t itself), and log10 log10 t once the horizon passes t = 10^100.
+ * Runs of one group (the same run of the claim file and vary value, seeds
+ * apart) share a colour and one key entry. Titles say what a figure shows,
+ * with the claim's title below.
  *   margin   normalized (solid) and smoothed (dashed) margin vs log10 t, gamma*
  *   loss     log10 Loss vs log10 t with the [LL20] reference
  *            Loss ~ 1 / (t (ln t)^{2-2/L}); below it log10(Loss t) vs
@@ -17,11 +23,12 @@
  *   neurons  2-D data: the data points and the unit directions w_k (arrows,
  *            length ||w_k|| / max ||w||, colour = sign of a_k) at the start,
  *            at alignment and at the end
- *   sweep    outcome fractions per group, or the escape times vs ln(1/sigma)
- *            with the fitted and the predicted slope
+ *   sweep    outcome fractions per group with 95% Wilson intervals, or the
+ *            escape times vs ln(1/sigma) with the fitted and predicted slope
  *   layer-margin  the per-layer margin q_min / prod_l ||W_l|| vs log10 t
  *   kkt      NNLS eps, delta and Lyu & Li's eps (mf_analyze) at up to 16
- *            logged snapshots vs log10 t (runs with snapshots)
+ *            logged snapshots vs log10 t (runs with snapshots); values below
+ *            the range that the others set are marks on the bottom axis
  *   regions  2-D data: Phi(x) / q_min of the final parameters over a grid
  *            (sign = decision region, |.| >= 1 beyond the margin), data on top
  *   epochs   epoch runs, [LL20] Fig. 1's panels against the epoch: log10 of the
@@ -35,6 +42,8 @@
 #define _XOPEN_SOURCE 700
 #include "reproduce.h"
 
+#include "gp.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +52,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define MADE_BY "marginflow reproduce"
 
 static FILE *open_in(const rp_claim *c, const char *name) {
     char *p = cli_join(c->dir, name);
@@ -51,7 +61,7 @@ static FILE *open_in(const rp_claim *c, const char *name) {
     return f;
 }
 
-/* Remove c->dir/name (a figure that does not apply, a log not needed). */
+/* Remove c->dir/name (a figure's data file when the figure does not apply). */
 static void remove_in(const rp_claim *c, const char *name) {
     char *p = cli_join(c->dir, name);
     if (p) remove(p);
@@ -66,155 +76,226 @@ static void dat(FILE *d, const char *sep, double v, int digits) {
     if (isfinite(v)) fprintf(d, "%.*g", digits, v);
 }
 
-/* Common header: PNG first; the caller's plot is replayed for SVG. */
-static void gp_head(FILE *f, const char *title, const char *kind) {
-    fprintf(f, "# marginflow reproduce figure; edit and re-run: gnuplot fig-%s.gp\n", kind);
-    fprintf(f, "set datafile separator ','\nset datafile missing ''\nset key outside right\n");
-    fprintf(f, "set grid\nset title \"%s\" noenhanced\n", title);
+/* The column of metrics.csv holding `name` (this build wrote the runs). */
+static int mcol(const char *name) { return gp_csv_col(mf_metrics_csv_header(), name); }
+
+/* The runs drawn: at most 24 (the first ones). */
+static int n_drawn(const rp_claim *c) { return c->nruns < 24 ? c->nruns : 24; }
+
+/* Whether runs i and j are of one group: the same run of the claim file
+ * and the same vary value (seeds apart). */
+static int same_group(const rp_run *a, const rp_run *b) {
+    return !strcmp(a->base, b->base) && a->has_vary == b->has_vary &&
+           (!a->has_vary || a->vary == b->vary);
 }
 
-/* Emit `body` twice: once for PNG, once for SVG. */
-static void gp_both(FILE *f, const char *kind, const char *body, int tall) {
-    fprintf(f, "set terminal pngcairo size 1000,%d font ',10'\nset output 'fig-%s.png'\nset termoption noenhanced\n%s",
-            tall ? 900 : 560, kind, body);
-    fprintf(f, "unset multiplot\nset terminal svg size 1000,%d dynamic font 'Helvetica,11'\n"
-               "set output 'fig-%s.svg'\nset termoption noenhanced\n%s",
-            tall ? 900 : 560, kind, body);
-    fprintf(f, "unset multiplot\nset output\n");
+/* Whether run i is the first run of its group (it carries the key entry). */
+static int first_of_group(const rp_claim *c, int i) {
+    for (int j = 0; j < i; j++)
+        if (same_group(&c->runs[j], &c->runs[i])) return 0;
+    return 1;
 }
 
-static int run_gnuplot(const rp_claim *c, const char *kind) {
-    char *dp = (char *)c->dir;
-    char *q = cli_shell_quote(1, &dp);
-    char *cmd = q ? cli_aprintf("cd %s && gnuplot fig-%s.gp >/dev/null 2>fig-%s.log", q, kind, kind)
-                  : NULL;
-    free(q);
-    int rc = cmd ? system(cmd) : -1;
-    free(cmd);
-    if (rc == 0) { /* keep gnuplot's log only when it failed */
-        char lp[64];
-        cli_fmt(lp, sizeof lp, "fig-%s.log", kind); /* kind: one of rp_figure_kinds */
-        remove_in(c, lp);
+/* The group index of run i (groups numbered in the order of their first
+ * runs), and the number of groups among the drawn runs. */
+static int group_of(const rp_claim *c, int i) {
+    int g = 0;
+    for (int j = 0; j < i; j++) {
+        if (!first_of_group(c, j)) continue;
+        if (same_group(&c->runs[j], &c->runs[i])) return g;
+        g++;
     }
-    return rc == 0 ? 0 : -1;
+    return g;
 }
 
-/* Append to a growing body string. */
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-} sbuf;
+static int n_groups(const rp_claim *c) {
+    int n = 0;
+    for (int i = 0; i < n_drawn(c); i++) n += first_of_group(c, i);
+    return n;
+}
 
-static void sb(sbuf *b, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
-static void sb(sbuf *b, const char *fmt, ...) {
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k < 0) return;
-        if (b->p && b->n + (size_t)k < b->cap) {
-            b->n += (size_t)k;
-            return;
-        }
-        size_t nc = (b->cap + (size_t)k + 1) * 2;
-        char *p2 = realloc(b->p, nc);
-        if (!p2) return;
-        b->p = p2;
-        b->cap = nc;
+/* A human key label of run r's group: the run's name in the claim file
+ * when the claim has several, the varied quantity and its value ("sigma =
+ * 1e-05"), "n seeds" when seeds are pooled. */
+static void group_label(const rp_claim *c, const rp_run *r, char *b, size_t cap) {
+    int bases = 0, seeds = 0;
+    for (int i = 0; i < c->nruns; i++) {
+        int first = 1;
+        for (int j = 0; j < i && first; j++) first = strcmp(c->runs[i].base, c->runs[j].base) != 0;
+        bases += first;
+        seeds += same_group(&c->runs[i], r);
+    }
+    b[0] = '\0';
+    if (bases > 1) cli_cat(b, cap, "%s", r->base);
+    if (r->has_vary) cli_cat(b, cap, "%s%s = %g", b[0] ? ", " : "", r->var, r->vary);
+    if (seeds > 1) cli_cat(b, cap, "%s%d seeds", b[0] ? ", " : "", seeds);
+    if (!b[0]) cli_cat(b, cap, "%s", r->model_spec);
+}
+
+/* The plot-clause title of drawn run i: its group's label for the first
+ * run of a group when there are several groups, else notitle. */
+static void clause_title(FILE *b, const rp_claim *c, int i, int groups, const char *suffix) {
+    if (groups < 2 || !first_of_group(c, i)) {
+        fputs(" notitle", b);
+        return;
+    }
+    char lab[200];
+    group_label(c, &c->runs[i], lab, sizeof lab);
+    fputs(" title '", b);
+    gp_str(b, lab);
+    gp_str(b, suffix);
+    fputs("' noenhanced", b);
+}
+
+/* One plot clause per finished drawn run reading its metrics.csv with
+ * `using` (a gnuplot using spec), coloured by group, comma-separated (the
+ * caller writes "plot " before and what follows after). */
+static void run_lines(FILE *b, const rp_claim *c, int groups, const char *using) {
+    for (int i = 0, k = 0; i < n_drawn(c); i++) {
+        if (!c->runs[i].done) continue;
+        fprintf(b, "%s'", k++ ? ", " : "");
+        gp_str(b, c->runs[i].name);
+        fprintf(b, "/metrics.csv' skip 1 using %s lt %d", using, group_of(c, i) + 1);
+        clause_title(b, c, i, groups, "");
     }
 }
 
-/* The runs drawn: at most 12 (the first ones). */
-static int n_drawn(const rp_claim *c) {
-    return c->nruns < 12 ? c->nruns : 12;
-}
-
-/* Normalized (and smoothed) margin vs log10 t; layer != 0: the per-layer
- * margin q_min / prod_l ||W_l|| (metrics.csv column 9) instead. */
-static int fig_margin(const rp_claim *c, FILE *f, int layer) {
-    sbuf b = {0};
-    /* horizons beyond t = 10^100 are drawn against log10 log10 t */
+/* The largest log10 t of the drawn runs' last rows (0 when none). */
+static double max_log10_t(const rp_claim *c) {
     double xmax = 0;
     for (int i = 0; i < n_drawn(c); i++)
         if (c->runs[i].done && c->runs[i].nrows)
             xmax = fmax(xmax, c->runs[i].rows[c->runs[i].nrows - 1].time_log / LN10);
-    const char *xe = xmax > 100 ? "($3 > 0 ? log10($3) : 1/0)" : "3";
-    sb(&b, "set xlabel '%s'\nset ylabel '%s'\n",
-       xmax > 100 ? "log10 log10 t (flow time; t > 1)" : "log10 t (flow time)",
-       layer ? "per-layer margin q_min / prod_l ||W_l||" : "margin");
-    if (isfinite(c->gamma_star) && !layer) sb(&b, "set yrange [0:%.6g]\n", 1.15 * c->gamma_star);
-    sb(&b, "plot ");
+    return xmax;
+}
+
+/* Normalized (and smoothed) margin vs log10 t; layer != 0: the per-layer
+ * margin q_min / prod_l ||W_l|| instead. The y range follows the margins
+ * (gp_range over every drawn value, smoothed margins only where positive,
+ * and gamma*), starting at 0 when they are positive. */
+static int fig_margin(const rp_claim *c, gp_fig *g, int layer) {
+    FILE *b = GP_BODY(g);
+    double xmax = max_log10_t(c);
+    int lt = mcol("log10_time"), cn = mcol(layer ? "layer_margin" : "normalized_margin");
+    int cs = mcol("smoothed_margin"), groups = n_groups(c), smooth = !layer && n_drawn(c) <= 4;
+    char xe[128];
+    if (xmax > 100) cli_fmt(xe, sizeof xe, "($%d > 0 ? log10($%d) : 1/0)", lt, lt);
+    else cli_fmt(xe, sizeof xe, "%d", lt);
+    /* the values drawn, for the range */
+    size_t nv = 0, cap = 1;
+    for (int i = 0; i < n_drawn(c); i++) cap += 2 * (size_t)c->runs[i].nrows;
+    double *v = malloc(cap * sizeof *v);
+    if (!v) return -1;
+    int any = 0;
+    for (int i = 0; i < n_drawn(c); i++) {
+        const rp_run *r = &c->runs[i];
+        if (!r->done) continue;
+        any = 1;
+        for (int k = 0; k < r->nrows; k++) {
+            double tl = r->rows[k].time_log; /* only the rows drawn: x finite */
+            if (!isfinite(tl) || (xmax > 100 && !(tl > 0))) continue;
+            v[nv++] = layer ? r->rows[k].layer_margin : r->rows[k].normalized_margin;
+            /* gamma~ > 0 exactly where Loss < ell(0), the regime of [LL20]'s
+             * theorem; before it gamma~ can be far below 0 (-17 on sym4 from
+             * a 1e-6 init) and is left to the frame, not the range */
+            if (smooth && r->rows[k].smoothed_margin > 0) v[nv++] = r->rows[k].smoothed_margin;
+        }
+    }
+    double lo, hi;
+    int ranged = any && gp_range(v, nv, GP_RANGE_ROBUST, &lo, &hi) == 0;
+    free(v);
+    if (!any) return 1;
+    int gs = isfinite(c->gamma_star) && !layer;
+    if (ranged) {
+        if (gs) { /* gamma* inside, and the data still 4% of the range off the frame */
+            double dlo = lo, dhi = hi;
+            lo = fmin(lo, 0.96 * c->gamma_star), hi = fmax(hi, 1.04 * c->gamma_star);
+            lo = fmin(lo, dlo - 0.04 * (hi - lo)), hi = fmax(hi, dhi + 0.04 * (hi - lo));
+        }
+        if (lo > 0 && lo < 0.35 * hi) lo = 0;
+        fprintf(b, "set yrange [%s:%s]\n", gp_num(lo), gp_num(hi));
+    }
+    gp_title(g, layer ? "Per-layer margin" : smooth ? "Normalized and smoothed margin" : "Normalized margin",
+             c->title);
+    fprintf(b, "set xlabel '%s'\nset ylabel '%s'\n", xmax > 100 ? GP_LABEL_LOGLOG_T : GP_LABEL_LOG10_T,
+            layer ? "per-layer margin q_{min} / ∏_l ‖W_l‖" : GP_LABEL_GAMMA);
+    int entries = (groups > 1 ? groups : 0) + (smooth ? 2 : 0) + gs;
+    gp_key_below(b, entries, 3);
+    fprintf(b, "plot ");
     int k = 0;
     for (int i = 0; i < n_drawn(c); i++) {
-        if (!c->runs[i].done) continue;
-        sb(&b, "%s'%s/metrics.csv' skip 1 using %s:%d with lines lw 2 lc %d title '%s %s'",
-           k ? ", \\\n     " : "", c->runs[i].name, xe, layer ? 9 : 7, i + 1, c->runs[i].name,
-           layer ? "per-layer" : "normalized");
-        if (c->nruns <= 4 && !layer)
-            sb(&b, ", '%s/metrics.csv' skip 1 using %s:8 with lines dt 2 lc %d title '%s smoothed'",
-               c->runs[i].name, xe, i + 1, c->runs[i].name);
-        k++;
+        const rp_run *r = &c->runs[i];
+        if (!r->done) continue;
+        int col = group_of(c, i) + 1;
+        fprintf(b, "%s'", k++ ? ", \\\n     " : "");
+        gp_str(b, r->name);
+        fprintf(b, "/metrics.csv' skip 1 using %s:%d lt %d", xe, cn, col);
+        clause_title(b, c, i, groups, "");
+        if (smooth) {
+            fprintf(b, ", '");
+            gp_str(b, r->name);
+            fprintf(b, "/metrics.csv' skip 1 using %s:%d lt %d dt 2 notitle", xe, cs, col);
+        }
     }
-    if (isfinite(c->gamma_star) && !layer)
-        sb(&b, ", %.9g with lines lc rgb 'black' dt 3 title 'gamma* = %.6g'", c->gamma_star, c->gamma_star);
-    sb(&b, "\n");
-    if (k) gp_both(f, layer ? "layer-margin" : "margin", b.p, 0);
-    free(b.p);
-    return k ? 0 : 1;
+    if (smooth)
+        fprintf(b, ", \\\n     NaN lc rgb '#404040' title 'γ (normalized)', NaN lc rgb '#404040' dt 2 "
+                   "title 'γ̃ (smoothed)'");
+    if (gs) {
+        int hom = c->nruns > 0 && c->runs[0].model && c->runs[0].model->homogeneous;
+        fprintf(b, ", \\\n     %s lc rgb 'black' lw 1 dt 3 title '%s = %.6g'", gp_num(c->gamma_star),
+                hom ? "γ*" : "reference", c->gamma_star);
+    }
+    fputc('\n', b);
+    return 0;
 }
 
 /* Epoch runs ([LL20] Fig. 1): four panels against the epoch from the epoch
  * metrics.csv (columns 2 epoch, 4 log10 mean loss, 6 test accuracy, 7
  * normalized margin, 8 per-layer margin). */
-static int fig_epochs(const rp_claim *c, FILE *f) {
-    sbuf b = {0};
-    int k = 0;
+static int fig_epochs(const rp_claim *c, gp_fig *g) {
     static const struct {
-        int col;
-        const char *label;
-    } panel[4] = {{4, "log10 training loss (mean)"},
-                  {8, "normalized margin q_min / prod_l ||W_l||"},
-                  {7, "q_min / ||theta||^L"},
-                  {6, "test accuracy"}};
+        const char *col, *label;
+    } panel[4] = {{"log10_mean_loss", "log_{10} training loss (mean)"},
+                  {"layer_margin", "q_{min} / ∏_l ‖W_l‖"},
+                  {"normalized_margin", "q_{min} / ‖θ‖^L"},
+                  {"test_acc", "test accuracy"}};
+    int k = 0, groups = n_groups(c);
     for (int i = 0; i < n_drawn(c); i++) k += c->runs[i].done && c->runs[i].rows && c->runs[i].rows[0].epoch >= 0;
-    if (!k) return 1;
-    sb(&b, "set multiplot layout 2,2\nset xlabel 'epoch'\n");
+    if (!k || k != n_drawn(c)) return 1; /* every drawn run an epoch run: one column layout */
+    FILE *b = GP_BODY(g);
+    const char *hdr = mf_epoch_csv_header();
+    gp_key_below(b, (groups > 1 ? groups : k), 3);
+    gp_multiplot(g, 2, 2, "Loss and margins per epoch ([LL20] Fig. 1)", 0, c->title);
+    fprintf(b, "set xlabel 'epoch'\n");
     for (int p = 0; p < 4; p++) {
-        sb(&b, "set ylabel '%s'\nset title '%s'\nplot ", panel[p].label, panel[p].label);
-        int j = 0;
-        for (int i = 0; i < n_drawn(c); i++) {
-            if (!c->runs[i].done || !c->runs[i].rows || c->runs[i].rows[0].epoch < 0) continue;
-            sb(&b, "%s'%s/metrics.csv' skip 1 using 2:%d with lines lw 2 lc %d title '%s'", j++ ? ", " : "",
-               c->runs[i].name, panel[p].col, i + 1, c->runs[i].name);
-        }
-        sb(&b, "\n");
+        char u[64];
+        cli_fmt(u, sizeof u, "%d:%d", gp_csv_col(hdr, "epoch"), gp_csv_col(hdr, panel[p].col));
+        fprintf(b, "set ylabel '%s'\nplot ", panel[p].label);
+        run_lines(b, c, groups, u);
+        fprintf(b, "\n");
     }
-    gp_both(f, "epochs", b.p, 1);
-    free(b.p);
     return 0;
 }
 
 /* KKT residuals over time: for up to 4 runs with snapshots, mf_analyze's NNLS
  * eps and delta and Lyu & Li's certificate eps at up to 16 separating logged
- * rows evenly spaced in row index (the rows are log-spaced in steps). */
-static int fig_kkt(const rp_claim *c, FILE *f) {
+ * rows evenly spaced in row index (the rows are log-spaced in steps). The
+ * y range follows the residuals (gp_range in log10); a value below it (a
+ * delta of 1e-16: zero up to rounding) is a mark on the bottom axis. */
+static int fig_kkt(const rp_claim *c, gp_fig *g) {
     FILE *d = open_in(c, "fig-kkt.dat");
     if (!d) return -1;
-    int blocks = 0;
-    double xmax = 0;
-    char names[4][160];
+    int blocks = 0, rows = 0;
+    double xmax = 0, vals[4 * 16 * 3];
+    size_t nv = 0;
+    int runi[4];
+    fprintf(d, "log10_time,eps,delta,lyu_li_eps\n");
     for (int i = 0; i < c->nruns && blocks < 4; i++) {
         const rp_run *r = &c->runs[i];
         if (!r->done || !r->snapshots || r->nrows < 2) continue;
         int k0 = 0;
         while (k0 < r->nrows && !(r->rows[k0].q_min > 0)) k0++;
         if (r->nrows - k0 < 2) continue;
-        fprintf(d, "# block %d: %s; log10_time,eps,delta,lyu_li_eps\n", blocks, r->name);
         int npick = r->nrows - k0 < 16 ? r->nrows - k0 : 16, wrote = 0, last = -1;
         for (int p = 0; p < npick; p++) {
             int k = k0 + (int)((double)p * (r->nrows - 1 - k0) / (npick - 1) + 0.5);
@@ -224,38 +305,73 @@ static int fig_kkt(const rp_claim *c, FILE *f) {
             if (rp_kkt_at(c, r, k, &ep, &de, &ll)) continue;
             dat(d, "", r->rows[k].time_log / LN10, 9), dat(d, ",", ep, 9), dat(d, ",", de, 9);
             dat(d, ",", ll, 9), fputc('\n', d);
+            vals[nv++] = ep, vals[nv++] = de, vals[nv++] = ll;
             xmax = fmax(xmax, r->rows[k].time_log / LN10);
             wrote++;
         }
         fprintf(d, "\n\n");
-        if (wrote) cli_fmt(names[blocks], sizeof names[blocks], "%s", r->name), blocks++;
+        if (wrote) runi[blocks++] = i, rows += wrote;
+        else break; /* an empty block would shift the indices: stop here */
     }
     fclose(d);
-    if (!blocks) {
+    /* a relative residual below 1e-10 is zero up to rounding: it is a mark
+     * on the bottom axis, and the range follows the others */
+    double lo, hi, kept[4 * 16 * 3];
+    size_t nk = 0;
+    int tiny = 0;
+    for (size_t k = 0; k < nv; k++) {
+        if (vals[k] >= 1e-10) kept[nk++] = vals[k];
+        else tiny |= vals[k] >= 0;
+    }
+    if (!blocks || gp_range(kept, nk, GP_RANGE_LOG, &lo, &hi)) {
         remove_in(c, "fig-kkt.dat");
         return 1;
     }
-    const char *xe = xmax > 100 ? "($1 > 0 ? log10($1) : 1/0)" : "1";
-    sbuf b = {0};
-    sb(&b, "set xlabel '%s'\nset ylabel 'residual'\nset logscale y\nset format y '10^{%%T}'\n"
-           "set termoption enhanced\nplot ",
-       xmax > 100 ? "log10 log10 t (flow time; t > 1)" : "log10 t (flow time)");
-    for (int i = 0; i < blocks; i++)
-        sb(&b, "%s'fig-kkt.dat' index %d using %s:($2 > 0 ? $2 : 1/0) with linespoints pt 7 lw 2 lc %d "
-               "title '%s NNLS eps', '' index %d using %s:($3 > 0 ? $3 : 1/0) with linespoints pt 6 dt 2 "
-               "lc %d title '%s delta', '' index %d using %s:($4 > 0 ? $4 : 1/0) with lines dt 3 lc %d "
-               "title '%s Lyu-Li eps'",
-           i ? ", \\\n     " : "", i, xe, i + 1, names[i], i, xe, i + 1, names[i], i, xe, i + 1, names[i]);
-    sb(&b, "\n");
-    gp_both(f, "kkt", b.p, 0);
-    free(b.p);
+    int below = 0;
+    for (size_t k = 0; k < nv; k++) below |= vals[k] >= 0 && vals[k] < lo;
+    FILE *b = GP_BODY(g);
+    char xe[64];
+    cli_fmt(xe, sizeof xe, xmax > 100 ? "($1 > 0 ? log10($1) : 1/0)" : "1");
+    gp_title(g, "KKT residuals of (P) along the run", c->title);
+    fprintf(b, "set xlabel '%s'\nset ylabel 'KKT residual'\nset logscale y\nset format y '10^{%%T}'\n"
+               "set mytics 10\nset yrange [%s:%s]\n",
+            xmax > 100 ? GP_LABEL_LOGLOG_T : GP_LABEL_LOG10_T, gp_num(lo), gp_num(hi));
+    gp_key_below(b, (blocks > 1 ? blocks : 0) + 3 + below, 4);
+    fprintf(b, "plot ");
+    for (int q = 0; q < blocks; q++) {
+        const rp_run *r = &c->runs[runi[q]];
+        int col = q + 1;
+        fprintf(b, "%s'fig-kkt.dat' skip 1 index %d using %s:($2 >= %s ? $2 : 1/0) with linespoints "
+                   "pt 7 lt %d",
+                q ? ", \\\n     " : "", q, xe, gp_num(lo), col);
+        if (blocks > 1) {
+            fprintf(b, " title '");
+            gp_str(b, r->name);
+            fprintf(b, "' noenhanced");
+        }
+        fprintf(b, ", '' skip 1 index %d using %s:($3 >= %s ? $3 : 1/0) with linespoints pt 6 dt 2 lt %d "
+                   "notitle, '' skip 1 index %d using %s:($4 >= %s ? $4 : 1/0) with lines dt 3 lt %d notitle",
+                q, xe, gp_num(lo), col, q, xe, gp_num(lo), col);
+        if (below)
+            fprintf(b, ", '' skip 1 index %d using %s:(($2 >= 0 && $2 < %s) || ($3 >= 0 && $3 < %s) || "
+                       "($4 >= 0 && $4 < %s) ? %s : 1/0) with points pt 11 ps 0.6 lt %d notitle",
+                    q, xe, gp_num(lo), gp_num(lo), gp_num(lo), gp_num(lo * 1.15), col);
+    }
+    fprintf(b, ", \\\n     NaN with linespoints pt 7 lc rgb '#404040' title 'ε (NNLS)', NaN with "
+               "linespoints pt 6 dt 2 lc rgb '#404040' title 'δ (NNLS)', NaN dt 3 lc rgb '#404040' "
+               "title 'ε (Lyu & Li)' noenhanced");
+    if (below)
+        fprintf(b, ", NaN with points pt 11 ps 0.6 lc rgb '#404040' title '%s' noenhanced",
+                tiny ? "≈ 0 (< 1e-10)" : "below the axis");
+    fputc('\n', b);
+    (void)rows;
     return 0;
 }
 
 /* Decision regions of the first finished run on 2-D binary data: Phi(x) / q_min
  * of the final parameters over a 161 x 161 grid (clipped to [-2, 2]; |value|
  * >= 1 is beyond the margin), the data (filled: +1, open: -1) on top. */
-static int fig_regions(const rp_claim *c, FILE *f) {
+static int fig_regions(const rp_claim *c, gp_fig *g) {
     const rp_run *r = NULL;
     for (int i = 0; i < c->nruns && !r; i++)
         if (c->runs[i].done && c->runs[i].data->d == 2 && c->runs[i].data->num_classes == 0)
@@ -276,11 +392,12 @@ static int fig_regions(const rp_claim *c, FILE *f) {
         if (d) fclose(d);
         return -1;
     }
-    for (int iy = 0; iy < G; iy++) {
+    int bad = 0;
+    for (int iy = 0; iy < G && !bad; iy++) {
         double y = -lim + 2 * lim * iy / (G - 1);
         for (int ix = 0; ix < G; ix++) xs[2 * ix] = -lim + 2 * lim * ix / (G - 1), xs[2 * ix + 1] = y;
-        mf_model_forward(r->model, w, r->theta, xs, G, out);
-        for (int ix = 0; ix < G; ix++) {
+        bad = mf_model_forward(r->model, w, r->theta, xs, G, out) != MF_OK;
+        for (int ix = 0; ix < G && !bad; ix++) {
             dat(d, "", xs[2 * ix], 6), dat(d, ",", y, 6), dat(d, ",", fmax(-2, fmin(2, out[ix] / qm)), 6);
             fputc('\n', d);
         }
@@ -291,28 +408,34 @@ static int fig_regions(const rp_claim *c, FILE *f) {
         fprintf(d, "%.9g,%.9g,%d\n", r->data->x[2 * n], r->data->x[2 * n + 1], r->data->y[n] > 0 ? 1 : 2);
     fclose(d);
     free(xs), free(out), mf_work_free(w);
-    sbuf b = {0};
-    sb(&b, "set size ratio -1\nset xrange [%.4g:%.4g]\nset yrange [%.4g:%.4g]\nset xlabel 'x1'\n"
-           "set ylabel 'x2'\nset key top left opaque box\nset cbrange [-2:2]\nset cblabel 'Phi(x) / q_min'\n"
-           "set palette defined (-2 '#d62728', -1 '#f4b6b6', -0.001 '#fbe5e5', 0.001 '#e3eef9', 1 '#a9c9ec', 2 "
-           "'#1f77b4')\nset title \"%s: decision regions of %s (final parameters)\" noenhanced\n"
-           "plot 'fig-regions.dat' index 0 using 1:2:3 with image notitle, "
-           "'' index 1 using 1:2:($3 == 1 ? 7 : 6) with points pt variable ps 1.5 lc rgb 'black' "
-           "title 'data (filled: +1, open: -1)'\n",
-       -lim, lim, -lim, lim, c->name, r->name);
-    gp_both(f, "regions", b.p, 0);
-    free(b.p);
+    if (bad) return -1;
+    FILE *b = GP_BODY(g);
+    char sub[600];
+    cli_fmt(sub, sizeof sub, "%s%sfinal parameters of run %s; filled: y = +1, open: y = -1", c->title,
+            c->title[0] ? " -- " : "", r->name);
+    gp_title(g, "Decision regions Φ(x) / q_{min}", sub);
+    fprintf(b, "set size ratio -1\nset xrange [%s:%s]\nset yrange [%s:%s]\nset xlabel 'x_1'\n"
+               "set ylabel 'x_2'\nset key off\nset grid front\nset cbrange [-2:2]\nset cbtics 1\n"
+               "set cblabel 'Φ(x) / q_{min}   (|·| ≥ 1: beyond the margin)'\n"
+               "set palette defined (-2 '#b2182b', -1 '#ef8a62', -0.001 '#fddbc7', 0.001 '#d1e5f0', "
+               "1 '#67a9cf', 2 '#2166ac')\n"
+               "plot 'fig-regions.dat' index 0 using 1:2:3 with image, "
+               "'' index 1 using 1:2:($3 == 1 ? 7 : 6) with points pt variable ps 1.2 lc rgb 'black'\n",
+            gp_num(-lim), gp_num(lim), gp_num(-lim), gp_num(lim));
     return 0;
 }
 
-static int fig_loss(const rp_claim *c, FILE *f, int norm) {
+/* The loss (norm = 0: two panels) or norm figure of the first run with
+ * enough rows, against the rates of [LL20] through its last row. */
+static int fig_loss(const rp_claim *c, gp_fig *g, int norm) {
     const rp_run *r = NULL;
     for (int i = 0; i < c->nruns && !r; i++)
         if (c->runs[i].done && c->runs[i].nrows > 2) r = &c->runs[i];
     if (!r) return 1;
     const mf_metrics *e = &r->rows[r->nrows - 1];
     if (!(e->time_log > LN10)) return 1; /* needs t > 10 */
-    int L = r->model->degree;
+    int L = r->model->degree, groups = n_groups(c);
+    int lt = mcol("log10_time"), ll = mcol("log10_loss"), ln = mcol("norm");
     double p = 2.0 - 2.0 / L;
     double xe = e->time_log / LN10, le = e->log10_loss;
     double xl = log10(e->time_log); /* log10 ln t at the end */
@@ -321,43 +444,38 @@ static int fig_loss(const rp_claim *c, FILE *f, int norm) {
     int ends = isfinite(xe) && isfinite(xl) &&
                (norm ? e->norm > 0 && isfinite(e->norm) : isfinite(le) != 0);
     if (!ends) return 1;
-    sbuf b = {0};
+    FILE *b = GP_BODY(g);
+    char lnt[96];
+    cli_fmt(lnt, sizeof lnt, "($%d > 0.5 ? log10($%d * log(10)) : 1/0)", lt, lt);
+    gp_key_below(b, (groups > 1 ? groups : 0) + 1, 3);
     if (!norm) {
         /* reference through the last row: log10 L = -x - p log10(x ln10) + c */
         double c0 = le + xe + p * xl;
-        sb(&b, "set multiplot layout 2,1\n");
-        sb(&b, "set xlabel 'log10 t'\nset ylabel 'log10 Loss'\n");
-        sb(&b, "plot [0:*] ");
-        for (int i = 0, k = 0; i < n_drawn(c); i++)
-            if (c->runs[i].done)
-                sb(&b, "%s'%s/metrics.csv' skip 1 using 3:4 with lines lw 2 lc %d title '%s'",
-                   k++ ? ", " : "", c->runs[i].name, i + 1, c->runs[i].name);
-        sb(&b, ", x > 0 ? -x - %.6g * log10(x * log(10)) + %.9g : 1/0 with lines dt 2 lc rgb "
-               "'black' title 'Theta(1 / (t (ln t)^%.3g))'\n",
-           p, c0, p);
-        sb(&b, "set xlabel 'log10 ln t'\nset ylabel 'log10 (Loss t)'\n");
-        sb(&b, "plot ");
-        for (int i = 0, k = 0; i < n_drawn(c); i++)
-            if (c->runs[i].done)
-                sb(&b, "%s'%s/metrics.csv' skip 1 using ($3 > 0.5 ? log10($3 * log(10)) : 1/0):($4 + "
-                       "$3) with lines lw 2 lc %d title '%s'",
-                   k++ ? ", " : "", c->runs[i].name, i + 1, c->runs[i].name);
-        sb(&b, ", %.9g - %.6g * (x - %.9g) with lines dt 2 lc rgb 'black' title 'slope -(2-2/L) = "
-               "%.3g'\n",
-           le + xe, p, xl, -p);
+        gp_multiplot(g, 2, 1, "Loss rate of [LL20]: Loss = Θ(1 / (t (ln t)^{2-2/L}))", 0, c->title);
+        fprintf(b, "set format x '%%h'\nset format y '%%h'\nset xlabel '%s'\nset ylabel 'log_{10} Loss'\n",
+                GP_LABEL_LOG10_T);
+        fprintf(b, "plot [0:*] ");
+        char u[192];
+        cli_fmt(u, sizeof u, "%d:%d", lt, ll);
+        run_lines(b, c, groups, u);
+        fprintf(b, ", x > 0 ? -x - %s * log10(x * log(10)) + %s : 1/0 lc rgb 'black' lw 1 dt 2 "
+                   "title 'Θ(1 / (t (ln t)^{%.3g}))'\n",
+                gp_num(p), gp_num(c0), p);
+        fprintf(b, "set xlabel '%s'\nset ylabel 'log_{10} (Loss · t)'\nplot ", GP_LABEL_LOG10_LN_T);
+        cli_fmt(u, sizeof u, "%s:($%d + $%d)", lnt, ll, lt);
+        run_lines(b, c, groups, u);
+        fprintf(b, ", %s - %s * (x - %s) lc rgb 'black' lw 1 dt 2 title 'slope -(2 - 2/L) = %.3g'\n",
+                gp_num(le + xe), gp_num(p), gp_num(xl), -p);
     } else {
         double ne = log10(e->norm);
-        sb(&b, "set xlabel 'log10 ln t'\nset ylabel 'log10 ||theta||'\nplot ");
-        for (int i = 0, k = 0; i < n_drawn(c); i++)
-            if (c->runs[i].done)
-                sb(&b, "%s'%s/metrics.csv' skip 1 using ($3 > 0.5 ? log10($3 * log(10)) : 1/0):(log10($5)) "
-                       "with lines lw 2 lc %d title '%s'",
-                   k++ ? ", " : "", c->runs[i].name, i + 1, c->runs[i].name);
-        sb(&b, ", %.9g + (x - %.9g) / %d.0 with lines dt 2 lc rgb 'black' title '(ln t)^{1/L}, L = %d'\n",
-           ne, xl, L, L);
+        gp_title(g, "Norm growth of [LL20]: ‖θ‖ = Θ((ln t)^{1/L})", c->title);
+        fprintf(b, "set xlabel '%s'\nset ylabel 'log_{10} ‖θ‖'\nplot ", GP_LABEL_LOG10_LN_T);
+        char u[192];
+        cli_fmt(u, sizeof u, "%s:(log10($%d))", lnt, ln);
+        run_lines(b, c, groups, u);
+        fprintf(b, ", %s + (x - %s) / %d.0 lc rgb 'black' lw 1 dt 2 title 'slope 1/L, L = %d'\n",
+                gp_num(ne), gp_num(xl), L, L);
     }
-    gp_both(f, norm ? "norm" : "loss", b.p, !norm);
-    free(b.p);
     return 0;
 }
 
@@ -372,14 +490,12 @@ static const rp_run *snap_run(const rp_claim *c) {
     return NULL;
 }
 
-static int fig_cosine(const rp_claim *c, FILE *f) {
+static int fig_cosine(const rp_claim *c, gp_fig *g) {
     const rp_run *r = snap_run(c);
     mf_units u;
     if (!r || !c->has_mu || !mf_model_units(r->model, &u)) return 1;
     int M = u.n_units;
-    char dn[256];
-    cli_fmt(dn, sizeof dn, "fig-cosine.dat");
-    FILE *d = open_in(c, dn);
+    FILE *d = open_in(c, "fig-cosine.dat");
     if (!d) return -1;
     double cs[64], cw[64];
     fprintf(d, "# log10_time,cos(w_k,mu) k=1..%d%s\n", M, c->has_wref ? ",cos(w_k,w_ref) k=1..M" : "");
@@ -394,23 +510,51 @@ static int fig_cosine(const rp_claim *c, FILE *f) {
         fputc('\n', d);
     }
     fclose(d);
-    sbuf b = {0};
-    sb(&b, "set xlabel 'log10 t'\nset ylabel 'cosine'\nset yrange [-1.05:1.05]\n");
-    sb(&b, "plot for [k=2:%d] 'fig-cosine.dat' skip 1 using 1:k with lines lc rgb '#1f77b4' notitle", M + 1);
+    /* the x range ends where the cosines stop changing (every one within
+     * 0.002 of its final value from there on), plus a fifth of the span */
+    int settle = 0, first = -1;
+    double cf[64], wf[64];
+    const double *thf = r->snaps + (size_t)(r->nrows - 1) * r->model->n_params;
+    rp_unit_cosines(r->model, thf, c->mu, cf);
+    if (c->has_wref) rp_unit_cosines(r->model, thf, c->wref, wf);
+    for (int k = 0; k < r->nrows; k++) {
+        if (!isfinite(r->rows[k].time_log)) continue;
+        if (first < 0) first = k;
+        const double *th = r->snaps + (size_t)k * r->model->n_params;
+        rp_unit_cosines(r->model, th, c->mu, cs);
+        if (c->has_wref) rp_unit_cosines(r->model, th, c->wref, cw);
+        for (int j = 0; j < M; j++)
+            if (fabs(cs[j] - cf[j]) > 0.002 || (c->has_wref && fabs(cw[j] - wf[j]) > 0.002)) settle = k + 1;
+    }
+    double x0 = first >= 0 ? r->rows[first].time_log / LN10 : 0;
+    double x1 = r->rows[r->nrows - 1].time_log / LN10;
+    double xs = settle < r->nrows ? r->rows[settle].time_log / LN10 : x1;
+    double xcut = fmin(x1, xs + 0.2 * (xs - x0));
+    FILE *b = GP_BODY(g);
+    char sub[700];
+    cli_fmt(sub, sizeof sub, "%s%s%d hidden units of run %s", c->title, c->title[0] ? " -- " : "", M,
+            r->name);
+    if (xcut < x1 && x1 > x0) {
+        cli_cat(sub, sizeof sub, "; after log10 t = %.3g every cosine stays within 0.002 of its final "
+                "value (the run ends at log10 t = %.4g)", xs, x1);
+        fprintf(b, "set xrange [%s:%s]\n", gp_num(x0), gp_num(xcut));
+    }
+    gp_title(g, "Alignment of the hidden units: cos(w_{k}, μ), μ = Σ_{n} y_{n} x_{n} / N", sub);
+    fprintf(b, "set xlabel '%s'\nset ylabel 'cosine'\nset yrange [-1.05:1.05]\nset ytics 0.5\n",
+            GP_LABEL_LOG10_T);
+    gp_key_below(b, c->has_wref ? 2 : 1, 2);
+    fprintf(b, "plot for [k=2:%d] 'fig-cosine.dat' skip 1 using 1:k lc rgb '%s' lw 1 notitle", M + 1,
+            gp_color(0));
     if (c->has_wref)
-        sb(&b, ", for [k=%d:%d] 'fig-cosine.dat' skip 1 using 1:k with lines lc rgb '#d62728' dt 2 "
-               "notitle, NaN lc rgb '#1f77b4' title 'cos(w_k, mu)', NaN lc rgb '#d62728' dt 2 title "
-               "'cos(w_k, w_svm)'",
-           M + 2, 2 * M + 1);
-    else
-        sb(&b, ", NaN lc rgb '#1f77b4' title 'cos(w_k, mu)'");
-    sb(&b, "\n");
-    gp_both(f, "cosine", b.p, 0);
-    free(b.p);
+        fprintf(b, ", for [k=%d:%d] 'fig-cosine.dat' skip 1 using 1:k lc rgb '%s' lw 1 dt 2 notitle",
+                M + 2, 2 * M + 1, gp_color(1));
+    fprintf(b, ", NaN lc rgb '%s' title 'cos(w_k, μ)'", gp_color(0));
+    if (c->has_wref) fprintf(b, ", NaN lc rgb '%s' dt 2 title 'cos(w_k, w_{ref})'", gp_color(1));
+    fputc('\n', b);
     return 0;
 }
 
-static int fig_neurons(const rp_claim *c, FILE *f) {
+static int fig_neurons(const rp_claim *c, gp_fig *g) {
     const rp_run *r = snap_run(c);
     mf_units u;
     if (!r || r->data->d != 2 || r->nrows < 2 || !mf_model_units(r->model, &u)) return 1;
@@ -454,62 +598,83 @@ static int fig_neurons(const rp_claim *c, FILE *f) {
     for (int n = 0; n < r->data->n; n++)
         fprintf(d, "%.9g,%.9g,%d\n", r->data->x[2 * n], r->data->x[2 * n + 1], r->data->y[n] > 0 ? 1 : 2);
     fclose(d);
-    sbuf b = {0};
+    FILE *b = GP_BODY(g);
     double lim = 1.15 * xmax;
-    sb(&b, "set multiplot layout 1,3\nset size ratio -1\nset key off\nunset title\n");
-    sb(&b, "set xrange [%.4g:%.4g]\nset yrange [%.4g:%.4g]\n", -lim, lim, -lim, lim);
+    char sub[700];
+    cli_fmt(sub, sizeof sub, "%s%srun %s; arrows: w_k scaled to the data, blue: a_k > 0, orange: "
+            "a_k < 0; points: filled y = +1, open y = -1", c->title, c->title[0] ? " -- " : "", r->name);
+    gp_multiplot(g, 1, 3, "Directions of the hidden units", 0, sub);
+    fprintf(b, "set size ratio -1\nset key off\n");
+    fprintf(b, "set xrange [%s:%s]\nset yrange [%s:%s]\n", gp_num(-lim), gp_num(lim), gp_num(-lim),
+            gp_num(lim));
     for (int p = 0; p < 3; p++) {
-        /* a short t for the title, also beyond double range: 4 digits and
-         * the full exponent ("3.978e+99994") */
+        /* a short t for the title, also beyond double range: 3 digits and
+         * the full exponent ("3.98e+99994") */
         char tb[64];
         double tl = r->rows[pick[p]].time_log;
         if (tl == -INFINITY) {
             snprintf(tb, sizeof tb, "0");
         } else {
             double l10 = tl / log(10.0), E = floor(l10);
-            snprintf(tb, sizeof tb, "%.4ge%+.0f", pow(10.0, l10 - E), E);
+            if (fabs(l10) < 4) snprintf(tb, sizeof tb, "%.3g", pow(10.0, l10));
+            else snprintf(tb, sizeof tb, "%.3ge%+.0f", pow(10.0, l10 - E), E);
         }
-        sb(&b, "set title \"%s: step %lld, t = %s\" noenhanced\n",
-           p == 0 ? "start" : p == 1 ? "aligned" : "end", r->rows[pick[p]].step, tb);
-        sb(&b, "plot 'fig-neurons.dat' index 3 using 1:2:($3 == 1 ? 7 : 6) with points pt variable "
-               "lc rgb 'gray40' ps 1.2, 'fig-neurons.dat' index %d using 1:2:3:4:($5 == 1 ? 0x1f77b4 : "
-               "0xd62728) with vectors lw 1.5 lc rgb variable\n",
-           p);
+        fprintf(b, "set title \"%s, t = %s\" noenhanced\n", p == 0 ? "start" : p == 1 ? "aligned" : "end",
+                tb);
+        fprintf(b, "plot 'fig-neurons.dat' index 3 using 1:2:($3 == 1 ? 7 : 6) with points pt variable "
+                   "lc rgb '#505050' ps 0.9, '' index %d using 1:2:3:4:($5 == 1 ? 0x%s : 0x%s) with "
+                   "vectors head size screen 0.008,20 filled lw 1 lc rgb variable\n",
+                p, gp_color(0) + 1, gp_color(1) + 1);
     }
-    gp_both(f, "neurons", b.p, 0);
-    free(b.p);
     return 0;
 }
 
-static int fig_sweep(const rp_claim *c, FILE *f) {
+static int fig_sweep(const rp_claim *c, gp_fig *g) {
     if (c->n_groups == 0 || !c->sweep_kind[0]) return 1;
     FILE *d = open_in(c, "fig-sweep.dat");
     if (!d) return -1;
-    for (int g = 0; g < c->n_groups; g++)
-        dat(d, "", c->group_x[g], 9), dat(d, ",", c->group_y[g], 9), fputc('\n', d);
+    const char *var = c->nruns > 0 && c->runs[0].var[0] ? c->runs[0].var : "value";
+    int frac = !strcmp(c->sweep_kind, "fraction");
+    fprintf(d, "# x,y%s\n", frac ? ",low,high,k,n (95% Wilson)" : "");
+    for (int q = 0; q < c->n_groups; q++) {
+        dat(d, "", c->group_x[q], 9), dat(d, ",", c->group_y[q], 9);
+        if (frac) {
+            int n = (int)c->group_y2[q], k = (int)llround(c->group_y[q] * n);
+            double lo, hi;
+            gp_wilson(k, n, &lo, &hi);
+            dat(d, ",", lo, 9), dat(d, ",", hi, 9), fprintf(d, ",%d,%d", k, n);
+        }
+        fputc('\n', d);
+    }
     fclose(d);
-    sbuf b = {0};
-    if (!strcmp(c->sweep_kind, "fraction")) {
-        sb(&b, "set xlabel 'group (vary value)'\nset ylabel 'fraction reaching a suboptimal limit'\n"
-               "set yrange [0:1.05]\nset boxwidth 0.6 relative\nset style fill solid 0.5\n"
-               "plot 'fig-sweep.dat' using 0:2:xticlabels(1) with boxes lc rgb '#1f77b4' title "
-               "'fraction'\n");
+    FILE *b = GP_BODY(g);
+    if (frac) {
+        gp_title(g, "Fraction of runs that end at a suboptimal limit", c->title);
+        fprintf(b, "set xlabel '%s' noenhanced\nset ylabel 'runs ending at γ < %s (of those that separate)'\n"
+                   "set yrange [0:1.05]\nset boxwidth 0.6\nset style fill solid 0.35 border\n"
+                   "set xtics ()\nset offsets 0.6, 0.6, 0, 0\nset key off\n"
+                   "plot 'fig-sweep.dat' skip 1 using 0:2:xticlabels(stringcolumn(1)) with boxes lc rgb '%s', "
+                   "'' skip 1 using 0:2:3:4 with yerrorbars pt 0 lw 1 lc rgb 'black', "
+                   "'' skip 1 using 0:4:(sprintf('%%d/%%d', $5, $6)) with labels offset 0,0.7 font ',8'\n",
+                var, gp_num(c->frac_below), gp_color(0));
     } else if (!(isfinite(c->fit_icpt) && isfinite(c->fit_slope) && isfinite(c->pred_slope))) {
-        sb(&b, "set xlabel 'ln(1/sigma_init)'\nset ylabel 'escape time t_esc'\n"
-               "plot 'fig-sweep.dat' using 1:2 with points pt 7 ps 1.5 title 'measured (no fit)'\n");
+        gp_title(g, "Escape time of the small-initialization phase", c->title);
+        fprintf(b, "set xlabel 'ln(1/σ_{init})'\nset ylabel 'escape time t_{esc} (flow time, sum loss)'\n"
+                   "set key off\nplot 'fig-sweep.dat' skip 1 using 1:2 with points pt 7 ps 1 lt 1\n");
     } else {
         double mx = 0, my = 0;
-        for (int g = 0; g < c->n_groups; g++) mx += c->group_x[g], my += c->group_y[g];
+        for (int q = 0; q < c->n_groups; q++) mx += c->group_x[q], my += c->group_y[q];
         mx /= c->n_groups, my /= c->n_groups;
-        sb(&b, "set xlabel 'ln(1/sigma_init)'\nset ylabel 'escape time t_esc'\n"
-               "plot 'fig-sweep.dat' using 1:2 with points pt 7 ps 1.5 title 'measured', "
-               "%.9g + %.9g * x with lines lw 2 title 'fit, slope %.4g', "
-               "%.9g + %.9g * (x - %.9g) with lines dt 2 lc rgb 'black' title 'predicted slope 1/lambda "
-               "= %.4g'\n",
-           c->fit_icpt, c->fit_slope, c->fit_slope, my, c->pred_slope, mx, c->pred_slope);
+        gp_title(g, "Escape time of the small-initialization phase: t_{esc} ≈ ln(1/σ) / λ", c->title);
+        fprintf(b, "set xlabel 'ln(1/σ_{init})'\nset ylabel 't_{esc}   (flow time, sum loss)'\n"
+                   "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\n");
+        gp_key_below(b, 3, 3);
+        fprintf(b, "plot 'fig-sweep.dat' skip 1 using 1:2 with points pt 7 ps 1 lt 1 title 'measured', "
+                   "%s + %s * x lt 2 lw 1.2 title 'fit, slope %.4g', "
+                   "%s + %s * (x - %s) lc rgb 'black' lw 1 dt 2 title 'predicted slope 1/λ = %.4g'\n",
+                gp_num(c->fit_icpt), gp_num(c->fit_slope), c->fit_slope, gp_num(my), gp_num(c->pred_slope),
+                gp_num(mx), c->pred_slope);
     }
-    gp_both(f, "sweep", b.p, 0);
-    free(b.p);
     return 0;
 }
 
@@ -521,33 +686,32 @@ int rp_figure(const rp_claim *c, const char *kind) {
         cli_fmt(p, sizeof p, "%s/fig-robust-eps.png", c->dir);
         return stat(p, &st) == 0 ? 0 : 1;
     }
-    cli_fmt(name, sizeof name, "fig-%s.gp", kind); /* kind: one of rp_figure_kinds */
-    char *title = cli_aprintf("%s: %s", c->name, kind);
-    FILE *f = title ? open_in(c, name) : NULL;
-    if (!f) {
-        free(title);
-        return -1;
-    }
-    gp_head(f, title, kind);
-    free(title);
+    cli_fmt(name, sizeof name, "fig-%s", kind); /* kind: one of rp_figure_kinds */
+    double w = GP_W, h = GP_H;
+    if (!strcmp(kind, "loss")) h = 5.2;
+    if (!strcmp(kind, "neurons")) w = 7.5, h = 3.2;
+    if (!strcmp(kind, "regions")) w = 4.5, h = 3.8;
+    if (!strcmp(kind, "margin") || !strcmp(kind, "kkt")) h = 3.3;
+    if (!strcmp(kind, "epochs")) w = 7.0, h = 5.6;
+    gp_fig g;
+    if (gp_begin(&g, c->dir, name, MADE_BY, w, h, GP_ALL)) return -1;
     int r;
-    if (!strcmp(kind, "margin")) r = fig_margin(c, f, 0);
-    else if (!strcmp(kind, "layer-margin")) r = fig_margin(c, f, 1);
-    else if (!strcmp(kind, "kkt")) r = fig_kkt(c, f);
-    else if (!strcmp(kind, "regions")) r = fig_regions(c, f);
-    else if (!strcmp(kind, "loss")) r = fig_loss(c, f, 0);
-    else if (!strcmp(kind, "norm")) r = fig_loss(c, f, 1);
-    else if (!strcmp(kind, "cosine")) r = fig_cosine(c, f);
-    else if (!strcmp(kind, "neurons")) r = fig_neurons(c, f);
-    else if (!strcmp(kind, "sweep")) r = fig_sweep(c, f);
-    else if (!strcmp(kind, "epochs")) r = fig_epochs(c, f);
+    if (!strcmp(kind, "margin")) r = fig_margin(c, &g, 0);
+    else if (!strcmp(kind, "layer-margin")) r = fig_margin(c, &g, 1);
+    else if (!strcmp(kind, "kkt")) r = fig_kkt(c, &g);
+    else if (!strcmp(kind, "regions")) r = fig_regions(c, &g);
+    else if (!strcmp(kind, "loss")) r = fig_loss(c, &g, 0);
+    else if (!strcmp(kind, "norm")) r = fig_loss(c, &g, 1);
+    else if (!strcmp(kind, "cosine")) r = fig_cosine(c, &g);
+    else if (!strcmp(kind, "neurons")) r = fig_neurons(c, &g);
+    else if (!strcmp(kind, "sweep")) r = fig_sweep(c, &g);
+    else if (!strcmp(kind, "epochs")) r = fig_epochs(c, &g);
     else r = 1;
-    fclose(f);
     if (r != 0) {
-        remove_in(c, name);
+        gp_cancel(&g);
         return r;
     }
-    return run_gnuplot(c, kind);
+    return gp_end(&g);
 }
 
 /* ------------------------------------------------------------ report */
@@ -688,12 +852,13 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
         const cJSON *figs = cJSON_GetObjectItemCaseSensitive(r, "figures"), *fg;
         cJSON_ArrayForEach(fg, figs) {
             if (!cJSON_IsString(fg)) continue;
-            fprintf(md, "![%s](%s/%s.png) ([svg](%s/%s.svg), [script](%s/%s.gp))\n\n", fg->valuestring,
-                    names[i], fg->valuestring, names[i], fg->valuestring, names[i], fg->valuestring);
-            fprintf(h, "<p><img src=\"%s/%s.png\" alt=\"%s\"><br><a href=\"%s/%s.svg\">svg</a> "
+            const char *fv = fg->valuestring, *nm = names[i];
+            fprintf(md, "![%s](%s/%s.png) ([pdf](%s/%s.pdf), [svg](%s/%s.svg), [script](%s/%s.gp))\n\n",
+                    fv, nm, fv, nm, fv, nm, fv, nm, fv);
+            fprintf(h, "<p><img src=\"%s/%s.png\" alt=\"%s\" style=\"max-width:720px\"><br>"
+                       "<a href=\"%s/%s.pdf\">pdf</a> <a href=\"%s/%s.svg\">svg</a> "
                        "<a href=\"%s/%s.gp\">script</a></p>\n",
-                    names[i], fg->valuestring, fg->valuestring, names[i], fg->valuestring, names[i],
-                    fg->valuestring);
+                    nm, fv, fv, nm, fv, nm, fv, nm, fv);
         }
     }
     fprintf(h, "</body></html>\n");

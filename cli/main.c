@@ -26,6 +26,7 @@ static const cli_command commands[] = {
     {"robust", cli_robust, "L2 robustness (PGD, Carlini-Wagner) of a run's archived states"},
     {"sweep", cli_sweep, "run a grid of runs (cores, job arrays, MPI); resumable"},
     {"sweep-report", cli_sweep_report, "results.csv and figures of a sweep directory"},
+    {"plot", cli_plot, "figures of your own runs (run directories, sweep points, sweeps)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

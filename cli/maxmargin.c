@@ -2,7 +2,7 @@
  * maxmargin.c -- `marginflow maxmargin`: a multi-start search for the largest
  * normalized margin gamma = q_min / ||theta||^L a small homogeneous network
  * reaches on a data set (library: mf_maxmargin in src/local.c; NLopt SLSQP on
- * the max-margin problem (P) of THEORY.md section 3 from random Gaussian
+ * the max-margin problem (P) of docs/theory.md section 3 from random Gaussian
  * starts). It is a SEARCH, not a certificate, and says so in its output:
  * the best value found, the distinct local values with how many starts
  * reached each, the seeds used and the starts that reached no feasible
@@ -28,7 +28,7 @@ static void maxmargin_help(void) {
            "\n"
            "Multi-start search for the best normalized margin q_min / ||theta||^L of a\n"
            "homogeneous model: NLopt SLSQP on (P) min 1/2 ||theta||^2 s.t. q_n >= 1\n"
-           "(THEORY.md s.3) from N random Gaussian starts (N(0, 1) entries, seeds\n"
+           "(docs/theory.md s.3) from N random Gaussian starts (N(0, 1) entries, seeds\n"
            "S, S+1, ..., S+N-1). Prints the best value found, the distinct local values\n"
            "(within --rel-tol) with how many starts reached each, and the failures\n"
            "(starts that reached no feasible point, e.g. ReLU units dead on a sample).\n"

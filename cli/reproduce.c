@@ -4,7 +4,7 @@
  *
  * Each experiments/<claim>.json (format: experiments/README.md; read and
  * validated whole by cli/experiment.c before anything is trained) names a claim
- * of [LL20], [VSS22] or [LLWA21] (THEORY.md), the training runs that test it,
+ * of [LL20], [VSS22] or [LLWA21] (docs/theory.md), the training runs that test it,
  * the quantities checked with their expected values and tolerances, and the
  * figures to draw. For every claim this command
  *   1. expands the runs (a "seeds" list and a "vary" list multiply them),
@@ -215,6 +215,7 @@ static int run_claim(const char *expdir, const char *name, const char *outdir, i
     rp_claim cl;
     memset(&cl, 0, sizeof cl);
     cl.name = name;
+    cl.title = x.title ? x.title : "";
     cl.dir = cdir;
     cl.gamma_star = x.gamma_star;
     cl.runs = x.runs;
@@ -308,17 +309,18 @@ static void reproduce_help(void) {
     printf("usage: marginflow reproduce [CLAIM ...] [--quick] [--out DIR] [--jobs N]\n"
            "                            [--experiments DIR] [--list]\n"
            "\n"
-           "Run the claims of [LL20], [VSS22] and [LLWA21] (THEORY.md) as checks. Each claim is\n"
-           "a file experiments/<claim>.json (format: experiments/README.md): its runs, the\n"
-           "quantities checked with expected values and tolerances, and its figures. Prints\n"
-           "'PASS|FAIL|ERROR claim: measured vs expected' per claim, then 'N passed, N failed'.\n"
+           "Run the claims of [LL20], [VSS22] and [LLWA21] (docs/theory.md) as checks. Each\n"
+           "claim is a file experiments/<claim>.json (format: experiments/README.md): its\n"
+           "runs, the quantities checked with expected values and tolerances, and its\n"
+           "figures. Prints 'PASS|FAIL|ERROR claim: measured vs expected' per claim, then\n"
+           "'N passed, N failed'.\n"
            "\n"
            "  CLAIM ...           claims to run (default: every file in the experiments folder)\n"
            "  --quick             the claims' quick variants (smaller budgets, fewer seeds)\n"
            "  --out DIR           output folder (default runs/reproduce): DIR/<claim>/<run>/ are\n"
            "                      run directories (config.json, metrics.csv, params.txt,\n"
            "                      summary.json, snapshots.csv), DIR/<claim>/result.json and\n"
-           "                      fig-*.gp/.png/.svg, DIR/report.md and DIR/report.html\n"
+           "                      fig-*.gp/.pdf/.svg/.png, DIR/report.md and DIR/report.html\n"
            "  --jobs N            run N claims at once in separate processes (default 1);\n"
            "                      results do not depend on N\n"
            "  --experiments DIR   folder of claim files (default experiments)\n"

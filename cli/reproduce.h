@@ -18,6 +18,7 @@ typedef struct rp_memo rp_memo; /* analyses of a claim, computed once (checks.h)
 /* Everything the figures need from a claim. */
 typedef struct rp_claim {
     const char *name;         /* the claim's name (not owned) */
+    const char *title;        /* its title, for the figures ("" when none; not owned) */
     const char *dir;          /* DIR/<claim> (not owned) */
     double gamma_star;        /* NAN if none */
     int nruns;
@@ -30,6 +31,7 @@ typedef struct rp_claim {
     int n_groups;
     double group_x[64], group_y[64], group_y2[64];
     int n_dead;               /* fraction: runs that never separated the data */
+    double frac_below;        /* fraction: the margin a run ends below to count (NAN if none) */
     char sweep_kind[32];      /* "fraction" or "escape" or "" */
     double fit_slope, fit_icpt, pred_slope;
     int degree;               /* homogeneity order of the first run's model */
@@ -57,7 +59,9 @@ int rp_report(const char *dir, char *const *names, int n, int quick);
  * coordinates) for a relu2 model: cos[M]. Units with zero weights get 0. */
 void rp_unit_cosines(const mf_model *m, const double *theta, const double *ref, double *cos);
 
-/* NNLS (eps, delta) of (P) and Lyu & Li's certificate eps (lleps may be NULL)
+/* NNLS (eps, delta) of (P) and Lyu & Li's certificate eps relative to
+ * ||theta~||, sqrt(2 (1 - beta)) (lleps may be NULL; like eps it is
+ * relative, so the two share an axis), 
  * for the snapshot of logged row k of run r of claim c (mf_analyze without
  * the local search, through the claim's memo: a row a check analysed is not
  * analysed again). Returns 0, or -1 if the row is not separating, has no

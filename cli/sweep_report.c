@@ -32,13 +32,13 @@
 #define _XOPEN_SOURCE 700
 #include "sweep.h"
 
+#include "gp.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define Z95 1.959963984540054 /* the 97.5% quantile of the standard normal */
 
 /* One point's row: its text fields and the numeric columns. */
 typedef struct row {
@@ -197,84 +197,16 @@ static const char *x_label(const grid_figure *fg) {
     return b;
 }
 
-/* A gnuplot single-quoted string body: ' doubled. */
-static void gp_str(FILE *f, const char *s) {
-    for (; *s; s++) {
-        if (*s == '\'') fputc('\'', f);
-        fputc(*s, f);
-    }
-}
-
-/* A gnuplot double-quoted string body (where "\n" is a line break): " and
- * backslash escaped. */
-static void gp_dstr(FILE *f, const char *s) {
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f);
-        fputc(*s, f);
-    }
-}
-
-/* The figure's script header: PNG terminal, title, grid, key. */
-static void gp_start(FILE *f, const sweep_grid *g, const char *name, const char *what, int done,
-                     int total) {
-    fprintf(f, "# marginflow sweep-report figure; edit and re-run: gnuplot %s.gp\n", name);
-    fprintf(f, "set datafile separator ','\nset datafile missing ''\nset termoption noenhanced\n");
-    fprintf(f, "set grid\nset key below\nset title \"");
-    gp_dstr(f, g->title[0] ? g->title : g->name);
-    fprintf(f, "\\n");
-    gp_dstr(f, what);
-    fprintf(f, " (%d of %d points finished)\"\n", done, total);
-}
-
-/* Run the plot commands `body` for PNG and SVG and gnuplot on the script. */
-static int gp_finish(FILE *f, const char *dir, const char *name, const char *body) {
-    fprintf(f, "set terminal pngcairo size 1100,650 font ',11'\nset output '%s.png'\n%s", name, body);
-    fprintf(f, "set terminal svg size 1100,650 dynamic font 'Helvetica,12'\nset output '%s.svg'\n%s"
-               "set output\n", name, body);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) return -1;
-    char *dq = (char *)dir, *q = cli_shell_quote(1, &dq), cmd[4096];
-    cli_fmt(cmd, sizeof cmd, "cd %s && gnuplot %s.gp >/dev/null 2>%s.log", q ? q : ".", name, name);
-    free(q);
-    int rc = system(cmd);
-    char *lp = cli_join(dir, name);
-    if (lp && rc == 0) {
-        char log[4200];
-        cli_fmt(log, sizeof log, "%s.log", lp);
-        remove(log);
-    }
-    free(lp);
-    return rc == 0 ? 0 : -1;
-}
-
-/* A figure being written: its script (header done) and the plot commands
- * collected in memory (written twice by gp_finish: PNG and SVG). */
-typedef struct gp_fig {
-    FILE *f, *b;
-    char *body;
-    size_t blen;
-} gp_fig;
-
-/* Open the script gp of figure name with its header; 0 or -1. */
-static int fig_begin(gp_fig *p, const sweep_grid *g, const char *gp, const char *name,
+/* Start figure `name` of the sweep in dir (cli/gp.h: the shared look),
+ * titled with the grid's title (or name) and, below it, what the figure
+ * shows and how many points are finished. 0 or -1. */
+static int fig_begin(gp_fig *p, const sweep_grid *g, const char *dir, const char *name,
                      const char *what, int done) {
-    memset(p, 0, sizeof *p);
-    p->f = fopen(gp, "w");
-    if (!p->f) return -1;
-    gp_start(p->f, g, name, what, done, g->npoints);
-    p->b = open_memstream(&p->body, &p->blen);
-    if (p->b) return 0;
-    fclose(p->f);
-    return -1;
-}
-
-/* Close the plot commands, write them for both terminals, run gnuplot. */
-static int fig_end(gp_fig *p, const char *dir, const char *name) {
-    fclose(p->b);
-    int rc = gp_finish(p->f, dir, name, p->body ? p->body : "");
-    free(p->body);
-    return rc;
+    if (gp_begin(p, dir, name, "marginflow sweep-report", GP_W, 3.4, GP_ALL)) return -1;
+    char sub[600];
+    cli_fmt(sub, sizeof sub, "%s; %d of %d points finished", what, done, g->npoints);
+    gp_title_literal(p, g->title[0] ? g->title : g->name, sub);
+    return 0;
 }
 
 /* The categories of a fractions figure, in a fixed order (then as met). */
@@ -306,26 +238,19 @@ static const char *cat_note(const sweep_grid *g, const char *of, const char *c, 
                             size_t cap) {
     if (strcmp(of, "class")) {
         if (!strcmp(of, "verdict") && !strcmp(c, "global"))
-            cli_fmt(b, cap, "global (certified against a closed-form gamma*)");
+            cli_fmt(b, cap, "global (certified against a closed-form γ*)");
         else if (!strcmp(of, "verdict") && !strcmp(c, "not-kkt"))
             cli_fmt(b, cap, "not-kkt (not yet KKT at the end of the budget)");
         else cli_fmt(b, cap, "%s", c);
         return b;
     }
     if (!strcmp(c, "global"))
-        cli_fmt(b, cap, "global: gamma >= %.3g gamma* or verdict global", 1 - g->class_tol);
-    else if (!strcmp(c, "suboptimal-kkt")) cli_fmt(b, cap, "non-optimal KKT point (gamma < gamma*)");
+        cli_fmt(b, cap, "global: γ ≥ %.3g γ* or verdict global", 1 - g->class_tol);
+    else if (!strcmp(c, "suboptimal-kkt")) cli_fmt(b, cap, "non-optimal KKT point (γ < γ*)");
     else if (!strcmp(c, "not-kkt")) cli_fmt(b, cap, "not yet KKT at the end of the budget");
     else if (!strcmp(c, "not-separated")) cli_fmt(b, cap, "did not separate the data");
     else cli_fmt(b, cap, "%s", c);
     return b;
-}
-
-/* Wilson score interval of k successes in n (95%). */
-static void wilson(int k, int n, double *lo, double *hi) {
-    double p = (double)k / n, z2 = Z95 * Z95, d = 1 + z2 / n;
-    double c = (p + z2 / (2.0 * n)) / d, h = Z95 * sqrt(p * (1 - p) / n + z2 / (4.0 * n * n)) / d;
-    *lo = fmax(0, c - h), *hi = fmin(1, c + h);
 }
 
 /* Figure k, kind fractions: per x value the fraction of finished points in
@@ -360,10 +285,9 @@ static int fig_fractions(const sweep_grid *g, const char *dir, const row *rows, 
             }
         }
     cli_fmt(name, ncap, "fig%d-%s-vs-%s", k + 1, fg->of, fg->x);
-    char *dp = cli_join(dir, name), dat[4200], gp[4200];
+    char *dp = cli_join(dir, name), dat[4200];
     if (!dp) return -1;
     cli_fmt(dat, sizeof dat, "%s.dat", dp);
-    cli_fmt(gp, sizeof gp, "%s.gp", dp);
     free(dp);
     FILE *d = fopen(dat, "w");
     if (!d) return -1;
@@ -388,6 +312,8 @@ static int fig_fractions(const sweep_grid *g, const char *dir, const row *rows, 
         for (int q = 0; q < nc; q++) printf(" %22s", cats[q]);
         printf("\n");
     }
+    int same_n = 1, n0 = nx > 0 ? tot[0] : 0; /* the same n for every value: n goes in the title */
+    for (int xi = 1; xi < nx; xi++) same_n &= tot[xi] == n0;
     for (int xi = 0; xi < nx; xi++) {
         char xv[128];
         int i0 = -1;
@@ -395,13 +321,14 @@ static int fig_fractions(const sweep_grid *g, const char *dir, const row *rows, 
             if (g->vidx[(size_t)i * (size_t)g->naxes + (size_t)ax] == xi) i0 = i;
         grid_value_text(g, i0, ax, xv, sizeof xv);
         double x = x_of(g, fg, ax, i0);
-        fprintf(d, "%.17g,%s (n=%d),%d", x, xv, tot[xi], tot[xi]);
+        if (same_n) fprintf(d, "%.17g,%s,%d", x, xv, tot[xi]);
+        else fprintf(d, "%.17g,%s (n=%d),%d", x, xv, tot[xi], tot[xi]);
         if (!quiet) printf("  %-12s", xv);
         for (int q = 0; q < nc; q++) {
             int kq = cnt[xi * nc + q];
             double pos = dodge(x, q, nc, logx, 1, 0.07);
             double p = tot[xi] ? (double)kq / tot[xi] : NAN, lo = NAN, hi = NAN;
-            if (tot[xi]) wilson(kq, tot[xi], &lo, &hi);
+            if (tot[xi]) gp_wilson(kq, tot[xi], &lo, &hi);
             if (tot[xi]) fprintf(d, ",%.17g,%.17g,%.17g,%.17g,%d", pos, p, lo, hi, kq);
             else fprintf(d, ",,,,,");
             if (!quiet) {
@@ -416,12 +343,25 @@ static int fig_fractions(const sweep_grid *g, const char *dir, const row *rows, 
     fclose(d);
     free(cnt), free(tot);
     char what[256];
-    cli_fmt(what, sizeof what, "fraction of runs per %s vs %s; bars: 95%% Wilson intervals, "
-            "labels: count", fg->of, fg->x);
+    cli_fmt(what, sizeof what, "fraction of points per %s vs %s, bars 95%% Wilson intervals, "
+            "labels counts", fg->of, fg->x);
+    if (same_n && nx > 0) cli_cat(what, sizeof what, ", n = %d per value", n0);
     gp_fig fig;
-    if (fig_begin(&fig, g, gp, name, fg->title ? fg->title : what, done)) return -1;
-    FILE *b = fig.b;
-    fprintf(b, "set xlabel '%s'\nset ylabel 'fraction of runs'\nset yrange [-0.03:1.08]\n", x_label(fg));
+    if (fig_begin(&fig, g, dir, name, fg->title ? fg->title : what, done)) return -1;
+    FILE *b = GP_BODY(&fig);
+    fprintf(b, "set xlabel '");
+    gp_str(b, fg->x); /* the tic labels are the axis values, whatever the spacing */
+    fprintf(b, "%s' noenhanced\nset ylabel 'fraction of the finished points'\n"
+               "set yrange [-0.02:1.08]\nset ytics 0.2\n",
+            fg->xscale == GRID_X_LN_INV ? "   (spaced as ln(1/value))" : "");
+    size_t widest = 0; /* tic labels that would not fit side by side are slanted */
+    for (int i = 0; i < g->npoints; i++) {
+        char v[128];
+        grid_value_text(g, i, ax, v, sizeof v);
+        widest = strlen(v) > widest ? strlen(v) : widest;
+    }
+    if ((double)nx * (double)(widest + (same_n ? 2 : 9)) > 14 * GP_W)
+        fprintf(b, "set xtics rotate by 30 right\n");
     if (logx) {
         double lo = INFINITY, hi = 0;
         for (int xi = 0; xi < nx; xi++) lo = fmin(lo, g->axes[ax].num[xi]), hi = fmax(hi, g->axes[ax].num[xi]);
@@ -429,35 +369,23 @@ static int fig_fractions(const sweep_grid *g, const char *dir, const row *rows, 
     } else {
         fprintf(b, "set offsets 0.3, 0.3, 0, 0\n");
     }
+    gp_key_below(b, nc, 2);
     fprintf(b, "plot ");
     for (int q = 0; q < nc; q++) {
         int c0 = 4 + 5 * q;
         char note[160];
         cat_note(g, fg->of, cats[q], note, sizeof note);
-        fprintf(b, "%s'%s.dat' using %d:%d:%d:%d%s with yerrorlines lw 2 pt 7 ps 1.2 lc rgb '%s' "
+        fprintf(b, "%s'%s.dat' using %d:%d:%d:%d%s with yerrorlines lw 1.5 pt 7 ps 0.7 lc rgb '%s' "
                    "title '", q ? ", \\\n     " : "", name, c0, c0 + 1, c0 + 2, c0 + 3,
                 q == 0 ? ":xticlabels(2)" : "", color_of(cats[q], q));
         gp_str(b, note);
-        fprintf(b, "', '' using %d:%d:%d with labels offset char 1.6,0.5 font ',9' tc rgb '%s' "
-                   "notitle", c0, c0 + 1, c0 + 4, color_of(cats[q], q));
+        fprintf(b, "' noenhanced, '' using %d:(column(%d) > 0 ? column(%d) : 1/0):%d with labels "
+                   "offset char 1.2,0.5 font ',7' tc rgb '%s' notitle",
+                c0, c0 + 4, c0 + 1, c0 + 4, color_of(cats[q], q));
     }
     if (nc == 0) fprintf(b, "NaN notitle");
     fprintf(b, "\n");
-    return fig_end(&fig, dir, name);
-}
-
-/* The y label of a column: what it is. */
-static const char *y_label(const char *col) {
-    static const char *const names[][2] = {
-        {"ratio", "gamma / gamma* (normalized margin over the optimum)"},
-        {"normalized_margin", "normalized margin gamma = q_min / ||theta||^L"},
-        {"smoothed_margin", "smoothed margin gamma~"},
-        {"eps", "KKT residual eps (NNLS, relative)"},
-        {"log10_loss", "log10 Loss at the end"},
-        {"wall_seconds", "wall time of the point (s)"}};
-    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-        if (!strcmp(names[k][0], col)) return names[k][1];
-    return col;
+    return gp_end(&fig);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -476,10 +404,9 @@ static int fig_metric(const sweep_grid *g, const char *dir, const row *rows, int
     int logx = use_logx(g, fg, ax);
     if (fg->group) cli_fmt(name, ncap, "fig%d-%s-vs-%s-by-%s", k + 1, fg->y, fg->x, fg->group);
     else cli_fmt(name, ncap, "fig%d-%s-vs-%s", k + 1, fg->y, fg->x);
-    char *dp = cli_join(dir, name), dat[4200], gp[4200];
+    char *dp = cli_join(dir, name), dat[4200];
     if (!dp) return -1;
     cli_fmt(dat, sizeof dat, "%s.dat", dp);
-    cli_fmt(gp, sizeof gp, "%s.gp", dp);
     free(dp);
     char pdat[4300];
     cli_fmt(pdat, sizeof pdat, "%.*s-points.dat", (int)(strlen(dat) - 4), dat);
@@ -543,18 +470,29 @@ static int fig_metric(const sweep_grid *g, const char *dir, const row *rows, int
     if (pd) fclose(pd);
     free(vals);
     char what[256];
-    cli_fmt(what, sizeof what, "%s vs %s%s%s; median over the other axes, bars: min..max%s", fg->y,
+    cli_fmt(what, sizeof what, "%s vs %s%s%s: median over the other axes, bars min to max%s", fg->y,
             x_label(fg), fg->group ? " by " : "", fg->group ? fg->group : "",
-            fg->points ? ", dots: every point" : "");
+            fg->points ? ", dots every point" : "");
     gp_fig fig;
-    if (fig_begin(&fig, g, gp, name, fg->title ? fg->title : what, done)) return -1;
-    FILE *b = fig.b;
-    fprintf(b, "set xlabel '%s'\nset ylabel '", x_label(fg));
-    gp_str(b, y_label(fg->y));
-    fprintf(b, "'\n");
+    if (fig_begin(&fig, g, dir, name, fg->title ? fg->title : what, done)) return -1;
+    FILE *b = GP_BODY(&fig);
+    fprintf(b, "set xlabel '");
+    gp_str(b, x_label(fg));
+    fprintf(b, "' noenhanced\n");
+    gp_ylabel(b, fg->y);
+    /* the y range follows the finished points' values (gp_range), with 1
+     * in it for the ratio */
+    double *yv = malloc(sizeof *yv * (size_t)(g->npoints + 2)), ylo, yhi;
+    size_t ny = 0;
+    for (int i = 0; yv && i < g->npoints; i++)
+        if (rows[i].finished) yv[ny++] = rows[i].v[col];
+    if (yv && !strcmp(fg->y, "ratio")) yv[ny++] = 1;
+    if (yv && gp_range(yv, ny, 0, &ylo, &yhi) == 0)
+        fprintf(b, "set yrange [%s:%s]\n", gp_num(ylo), gp_num(yhi));
+    free(yv);
     if (logx) fprintf(b, "set logscale x\nset format x '%%g'\nset xrange [%.9g:%.9g]\n", xlo / 1.4,
                       xhi * 1.4);
-    fprintf(b, "set offsets %s, graph 0.05, graph 0.05\n", logx ? "0, 0" : "graph 0.04, graph 0.04");
+    if (!logx) fprintf(b, "set offsets graph 0.04, graph 0.04, 0, 0\n");
     gp_x2_values(b, g, fg, ax);
     if (!g->axes[ax].num || (nx <= 16 && fg->xscale != GRID_X_LN_INV)) { /* a tic per value */
         fprintf(b, "set xtics (");
@@ -568,20 +506,22 @@ static int fig_metric(const sweep_grid *g, const char *dir, const row *rows, int
         }
         fprintf(b, ")\n");
     }
-    if (!strcmp(fg->y, "ratio")) fprintf(b, "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2 lc rgb 'black'\n");
+    if (!strcmp(fg->y, "ratio"))
+        fprintf(b, "set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 3 lw 1 lc rgb 'black'\n");
+    gp_key_below(b, blocks > 1 ? blocks : 0, 4);
     fprintf(b, "plot ");
     for (int q = 0; fg->points && q < blocks; q++)
-        fprintf(b, "'%s-points.dat' index %d using 1:2 with points pt 7 ps 0.45 lc %d notitle, ", name,
+        fprintf(b, "'%s-points.dat' index %d using 1:2 with points pt 7 ps 0.3 lt %d notitle, ", name,
                 q, q + 1);
     for (int q = 0; q < blocks; q++) {
-        fprintf(b, "%s'%s.dat' index %d using 1:2:3:4 with yerrorlines lw 2 pt %d ps 1.1 lc %d "
+        fprintf(b, "%s'%s.dat' index %d using 1:2:3:4 with yerrorlines lw 1.5 pt %d ps 0.7 lt %d "
                    "title '", q ? ", \\\n     " : "", name, q, 5 + 2 * (q % 4), q + 1);
         gp_str(b, labels[q]);
-        fprintf(b, "'");
+        fprintf(b, "' noenhanced");
     }
     if (!blocks) fprintf(b, "NaN notitle");
     fprintf(b, "\n");
-    return fig_end(&fig, dir, name);
+    return gp_end(&fig);
 }
 
 /* ------------------------------------------------------------ command */
@@ -663,7 +603,7 @@ int cli_sweep_report(int argc, char **argv) {
                       name, dir, name);
             code = CLI_EXIT_ERROR;
         } else if (!quiet) {
-            printf("%s/%s.png (and .svg, .gp)\n", dir, name);
+            printf("%s/%s.png (and .pdf, .svg, .gp)\n", dir, name);
         }
     }
     free(rows);

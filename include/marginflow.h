@@ -5,7 +5,7 @@
  * flow on exponential, logistic or cross-entropy loss for extremely long
  * horizons, and measures the quantities of the margin-maximization theory:
  * normalized margin, smoothed margin, per-layer margin, loss and norm rates.
- * The mathematics is in shared/THEORY.md; the papers it cites are the
+ * The mathematics is in docs/theory.md; the papers it cites are the
  * specification:
  *   [LL20]  Lyu & Li, Gradient Descent Maximizes the Margin of Homogeneous
  *           Neural Networks, ICLR 2020 (arXiv:1906.05890).
@@ -36,6 +36,15 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* MF_API marks every public function: the shared library (make shared,
+ * compiled with -fvisibility=hidden) exports exactly these, and
+ * tests/cli/abi.sh checks that the two lists agree. */
+#if defined(__GNUC__) && __GNUC__ >= 4
+#define MF_API __attribute__((visibility("default")))
+#else
+#define MF_API
 #endif
 
 #define MF_VERSION "0.1.0"
@@ -70,12 +79,34 @@ typedef struct mf_err {
 } mf_err;
 
 /* Short static description of an error code ("out of memory", ...). */
-const char *mf_strerror(int code);
+MF_API const char *mf_strerror(int code);
+
+/* ------------------------------------------------------------------------ */
+/* Version and ABI                                                          */
+/* ------------------------------------------------------------------------ */
+
+/* MF_ABI_VERSION counts the revisions of this header's binary interface: it
+ * goes up whenever a public struct's layout, an enum's values or a
+ * function's signature change (the shared library's soname,
+ * libmarginflow.so.0, stays at 0 while marginflow is 0.x). A binding checks
+ * mf_abi_version() and the mf_sizeof of every struct it mirrors against the
+ * header it was written for. */
+#define MF_ABI_VERSION 2
+
+/* The library that is running: MF_VERSION and MF_ABI_VERSION as it was
+ * built (a program compiled against another header may see other macros). */
+MF_API const char *mf_version(void);
+MF_API int mf_abi_version(void);
+
+/* sizeof the public struct named type ("mf_train_settings", every
+ * `typedef struct mf_X {...} mf_X` below); 0 for any other name (also
+ * NULL and the opaque mf_work). */
+MF_API size_t mf_sizeof(const char *type);
 
 /* Replace the allocator used by the whole library (NULL for any argument
  * restores the libc default for all three). Not thread-safe: call before use. */
-void mf_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
-                      void (*free_fn)(void *));
+MF_API void mf_set_allocator(void *(*malloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
+                             void (*free_fn)(void *));
 
 /* Log levels for the log callback. */
 enum { MF_LOG_ERROR = 0, MF_LOG_WARN = 1, MF_LOG_INFO = 2, MF_LOG_DEBUG = 3 };
@@ -89,10 +120,10 @@ typedef struct mf_rng {
     uint64_t s[4];
 } mf_rng;
 
-void mf_rng_seed(mf_rng *r, uint64_t seed);
-uint64_t mf_rng_next(mf_rng *r);
-double mf_rng_uniform(mf_rng *r);  /* in [0, 1), 53 bits */
-double mf_rng_normal(mf_rng *r);   /* standard normal (Box-Muller, no caching) */
+MF_API void mf_rng_seed(mf_rng *r, uint64_t seed);
+MF_API uint64_t mf_rng_next(mf_rng *r);
+MF_API double mf_rng_uniform(mf_rng *r);  /* in [0, 1), 53 bits */
+MF_API double mf_rng_normal(mf_rng *r);   /* standard normal (Box-Muller, no caching) */
 
 /* ------------------------------------------------------------------------ */
 /* Data                                                                     */
@@ -120,8 +151,8 @@ typedef struct mf_data {
  * with n * d <= 2^28 entries (2 GiB of doubles); larger sizes are refused
  * with MF_ERR_INVALID (mf_data_new, gauss/symmetric specs) or MF_ERR_PARSE
  * (data files, at the largest feature index). */
-int mf_data_new(int n, int d, int num_classes, mf_data **out, mf_err *e);
-void mf_data_free(mf_data *data);
+MF_API int mf_data_new(int n, int d, int num_classes, mf_data **out, mf_err *e);
+MF_API void mf_data_free(mf_data *data);
 
 /* Limits of the data-file reader (docs/limits.md). A data set holds at most
  * MF_DATA_MAX_ENTRIES = n * d entries; a data file is at most
@@ -145,11 +176,11 @@ void mf_data_free(mf_data *data);
  * its code, never copied into the message), a file, line or data set beyond
  * the limits above. For libsvm, d = largest index seen, unless min_d > that
  * (pass 0 otherwise). */
-int mf_data_load(const char *path, const char *format, int min_d, mf_data **out, mf_err *e);
+MF_API int mf_data_load(const char *path, const char *format, int min_d, mf_data **out, mf_err *e);
 
 /* Build a data set from a spec string:
  *   builtin:B | builtin:C | builtin:D | builtin:G | builtin:R1 | builtin:sym4
- *       the known-answer sets of THEORY.md section 4;
+ *       the known-answer sets of docs/theory.md section 4;
  *   gauss:n=200,d=20,margin=0.1,seed=3
  *       linearly separable through the origin with a planted margin;
  *   symmetric:n=..,d=..,margin=..,seed=..   gauss plus the mirror (-x, -y) of
@@ -162,7 +193,7 @@ int mf_data_load(const char *path, const char *format, int min_d, mf_data **out,
  *       (mf_data_load_cifar10);
  *   anything else is a file path, loaded with mf_data_load(spec, format, 0).
  * format may be NULL. */
-int mf_data_from_spec(const char *spec, const char *format, mf_data **out, mf_err *e);
+MF_API int mf_data_from_spec(const char *spec, const char *format, mf_data **out, mf_err *e);
 
 /* Where Debian's dataset-fashion-mnist installs its IDX files. */
 #define MF_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
@@ -179,7 +210,7 @@ int mf_data_from_spec(const char *spec, const char *format, mf_data **out, mf_er
  * MF_ERR_DIM (image count != label count) or MF_ERR_NOMEM. The file is read
  * in chunks: a header that promises more than the file holds costs no more
  * memory than the file. */
-int mf_data_load_idx(const char *images, const char *labels, mf_data **out, mf_err *e);
+MF_API int mf_data_load_idx(const char *images, const char *labels, mf_data **out, mf_err *e);
 
 /* Load the CIFAR-10 binary version (Krizhevsky 2009): records of 3073
  * bytes, a label byte 0..9 then 1024 red, 1024 green and 1024 blue pixels
@@ -188,7 +219,7 @@ int mf_data_load_idx(const char *images, const char *labels, mf_data **out, mf_e
  * in that (channel, row, column) order; num_classes = 10. A file whose size
  * is not a whole number of records, a label above 9, or a missing file is an
  * error naming the file (MF_ERR_PARSE, MF_ERR_IO). */
-int mf_data_load_cifar10(const char *dir, int test, mf_data **out, mf_err *e);
+MF_API int mf_data_load_cifar10(const char *dir, int test, mf_data **out, mf_err *e);
 
 /* A subset of a multi-class data set (num_classes >= 2):
  *  classes != NULL: only the samples of classes[0] and classes[1]
@@ -202,8 +233,8 @@ int mf_data_load_cifar10(const char *dir, int test, mf_data **out, mf_err *e);
  * The result is deterministic given (src, classes, limit, seed). desc says
  * what was taken. Errors: MF_ERR_INVALID (binary src, bad classes, limit < 0,
  * nothing left), MF_ERR_NOMEM. */
-int mf_data_select(const mf_data *src, const int *classes, int limit, uint64_t seed,
-                   mf_data **out, mf_err *e);
+MF_API int mf_data_select(const mf_data *src, const int *classes, int limit, uint64_t seed,
+                          mf_data **out, mf_err *e);
 
 /* Fingerprint of a data set's contents: the CRC-32 (zlib) of
  *   "MFDATA1" and a NUL byte, n, d, num_classes (each a little-endian
@@ -215,7 +246,7 @@ int mf_data_select(const mf_data *src, const int *classes, int limit, uint64_t s
  * compare it when the run's data is loaded again: a changed file with the
  * same n and d gets another hash (up to the 2^-32 chance of a CRC collision;
  * CRC-32 catches every change of up to 32 consecutive bits). */
-uint32_t mf_data_hash(const mf_data *data);
+MF_API uint32_t mf_data_hash(const mf_data *data);
 
 /* ------------------------------------------------------------------------ */
 /* Models                                                                   */
@@ -319,44 +350,50 @@ typedef struct mf_model {
  *       The canonical spec is the layers= form with input=.
  * Errors: MF_ERR_PARSE with the offending token, MF_ERR_UNSUPPORTED for
  * multi-class on a binary-only model. */
-int mf_model_parse(const char *spec, int d, int num_classes, mf_model **out, mf_err *e);
-void mf_model_free(mf_model *m);
+MF_API int mf_model_parse(const char *spec, int d, int num_classes, mf_model **out, mf_err *e);
+MF_API void mf_model_free(mf_model *m);
 
 /* Opaque workspace holding activations for batches of up to max_batch
  * samples. Allocated once; forward/backward never allocate. */
 typedef struct mf_work mf_work;
-int mf_work_new(const mf_model *m, int max_batch, mf_work **out, mf_err *e);
-void mf_work_free(mf_work *w);
+MF_API int mf_work_new(const mf_model *m, int max_batch, mf_work **out, mf_err *e);
+MF_API void mf_work_free(mf_work *w);
 
 /* Forward pass on a batch.
- *   x: [n][d]   out: [n][n_out]   (n <= max_batch of w)
+ *   x: [n][d]   out: [n][n_out]   (0 <= n <= max_batch of w)
  * Keeps the activations in w for a following mf_model_backward on the same
- * theta and x. */
-void mf_model_forward(const mf_model *m, mf_work *w, const double *theta,
-                      const double *x, int n, double *out);
+ * theta and x. Checks its arguments before touching memory and returns
+ * MF_OK, MF_ERR_INVALID (m, w or, for n > 0, theta, x or out NULL; n < 0
+ * or n > the max_batch w was made for) or MF_ERR_DIM (w was made for
+ * another model: another spec or parameter layout); on error nothing is
+ * written. n = 0 does nothing. */
+MF_API int mf_model_forward(const mf_model *m, mf_work *w, const double *theta,
+                            const double *x, int n, double *out);
 
 /* Backward pass after mf_model_forward(m, w, theta, x, n, ...):
  *   dout: [n][n_out]   grad: [n_params]
  * Sets grad = sum_i J_i^T dout_i, J_i = d out_i / d theta. Parameters that
- * are not trained (fix-outer) get gradient 0 (they are not in theta). */
-void mf_model_backward(const mf_model *m, mf_work *w, const double *theta,
-                       const double *x, int n, const double *dout, double *grad);
+ * are not trained (fix-outer) get gradient 0 (they are not in theta).
+ * Returns MF_OK or, with nothing written, the errors of mf_model_forward
+ * (dout and grad NULL are MF_ERR_INVALID too); n = 0 sets grad = 0. */
+MF_API int mf_model_backward(const mf_model *m, mf_work *w, const double *theta,
+                             const double *x, int n, const double *dout, double *grad);
 
 /* Gradient with respect to the inputs after mf_model_forward(m, w, theta, x,
  * n, ...): gx [n][d] = J_x,i^T dout_i, J_x,i = d out_i / d x_i (for the L2
  * attacks of mf_robust_eval). The workspace's activations stay those of the
  * forward pass. MF_OK, or MF_ERR_UNSUPPORTED for a model without it (only
  * cnn has one). */
-int mf_model_backward_input(const mf_model *m, mf_work *w, const double *theta,
-                            const double *x, int n, const double *dout, double *gx);
+MF_API int mf_model_backward_input(const mf_model *m, mf_work *w, const double *theta,
+                                   const double *x, int n, const double *dout, double *gx);
 
 /* Initialization. kind: "gauss" (every entry i.i.d. N(0, scale^2)),
  * "balanced" (relu2 / relu2-outbias only: w_k ~ N(0, scale^2 I),
  * a_k = s_k ||w_k|| with s_k a random sign; b = 0), "he" (He et al. 2015:
  * every weight of group l i.i.d. N(0, scale^2 2 / fan_in_l), biases 0;
  * fan_in = the group's columns without a bias column; scale = 1 is He's). */
-int mf_model_init(const mf_model *m, const char *kind, double scale, mf_rng *rng,
-                  double *theta, mf_err *e);
+MF_API int mf_model_init(const mf_model *m, const char *kind, double scale, mf_rng *rng,
+                         double *theta, mf_err *e);
 
 /* The hidden units of a two-layer net Phi(x) = sum_k a_k sigma(<w_k, x~>) (+ b)
  * (relu2 and relu2-outbias), read from the layer views of theta:
@@ -375,19 +412,19 @@ typedef struct mf_units {
 } mf_units;
 
 /* 1 and *u filled for a two-layer net; 0 otherwise (then *u = {0, -1, 0, -1, -1}). */
-int mf_model_units(const mf_model *m, mf_units *u);
+MF_API int mf_model_units(const mf_model *m, mf_units *u);
 /* The fixed outer weights of fix-outer: +1 for even k, -1 for odd k. */
-double mf_units_fixed_outer(int k);
+MF_API double mf_units_fixed_outer(int k);
 /* a_k at theta (u from mf_model_units on m). */
-double mf_units_outer(const mf_model *m, const mf_units *u, const double *theta, int k);
+MF_API double mf_units_outer(const mf_model *m, const mf_units *u, const double *theta, int k);
 
 /* Euclidean norm of layer l of theta, and of all of theta. */
-double mf_layer_norm(const mf_model *m, const double *theta, int l);
-double mf_param_norm(const mf_model *m, const double *theta);
+MF_API double mf_layer_norm(const mf_model *m, const double *theta, int l);
+MF_API double mf_param_norm(const mf_model *m, const double *theta);
 
 /* Human-readable parameter order into buf ("index name[row][col]" lines);
  * returns the number of characters that would have been written (snprintf). */
-size_t mf_model_layout(const mf_model *m, char *buf, size_t cap);
+MF_API size_t mf_model_layout(const mf_model *m, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------ */
 /* Losses, margins, metrics (log domain)                                    */
@@ -403,7 +440,7 @@ typedef enum mf_loss_kind {
  *  out: [n][n_out]. Binary: q_n = y_n out_n. Multi-class:
  *  q_n = out_{n,y} - max_{j != y} out_{n,j}. Writes q[n] (may be NULL) and
  *  returns q_min. */
-double mf_margins(const mf_data *data, const double *out, int n_out, double *q);
+MF_API double mf_margins(const mf_data *data, const double *out, int n_out, double *q);
 
 /* Loss in the log domain and its normalized gradient with respect to outputs.
  * Exact problem: given outputs z = out, with the smooth per-sample margin
@@ -415,25 +452,25 @@ double mf_margins(const mf_data *data, const double *out, int n_out, double *q);
  *   *log_loss = log sum_n ell(s_n)   (natural log, exact at any level)
  *   gout[n][n_out] = (d Loss / d z) / Loss     (may be NULL)
  *   wts[n] = -ell'(s_n) / Loss                 (softmax weights; may be NULL)
- * [LL20] section 2 / THEORY.md section 2. No exp() of a positive argument
+ * [LL20] section 2 / docs/theory.md section 2. No exp() of a positive argument
  * larger than log(DBL_MAX) is ever taken. Returns MF_ERR_NUMERIC if an
  * output is non-finite (then *log_loss = NAN). idx (may be NULL): the batch
  * rows out[i] correspond to data sample idx[i]; n = batch size. */
-int mf_loss_eval(mf_loss_kind loss, const mf_data *data, const int *idx, int n,
-                 const double *out, int n_out, double *log_loss, double *gout,
-                 double *wts);
+MF_API int mf_loss_eval(mf_loss_kind loss, const mf_data *data, const int *idx, int n,
+                        const double *out, int n_out, double *log_loss, double *gout,
+                        double *wts);
 
 /* log ell(0): log 1 = 0 for exp, log log 2 for logistic/CE. */
-double mf_loss_log_ell0(mf_loss_kind loss);
+MF_API double mf_loss_log_ell0(mf_loss_kind loss);
 
-/* Smoothed normalized margin from the log loss, [LL20] Def./THEORY.md s.1:
+/* Smoothed normalized margin from the log loss, [LL20] Def./docs/theory.md s.1:
  *   exp:       -log_loss / ||theta||^L
  *   logistic:  -log(expm1(Loss)) / ||theta||^L, computed stably from log_loss.
  * ||theta||^L may overflow or underflow: the quotient is then taken with the
  * norm split into mantissa and exponent. A result that is not a normal
  * double (beyond DBL_MAX, or nonzero below DBL_MIN) is absent: NAN. norm = 0
  * gives 0; a NaN, infinite or negative norm gives NAN. */
-double mf_smoothed_margin(mf_loss_kind loss, double log_loss, double norm, int degree);
+MF_API double mf_smoothed_margin(mf_loss_kind loss, double log_loss, double norm, int degree);
 
 /* Everything a metrics row holds. */
 typedef struct mf_metrics {
@@ -462,10 +499,11 @@ typedef struct mf_metrics {
 } mf_metrics;
 
 /* Compute every metric except step/time_log/lr at theta. out (may be NULL:
- * then the forward pass is done here in w, which must hold data->n samples)
- * are the outputs on the full data set. */
-int mf_metrics_eval(const mf_model *m, mf_work *w, const mf_data *data, mf_loss_kind loss,
-                    const double *theta, const double *out, mf_metrics *mt, mf_err *e);
+ * then the forward pass is done here in w, which must hold data->n samples
+ * of this model, else MF_ERR_INVALID / MF_ERR_DIM) are the outputs on the
+ * full data set. */
+MF_API int mf_metrics_eval(const mf_model *m, mf_work *w, const mf_data *data, mf_loss_kind loss,
+                           const double *theta, const double *out, mf_metrics *mt, mf_err *e);
 
 /* ------------------------------------------------------------------------ */
 /* Training                                                                 */
@@ -496,11 +534,12 @@ typedef enum mf_outcome {
     MF_OUT_INTERRUPTED    /* should_stop callback asked to stop */
 } mf_outcome;
 
-const char *mf_outcome_name(mf_outcome o);   /* "loss-target", "step-budget", ... */
-const char *mf_optimizer_name(mf_optimizer_kind k); /* "gd", "scaled", ... */
-const char *mf_loss_name(mf_loss_kind k);          /* "exp", "logistic", "ce" */
-int mf_optimizer_from_name(const char *s, mf_optimizer_kind *k);  /* MF_OK or MF_ERR_INVALID */
-int mf_loss_from_name(const char *s, mf_loss_kind *k);
+MF_API const char *mf_outcome_name(mf_outcome o);   /* "loss-target", "step-budget", ... */
+MF_API const char *mf_optimizer_name(mf_optimizer_kind k); /* "gd", "scaled", ... */
+MF_API const char *mf_loss_name(mf_loss_kind k);          /* "exp", "logistic", "ce" */
+/* MF_OK or MF_ERR_INVALID: */
+MF_API int mf_optimizer_from_name(const char *s, mf_optimizer_kind *k);
+MF_API int mf_loss_from_name(const char *s, mf_loss_kind *k);
 
 /* Most chosen archive epochs of an epoch run. */
 #define MF_MAX_ARCHIVE_EPOCHS 32
@@ -540,9 +579,9 @@ typedef struct mf_train_settings {
     const mf_data *test;        /* optional test set (not owned; NULL = none): its error per epoch */
 } mf_train_settings;
 
-void mf_train_settings_default(mf_train_settings *s);
+MF_API void mf_train_settings_default(mf_train_settings *s);
 /* NULL if valid, else a static sentence naming the bad field and its range. */
-const char *mf_train_settings_validate(const mf_train_settings *s);
+MF_API const char *mf_train_settings_validate(const mf_train_settings *s);
 
 /* The complete state of a run; what a checkpoint holds. */
 typedef struct mf_train_state {
@@ -558,8 +597,8 @@ typedef struct mf_train_state {
 
 /* A fresh state: step 0, t = 0 (time_log = -INFINITY), lr = 0 (meaning:
  * mf_train starts from settings.lr), theta zeroed, rng seeded with 1. */
-int mf_train_state_new(size_t n_params, mf_train_state **out, mf_err *e);
-void mf_train_state_free(mf_train_state *s);
+MF_API int mf_train_state_new(size_t n_params, mf_train_state **out, mf_err *e);
+MF_API void mf_train_state_free(mf_train_state *s);
 
 /* Largest step (and rejected) count a state may hold: 2^62, so that a run
  * can count on without overflow (at 10^9 steps a second, 146 years). */
@@ -575,12 +614,12 @@ void mf_train_state_free(mf_train_state *s);
  *   theta            n_params finite values.
  * These are what a run can produce; mf_checkpoint_read refuses anything
  * else. */
-const char *mf_train_state_validate(const mf_train_state *s);
+MF_API const char *mf_train_state_validate(const mf_train_state *s);
 
 /* Whether metrics are logged at step s (log-spaced schedule of the settings:
  * step 0 and round(10^(i/k)), k = log_points / log10(H) per decade, where
  * H = log_horizon, or max_steps when that is 0, or 10^6 when both are 0). */
-int mf_is_log_step(const mf_train_settings *s, long long step);
+MF_API int mf_is_log_step(const mf_train_settings *s, long long step);
 
 typedef struct mf_callbacks {
     void *user;
@@ -621,9 +660,9 @@ typedef struct mf_train_result {
  * uninterrupted run (same build, same threads). cb may be NULL.
  * Returns an error code (MF_OK also when the run ended by a non-finite
  * outcome: that is an outcome, in result->outcome). */
-int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
-             mf_train_state *state, const mf_callbacks *cb, mf_train_result *result,
-             mf_err *e);
+MF_API int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
+                    mf_train_state *state, const mf_callbacks *cb, mf_train_result *result,
+                    mf_err *e);
 
 /* Epoch runs (src/epoch.c). mf_train runs them when mf_train_is_epoch_run:
  *  - epoch e visits the N samples in batches of settings.batch (the last
@@ -646,13 +685,13 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
  *  - max_steps (SGD steps), max_epochs, until_log10_loss, wall_seconds and
  *    should_stop end the run at an epoch boundary; until_time is ignored.
  * A state saved at an epoch boundary resumes bit for bit. */
-int mf_train_is_epoch_run(const mf_train_settings *s);
+MF_API int mf_train_is_epoch_run(const mf_train_settings *s);
 
 /* The visiting order of epoch `epoch` after `rejected` rejections: perm [n]
  * a permutation of 0..n-1, by a Fisher-Yates shuffle driven by xoshiro256**
  * seeded with seed * 0x9E3779B97F4A7C15 + epoch * 0xD1B54A32D192ED03 +
  * rejected (mod 2^64). */
-void mf_epoch_permutation(uint64_t seed, long long epoch, long long rejected, int n, int *perm);
+MF_API void mf_epoch_permutation(uint64_t seed, long long epoch, long long rejected, int n, int *perm);
 
 /* ------------------------------------------------------------------------ */
 /* Files                                                                    */
@@ -662,8 +701,8 @@ void mf_epoch_permutation(uint64_t seed, long long epoch, long long rejected, in
  * payload, written atomically (temp file, fsync, rename). fingerprint ties it
  * to a configuration (e.g. CRC of the run's config.json); a checkpoint whose
  * fingerprint or n_params differs is refused with MF_ERR_FOREIGN. */
-int mf_checkpoint_write(const char *path, const mf_train_state *s, uint32_t fingerprint,
-                        mf_err *e);
+MF_API int mf_checkpoint_write(const char *path, const mf_train_state *s, uint32_t fingerprint,
+                               mf_err *e);
 /* Reads into a new state. expect_fingerprint / expect_n_params checked.
  * At most the size of a checkpoint of expect_n_params parameters is read (a
  * longer file or stream is refused: MF_ERR_FOREIGN when its header names
@@ -671,12 +710,12 @@ int mf_checkpoint_write(const char *path, const mf_train_state *s, uint32_t fing
  * every field is checked as mf_train_state_validate does; a field out of its
  * range is MF_ERR_CORRUPT naming the field and its value (a file with a valid
  * checksum but impossible content is forged or written by other software). */
-int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t expect_n_params,
-                       mf_train_state **out, mf_err *e);
+MF_API int mf_checkpoint_read(const char *path, uint32_t expect_fingerprint, size_t expect_n_params,
+                              mf_train_state **out, mf_err *e);
 
 /* Write a whole buffer to path atomically (temp file in the same folder,
  * fsync, rename). */
-int mf_write_file_atomic(const char *path, const void *buf, size_t len, mf_err *e);
+MF_API int mf_write_file_atomic(const char *path, const void *buf, size_t len, mf_err *e);
 
 /* Parameters as text: first line "# marginflow params v1 n=<n_params> model=<spec>",
  * then one value per line, %.17g, C locale. Reading accepts that format or a
@@ -693,14 +732,14 @@ int mf_write_file_atomic(const char *path, const void *buf, size_t len, mf_err *
 #define MF_PARAMS_MAX_BYTES(n) \
     ((size_t)(n) < (((size_t)-1 >> 7) - ((size_t)1 << 14)) ? ((size_t)1 << 20) + 64 * (size_t)(n) \
                                                             : (size_t)-1)
-int mf_params_write(const char *path, const mf_model *m, const double *theta, mf_err *e);
-int mf_params_read(const char *path, size_t n_params, double *theta, mf_err *e);
-int mf_params_read_for(const char *path, const mf_model *m, double *theta, mf_err *e);
+MF_API int mf_params_write(const char *path, const mf_model *m, const double *theta, mf_err *e);
+MF_API int mf_params_read(const char *path, size_t n_params, double *theta, mf_err *e);
+MF_API int mf_params_read_for(const char *path, const mf_model *m, double *theta, mf_err *e);
 /* Parse "v1,v2,..." (exactly n values) into theta. */
-int mf_params_parse(const char *list, size_t n_params, double *theta, mf_err *e);
+MF_API int mf_params_parse(const char *list, size_t n_params, double *theta, mf_err *e);
 
 /* Format a value as %.17g in the C locale regardless of the process locale. */
-void mf_format_double(char *buf, size_t cap, double v);
+MF_API void mf_format_double(char *buf, size_t cap, double v);
 /* s as every library message shows a path, spec or token: printable ASCII
  * and printable UTF-8 copied, every other byte (control characters, DEL,
  * malformed UTF-8) written as "\xNN", cut with "..." after max bytes of s.
@@ -708,12 +747,12 @@ void mf_format_double(char *buf, size_t cap, double v);
  * the whole rendering. Returns dst. For callers (the CLI) that quote what a
  * user typed the same way. */
 #define MF_QUOTE_CAP(max) (4 * (size_t)(max) + 4)
-char *mf_quote(char *dst, size_t cap, const char *s, size_t max);
+MF_API char *mf_quote(char *dst, size_t cap, const char *s, size_t max);
 /* Format t = exp(time_log) exactly as a decimal, also beyond double range
  * ("3.1415926535897931e+10000"); "0" when time_log = -INFINITY. The exponent
  * can have up to 308 digits: a buffer of MF_LOG_VALUE_LEN always suffices. */
 #define MF_LOG_VALUE_LEN 360
-void mf_format_log_value(char *buf, size_t cap, double time_log);
+MF_API void mf_format_log_value(char *buf, size_t cap, double time_log);
 
 /* CSV header line of metrics rows (no newline) and one row (no newline).
  * Columns: step,time,log10_time,log10_loss,norm,q_min,normalized_margin,
@@ -723,15 +762,15 @@ void mf_format_log_value(char *buf, size_t cap, double time_log);
  * field: CSV readers (gnuplot, pandas) take it as missing, never as a
  * number. (The CLI's JSON files write such values as null.) */
 #define MF_METRICS_ROW_LEN 1024 /* always enough for one row (and its NUL) */
-const char *mf_metrics_csv_header(void);
+MF_API const char *mf_metrics_csv_header(void);
 /* The metrics.csv of an epoch run: one row per accepted epoch, columns
  * step,epoch,log10_loss,log10_mean_loss,train_acc,test_acc,normalized_margin,
  * layer_margin,smoothed_margin,norm,q_min,lr,rejected,epoch_seconds,
  * wall_seconds,time,log10_time (train_acc = 1 - train_error; lr = alpha for
  * sgd-lyu-li; absent values empty, as above). */
-const char *mf_epoch_csv_header(void);
-void mf_epoch_csv_row(const mf_metrics *m, char *buf, size_t cap);
-void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap);
+MF_API const char *mf_epoch_csv_header(void);
+MF_API void mf_epoch_csv_row(const mf_metrics *m, char *buf, size_t cap);
+MF_API void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------ */
 /* Max-margin references (svm.c)                                            */
@@ -741,7 +780,7 @@ void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap);
  * Exact max-margin references for linear predictors through the
  * origin: the l2 hard-margin SVM (the global optimum of (P) for linear and
  * fully-connected linear nets) and the l1-margin LP (the global optimum for
- * depth-2 diagonal nets). THEORY.md section 3; [LL20], [VSS22].
+ * depth-2 diagonal nets). docs/theory.md section 3; [LL20], [VSS22].
  *
  * Notation: z_n = y_n x_n in R^d (n = 1..N), Z = [N][d] with rows z_n,
  * q_n(w) = <w, z_n> the margin of sample n.
@@ -772,9 +811,9 @@ typedef struct mf_svm_settings {
                             residual is smaller */
 } mf_svm_settings;
 
-void mf_svm_settings_default(mf_svm_settings *s);
+MF_API void mf_svm_settings_default(mf_svm_settings *s);
 /* NULL if valid, else a static sentence naming the bad field and its range. */
-const char *mf_svm_settings_validate(const mf_svm_settings *s);
+MF_API const char *mf_svm_settings_validate(const mf_svm_settings *s);
 
 /* Result of mf_svm_solve; a plain struct (OSQP "info" style). All arrays are
  * owned by the result and freed by mf_svm_result_free.
@@ -785,7 +824,7 @@ const char *mf_svm_settings_validate(const mf_svm_settings *s);
  *              margin max_{||b||_1 = 1} min_n q_n(b)), gamma_diag2 =
  *              gamma_l1 / 2 = 1/(2 ||beta||_1), the global optimum of the
  *              normalized margin of a depth-2 diagonal net <u o v, x>
- *              (THEORY.md s.3); alpha [n] the LP row duals (multipliers of
+ *              (docs/theory.md s.3); alpha [n] the LP row duals (multipliers of
  *              q_n >= 1; alpha >= 0, ||Z^T alpha||_inf <= 1).
  * NONSEPARABLE: w = alpha = NULL, gamma = gamma_diag2 = 0; certificate [n]
  *              with c_n >= 0, sum c_n = 1 and certificate_norm =
@@ -884,16 +923,16 @@ typedef struct mf_svm_result {
  * +-1, non-finite x), MF_ERR_UNSUPPORTED (multi-class data), MF_ERR_NOMEM,
  * MF_ERR_NUMERIC (NNLS or LAPACK or GLPK failed, or no convergence within
  * max_iter). *out is NULL on error. */
-int mf_svm_solve(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *settings,
-                 mf_svm_result **out, mf_err *e);
+MF_API int mf_svm_solve(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *settings,
+                        mf_svm_result **out, mf_err *e);
 
-void mf_svm_result_free(mf_svm_result *r);
+MF_API void mf_svm_result_free(mf_svm_result *r);
 
 /* "solved", "nonseparable"; "l2", "l1". mf_svm_norm_from_name: MF_OK or
  * MF_ERR_INVALID. */
-const char *mf_svm_status_name(int status);
-const char *mf_svm_norm_name(int norm);
-int mf_svm_norm_from_name(const char *s, mf_svm_norm *norm);
+MF_API const char *mf_svm_status_name(int status);
+MF_API const char *mf_svm_norm_name(int norm);
+MF_API int mf_svm_norm_from_name(const char *s, mf_svm_norm *norm);
 
 /* ------------------------------------------------------------------------ */
 /* L2 robustness (robust.c)                                                 */
@@ -921,9 +960,9 @@ typedef struct mf_robust_settings {
     uint64_t seed;          /* PGD random starts (sample i uses seed and i); default 1 */
 } mf_robust_settings;
 
-void mf_robust_settings_default(mf_robust_settings *s);
+MF_API void mf_robust_settings_default(mf_robust_settings *s);
 /* NULL if valid, else a static sentence naming the bad field and its range. */
-const char *mf_robust_settings_validate(const mf_robust_settings *s);
+MF_API const char *mf_robust_settings_validate(const mf_robust_settings *s);
 
 /* What mf_robust_eval found. An input counts as correct when its margin
  * q > 0 (q = y Phi or Phi_y - max_{j != y} Phi_j; a tie is an error), and as
@@ -976,9 +1015,9 @@ typedef struct mf_robust_result {
  * gradient), MF_ERR_DIM, MF_ERR_NOMEM, MF_ERR_NUMERIC (non-finite outputs at
  * the clean inputs). *out is NULL on error.
  */
-int mf_robust_eval(const mf_model *m, const mf_data *data, const double *theta,
-                   const mf_robust_settings *s, mf_robust_result **out, mf_err *e);
-void mf_robust_result_free(mf_robust_result *r);
+MF_API int mf_robust_eval(const mf_model *m, const mf_data *data, const double *theta,
+                          const mf_robust_settings *s, mf_robust_result **out, mf_err *e);
+MF_API void mf_robust_result_free(mf_robust_result *r);
 
 /* ------------------------------------------------------------------------ */
 /* Analysis: KKT, local optimality, verdicts (analyze.c, local.c)           */
@@ -986,7 +1025,7 @@ void mf_robust_result_free(mf_robust_result *r);
 
 /*
  * Analysis: KKT certificates and optimality
- * verdicts for problem (P) of THEORY.md section 3,
+ * verdicts for problem (P) of docs/theory.md section 3,
  *     (P)  minimize 1/2 ||theta||^2  subject to  q_n(theta) >= 1 for all n.
  *
  * Split of work: section A is src/margin.c; section B (search-based and
@@ -1001,16 +1040,16 @@ void mf_robust_result_free(mf_robust_result *r);
  * margin: y Phi, or Phi_y - max_{j!=y} Phi_j with the argmax j taken as the
  * competing class), J[n][n_params] = grad_theta q_n, with the library's
  * convention sigma'(0) = alpha at ReLU kinks. q or J may be NULL. */
-int mf_margin_jacobian(const mf_model *m, const mf_data *data, const double *theta, double *q,
-                       double *J, mf_err *e);
+MF_API int mf_margin_jacobian(const mf_model *m, const mf_data *data, const double *theta,
+                              double *q, double *J, mf_err *e);
 
 /* Number of hidden units whose pre-activations exist (relu2, relu2-outbias:
  * width; mlp: sum of widths; 0 for models without ReLU), and the
  * pre-activations pre[n][H] at theta (unit order: layer by layer, unit by
  * unit). */
-int mf_model_n_hidden(const mf_model *m);
-int mf_model_preactivations(const mf_model *m, const double *theta, const mf_data *data,
-                            double *pre, mf_err *e);
+MF_API int mf_model_n_hidden(const mf_model *m);
+MF_API int mf_model_preactivations(const mf_model *m, const double *theta, const mf_data *data,
+                                   double *pre, mf_err *e);
 
 /* ------------------------------------------------- B: local tests (local.c) */
 
@@ -1020,7 +1059,7 @@ int mf_model_preactivations(const mf_model *m, const double *theta, const mf_dat
 /* Most radii one local search takes. */
 #define MF_LOCAL_MAX_RADII 8
 
-/* Directional first-order test at a non-smooth point ([VSS22]; THEORY.md s.3):
+/* Directional first-order test at a non-smooth point ([VSS22]; docs/theory.md s.3):
  * search for d with q_n'(theta; d) >= 0 for every active n (q_n <= 1 + act_tol)
  * and <theta, d> < 0, by one LP (GLPK) per sign pattern of the directional
  * derivatives of the pre-activations that are within zero_tol of 0 (at most
@@ -1037,10 +1076,10 @@ typedef struct mf_directional_result {
     double gain[MF_N_GAINS]; /* gamma(theta + eps d) / gamma(theta) - 1 for eps = 1e-1..1e-4 */
 } mf_directional_result;
 
-int mf_directional_test(const mf_model *m, const mf_data *data, const double *theta,
-                        double act_tol, double zero_tol, int max_patterns,
-                        mf_directional_result **out, mf_err *e);
-void mf_directional_result_free(mf_directional_result *r);
+MF_API int mf_directional_test(const mf_model *m, const mf_data *data, const double *theta,
+                               double act_tol, double zero_tol, int max_patterns,
+                               mf_directional_result **out, mf_err *e);
+MF_API void mf_directional_result_free(mf_directional_result *r);
 
 /* Local constrained re-solve of (P) by NLopt SLSQP from perturbations
  * theta + r xi (xi uniform on the sphere scaled by ||theta||) for each radius r
@@ -1061,10 +1100,10 @@ typedef struct mf_local_result {
     int failures;                /* trials whose SLSQP run reached no feasible point */
 } mf_local_result;
 
-int mf_local_search(const mf_model *m, const mf_data *data, const double *theta,
-                    const double *radii, int n_radii, int trials, uint64_t seed,
-                    mf_local_result **out, mf_err *e);
-void mf_local_result_free(mf_local_result *r);
+MF_API int mf_local_search(const mf_model *m, const mf_data *data, const double *theta,
+                           const double *radii, int n_radii, int trials, uint64_t seed,
+                           mf_local_result **out, mf_err *e);
+MF_API void mf_local_result_free(mf_local_result *r);
 
 /* Multi-start search for the best normalized margin (`marginflow maxmargin`):
  * SLSQP on (P) from `starts` random gauss inits (seed, seed+1, ...). A SEARCH,
@@ -1081,9 +1120,9 @@ typedef struct mf_maxmargin_result {
     int failures;           /* starts where SLSQP did not reach a feasible point */
 } mf_maxmargin_result;
 
-int mf_maxmargin(const mf_model *m, const mf_data *data, int starts, uint64_t seed, double rel_tol,
-                 mf_maxmargin_result **out, mf_err *e);
-void mf_maxmargin_result_free(mf_maxmargin_result *r);
+MF_API int mf_maxmargin(const mf_model *m, const mf_data *data, int starts, uint64_t seed,
+                        double rel_tol, mf_maxmargin_result **out, mf_err *e);
+MF_API void mf_maxmargin_result_free(mf_maxmargin_result *r);
 
 /* ------------------------------------------------------ C: the whole analysis */
 
@@ -1096,7 +1135,7 @@ typedef enum mf_verdict {
     MF_VERDICT_NON_HOMOGENEOUS  /* (P) theory does not apply */
 } mf_verdict;
 
-const char *mf_verdict_name(mf_verdict v); /* "global", "local-certified", ... */
+MF_API const char *mf_verdict_name(mf_verdict v); /* "global", "local-certified", ... */
 
 typedef struct mf_analyze_settings {
     double kkt_tol;       /* relative eps tolerance for "is KKT", default 1e-3 */
@@ -1111,8 +1150,8 @@ typedef struct mf_analyze_settings {
     int layer;            /* -1 = whole network (default); l >= 0: per-layer problem P_l */
 } mf_analyze_settings;
 
-void mf_analyze_settings_default(mf_analyze_settings *s);
-const char *mf_analyze_settings_validate(const mf_analyze_settings *s);
+MF_API void mf_analyze_settings_default(mf_analyze_settings *s);
+MF_API const char *mf_analyze_settings_validate(const mf_analyze_settings *s);
 
 typedef struct mf_analysis {
     int n, n_params, degree, homogeneous;
@@ -1154,9 +1193,10 @@ typedef struct mf_analysis {
     mf_analyze_settings settings;   /* the settings (tolerances) it was judged with */
 } mf_analysis;
 
-int mf_analyze(const mf_model *m, const mf_data *data, const double *theta, mf_loss_kind loss,
-               const mf_analyze_settings *s, mf_analysis **out, mf_err *e);
-void mf_analysis_free(mf_analysis *a);
+MF_API int mf_analyze(const mf_model *m, const mf_data *data, const double *theta,
+                      mf_loss_kind loss, const mf_analyze_settings *s, mf_analysis **out,
+                      mf_err *e);
+MF_API void mf_analysis_free(mf_analysis *a);
 
 /* ------------------------------------------------------------------------ */
 /* Global optimum of bias-free two-layer (leaky) ReLU nets (global_relu2.c)  */
@@ -1205,9 +1245,9 @@ typedef struct mf_global_settings {
     double max_seconds;  /* IPOPT CPU-time limit (max_cpu_time), default 600, > 0 */
 } mf_global_settings;
 
-void mf_global_settings_default(mf_global_settings *s);
+MF_API void mf_global_settings_default(mf_global_settings *s);
 /* NULL if valid, else a static sentence naming the bad field and its range. */
-const char *mf_global_settings_validate(const mf_global_settings *s);
+MF_API const char *mf_global_settings_validate(const mf_global_settings *s);
 
 typedef struct mf_global_result {
     int n, d;
@@ -1278,9 +1318,10 @@ typedef struct mf_global_result {
  * certificate for the lifted points), MF_ERR_NUMERIC (IPOPT or GLPK
  * failed, or the evaluated certificate is not finite), MF_ERR_NOMEM.
  */
-int mf_global_relu2(const mf_model *m, const mf_data *data, const mf_global_settings *settings,
-                    mf_global_result **out, mf_err *e);
-void mf_global_result_free(mf_global_result *r);
+MF_API int mf_global_relu2(const mf_model *m, const mf_data *data,
+                           const mf_global_settings *settings, mf_global_result **out,
+                           mf_err *e);
+MF_API void mf_global_result_free(mf_global_result *r);
 
 #ifdef __cplusplus
 }

@@ -7,7 +7,7 @@
  *   verdict.c       evidence -> verdict and reason (a pure function)
  *   analyze.c       mf_analyze, the orchestrator; local.c the LP/SLSQP tests
  * with the named constants they are judged by. Problem (P) and the methods
- * are in THEORY.md section 3 and the file comments.
+ * are in docs/theory.md section 3 and the file comments.
  */
 #ifndef MF_ANALYSIS_INTERNAL_H
 #define MF_ANALYSIS_INTERNAL_H

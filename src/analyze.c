@@ -1,6 +1,6 @@
 /*
  * analyze.c -- mf_analyze, the orchestrator of the KKT certificates and
- * optimality verdicts for the max-margin problem of THEORY.md section 3,
+ * optimality verdicts for the max-margin problem of docs/theory.md section 3,
  *     (P)  minimize 1/2 ||theta||^2  subject to  q_n(theta) >= 1 for all n,
  * at a trained parameter vector theta (section C of marginflow.h).
  *

@@ -1,6 +1,6 @@
 /*
  * data.c -- labelled data sets: allocation, the libsvm/liblinear and CSV
- * readers, the known-answer sets of THEORY.md section 4 and the synthetic
+ * readers, the known-answer sets of docs/theory.md section 4 and the synthetic
  * separable generators (gauss, symmetric).
  *
  * Readers make one pass over the file with a chunked line reader (any line
@@ -803,7 +803,7 @@ int mf_data_load(const char *path, const char *format, int min_d, mf_data **out,
 
 /* ------------------------------------------------------------------ specs */
 
-/* Known-answer sets of THEORY.md section 4 (all labels +1 unless given). */
+/* Known-answer sets of docs/theory.md section 4 (all labels +1 unless given). */
 static int builtin(const char *name, mf_data **out, mf_err *e) {
     static const double B[] = {1, 2}, C[] = {1, 1}, Dd[] = {1, 0, 0, 1}, G[] = {1},
                         R1[] = {1, 1, -1, 1}, R1y[] = {1, -1},

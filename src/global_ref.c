@@ -1,6 +1,6 @@
 /*
  * global_ref.c -- exact references for the max-margin problem (P)
- * (THEORY.md s.3):
+ * (docs/theory.md s.3):
  *  - the global optimum gamma* where a closed form is known; which one a
  *    model has is its table's global_ref (linear / fc-linear: the hard-margin
  *    SVM, depth-2 diagonal: the l1-margin LP, deeper diagonal: vertex
@@ -70,7 +70,7 @@ static double vertex_value(const mf_data *D, const int *sel, double p) {
  * feasible set within an orthant, so its minimum is attained at a vertex of
  * (feasible set) ∩ (orthant): a point where d linearly independent
  * constraints among {y_n <beta, x_n> = 1} ∪ {beta_j = 0} are tight. We
- * enumerate all C(N + d, d) subsets (our derivation, THEORY.md s.3:
+ * enumerate all C(N + d, d) subsets (our derivation, docs/theory.md s.3:
  * "exact only by enumeration for small d"). Returns gamma* or NAN when the
  * enumeration is too large (> max_subsets) or infeasible.
  */
@@ -122,7 +122,7 @@ static int svm_reference(const mf_data *data, const mf__global_ref *ref, mf_anal
 
 /*
  * Fill a->has_global, gamma_star, global_source, ratio = gamma / gamma*
- * where the model's table knows a closed form (THEORY.md s.3). Only binary
+ * where the model's table knows a closed form (docs/theory.md s.3). Only binary
  * data and homogeneous models. What is missing and why goes to note.
  */
 int mf__global_reference(const mf__an_ctx *c, mf_analysis *a, char *note, size_t cap, mf_err *e) {

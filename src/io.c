@@ -3,7 +3,7 @@
  * parameter files, metrics CSV rows, and the atomic-write primitive under all
  * of them. Also the training state object a checkpoint holds.
  *
- * Every file round-trips exactly (STYLE.md 13): text numbers are %.17g under
+ * Every file round-trips exactly (docs/file-formats.md): text numbers are %.17g under
  * the C locale whatever the process locale is, so strtod reads back the same
  * bits; binary numbers are the raw IEEE-754 / two's complement bytes in
  * little-endian order, so a checkpoint restores a run bit for bit. Binary

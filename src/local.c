@@ -1,6 +1,6 @@
 /*
  * local.c -- search-based and LP-based tests of local optimality for the
- * max-margin problem of THEORY.md section 3,
+ * max-margin problem of docs/theory.md section 3,
  *     (P)  minimize 1/2 ||theta||^2  subject to  q_n(theta) >= 1 for all n,
  * section B of marginflow.h:
  *
@@ -546,7 +546,7 @@ static int dt_setup(dt_state *st, double qmin, double act_tol, mf_directional_re
 
 /*
  * mf_directional_test -- the first-order test of [VSS22] for (P) at theta
- * (THEORY.md s.3 "Non-smooth point"). With the active set
+ * (docs/theory.md s.3 "Non-smooth points"). With the active set
  * A = {n : q_n <= q_min (1 + act_tol)} it solves
  *     minimize <theta, d>  s.t.  q_n'(theta; d) >= 0 (n in A),  -1 <= d_i <= 1,
  * exactly when q_n'(theta; .) is piecewise linear:
@@ -848,7 +848,7 @@ void mf_local_result_free(mf_local_result *r) {
 }
 
 /*
- * mf_local_search -- local re-solves of (P) near theta (THEORY.md s.3, "any
+ * mf_local_search -- local re-solves of (P) near theta (docs/theory.md s.3, "any
  * architecture"). theta~ = theta / q_min^{1/L} (q_min(theta~) = 1); for each
  * radius r and trial, start = theta~ + r ||theta~|| xi with xi uniform on the
  * unit sphere (a normalized Gaussian vector from mf_rng seeded by seed; the
@@ -952,7 +952,7 @@ static int lc_cmp_desc(const void *a, const void *b) {
 }
 
 /*
- * mf_maxmargin -- multi-start SLSQP on (P) (THEORY.md s.3): start i (i = 0 ..
+ * mf_maxmargin -- multi-start SLSQP on (P) (docs/theory.md s.3): start i (i = 0 ..
  * starts-1) is mf_model_init(m, "gauss", 1, rng seeded by seed + i), solved
  * by lc_slsqp (rescaled to q_min = 1 when q_min > 0, otherwise through its
  * phase 1). Starts that reach no feasible point count as failures. The

@@ -2,7 +2,7 @@
  * loss.c -- losses in the log domain, margins, smoothed margins.
  *
  * Training runs to losses of 10^-10000 and below, far under the smallest
- * double. Following THEORY.md section 2 ([LL20] section 2 and App. K), the
+ * double. Following docs/theory.md section 2 ([LL20] section 2 and App. K), the
  * loss is never materialized: we keep log Loss = LSE_n log ell(s_n) and the
  * per-sample weights w_n = -ell'(s_n) / Loss as a softmax, so the gradient
  * direction grad Loss / Loss is exact at any loss level. No exp() is taken
@@ -166,7 +166,7 @@ nonfinite:
 double mf_loss_log_ell0(mf_loss_kind loss) { return loss == MF_LOSS_EXP ? 0.0 : log(log(2.0)); }
 
 /*
- * Smoothed normalized margin gamma~ ([LL20] Def. of tilde-gamma; THEORY.md s.1):
+ * Smoothed normalized margin gamma~ ([LL20] Def. of tilde-gamma; docs/theory.md s.1):
  *   exp:       log(1/Loss) / ||theta||^L
  *   logistic:  -log(expm1(Loss)) / ||theta||^L   (Loss summed over samples)
  * For logistic with log Loss = l: log(expm1(e^l)) = l + log(expm1(e^l) / e^l);

@@ -102,7 +102,14 @@ int mf_metrics_eval(const mf_model *m, mf_work *w, const mf_data *data, mf_loss_
     if (!out) {
         own = mf__malloc(sizeof(double) * (size_t)data->n * m->n_out);
         if (!own) return mf__err(e, MF_ERR_NOMEM, "out of memory evaluating metrics");
-        mf_model_forward(m, w, theta, data->x, data->n, own);
+        int fr = mf_model_forward(m, w, theta, data->x, data->n, own);
+        if (fr) {
+            mf__free(own);
+            if (fr == MF_ERR_DIM)
+                return mf__err(e, fr, "mf_metrics_eval: the workspace was made for another model");
+            return mf__err(e, fr, "mf_metrics_eval: the workspace holds fewer than the n = %d "
+                           "samples", data->n);
+        }
         out = own;
     }
     double log_loss;

@@ -7,7 +7,7 @@
  * (groups stored row-major one after another, named by m->layers[]). The
  * homogeneous ones (Phi(c theta) = c^L Phi(theta), c > 0) are the objects of
  * [LL20] (Lyu & Li, ICLR 2020) and [VSS22] (Vardi, Shamir & Srebro, NeurIPS
- * 2022); skip-linear (THEORY.md construction G) and relu2-outbias are the
+ * 2022); skip-linear (docs/theory.md s.4, case G) and relu2-outbias are the
  * non-homogeneous counter-examples. What each family computes and how is in
  * its file: src/model/chain.c (linear, fc-linear, mlp), relu2.c (relu2,
  * relu2-outbias), diag.c, skip.c; the table they fill is in
@@ -407,6 +407,7 @@ int mf_work_new(const mf_model *m, int max_batch, mf_work **out, mf_err *e) {
     if (!w) return mf__err(e, MF_ERR_NOMEM, "out of memory allocating the model workspace");
     w->max_batch = max_batch;
     w->ops = ops;
+    w->model = *m;
     w->state = (char *)w + STATE_OFFSET;
     size_t total = 0;
     if (ops->work_plan(m, w->state, (size_t)max_batch, &total) || total > MF__WORK_LIM) {
@@ -436,27 +437,60 @@ void mf_work_free(mf_work *w) {
 /* ====================================================================== */
 
 /*
- * Forward pass: out [n][n_out] = Phi(theta; x_i) for the n rows of x [n][d],
- * n <= w->max_batch; keeps what mf_model_backward needs in w.
+ * Whether model m may use workspace w, made for w->model: the same kind,
+ * sizes, canonical spec and parameter layout (what the buffers were planned
+ * from).
  */
-void mf_model_forward(const mf_model *m, mf_work *w, const double *theta, const double *x, int n,
-                      double *out) {
-    if (n <= 0) return;
+static int work_matches(const mf_model *m, const mf_work *w) {
+    const mf_model *a = &w->model;
+    if (a->kind != m->kind || a->d != m->d || a->n_out != m->n_out || a->n_params != m->n_params ||
+        a->n_layers != m->n_layers || strncmp(a->spec, m->spec, sizeof a->spec) != 0)
+        return 0;
+    for (int l = 0; l < a->n_layers; l++)
+        if (a->layers[l].offset != m->layers[l].offset || a->layers[l].rows != m->layers[l].rows ||
+            a->layers[l].cols != m->layers[l].cols)
+            return 0;
+    return 1;
+}
+
+/* The checks forward and backward share (the header lists them): in and
+ * res are the pass's other input and its result (out; dout and grad). */
+static int check_pass(const mf_model *m, const mf_work *w, const double *theta, const double *x,
+                      int n, const double *in, const double *res) {
+    if (!m || !w || n < 0 || n > w->max_batch) return MF_ERR_INVALID;
+    if (n > 0 && (!theta || !x || !in || !res)) return MF_ERR_INVALID;
+    return work_matches(m, w) ? MF_OK : MF_ERR_DIM;
+}
+
+/*
+ * Forward pass: out [n][n_out] = Phi(theta; x_i) for the n rows of x [n][d],
+ * 0 <= n <= w->max_batch; keeps what mf_model_backward needs in w. The
+ * arguments are checked first (check_pass); nothing is written on error.
+ */
+int mf_model_forward(const mf_model *m, mf_work *w, const double *theta, const double *x, int n,
+                     double *out) {
+    int rc = check_pass(m, w, theta, x, n, x, out);
+    if (rc || n == 0) return rc;
     w->ops->forward(m, w->state, theta, x, n, out);
+    return MF_OK;
 }
 
 /*
  * Backward pass after mf_model_forward on the same (theta, x, n):
  * grad [n_params] = sum_i J_i^T dout_i (overwritten, not accumulated),
- * dout [n][n_out].
+ * dout [n][n_out]. Checked as forward, with dout and grad non-NULL.
  */
-void mf_model_backward(const mf_model *m, mf_work *w, const double *theta, const double *x, int n,
-                       const double *dout, double *grad) {
-    if (n <= 0) {
+int mf_model_backward(const mf_model *m, mf_work *w, const double *theta, const double *x, int n,
+                      const double *dout, double *grad) {
+    int rc = check_pass(m, w, theta, x, n, dout, grad);
+    if (!rc && !grad) rc = MF_ERR_INVALID;
+    if (rc) return rc;
+    if (n == 0) {
         memset(grad, 0, m->n_params * sizeof *grad);
-        return;
+        return MF_OK;
     }
     w->ops->backward(m, w->state, theta, x, n, dout, grad);
+    return MF_OK;
 }
 
 /* Contract in marginflow.h. */

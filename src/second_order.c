@@ -1,6 +1,6 @@
 /*
  * second_order.c -- the second-order test for (P) at a smooth KKT point
- * ([VSS22] sec. 4; THEORY.md s.3): the Lagrangian Hessian
+ * ([VSS22] sec. 4; docs/theory.md s.3): the Lagrangian Hessian
  *   H = I - sum_n lambda_n Hess q_n(theta~)
  * on the critical cone of the active constraints. H positive definite there
  * certifies a strict local minimum (second-order sufficient condition); a

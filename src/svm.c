@@ -1,6 +1,6 @@
 /*
  * svm.c -- exact max-margin references for linear predictors through the
- * origin (THEORY.md section 3): the l2 hard-margin SVM, solved as a
+ * origin (docs/theory.md section 3): the l2 hard-margin SVM, solved as a
  * least-distance program by the library's Lawson-Hanson NNLS (src/nnls.c)
  * and a support-set polish by LAPACK least squares, and the l1-margin LP,
  * solved by GLPK.

@@ -4,7 +4,7 @@
  * Runge-Kutta method in rescaled time, and mini-batch SGD.
  *
  * Everything is driven by G(theta) = grad Loss / Loss, which mf_loss_eval and
- * mf_model_backward give exactly at any loss level (THEORY.md section 2).
+ * mf_model_backward give exactly at any loss level (docs/theory.md section 2).
  * The real gradient-flow time t (dtheta/dt = -grad Loss) is kept as log t,
  * because t ~ 1/Loss runs past the largest double long before training ends.
  *

@@ -2,7 +2,7 @@
  * verdict.c -- the verdict of an analysis and the sentence that says what is
  * certified and what is only evidence, as a pure function of the evidence
  * (mf__evidence, filled by analyze.c). The rules, in order:
- *   not homogeneous                    -> non-homogeneous (THEORY.md: (P) does not apply)
+ *   not homogeneous                    -> non-homogeneous (docs/theory.md s.3: (P) does not apply)
  *   q_min <= 0 or ||theta|| not finite -> not-kkt (no feasible rescaling)
  *   per-layer problem P_l              -> global / not-local (a convex QP, exact)
  *   eps > kkt_tol                      -> not-kkt

@@ -21,7 +21,7 @@
  * of gd, scaled, lyu-li, flow, sgd), mf_checkpoint_write/read and
  * mf_params_write/read, mf_svm_solve (l2 and l1, a separable and a
  * non-separable set), mf_analyze at the known-answer points B, D and R1 of
- * THEORY.md section 4, mf_directional_test, mf_local_search, mf_maxmargin.
+ * docs/theory.md section 4, mf_directional_test, mf_local_search, mf_maxmargin.
  * Results after an absorbed failure are compared with the reference: svm by
  * gamma and status (bit-equal), analyze by verdict, gamma and eps, the local
  * tests by their reported numbers.

@@ -1,8 +1,8 @@
 /*
  * test_analyze.c -- the analysis of src/analyze.c on the known-answer cases
- * of THEORY.md section 4, with theta constructed directly at the known limit
- * points (no training): KKT residuals, multipliers, the Euler identity, the
- * Lagrangian Hessian along the THEORY directions (d'Hd = -2 for B, -6 for C),
+ * of docs/theory.md section 4, with theta constructed directly at the known
+ * limit points (no training): KKT residuals, multipliers, the Euler identity, the
+ * Lagrangian Hessian along the directions of section 4 (d'Hd = -2 for B, -6 for C),
  * the directional certificate for D, the closed-form global optima for R1,
  * linear and leaky ReLU on sym4, the non-homogeneous verdict for G, the
  * margin Jacobian against finite differences and the pre-activations of D;

@@ -1,6 +1,6 @@
 /*
- * test_data.c -- data sets: the builtin known-answer sets of THEORY.md
- * section 4 value by value, the gauss/symmetric generators (determinism,
+ * test_data.c -- data sets: the builtin known-answer sets of
+ * docs/theory.md section 4 value by value, the gauss/symmetric generators (determinism,
  * planted margin re-derived from the documented RNG order, mirror), libsvm
  * and CSV readers (exact round trips, sparse zeros, CRLF, headers, long
  * lines, the example files in tests/data), one test per bad-input class

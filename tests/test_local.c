@@ -1,8 +1,8 @@
 /*
  * test_local.c -- the local tests of src/local.c (mf_analyze.h section B) on
- * the known-answer cases of THEORY.md section 4:
+ * the known-answer cases of docs/theory.md section 4:
  *  - D: the directional LP certifies "not a local optimum" (<theta, d> <= -1
- *    on the box, THEORY's d gives exactly -1) and the measured margin gain
+ *    on the box, the d of section 4 gives exactly -1) and the measured margin gain
  *    along d is positive and linear in eps;
  *  - the SVM point of sym4 (linear) and R1's global point (fc-linear depth 3)
  *    are KKT points of (P): no direction is found, no nearby point is better;
@@ -61,7 +61,7 @@ TEST(directional_D) {
     double g0;
     CHECK_NEAR(qmin_at(m, D, th, &g0), 1.0, 0);
     CHECK_NEAR(g0, 0.25, 1e-15);
-    /* THEORY's certificate d = ((0,1), 0, (0,-1/2), -1/2), in our layout W then a */
+    /* docs/theory.md's certificate d = ((0,1), 0, (0,-1/2), -1/2), in our layout W then a */
     double dth[6] = {0, 1, 0, -0.5, 0, -0.5}, inner = 0.0;
     for (int i = 0; i < 6; i++) inner += th[i] * dth[i];
     CHECK_NEAR(inner, -1.0, 0);

@@ -5,8 +5,8 @@
  *  - spec parsing: canonical specs, parameter counts, degrees, layer tables,
  *    and the exact error code and offending token of bad specs;
  *  - forward values against an independent scalar reference written here
- *    from the mf_model_kind definitions, and the known answers of THEORY.md
- *    section 4 (cases B, C, D, G);
+ *    from the mf_model_kind definitions, and the known answers of
+ *    docs/theory.md section 4 (cases B, C, D, G);
  *  - backward against central finite differences of f(theta) = sum_i <r_i,
  *    out_i> for every architecture (points chosen away from kinks), on the
  *    plain-loop path and on the BLAS path;
@@ -18,7 +18,9 @@
  *  - batched == one sample at a time; batch < max_batch; init determinism
  *    and balance; layout text; norms; allocation failures;
  *  - the registry (row k of the model-ops tables has kind k and parses by its
- *    name) and the two-layer unit view mf_model_units / mf_units_outer.
+ *    name) and the two-layer unit view mf_model_units / mf_units_outer;
+ *  - forward/backward refuse, without writing anything, a batch beyond the
+ *    workspace, NULL arguments and a workspace made for another model.
  */
 #include "internal.h"
 #include "model/model_internal.h"
@@ -1538,7 +1540,77 @@ TEST(cnn_preactivations) {
     mf_model_free(m);
 }
 
+/* Forward and backward check their arguments before touching memory: a
+ * batch outside [0, max_batch], NULL pointers and a workspace made for
+ * another model (another width, input dimension or alpha) are refused with
+ * the documented code and nothing written; an equal model parsed again is
+ * accepted. */
+TEST(pass_checks) {
+    mf_model *m = parse_ok("relu2:width=3", 2, 0), *same = parse_ok("relu2:width=3", 2, 0);
+    mf_model *wider = parse_ok("relu2:width=4", 2, 0), *d3 = parse_ok("relu2:width=3", 3, 0);
+    mf_model *leaky = parse_ok("relu2:width=3,alpha=0.5", 2, 0);
+    mf_work *w = NULL;
+    mf_err e;
+    if (!m || !same || !wider || !d3 || !leaky || mf_work_new(m, 4, &w, &e)) {
+        CHECK(0, "setup failed");
+        goto done;
+    }
+    double theta[9], x[10], out[6], grad[10], dout[5] = {1, 1, 1, 1, 1};
+    for (int i = 0; i < 9; i++) theta[i] = 0.3 + 0.1 * i;
+    for (int i = 0; i < 10; i++) x[i] = 1.0 - 0.25 * i;
+    for (int i = 0; i < 6; i++) out[i] = 42;
+    CHECK_EQ_INT(mf_model_forward(m, w, theta, x, 5, out), MF_ERR_INVALID);
+    CHECK_EQ_INT(mf_model_forward(m, w, theta, x, -1, out), MF_ERR_INVALID);
+    CHECK_EQ_INT(mf_model_forward(m, w, NULL, x, 1, out), MF_ERR_INVALID);
+    CHECK_EQ_INT(mf_model_forward(m, w, theta, NULL, 1, out), MF_ERR_INVALID);
+    CHECK_EQ_INT(mf_model_forward(m, w, theta, x, 1, NULL), MF_ERR_INVALID);
+    CHECK_EQ_INT(mf_model_forward(m, NULL, theta, x, 1, out), MF_ERR_INVALID);
+    CHECK_EQ_INT(mf_model_forward(NULL, w, theta, x, 1, out), MF_ERR_INVALID);
+    CHECK_EQ_INT(mf_model_forward(wider, w, theta, x, 1, out), MF_ERR_DIM);
+    CHECK_EQ_INT(mf_model_forward(d3, w, theta, x, 1, out), MF_ERR_DIM);
+    CHECK_EQ_INT(mf_model_forward(leaky, w, theta, x, 1, out), MF_ERR_DIM);
+    CHECK_EQ_INT(mf_model_forward(m, w, theta, x, 0, out), MF_OK);
+    int untouched = 1;
+    for (int i = 0; i < 6; i++) untouched &= out[i] == 42;
+    CHECK(untouched, "a refused or empty forward wrote into out");
+    CHECK_EQ_INT(mf_model_forward(same, w, theta, x, 4, out), MF_OK);
+    CHECK(out[4] == 42, "forward on 4 samples wrote out[4] = %g", out[4]);
+    double o1;
+    mf_work *w1 = NULL;
+    if (mf_work_new(m, 1, &w1, &e) == MF_OK && mf_model_forward(m, w1, theta, x + 6, 1, &o1) == MF_OK)
+        CHECK_NEAR(out[3], o1, 1e-15);
+    for (int i = 0; i < 10; i++) grad[i] = 42;
+    CHECK_EQ_INT(mf_model_backward(m, w, theta, x, 5, dout, grad), MF_ERR_INVALID);
+    CHECK_EQ_INT(mf_model_backward(m, w, theta, x, 4, NULL, grad), MF_ERR_INVALID);
+    CHECK_EQ_INT(mf_model_backward(m, w, theta, x, 0, dout, NULL), MF_ERR_INVALID);
+    CHECK_EQ_INT(mf_model_backward(wider, w, theta, x, 4, dout, grad), MF_ERR_DIM);
+    untouched = 1;
+    for (int i = 0; i < 10; i++) untouched &= grad[i] == 42;
+    CHECK(untouched, "a refused backward wrote into grad");
+    CHECK_EQ_INT(mf_model_backward(m, w, theta, x, 0, dout, grad), MF_OK);
+    CHECK(grad[0] == 0 && grad[8] == 0 && grad[9] == 42, "backward n = 0: grad %g %g %g", grad[0],
+          grad[8], grad[9]);
+    CHECK_EQ_INT(mf_model_forward(m, w, theta, x, 4, out), MF_OK);
+    CHECK_EQ_INT(mf_model_backward(m, w, theta, x, 4, dout, grad), MF_OK);
+    CHECK(grad[9] == 42, "backward wrote beyond n_params");
+    mf_work_free(w1);
+    /* mf_metrics_eval runs the forward pass in the caller's workspace */
+    mf_data *sym4 = NULL;
+    mf_metrics mt;
+    if (mf_data_from_spec("builtin:sym4", NULL, &sym4, &e) == MF_OK) {
+        e.msg[0] = '\0';
+        CHECK_EQ_INT(mf_metrics_eval(m, w, sym4, MF_LOSS_EXP, theta, NULL, &mt, &e), MF_ERR_INVALID);
+        CHECK(strstr(e.msg, "fewer than the n = 8 samples") != NULL, "message: %s", e.msg);
+    }
+    mf_data_free(sym4);
+done:
+    mf_work_free(w);
+    mf_model_free(m), mf_model_free(same), mf_model_free(wider), mf_model_free(d3);
+    mf_model_free(leaky);
+}
+
 int main(void) {
+    RUN(pass_checks);
     RUN(registry);
     RUN(units_view);
     RUN(parse_canonical);

@@ -5,7 +5,7 @@
  *   C asymmetric init (0.5 vs 0.49) -> the global 3^{-3/2} = 0.192450.
  *   sym4, two-layer leaky ReLU from a tiny init: small KKT residual, and the
  *   ratio to (1 + alpha) gamma_svm / 4 grows towards 1 with the horizon.
- *   B trained from THEORY's init -> not-local with d'Hd = -2.
+ *   B trained from docs/theory.md's init -> not-local with d'Hd = -2.
  */
 #include "marginflow.h"
 #include "test.h"
@@ -62,7 +62,7 @@ static mf_analysis *analyze(const trained *t, int search) {
     return a;
 }
 
-/* THEORY.md case C with the asymmetric init: the flow leaves the symmetric
+/* docs/theory.md s.4 case C with the asymmetric init: the flow leaves the symmetric
  * KKT point and reaches the global optimum, certified by the closed form
  * (enumeration for depth-3 diagonal nets). Convergence needs w_1 >> 24.5
  * (w_2's limit), i.e. a very deep loss, which the log domain makes cheap. */
@@ -83,7 +83,7 @@ TEST(C_asymmetric_reaches_global) {
     trained_free(&t);
 }
 
-/* THEORY.md case B trained from its init: the analysis certifies that the
+/* docs/theory.md s.4 case B trained from its init: the analysis certifies that the
  * limit is not a local optimum, by the second-order test along
  * d = e_u2 + e_v2 (d'Hd = -2; the unit eigenvector has eigenvalue -1). */
 TEST(B_trained_not_local) {
@@ -103,7 +103,7 @@ TEST(B_trained_not_local) {
     trained_free(&t);
 }
 
-/* [LLWA21] / THEORY.md s.4: two-layer leaky ReLU (alpha = 0.5, width 20,
+/* [LLWA21] / docs/theory.md s.4: two-layer leaky ReLU (alpha = 0.5, width 20,
  * sigma = 1e-6) on sym4, by gradient flow. The margin rises slowly towards
  * gamma* = (1 + alpha) gamma_svm / 4 = 0.41926: assert the trend (the
  * ratio grows with the horizon and stays below 1), a KKT residual that

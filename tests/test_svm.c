@@ -1,6 +1,6 @@
 /*
  * test_svm.c -- the exact max-margin references (src/svm.c) against closed
- * forms from THEORY.md section 4, an independent brute-force enumeration of
+ * forms from docs/theory.md section 4, an independent brute-force enumeration of
  * support sets, Debian's liblinear-train, and Gordan certificates on data
  * that is not separable through the origin; plus the l1 LP against its own
  * duality certificate recomputed here, bad input, and allocation failures.
@@ -57,7 +57,7 @@ static mf_data *planted(int n, int d, double margin, uint64_t seed) {
     return D;
 }
 
-/* ------------------------------------------------- THEORY.md known answers */
+/* ------------------------------------------------- docs/theory.md s.4 known answers */
 
 /* B: a single point x = (1, 2): w = x / ||x||^2 = (1/5, 2/5),
  * gamma_svm = ||x|| = sqrt 5, alpha = 1/5. */
@@ -100,7 +100,7 @@ TEST(l2_case_R1) {
     mf_data_free(D);
 }
 
-/* sym4 of THEORY.md (P and -P, labels +1 on P): w_svm = (2,1)/sqrt5 /
+/* sym4 of docs/theory.md s.4 (P and -P, labels +1 on P): w_svm = (2,1)/sqrt5 /
  * gamma, gamma_svm = sqrt(5)/2; every z_n is a point of P twice, so the only
  * support direction is (1, 0.5) (active twice, alpha summing to 0.8). */
 TEST(l2_case_sym4) {
@@ -124,7 +124,7 @@ TEST(l2_case_sym4) {
 
 /* l1 LP on B: minimize |b1| + |b2| s.t. b1 + 2 b2 >= 1 gives beta = (0, 1/2),
  * ||beta||_1 = 1/2, gamma_l1 = 2; the depth-2 diagonal net's global optimum
- * 1/(2 ||beta||_1) = 1.0 is THEORY.md case B's "Global ... gamma = 1". The
+ * 1/(2 ||beta||_1) = 1.0 is docs/theory.md s.4 case B's "Global ... gamma = 1". The
  * dual is a = 1/2. */
 TEST(l1_case_B) {
     double x[2] = {1, 2}, y[1] = {1};

@@ -1,5 +1,5 @@
 /*
- * test_train.c -- training against the known answers of THEORY.md section 4,
+ * test_train.c -- training against the known answers of docs/theory.md section 4,
  * the log-domain contract (runs to log10 Loss < -10000), agreement of the
  * optimizers with each other, resume bit-identity and the no-allocation
  * step loop.
@@ -83,7 +83,7 @@ static void settings(mf_train_settings *s, mf_loss_kind loss, mf_optimizer_kind 
 
 static const double B_INIT[4] = {1, 1, 1, -1};
 
-/* THEORY.md case B: the limit is u = v = (1, 0)/.., gamma = 0.5, reached to
+/* docs/theory.md s.4 case B: the limit is u = v = (1, 0)/.., gamma = 0.5, reached to
  * 1e-6 with log10 Loss below -10000 and no non-finite value anywhere. */
 TEST(case_B_to_minus_10000) {
     mf_train_settings s;
@@ -145,7 +145,7 @@ TEST(case_C_symmetric_init) {
     CHECK_NEAR(r.res.final.normalized_margin, 0.136083, 1e-6);
 }
 
-/* Case D: two-layer ReLU from THEORY.md's init converges to gamma = 0.25. */
+/* Case D: two-layer ReLU from the init of docs/theory.md s.4 converges to gamma = 0.25. */
 TEST(case_D) {
     double init[6] = {1, -1, -1, 1, 1, 1}; /* W = [[1,-1],[-1,1]], a = (1, 1) */
     mf_train_settings s;
@@ -187,7 +187,7 @@ TEST(case_G_decreasing) {
     CHECK_EQ_INT(bad, 0);
     CHECK(r.res.final.normalized_margin > 0.5 && r.res.final.normalized_margin < 0.6,
           "final %g", r.res.final.normalized_margin);
-    /* the conserved quantity w1 - 1 - w2 of THEORY.md stays 0 */
+    /* the conserved quantity w1 - 1 - w2 of docs/theory.md s.4 case G stays 0 */
     CHECK_NEAR(r.theta[0] - 1 - r.theta[1], 0, 1e-6 * fabs(r.theta[0]));
 }
 

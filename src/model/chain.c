@@ -10,7 +10,7 @@
  * H_{l+1} = act(Z_l), evaluated on the whole batch with cblas_dgemm (plain
  * loops for degenerate sizes, see MF__SMALL_GEMM in dense.h). They are
  * homogeneous ([LL20]); linear and fc-linear have the hard-margin SVM as
- * their global optimum (THEORY.md s.3), mlp has no closed form.
+ * their global optimum (docs/theory.md s.3), mlp has no closed form.
  *
  * Activation (mlp): sigma(z) = z for z > 0, alpha z otherwise; the derivative
  * used at z == 0 is alpha (the Clarke interval is [alpha, 1]; marginflow.h).
@@ -280,7 +280,7 @@ static int all_layers_linear(const mf_model *m, int l) {
 
 static int mlp_layer_is_linear(const mf_model *m, int l) { return l == m->n_layers - 1; }
 
-/* THEORY.md s.3: the optimum of (P) for a linear predictor is the hard-margin
+/* docs/theory.md s.3: the optimum of (P) for a linear predictor is the hard-margin
  * SVM; a depth-K fully-connected linear net reaches gamma_svm * K^{-K/2}
  * (the end-to-end map w = W_K ... W_1 with balanced layers). */
 static void linear_global_ref(const mf_model *m, const mf_data *data, mf__global_ref *r) {

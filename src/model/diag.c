@@ -2,7 +2,7 @@
  * diag.c -- depth-K diagonal linear nets,
  *   Phi(x) = <w_1 o ... o w_K, x>,  w_l [d];  L = K;  binary data only,
  * the sparsity-inducing example of [VSS22] (Vardi, Shamir & Srebro, NeurIPS
- * 2022; THEORY.md s.3-4, cases B and C). Plain loops (dgemv above
+ * 2022; docs/theory.md s.3-4, cases B and C). Plain loops (dgemv above
  * MF__SMALL_GEMM). Global optimum: the l1-margin LP at depth 2, an l_{2/K}
  * problem solved by vertex enumeration deeper (src/global_ref.c).
  */
@@ -100,7 +100,7 @@ static int diag_layer_is_linear(const mf_model *m, int l) {
     return 1;
 }
 
-/* THEORY.md s.3: depth 2 -> gamma* = gamma_l1 / 2 from the l1-margin LP;
+/* docs/theory.md s.3: depth 2 -> gamma* = gamma_l1 / 2 from the l1-margin LP;
  * depth K > 2 -> the l_{2/K} problem, exact only by vertex enumeration. */
 static void diag_global_ref(const mf_model *m, const mf_data *data, mf__global_ref *r) {
     (void)data;

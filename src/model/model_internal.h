@@ -59,7 +59,7 @@ typedef struct mf__option {
 /* ------------------------------------------------------- global references */
 
 /* Which closed-form global optimum of (P) a model has on the data
- * (THEORY.md s.3); the solvers are in src/global_ref.c. */
+ * (docs/theory.md s.3); the solvers are in src/global_ref.c. */
 typedef enum mf__ref_kind {
     MF__REF_NONE = 0,
     MF__REF_SVM_L2,     /* gamma* = factor * gamma_svm (hard-margin SVM) */
@@ -167,6 +167,7 @@ int mf__cnn_token(const char *t, mf_cnn_layer *out);
 struct mf_work {
     int max_batch;
     const mf__model_ops *ops;
+    mf_model model;  /* the model it was made for: forward/backward refuse another */
     void *state;    /* ops->work_state bytes, right after this struct */
     double *block;
 };

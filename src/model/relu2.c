@@ -19,7 +19,7 @@
  *
  * For the analysis this file also gives the pre-activations z_nk = <w_k, x~_n>,
  * the Clarke data at kinks (the KKT columns of src/kkt.c), the closed-form
- * optimum on symmetric data (THEORY.md s.3), and the unit view.
+ * optimum on symmetric data (docs/theory.md s.3), and the unit view.
  */
 #include "model_internal.h"
 
@@ -575,7 +575,7 @@ static void relu2_clarke_ray(const mf_model *m, const double *theta, const mf_da
 /* With the hidden layer frozen the margins are linear in a (layer 1). */
 static int relu2_layer_is_linear(const mf_model *m, int l) { return !m->fix_outer && l == 1; }
 
-/* THEORY.md s.3: a bias-free two-layer leaky ReLU net (alpha > 0, trained
+/* docs/theory.md s.3: a bias-free two-layer leaky ReLU net (alpha > 0, trained
  * outer layer) on symmetric data ((x, y) in the set iff (-x, -y) is) has the
  * global optimum (1 + alpha) gamma_svm / 4 ([VSS22] / [LLWA21]). */
 static void relu2_global_ref(const mf_model *m, const mf_data *data, mf__global_ref *r) {

@@ -1,5 +1,5 @@
 /*
- * skip.c -- skip-linear, THEORY.md construction G:
+ * skip.c -- skip-linear, docs/theory.md s.4, case G:
  *   Phi(x) = (1 + w2) <w1, x>,  w1 [d], w2 scalar;  binary data only.
  * NOT homogeneous (the "1 +" is a skip connection), nominal L = 2: the
  * counter-example where the normalized margin can decrease ([VSS22]).

@@ -2,7 +2,7 @@
 # analyze.sh -- end-to-end tests of `marginflow analyze` (needs the whole
 # build: ${BUILD:-build}/marginflow with train and analyze).
 #
-#  - THEORY.md case B: a run directory from `marginflow train` is analysed;
+#  - docs/theory.md s.4 case B: a run directory from `marginflow train` is analysed;
 #    analysis.json holds verdict not-local, gamma = 0.5, gamma* = 1 (l1 LP),
 #    eps < 1e-6, Euler 2 = 2, the second-order eigenvalue -1 (d'Hd = -2 for
 #    the unnormalized d = e_u2 + e_v2) and the measured margin gain > 0;

@@ -5,6 +5,7 @@
 #   check "what" cmd args...   expect_rc WANT GOT "what"   expect_msg FILE REGEX "what"
 #   json FILE EXPR             cli_test_done
 #   rand_ms sleep_ms session_pids kill_session wait_results kill_midway (kill tests)
+#   find_python MODULES   sanitizer_preload SO (the Python tests)
 #
 # Sets MF (the marginflow binary, absolute; the test fails at once when it is
 # not built), T (a temp folder removed on exit unless KEEP=1), and counts
@@ -82,6 +83,28 @@ kill_midway() {
     wait_results "$1" "$want"
     kill_session "$2"
     wait "$2" 2>/dev/null
+}
+
+# find_python MODULES: print the first of $PYTHON, python3 on PATH and
+# /usr/bin/python3 that imports every module of MODULES ("numpy pandas");
+# nothing when none does
+find_python() {
+    for p in "${PYTHON:-}" python3 /usr/bin/python3; do
+        [ -n "$p" ] || continue
+        if "$p" -c "import $(echo "$1" | tr ' ' ',')" 2>/dev/null; then echo "$p"; return; fi
+    done
+}
+# sanitizer_preload SO: the LD_PRELOAD a program that is not itself built
+# with ASan (python3) needs to load the shared library SO of an ASan build
+# (the ASan and UBSan runtimes); nothing for a plain build
+sanitizer_preload() {
+    nm -D "$1" 2>/dev/null | grep -q ' U __asan_init' || return 0
+    pre=""
+    for rt in libasan.so libubsan.so; do
+        f=$(${CC:-cc} -print-file-name=$rt)
+        [ -f "$f" ] && pre="$pre${pre:+:}$f"
+    done
+    echo "$pre"
 }
 
 # Print the closing line and return the status.

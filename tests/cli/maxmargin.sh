@@ -1,6 +1,6 @@
 #!/bin/sh
 # tests/cli/maxmargin.sh -- `marginflow maxmargin` end to end: the known
-# answers of THEORY.md section 4 (D with relu2:width=2 -> 1/(2 sqrt 2),
+# answers of docs/theory.md section 4 (D with relu2:width=2 -> 1/(2 sqrt 2),
 # B with diag:depth=2 -> 1, sym4 with linear -> sqrt(5)/2), the SEARCH label,
 # the JSON output, and exit code 2 on bad input. Needs the full build (make).
 . "$(dirname "$0")/lib.sh"

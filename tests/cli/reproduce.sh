@@ -3,11 +3,11 @@
 # build: ${BUILD:-build}/marginflow; figures need gnuplot, and are checked
 # only when it is installed).
 #
-#  - three fast claims (cases B, C and G of THEORY.md) in quick form with
+#  - three fast claims (cases B, C and G of docs/theory.md s.4) in quick form with
 #    --jobs 2: each prints PASS, the run ends with "3 passed, 0 failed" and
 #    exit 0; each run directory holds metrics.csv, params.txt, summary.json;
 #    report.md / report.html name every claim; the figures exist as .gp (and
-#    .png/.svg with gnuplot);
+#    .png/.svg/.pdf with gnuplot);
 #  - --jobs 1 gives the same lines as --jobs 2 (deterministic);
 #  - snapshots.csv (on_snapshot) has one NaN-free row per metrics row, and the
 #    per-layer verdict check covers every layer;
@@ -36,6 +36,8 @@ for c in $CLAIMS; do
     if command -v gnuplot >/dev/null 2>&1; then
         check "$c margin PNG" test -s "$T/a/$c/fig-margin.png"
         check "$c margin SVG" test -s "$T/a/$c/fig-margin.svg"
+        check "$c margin PDF" test -s "$T/a/$c/fig-margin.pdf"
+        check "$c margin: no gnuplot log (it failed)" test ! -e "$T/a/$c/fig-margin.log"
     fi
     for f in config.json metrics.csv params.txt summary.json; do
         check "$c/main/$f" test -s "$T/a/$c/main/$f"

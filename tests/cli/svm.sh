@@ -1,6 +1,6 @@
 #!/bin/sh
 # tests/cli/svm.sh -- `marginflow svm`: exit codes and output for a solved
-# set (THEORY.md's sym4 and case B), --json that parses and carries the
+# set (docs/theory.md s.4's sym4 and case B), --json that parses and carries the
 # numbers, a non-separable set (exit 3 with its certificate), and bad input
 # (exit 2, the message naming file:line:col).
 # Uses $MARGINFLOW, or $BUILD/marginflow (BUILD defaults to build).

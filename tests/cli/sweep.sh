@@ -231,6 +231,7 @@ if command -v gnuplot >/dev/null 2>&1; then
     for f in fig1-class-vs-width fig2-ratio-vs-width-by-seed; do
         check "figure $f.png" [ -s "$REF/$f.png" ]
         check "figure $f.svg" [ -s "$REF/$f.svg" ]
+        check "figure $f.pdf" [ -s "$REF/$f.pdf" ]
     done
 else
     echo "sweep.sh: gnuplot missing: figures not checked" >&2

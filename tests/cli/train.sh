@@ -2,7 +2,7 @@
 # train.sh -- end-to-end tests of `marginflow train` / `layout` (needs the
 # whole build: ${BUILD:-build}/marginflow).
 #
-#  - THEORY.md case B through the CLI: every run file is written, the final
+#  - docs/theory.md s.4 case B through the CLI: every run file is written, the final
 #    normalized margin is 0.5 (within 1e-6), log10 Loss < -10000, no nan/inf;
 #  - --help lists every option; bad input exits 2 with file:line:col or a
 #    sentence naming the problem (bad data file, unknown model, wrong
