@@ -23,7 +23,7 @@ WARN    := -Wall -Wextra -pedantic -Werror
 CFLAGS  ?= $(OPT) -g
 ALLCFLAGS := -std=c11 $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) -D_POSIX_C_SOURCE=200809L \
              -Iinclude -Isrc -I/usr/include/x86_64-linux-gnu -MMD -MP
-LDLIBS  := -lipopt -lnlopt -lglpk $(BLAS) -llapacke -lcjson -lz -lm $(EXTRA_LDLIBS)
+LDLIBS  := -lipopt -lnlopt -lglpk -larpack $(BLAS) -llapacke -lcjson -lz -lm $(EXTRA_LDLIBS)
 
 LIB_SRC := $(wildcard src/*.c src/model/*.c)
 CLI_SRC := $(filter-out cli/jobs_mpi.c,$(wildcard cli/*.c))
@@ -157,11 +157,12 @@ $(FUZZ_DIR)/fuzz_grid: tests/fuzz/fuzz_grid.c tests/fuzz/fuzz.h $(FUZZ_GRID_CLI)
 fuzz-smoke: fuzz
 	tests/fuzz/smoke $(FUZZ_DIR) $(FUZZ_SECONDS)
 
-# test_science trains to deep losses (flow runs of 10^5 steps): seconds
-# natively, far beyond CI's budget under valgrind's ~50x slowdown; its code
-# paths are memchecked by the other programs and it runs under ASan.
+# test_science and test_verdicts train to deep losses (flow runs of 10^5
+# steps): seconds natively, far beyond CI's budget under valgrind's ~50x
+# slowdown; their code paths are memchecked by the other programs and they
+# run under ASan.
 valgrind: all
-	VALGRIND_SKIP="$(VALGRIND_SKIP) test_science" BUILD=$(BUILD) tests/valgrind
+	VALGRIND_SKIP="$(VALGRIND_SKIP) test_science test_verdicts" BUILD=$(BUILD) tests/valgrind
 
 # make install [PREFIX=/usr/local] [DESTDIR=] [LIBDIR=] [INCLUDEDIR=] [BINDIR=]
 PREFIX ?= /usr/local

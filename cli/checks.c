@@ -347,10 +347,13 @@ static void ck_verdict(const cJSON *ck, rp_claim *c, rp_check_out *o) {
             }
             const char *v = mf_verdict_name(a->verdict);
             int hit = 0;
-            if (cJSON_IsString(ex)) hit = !strcmp(ex->valuestring, v);
+            mf_verdict want;
+            /* by value, so a former name ("local-evidence") still matches */
+            if (cJSON_IsString(ex)) hit = !mf_verdict_from_name(ex->valuestring, &want) && want == a->verdict;
             const cJSON *e1;
             if (cJSON_IsArray(ex))
-                cJSON_ArrayForEach(e1, ex) if (cJSON_IsString(e1) && !strcmp(e1->valuestring, v)) hit = 1;
+                cJSON_ArrayForEach(e1, ex) if (cJSON_IsString(e1) && !mf_verdict_from_name(e1->valuestring, &want) &&
+                                               want == a->verdict) hit = 1;
             ok &= hit;
             cnt++;
             if (cnt > 6) continue;
@@ -364,12 +367,19 @@ static void ck_verdict(const cJSON *ck, rp_claim *c, rp_check_out *o) {
                     a->n_kinks);
                 if (a->has_global)
                     cli_cat(o->measured, sizeof o->measured, ", gamma* %s", cli_g(a->gamma_star, 6));
-                if (a->second_order_done)
-                    cli_cat(o->measured, sizeof o->measured, ", min eigenvalue on the critical subspace %s",
-                        cli_g(a->min_eig, 3));
-                if (a->local)
+                if (a->second_order_done && isfinite(a->min_eig))
+                    cli_cat(o->measured, sizeof o->measured,
+                        ", min eigenvalue on the critical subspace %s +- %s", cli_g(a->min_eig, 3),
+                        cli_g(a->min_eig_err, 2));
+                else if (a->second_order_done)
+                    cli_cat(o->measured, sizeof o->measured, ", min eigenvalue absent: %s", a->min_eig_absent);
+                if (a->local && isfinite(a->local->best_gain))
                     cli_cat(o->measured, sizeof o->measured, ", local search gain %s",
                             cli_g(a->local->best_gain, 2));
+                if (a->witness.found)
+                    cli_cat(o->measured, sizeof o->measured, ", witness %s at distance %s: gain %s > noise %s",
+                        a->witness.kind, cli_g(a->witness.distance, 2), cli_g(a->witness.gain_ref, 3),
+                        cli_g(a->witness.noise, 2));
                 cli_cat(o->measured, sizeof o->measured, ")");
             }
         }
@@ -805,12 +815,15 @@ int rp_kkt_at(const rp_claim *c, const rp_run *r, int k, double *eps, double *de
 
 /* [LL20] "(eps, delta) -> 0": the NNLS eps of the snapshots at a sequence of
  * horizons (first logged rows with log10 Loss <= h for h in "horizons")
- * strictly decreases. Needs snapshots. */
+ * strictly decreases; with "max_ratio" r also eps(last horizon) <= r
+ * eps(first horizon) (a decay, not just a drift). Needs snapshots. */
 static void ck_kkt_horizons(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     rp_run *runs = c->runs;
     int n = c->nruns;
     const char *sel = cli_jstr_or(ck, "run", NULL);
     const cJSON *hs = cli_jget(ck, "horizons"), *h;
+    const double max_ratio = cli_jnum_or(ck, "max_ratio", NAN);
+    double first = NAN;
     int cnt = 0, ok = 1;
     o->measured[0] = '\0';
     for (int i = 0; i < n; i++) {
@@ -838,12 +851,19 @@ static void ck_kkt_horizons(const cJSON *ck, rp_claim *c, rp_check_out *o) {
                 cli_g(r->rows[k].log10_loss, 3));
             ok &= ep < prev;
             prev = ep;
+            if (m == 0) first = ep;
             m++;
+        }
+        if (m > 0 && isfinite(max_ratio)) {
+            cli_cat(o->measured, sizeof o->measured, " (last / first %s)", cli_g(prev / first, 3));
+            ok &= prev <= max_ratio * first;
         }
         cnt++;
     }
     o->pass = cnt ? ok : -1;
     cli_fmt(o->expected, sizeof o->expected, "eps strictly decreasing over the horizons");
+    if (isfinite(max_ratio))
+        cli_cat(o->expected, sizeof o->expected, ", last <= %.3g x first", max_ratio);
 }
 
 
@@ -951,7 +971,7 @@ static const char *const k_trend[] = {"column", "run", "target", "tol", NULL};
 static const char *const k_nonzero[] = {"gamma_star", "tol", "nz_tol", NULL};
 static const char *const k_linear[] = {"run", "tol", "cos_min", "collinear_min", NULL};
 static const char *const k_below[] = {"run", "max_ratio", "starts", "seed", NULL};
-static const char *const k_horizons[] = {"run", "horizons", NULL};
+static const char *const k_horizons[] = {"run", "horizons", "max_ratio", NULL};
 static const char *const k_compare[] = {"column", "run", "other", "op", NULL};
 static const char *const k_robust[] = {"run", "eps", "n", "checkpoints", "pgd_steps", "restarts", "cw_steps", "cw_search", "cw_lr", "seed", "tol", NULL};
 
@@ -1068,16 +1088,23 @@ static int check_allowed(cli_jr *r, const cJSON *ck, const char *path, const rp_
     return 0;
 }
 
-/* The verdict expectation: a name or a non-empty list of names. */
+/* The verdict expectation: a name or a non-empty list of names, each a
+ * verdict mf_verdict_from_name knows (also a former name). */
 static int check_verdict_expect(cli_jr *r, const cJSON *ex, const char *f) {
+    static const char *names = "global, local-certified, inconclusive (formerly local-evidence), "
+                               "not-local, not-kkt, non-homogeneous";
     const cJSON *e1;
     int ne = 0;
     cJSON_ArrayForEach(e1, ex) {
         if (!cJSON_IsString(e1)) return cli_jbad(r, f, "must be a verdict name or a list of names");
+        if (mf_verdict_from_name(e1->valuestring, NULL))
+            return cli_jbad(r, f, "'%s' is not a verdict (verdicts: %s)", e1->valuestring, names);
         ne++;
     }
     if (!cJSON_IsString(ex) && !(cJSON_IsArray(ex) && ne > 0))
         return cli_jbad(r, f, "must be a verdict name or a list of names");
+    if (cJSON_IsString(ex) && mf_verdict_from_name(ex->valuestring, NULL))
+        return cli_jbad(r, f, "'%s' is not a verdict (verdicts: %s)", ex->valuestring, names);
     return 0;
 }
 

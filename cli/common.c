@@ -16,6 +16,7 @@
 
 void cli_error(const char *fmt, ...) {
     va_list ap;
+    fflush(stdout); /* what was printed before comes before the error, on its own line */
     fputs("marginflow: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);

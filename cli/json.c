@@ -22,6 +22,15 @@ cJSON *cli_json_num(cJSON *obj, const char *name, double v) {
     return cJSON_AddRawToObject(obj, name, b);
 }
 
+int cli_json_num_or(cJSON *obj, const char *name, double v, cJSON *absent, const char *path,
+                    const char *reason) {
+    if (isfinite(v)) return cli_json_num(obj, name, v) != NULL;
+    if (!absent) return 1;
+    char key[160];
+    snprintf(key, sizeof key, "%s%s%s", path ? path : "", path && path[0] ? "." : "", name);
+    return cJSON_AddStringToObject(absent, key, reason ? reason : "not computed") != NULL;
+}
+
 cJSON *cli_json_int(cJSON *obj, const char *name, long long v) {
     char b[32];
     snprintf(b, sizeof b, "%lld", v);

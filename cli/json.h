@@ -38,6 +38,13 @@ cJSON *cli_json_int(cJSON *obj, const char *name, long long v);
 cJSON *cli_json_str(cJSON *obj, const char *name, const char *s);
 cJSON *cli_json_num_array(cJSON *obj, const char *name, const double *v, int n);
 
+/* A number that may be undefined: finite v is added as cli_json_num does;
+ * otherwise nothing is added to obj and absent (when not NULL) gets the
+ * string "PATH.NAME": reason (the file says why a quantity is missing
+ * instead of writing NaN or null). Returns 0 only when out of memory. */
+int cli_json_num_or(cJSON *obj, const char *name, double v, cJSON *absent, const char *path,
+                    const char *reason);
+
 /* An array holding argv[0..argc) as strings; NULL when out of memory. */
 cJSON *cli_json_argv(int argc, char *const *argv);
 

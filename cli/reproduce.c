@@ -305,6 +305,11 @@ static int print_result(const char *outdir, const char *name) {
     return ok;
 }
 
+/* The defaults, printed by the help from here (one place). */
+#define RP_DEFAULT_OUT "runs/reproduce"
+#define RP_DEFAULT_EXPERIMENTS "experiments"
+#define RP_DEFAULT_JOBS 1
+
 static void reproduce_help(void) {
     printf("usage: marginflow reproduce [CLAIM ...] [--quick] [--out DIR] [--jobs N]\n"
            "                            [--experiments DIR] [--list]\n"
@@ -317,20 +322,21 @@ static void reproduce_help(void) {
            "\n"
            "  CLAIM ...           claims to run (default: every file in the experiments folder)\n"
            "  --quick             the claims' quick variants (smaller budgets, fewer seeds)\n"
-           "  --out DIR           output folder (default runs/reproduce): DIR/<claim>/<run>/ are\n"
+           "  --out DIR           output folder (default " RP_DEFAULT_OUT "): DIR/<claim>/<run>/ are\n"
            "                      run directories (config.json, metrics.csv, params.txt,\n"
            "                      summary.json, snapshots.csv), DIR/<claim>/result.json and\n"
            "                      fig-*.gp/.pdf/.svg/.png, DIR/report.md and DIR/report.html\n"
-           "  --jobs N            run N claims at once in separate processes (default 1);\n"
+           "  --jobs N            run N claims at once in separate processes (default %d);\n"
            "                      results do not depend on N\n"
-           "  --experiments DIR   folder of claim files (default experiments)\n"
+           "  --experiments DIR   folder of claim files (default " RP_DEFAULT_EXPERIMENTS ")\n"
            "  --list              list the claims and exit\n"
            "  -h, --help          this help\n"
            "\n"
            "Figures need gnuplot (scripts/install-deps); without it the .gp scripts are kept.\n"
            "\n"
            "exit codes: 0 every claim passed, 1 a claim failed or could not run,\n"
-           "            2 bad usage or an unknown claim\n");
+           "            2 bad usage or an unknown claim\n",
+           RP_DEFAULT_JOBS);
 }
 
 /* The claims of one reproduce call, run as pool tasks; results are
@@ -468,9 +474,9 @@ static int reproduce_args(int argc, char **argv, const char **outdir, const char
 }
 
 int cli_reproduce(int argc, char **argv) {
-    const char *outdir = "runs/reproduce", *expdir = "experiments";
+    const char *outdir = RP_DEFAULT_OUT, *expdir = RP_DEFAULT_EXPERIMENTS;
     int quick = 0, listing = 0, nwant = 0, nall = 0;
-    long long jobs = 1;
+    long long jobs = RP_DEFAULT_JOBS;
     char **want = calloc((size_t)argc + 1, sizeof *want);
     if (!want) return CLI_EXIT_ERROR;
     int code = reproduce_args(argc, argv, &outdir, &expdir, &quick, &listing, &jobs, want, &nwant);

@@ -17,6 +17,9 @@
 
 int cli_svm(int argc, char **argv);
 
+/* The default norm, printed by the help from here. */
+#define SVM_DEFAULT_NORM "l2"
+
 /* Exit code for non-separable data (documented in --help). */
 #define CLI_EXIT_NONSEPARABLE 3
 
@@ -32,10 +35,14 @@ static void usage(FILE *f) {
             "Solved exactly (NNLS active set + LAPACK polish for l2; simplex for l1) and certified\n"
             "by its KKT residuals and a weak-duality bracket of the optimal margin.\n"
             "\n"
+            "Multi-class data: the Crammer-Singer form min ||W||^2/2 s.t. <w_y - w_j, x_n> >= 1\n"
+            "(the global optimum of a linear multi-class model), solved as the binary problem\n"
+            "on the lifted samples (e_y - e_j) (x) x_n, with the same certificates.\n"
+            "\n"
             "options:\n"
             "  --data D        data file or spec (builtin:B, gauss:n=..,d=.., ...); required\n"
             "  --format F      libsvm or csv (default: by extension)\n"
-            "  --norm N        l2 or l1 (default l2)\n"
+            "  --norm N        l2 or l1 (default " SVM_DEFAULT_NORM ")\n"
             "  --json          print one JSON object instead of text\n"
             "  --help          this text\n"
             "\n"
@@ -44,11 +51,32 @@ static void usage(FILE *f) {
             "            3 not linearly separable through the origin (certificate printed)\n");
 }
 
-/* y_n <w, x_n> */
+/* The margin of sample n: y_n <w, x_n> (binary), min_{j != y} <w_y - w_j,
+ * x_n> (multi-class, w = W [C][d]). */
 static double margin(const mf_data *D, const double *w, int n) {
+    const double *x = D->x + (size_t)n * D->d;
+    if (D->num_classes == 0) {
+        double s = 0;
+        for (int j = 0; j < D->d; j++) s += w[j] * x[j];
+        return D->y[n] * s;
+    }
+    const int y = D->cls[n];
+    double best = INFINITY;
+    for (int c = 0; c < D->num_classes; c++) {
+        if (c == y) continue;
+        double s = 0;
+        for (int j = 0; j < D->d; j++) s += (w[(size_t)y * D->d + j] - w[(size_t)c * D->d + j]) * x[j];
+        if (s < best) best = s;
+    }
+    return best;
+}
+
+/* Sample n's multiplier: alpha_n (binary) or sum_j alpha_nj (multi-class). */
+static double alpha_of(const mf_svm_result *r, const double *a, int n) {
+    if (!r->classes) return a[n];
     double s = 0;
-    for (int j = 0; j < D->d; j++) s += w[j] * D->x[(size_t)n * D->d + j];
-    return D->y[n] * s;
+    for (int j = 0; j < r->classes; j++) s += a[(size_t)n * r->classes + j];
+    return s;
 }
 
 static cJSON *num(double v) {
@@ -66,6 +94,10 @@ static cJSON *to_json(const mf_data *D, const mf_svm_result *r) {
     ok &= cli_json_int(o, "n", r->n) != NULL;
     ok &= cli_json_int(o, "d", r->d) != NULL;
     ok &= cli_json_str(o, "norm", mf_svm_norm_name(r->norm)) != NULL;
+    if (r->classes) {
+        ok &= cli_json_int(o, "classes", r->classes) != NULL;
+        ok &= cli_json_str(o, "form", "Crammer-Singer through the origin: <w_y - w_j, x> >= 1") != NULL;
+    }
     ok &= cli_json_str(o, "status", mf_svm_status_name(r->status)) != NULL;
     ok &= cli_json_int(o, "iterations", r->iterations) != NULL;
     if (r->status == MF_SVM_SOLVED) {
@@ -75,7 +107,16 @@ static cJSON *to_json(const mf_data *D, const mf_svm_result *r) {
         ok &= cli_json_num(o, "gamma_upper", r->gamma_upper) != NULL;
         cJSON *w = cJSON_AddArrayToObject(o, "w");
         ok &= w != NULL;
-        for (int j = 0; w && j < r->d; j++) ok &= cJSON_AddItemToArray(w, num(r->w[j]));
+        if (!r->classes) {
+            for (int j = 0; w && j < r->d; j++) ok &= cJSON_AddItemToArray(w, num(r->w[j]));
+        } else { /* W [C][d]: one row per class */
+            for (int c = 0; w && c < r->classes; c++) {
+                cJSON *row = cJSON_CreateArray();
+                ok &= row && cJSON_AddItemToArray(w, row);
+                for (int j = 0; row && j < r->d; j++)
+                    ok &= cJSON_AddItemToArray(row, num(r->w[(size_t)c * r->d + j]));
+            }
+        }
         cJSON *sv = cJSON_AddArrayToObject(o, "support");
         ok &= sv != NULL;
         for (int k = 0; sv && k < r->n_support; k++) {
@@ -84,7 +125,12 @@ static cJSON *to_json(const mf_data *D, const mf_svm_result *r) {
             ok &= s && cJSON_AddItemToArray(sv, s);
             if (!s) break;
             ok &= cli_json_int(s, "sample", n + 1) != NULL;
-            ok &= cli_json_num(s, "alpha", r->alpha[n]) != NULL;
+            ok &= cli_json_num(s, "alpha", alpha_of(r, r->alpha, n)) != NULL;
+            if (r->classes) {
+                cJSON *pa = cJSON_AddArrayToObject(s, "alpha_per_class");
+                for (int j = 0; pa && j < r->classes; j++)
+                    ok &= cJSON_AddItemToArray(pa, num(r->alpha[(size_t)n * r->classes + j]));
+            }
             ok &= cli_json_num(s, "margin", margin(D, r->w, n)) != NULL;
         }
         ok &= cli_json_int(o, "n_active", r->n_active) != NULL;
@@ -115,7 +161,7 @@ static cJSON *to_json(const mf_data *D, const mf_svm_result *r) {
                 ok &= s && cJSON_AddItemToArray(wt, s);
                 if (!s) break;
                 ok &= cli_json_int(s, "sample", r->support[k] + 1) != NULL;
-                ok &= cli_json_num(s, "c", r->certificate[r->support[k]]) != NULL;
+                ok &= cli_json_num(s, "c", alpha_of(r, r->certificate, r->support[k])) != NULL;
             }
         }
     }
@@ -132,6 +178,10 @@ static cJSON *to_json(const mf_data *D, const mf_svm_result *r) {
 static void print_text(const mf_data *D, const mf_svm_result *r) {
     int l1 = r->norm == MF_SVM_L1;
     printf("data: %s (n = %d, d = %d)\n", D->desc, r->n, r->d);
+    if (r->classes)
+        printf("classes: %d (hard-margin multi-class SVM through the origin, Crammer-Singer form:\n"
+               "  minimize ||W||_F^2/2 s.t. <w_y - w_j, x_n> >= 1 for j != y_n; gamma = 1/||W||_F)\n",
+               r->classes);
     printf("norm: %s\n", mf_svm_norm_name(r->norm));
     printf("status: %s\n", mf_svm_status_name(r->status));
     if (r->status == MF_SVM_NONSEPARABLE) {
@@ -140,7 +190,7 @@ static void print_text(const mf_data *D, const mf_svm_result *r) {
                cli_g(r->certificate_norm, 17));
         printf("  %8s  %s\n", "sample", "c");
         for (int k = 0; k < r->n_support; k++)
-            printf("  %8d  %s\n", r->support[k] + 1, cli_g(r->certificate[r->support[k]], 17));
+            printf("  %8d  %s\n", r->support[k] + 1, cli_g(alpha_of(r, r->certificate, r->support[k]), 17));
         printf("iterations: %d\n", r->iterations);
         return;
     }
@@ -151,13 +201,25 @@ static void print_text(const mf_data *D, const mf_svm_result *r) {
                cli_g(r->gamma_diag2, 17));
     printf("gamma bracket: [%s, %s]   (weak duality)\n", cli_g(r->gamma_lower, 17),
            cli_g(r->gamma_upper, 17));
-    printf("%s:", l1 ? "beta" : "w");
-    for (int j = 0; j < r->d; j++) printf(" %s", cli_g(r->w[j], 17));
-    printf("\nsupport vectors: %d (active constraints: %d)\n", r->n_support, r->n_active);
-    printf("  %8s  %-24s  %s\n", "sample", "alpha", "margin y<w,x>");
+    if (!r->classes) {
+        printf("%s:", l1 ? "beta" : "w");
+        for (int j = 0; j < r->d; j++) printf(" %s", cli_g(r->w[j], 17));
+        printf("\n");
+    } else {
+        for (int c = 0; c < r->classes; c++) {
+            printf("W[%d]:", c);
+            for (int j = 0; j < r->d; j++) printf(" %s", cli_g(r->w[(size_t)c * r->d + j], 17));
+            printf("\n");
+        }
+    }
+    printf("support vectors: %d (active %s: %d)\n", r->n_support, r->classes ? "samples" : "constraints",
+           r->n_active);
+    printf("  %8s  %-24s  %s\n", "sample", r->classes ? "sum_j alpha_nj" : "alpha",
+           r->classes ? "margin min_j <w_y - w_j, x>" : "margin y<w,x>");
     for (int k = 0; k < r->n_support; k++) {
         int n = r->support[k];
-        printf("  %8d  %-24s  %s\n", n + 1, cli_g(r->alpha[n], 17), cli_g(margin(D, r->w, n), 17));
+        printf("  %8d  %-24s  %s\n", n + 1, cli_g(alpha_of(r, r->alpha, n), 17),
+               cli_g(margin(D, r->w, n), 17));
     }
     printf("residuals (relative): primal %s, dual %s, complementarity %s, gap %s, kkt %s\n",
            cli_g(r->primal_residual, 3), cli_g(r->dual_residual, 3), cli_g(r->complementarity, 3),
@@ -169,7 +231,7 @@ static void print_text(const mf_data *D, const mf_svm_result *r) {
 }
 
 int cli_svm(int argc, char **argv) {
-    const char *data = NULL, *format = NULL, *norm_s = "l2", *v;
+    const char *data = NULL, *format = NULL, *norm_s = SVM_DEFAULT_NORM, *v;
     int json = 0;
     for (int i = 1; i < argc; i++) {
         int m;

@@ -261,6 +261,7 @@ static cJSON *analysis_summary(const mf_analysis *a) {
     cli_json_num(o, "gamma_star", a->has_global ? a->gamma_star : NAN);
     cli_json_str(o, "global_source", a->has_global ? a->global_source : NULL);
     cli_json_num(o, "ratio", a->has_global ? a->ratio : NAN);
+    cli_json_num(o, "kkt_tol", a->settings.kkt_tol); /* sweep-report: is an inconclusive verdict KKT */
     return o;
 }
 

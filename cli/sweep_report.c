@@ -17,8 +17,10 @@
  *                    data within the budget)
  *   global           verdict global, or ratio >= 1 - class_tol (a margin
  *                    test, not a certificate: the verdict column says which)
- *   suboptimal-kkt   a KKT verdict (local-certified, local-evidence,
- *                    not-local) below gamma*: a non-optimal KKT point
+ *   suboptimal-kkt   a KKT verdict (local-certified, not-local, or
+ *                    inconclusive with eps <= the analysis' kkt_tol; the
+ *                    former name local-evidence too) below gamma*: a
+ *                    non-optimal KKT point
  *   kkt              the same where no gamma* is known
  *   not-kkt          not a KKT point within the tolerance at the end of the
  *                    budget (the run had not converged in direction)
@@ -45,6 +47,7 @@ typedef struct row {
     int finished;
     char outcome[32], verdict[32], klass[32];
     double v[32];              /* grid_columns order */
+    double kkt_tol;            /* the analysis' kkt_tol (NAN: not recorded) */
 } row;
 
 static int col_index(const char *name) {
@@ -59,7 +62,12 @@ static int col_index(const char *name) {
 static void classify(row *r, const sweep_grid *g) {
     const char *v = r->verdict, *c;
     double ratio = COL(r, "ratio");
-    int kkt = !strcmp(v, "local-certified") || !strcmp(v, "local-evidence") || !strcmp(v, "not-local");
+    /* an inconclusive verdict is KKT only when eps passed (it is also given
+       when eps is only an upper bound above kkt_tol); results written
+       before kkt_tol was recorded use the default 1e-3 */
+    double tol = isfinite(r->kkt_tol) ? r->kkt_tol : 1e-3;
+    int kkt = !strcmp(v, "local-certified") || !strcmp(v, "local-evidence") || !strcmp(v, "not-local") ||
+              (!strcmp(v, "inconclusive") && COL(r, "eps") <= tol);
     if (COL(r, "train_error") > 0) c = "not-separated";
     else if (!strcmp(v, "global") || (isfinite(ratio) && ratio >= 1 - g->class_tol)) c = "global";
     else if (!strcmp(v, "non-homogeneous")) c = "non-homogeneous";
@@ -74,6 +82,7 @@ static void classify(row *r, const sweep_grid *g) {
 static void load_row(const sweep_grid *g, const char *dir, int i, row *r) {
     memset(r, 0, sizeof *r);
     for (int k = 0; grid_columns[k]; k++) r->v[k] = NAN;
+    r->kkt_tol = NAN;
     cJSON *j = sweep_result_read(dir, g->ids[i]);
     if (!j) return;
     const cJSON *fin = cli_jget(j, "final"), *an = cli_jget(j, "analysis");
@@ -89,6 +98,7 @@ static void load_row(const sweep_grid *g, const char *dir, int i, row *r) {
         static const char *const an_cols[] = {"eps", "delta", "ll_eps", "n_kinks", NULL};
         for (int k = 0; an_cols[k]; k++) COL(r, an_cols[k]) = cli_jnum_or(an, an_cols[k], NAN);
         COL(r, "gamma_star") = cli_jnum_or(an, "gamma_star", NAN);
+        r->kkt_tol = cli_jnum_or(an, "kkt_tol", NAN);
     }
     if (!isfinite(COL(r, "gamma_star"))) COL(r, "gamma_star") = g->gamma_star;
     COL(r, "ratio") = COL(r, "normalized_margin") / COL(r, "gamma_star");
@@ -212,7 +222,7 @@ static int fig_begin(gp_fig *p, const sweep_grid *g, const char *dir, const char
 /* The categories of a fractions figure, in a fixed order (then as met). */
 static const char *const cat_order[] = {
     "global", "suboptimal-kkt", "kkt", "not-kkt", "not-separated", "non-homogeneous",
-    "analysis-error", "below-global", "separated", "local-certified", "local-evidence",
+    "analysis-error", "below-global", "separated", "local-certified", "inconclusive",
     "not-local", "loss-target", "step-budget", "time-target", "wall-budget", "stalled",
     "non-finite", "error", NULL};
 /* one colour per category, the same in every figure */

@@ -90,8 +90,11 @@ MF_API const char *mf_strerror(int code);
  * function's signature change (the shared library's soname,
  * libmarginflow.so.0, stays at 0 while marginflow is 0.x). A binding checks
  * mf_abi_version() and the mf_sizeof of every struct it mirrors against the
- * header it was written for. */
-#define MF_ABI_VERSION 2
+ * header it was written for. 2: issue 12's analysis, svm, maxmargin and
+ * local-search result fields. 3: issue 14's image data, cnn model, epoch
+ * runs and robustness (mf_model, mf_metrics, mf_train_settings,
+ * mf_callbacks; mf_cnn_layer, mf_robust_settings, mf_robust_result). */
+#define MF_ABI_VERSION 3
 
 /* The library that is running: MF_VERSION and MF_ABI_VERSION as it was
  * built (a program compiled against another header may see other macros). */
@@ -831,11 +834,19 @@ MF_API const char *mf_svm_settings_validate(const mf_svm_settings *s);
  *              ||sum c_n z_n||_2 ~ 0 (see mf_svm_solve).
  * support [n_support]: indices n with alpha_n > support_tol * max alpha
  *              (SOLVED) or c_n > 0
- *              (NONSEPARABLE), ascending. */
+ *              (NONSEPARABLE), ascending.
+ * Multi-class data (classes = C >= 2; Crammer-Singer form through the
+ * origin, see mf_svm_solve): w [C][d] = W (row c the weights of class c),
+ * gamma = 1 / ||W||_F (l2) or 1 / ||W||_1 entrywise (l1), gamma_diag2 = 0;
+ * alpha [n][C] the multipliers of <w_{y_n} - w_j, x_n> >= 1 (0 at j = y_n);
+ * certificate [n][C] likewise; support the samples with a positive
+ * multiplier; q_min and n_active of the multi-class margins
+ * min_{j != y} <w_y - w_j, x>. */
 typedef struct mf_svm_result {
     int status;             /* mf_svm_status */
     int norm;               /* mf_svm_norm */
     int d, n;
+    int classes;            /* 0: binary; C >= 2: multi-class, see below */
     double gamma;           /* see above */
     double gamma_diag2;     /* l1 only (0 for l2) */
     double gamma_lower, gamma_upper; /* bracket of the optimal margin (gamma_svm
@@ -915,12 +926,20 @@ typedef struct mf_svm_result {
  * (bit for bit when c is a power of two). An entry of w or alpha, or gamma,
  * that is not a normal double at the caller's scale is NAN (absent).
  *
- * data: binary (num_classes == 0), n >= 1, d >= 1, finite x, y in {-1, +1}.
- * settings may be NULL (defaults). On MF_OK *out is a new result (free with
- * mf_svm_result_free) whose status says SOLVED or NONSEPARABLE: a
- * non-separable data set is an answer, not an error.
+ * Multi-class data (num_classes = C >= 2): the hard-margin multi-class SVM
+ * through the origin (Crammer & Singer 2001 without slack),
+ *   minimize 1/2 ||W||_F^2  s.t.  <w_{y_n} - w_j, x_n> >= 1  (j != y_n),
+ * (l1: minimize sum |W_cj|), solved as the binary problem on the lifted
+ * samples (e_{y_n} - e_j) (x) x_n in R^{C d}, so its certificates are the
+ * binary ones; gamma = 1/||W||_F is the global optimum of (P) for a linear
+ * multi-class model. At most 2^26 lifted entries (MF_ERR_UNSUPPORTED beyond).
+ *
+ * data: binary (num_classes == 0, y in {-1, +1}) or multi-class, n >= 1,
+ * d >= 1, finite x. settings may be NULL (defaults). On MF_OK *out is a new
+ * result (free with mf_svm_result_free) whose status says SOLVED or
+ * NONSEPARABLE: a non-separable data set is an answer, not an error.
  * Errors: MF_ERR_INVALID (NULL data/out, bad settings, empty data, labels not
- * +-1, non-finite x), MF_ERR_UNSUPPORTED (multi-class data), MF_ERR_NOMEM,
+ * +-1, non-finite x), MF_ERR_UNSUPPORTED (lifted problem too large), MF_ERR_NOMEM,
  * MF_ERR_NUMERIC (NNLS or LAPACK or GLPK failed, or no convergence within
  * max_iter). *out is NULL on error. */
 MF_API int mf_svm_solve(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *settings,
@@ -1070,8 +1089,9 @@ typedef struct mf_directional_result {
     int searched;          /* 1 if the test ran over every pattern */
     int n_zero;            /* number of (sample, unit) pre-activations at 0 */
     int n_patterns;        /* LPs solved */
-    int found;             /* 1: a feasible descent direction exists (certificate) */
-    double best_inner;     /* min <theta, d> found (< 0 means certificate) */
+    int found;             /* 1: a feasible descent direction exists (evidence:
+                              only a witness along it decides, mf_analyze) */
+    double best_inner;     /* min <theta, d> found (< 0: descent to first order) */
     double *d;             /* [n_params] the direction (when found), owned */
     double gain[MF_N_GAINS]; /* gamma(theta + eps d) / gamma(theta) - 1 for eps = 1e-1..1e-4 */
 } mf_directional_result;
@@ -1081,12 +1101,21 @@ MF_API int mf_directional_test(const mf_model *m, const mf_data *data, const dou
                                mf_directional_result **out, mf_err *e);
 MF_API void mf_directional_result_free(mf_directional_result *r);
 
-/* Local constrained re-solve of (P) by NLopt SLSQP from perturbations
- * theta + r xi (xi uniform on the sphere scaled by ||theta||) for each radius r
- * in radii[], `trials` starts per radius, seeded by seed. Reports the best
- * normalized margin found per radius, relative to gamma(theta). A gain > gain_tol is a
- * certificate that theta is not a local optimum (report the point); none
- * found is evidence only. */
+/* Local constrained re-solves of (P) near theta ([VSS22]; docs/theory.md s.3 "any
+ * architecture"): theta~ = theta / q_min^{1/L}; for each radius r in radii[]
+ * (relative to ||theta~||), `trials` starts theta~ + r ||theta~|| xi (xi
+ * uniform on the unit sphere, seeded by seed), each solved for
+ *     minimize 1/2 ||x||^2  s.t.  q_n(x) >= 1,  ||x - theta~|| <= r ||theta~||
+ * (the ball keeps the search local: a point it returns lies within the
+ * radius), by NLopt SLSQP for small nets and by an augmented Lagrangian with
+ * NLopt's L-BFGS beyond MF_SLSQP_MAX_PARAMS parameters (src/auglag.c). Each
+ * result is rescaled to q_min = 1 and kept only when it is still inside the
+ * ball. best_gamma[r] is the best normalized margin at radius r (NAN when
+ * every trial failed), best_theta the best point overall with its relative
+ * distance best_dist and the radius index best_radius (-1: none). A better
+ * point is a candidate witness (mf_analyze re-evaluates it); finding none is
+ * evidence only. */
+#define MF_SLSQP_MAX_PARAMS 64
 typedef struct mf_local_result {
     int n_radii;
     double radii[MF_LOCAL_MAX_RADII];
@@ -1096,8 +1125,11 @@ typedef struct mf_local_result {
     double best_gamma[MF_LOCAL_MAX_RADII]; /* best normalized margin found at each radius */
     double best_gain;            /* max over radii of best_gamma / gamma0 - 1 */
     double *best_theta;          /* [n_params], owned */
+    double best_dist;            /* ||best_theta - theta~|| / ||theta~|| (0 when none) */
+    int best_radius;             /* index into radii of best_theta, -1 when none */
     int evaluations;
-    int failures;                /* trials whose SLSQP run reached no feasible point */
+    int failures;                /* trials whose re-solve reached no feasible point in the ball */
+    char method[32];             /* "SLSQP" or "augmented Lagrangian (L-BFGS)" */
 } mf_local_result;
 
 MF_API int mf_local_search(const mf_model *m, const mf_data *data, const double *theta,
@@ -1105,37 +1137,154 @@ MF_API int mf_local_search(const mf_model *m, const mf_data *data, const double 
                            mf_local_result **out, mf_err *e);
 MF_API void mf_local_result_free(mf_local_result *r);
 
-/* Multi-start search for the best normalized margin (`marginflow maxmargin`):
- * SLSQP on (P) from `starts` random gauss inits (seed, seed+1, ...). A SEARCH,
- * not a certificate. values[] are the distinct local values found (within
- * rel_tol) with their counts, sorted descending. */
+/* Multi-start search for the best normalized margin (`marginflow maxmargin`,
+ * src/maxmargin.c). A SEARCH, not a certificate. Each start:
+ *  1. mf_model_init(m, "gauss", init_scale, rng seeded by seed + i);
+ *  2. made feasible before it is optimized: rescaled to q_min = 1 when it
+ *     already separates the data, else a short training run (mf_train with
+ *     the default settings and exp loss, at most flow_steps steps, until
+ *     Loss < ell(0), which implies q_n > 0 for every n), then rescaled;
+ *  3. solved for (P) by SLSQP (NLopt; its dense workspace grows as P^2,
+ *     used up to MF_SLSQP_MAX_PARAMS parameters) or by an augmented
+ *     Lagrangian with NLopt's L-BFGS inner solver (memory O(P + N n_out),
+ *     one batched forward and backward pass per evaluation; src/auglag.c),
+ *     then rescaled to q_min = 1 (checked to 1e-9).
+ * The memory the chosen method needs is estimated up front (workspace,
+ * buffers, the method's own work arrays) and a request beyond max_bytes is
+ * refused with MF_ERR_UNSUPPORTED naming the estimate. values[] are the
+ * distinct values found (within rel_tol) with their counts, descending. */
+typedef enum mf_maxmargin_method {
+    MF_MM_AUTO = 0, /* SLSQP up to MF_SLSQP_MAX_PARAMS parameters, else augmented Lagrangian */
+    MF_MM_SLSQP,
+    MF_MM_AUGLAG
+} mf_maxmargin_method;
+
+/* What on_start receives after each start. */
+typedef struct mf_maxmargin_progress {
+    int start, starts;      /* this start (0-based) of how many */
+    double gamma;           /* its normalized margin, NAN when it failed */
+    double best;            /* best so far, NAN when none */
+    int failures;
+    double seconds;         /* wall time since the search began */
+    const char *why;        /* for a failed start: why (static text), else NULL */
+} mf_maxmargin_progress;
+
+typedef struct mf_maxmargin_settings {
+    int starts;             /* default 20, >= 1 */
+    uint64_t seed;          /* seed of the first start, default 1 */
+    double rel_tol;         /* values within rel_tol are one value, default 1e-6 */
+    double init_scale;      /* gauss init scale, default 1 */
+    long long flow_steps;   /* feasibility run budget per start, default 20000, >= 1 */
+    mf_maxmargin_method method; /* default MF_MM_AUTO */
+    double max_bytes;       /* memory limit of the search, default 4 GiB, > 0 */
+    void *user;
+    void (*on_start)(void *user, const mf_maxmargin_progress *p); /* may be NULL */
+    int (*should_stop)(void *user); /* polled often; non-zero: stop, keep the best so far */
+} mf_maxmargin_settings;
+
+MF_API void mf_maxmargin_settings_default(mf_maxmargin_settings *s);
+/* NULL if valid, else a static sentence naming the bad field and its range. */
+MF_API const char *mf_maxmargin_settings_validate(const mf_maxmargin_settings *s);
+
 typedef struct mf_maxmargin_result {
     int starts;
     uint64_t seed;
-    double best_gamma;
+    double best_gamma;      /* NAN when no start succeeded */
     double *best_theta;     /* [n_params], owned */
     int n_values;
     double *values;         /* [n_values] */
     int *counts;            /* [n_values] */
-    int failures;           /* starts where SLSQP did not reach a feasible point */
+    int failures;           /* starts that reached no feasible point */
+    int starts_done;        /* starts finished (< starts when interrupted) */
+    int interrupted;        /* should_stop asked to stop */
+    int feasibility_runs;   /* starts that needed the short training run */
+    char method[32];        /* the method used */
+    double bytes;           /* the memory estimate the search was admitted with */
 } mf_maxmargin_result;
 
-MF_API int mf_maxmargin(const mf_model *m, const mf_data *data, int starts, uint64_t seed,
-                        double rel_tol, mf_maxmargin_result **out, mf_err *e);
+/* The memory (bytes) the search with settings s would need and the method
+ * it would use (method_out may be NULL); MF_OK, or an error for bad
+ * arguments. Does not check the limit. */
+MF_API int mf_maxmargin_plan(const mf_model *m, const mf_data *data, const mf_maxmargin_settings *s,
+                      double *bytes, mf_maxmargin_method *method_out, mf_err *e);
+/* The search with settings s (NULL: defaults). */
+MF_API int mf_maxmargin_run(const mf_model *m, const mf_data *data, const mf_maxmargin_settings *s,
+                     mf_maxmargin_result **out, mf_err *e);
+/* The defaults with starts, seed and rel_tol given (the original interface). */
+MF_API int mf_maxmargin(const mf_model *m, const mf_data *data, int starts, uint64_t seed, double rel_tol,
+                 mf_maxmargin_result **out, mf_err *e);
 MF_API void mf_maxmargin_result_free(mf_maxmargin_result *r);
 
 /* ------------------------------------------------------ C: the whole analysis */
 
+/*
+ * The verdict rule (src/verdict.c; README "Verdicts"): every verdict but
+ * "inconclusive" rests on evidence the analysis re-checks by direct
+ * evaluation before it reports it:
+ *   global           gamma equals an EXACT reference gamma* (closed form or a
+ *                    certified solve) to global_tol;
+ *   local-certified  H positive definite on the critical cone by a margin
+ *                    larger than its estimated numerical error (it wins over
+ *                    a search witness, which is then another basin);
+ *   not-local        a WITNESS (mf_witness): a point within the stated radius
+ *                    of theta~ with q_min >= 1 and a normalized margin larger
+ *                    than the reference's by more than the stated noise bound,
+ *                    re-evaluated from scratch;
+ *   inconclusive     KKT, but nothing above holds: the reason lists the
+ *                    evidence (negative curvature without a witness, searches
+ *                    that found nothing, a KKT residual that is only an upper
+ *                    bound, ...);
+ *   not-kkt          the exact KKT residual exceeds kkt_tol, or q_min <= 0;
+ *   non-homogeneous  problem (P) does not apply.
+ */
 typedef enum mf_verdict {
-    MF_VERDICT_GLOBAL = 0,      /* certified: gamma = gamma* within tolerance (closed form) */
-    MF_VERDICT_LOCAL_CERTIFIED, /* second-order sufficient condition holds */
-    MF_VERDICT_LOCAL_EVIDENCE,  /* KKT, no improvement found by the searches (evidence only) */
-    MF_VERDICT_NOT_LOCAL,       /* certificate that it is not a local optimum */
-    MF_VERDICT_NOT_KKT,         /* eps above tolerance */
+    MF_VERDICT_GLOBAL = 0,      /* certified: gamma = gamma* within tolerance (exact reference) */
+    MF_VERDICT_LOCAL_CERTIFIED, /* second-order sufficient condition holds beyond its error */
+    MF_VERDICT_INCONCLUSIVE,    /* KKT; nothing certified either way (the reason says what was found) */
+    MF_VERDICT_NOT_LOCAL,       /* a re-evaluated witness: a better feasible point nearby */
+    MF_VERDICT_NOT_KKT,         /* eps above tolerance (or not separating) */
     MF_VERDICT_NON_HOMOGENEOUS  /* (P) theory does not apply */
 } mf_verdict;
+/* The former name of MF_VERDICT_INCONCLUSIVE (verdict "local-evidence"):
+ * the same value; mf_verdict_from_name still reads "local-evidence". */
+#define MF_VERDICT_LOCAL_EVIDENCE MF_VERDICT_INCONCLUSIVE
 
-MF_API const char *mf_verdict_name(mf_verdict v); /* "global", "local-certified", ... */
+MF_API const char *mf_verdict_name(mf_verdict v); /* "global", "local-certified", "inconclusive", ... */
+/* The verdict called s: MF_OK, or MF_ERR_INVALID for an unknown name.
+ * "local-evidence" (the former name) reads as MF_VERDICT_INCONCLUSIVE. */
+MF_API int mf_verdict_from_name(const char *s, mf_verdict *v);
+
+/* A witness that theta~ is not optimal for (P) within the stated radius
+ * (not a local optimum, unless the second-order sufficient condition says
+ * the point is a strict local minimum with another basin nearby): a point
+ * theta with
+ * q_min(theta) >= 1 (by a fresh batched forward pass), within relative
+ * distance `radius` of theta~, whose normalized margin exceeds the
+ * reference by more than the noise bound:
+ *   gain_ref = gamma / reference - 1 > noise,
+ *   noise    = max(1e-9, 100 rounding, defect),
+ * where rounding bounds the relative rounding error of the two gamma
+ * evaluations (first order in the unit roundoff, from a forward pass with
+ * |theta| and |x|) and defect is 0 when the reference is the polished KKT
+ * point near theta~ (mf_analysis.gamma_polished), else the change of gamma
+ * the point's distance from its limit allows (2 L (eps + delta / sum
+ * lambda) times the distance moved). ||theta|| < ||theta~|| follows: at
+ * q_min >= 1, ||theta||^L <= 1 / gamma < 1 / gamma(theta~). */
+typedef struct mf_witness {
+    int found;              /* 1: theta below is a witness */
+    char kind[32];          /* "second-order curve", "directional", "local search", "per-layer QP" */
+    double *theta;          /* [n_params], owned; NULL when not found */
+    double radius;          /* the stated radius, relative to ||theta~|| */
+    double distance;        /* ||theta - theta~|| / ||theta~|| */
+    double q_min, norm, gamma; /* of theta, re-evaluated from scratch */
+    double gamma0;          /* gamma(theta~), same evaluation */
+    double reference;       /* the normalized margin it is compared with (>= gamma0) */
+    double gain;            /* gamma / gamma0 - 1 */
+    double gain_ref;        /* gamma / reference - 1 */
+    double noise;           /* the bound gain_ref exceeds */
+    double rounding;        /* relative rounding error bound of the gamma evaluations */
+    double norm_ratio;      /* ||theta|| / ||theta~|| (q_min(theta) >= 1 = q_min(theta~)) */
+} mf_witness;
 
 typedef struct mf_analyze_settings {
     double kkt_tol;       /* relative eps tolerance for "is KKT", default 1e-3 */
@@ -1148,6 +1297,9 @@ typedef struct mf_analyze_settings {
     uint64_t seed;        /* default 1 */
     int max_patterns;     /* directional test, default 4096 */
     int layer;            /* -1 = whole network (default); l >= 0: per-layer problem P_l */
+    int always_local;     /* 1: run the local tests (second order, directional, searches) and
+                             report their evidence also when the global reference already
+                             decided the verdict; default 0 */
 } mf_analyze_settings;
 
 MF_API void mf_analyze_settings_default(mf_analyze_settings *s);
@@ -1165,19 +1317,37 @@ typedef struct mf_analysis {
     double eps, delta;              /* eps relative to ||theta~|| */
     double euler_lhs, euler_rhs;    /* ||theta~||^2 and L sum lambda */
     int n_kinks;                    /* pre-activations treated as zero */
+    double kink_distance;           /* min over the active samples' pre-activations z (not
+                                       at a kink) of |z| / ||h_in|| / ||theta~||: how far,
+                                       relative, the unit's own weights are from making z = 0
+                                       (exact for two-layer nets; deeper, a perturbation of
+                                       earlier layers may need less); NAN: no hidden units */
     /* Lyu & Li's certificate from the loss gradient at theta */
     double ll_beta, ll_eps, ll_delta;
     /* global reference */
     int has_global;
     double gamma_star;              /* NAN if unknown */
-    char global_source[128];        /* e.g. "hard-margin SVM: gamma_svm * k^{-k/2}" */
+    char global_source[128];        /* e.g. "hard-margin SVM: gamma_svm * k^{-k/2}"; with only
+                                       a bracket (gamma_lower), the bracket's method */
     double ratio;                   /* gamma / gamma_star */
+    int kkt_exact;                  /* 1: every kink's exact Clarke set entered the NNLS;
+                                       0: some kinks used sigma'(0) = alpha (budget), so eps
+                                       is only an upper bound of the exact residual */
     /* second order (smooth points) */
     int second_order_done;
-    char hessian_method[64];        /* "differences of exact gradients, h = 1e-05" */
-    double min_eig;                 /* smallest eigenvalue of H on the critical subspace */
+    char hessian_method[64];        /* "Hessian-vector products by central differences ..." */
+    double min_eig;                 /* smallest eigenvalue of H on the critical subspace;
+                                       NAN (absent) with the reason in min_eig_absent */
+    double min_eig_err;             /* its estimated numerical error (NAN when absent) */
+    int so_dim;                     /* dimension of the critical subspace (-1: not computed) */
+    char min_eig_absent[160];       /* why min_eig is absent, "" when present */
     double *dir;                    /* [n_params] its eigenvector (unit), owned */
-    double gain[MF_N_GAINS];        /* gamma(theta~ + eps d)/gamma(theta~) - 1, eps = 1e-1..1e-4 */
+    double gain[MF_N_GAINS];        /* normalized-margin gains along the second-order curve
+                                       theta~ + t d + t^2/2 c (c the correction that keeps
+                                       the active margins to second order), rescaled to
+                                       q_min = 1, at t = r ||theta~||, r = 1e-1..1e-4;
+                                       NAN (absent) with the reason in gain_absent */
+    char gain_absent[160];          /* why gain[] is absent, "" when present */
     /* non-smooth and search-based tests */
     mf_directional_result *directional; /* NULL if not run */
     mf_local_result *local;             /* NULL if not run */
@@ -1188,8 +1358,19 @@ typedef struct mf_analysis {
     int layer;
     double layer_opt;               /* optimal value of the convex per-layer problem, NAN if n/a */
     double layer_value;             /* value at theta~ */
+    mf_witness witness;             /* the certificate of a not-local verdict (found = 0 otherwise) */
+    double gamma_lower, gamma_upper;/* a certified bracket of gamma* (a reference solver's,
+                                       or multi-class fc-linear), NAN otherwise; gamma >=
+                                       gamma_upper (1 - global_tol) is "global", gamma <
+                                       gamma_lower (1 - global_tol) is certified not global */
+    double *global_theta;           /* a reference solver's network attaining gamma_lower
+                                       (re-evaluated by the solver), model global_spec of
+                                       global_n_params parameters (its own width), owned;
+                                       NULL when the reference gives none */
+    size_t global_n_params;
+    char global_spec[MF_SPEC_LEN];
     mf_verdict verdict;
-    char verdict_reason[512];       /* what is proved / what is evidence */
+    char verdict_reason[1024];      /* what is proved / what is evidence */
     mf_analyze_settings settings;   /* the settings (tolerances) it was judged with */
 } mf_analysis;
 

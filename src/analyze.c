@@ -13,15 +13,20 @@
  *  3. Lyu & Li's own certificate from the loss gradient (kkt.c);
  *  4. the global optimum where a closed form is known (global_ref.c), or
  *     the per-layer problem P_l (settings.layer >= 0, global_ref.c);
- *  5. the second-order test at smooth points (second_order.c), the
- *     directional first-order test at kinks (local.c);
- *  6. local constrained re-solves (local.c), judged here against what the
- *     run's KKT defect explains;
+ *  5. the polish: the KKT point a local re-solve reaches from theta~ itself,
+ *     the reference of every witness (local.c, witness.c);
+ *  6. the second-order test at smooth points (second_order.c) with the
+ *     second-order curve along a direction of negative curvature, the
+ *     directional first-order test at kinks (local.c) with the line along
+ *     its direction, and local re-solves inside balls (local.c): each
+ *     candidate point is re-evaluated from scratch and becomes the witness
+ *     only beyond the noise bound (witness.c);
  *  7. the verdict and its reason, a pure function of the evidence (verdict.c).
  * The result carries the settings it was judged with (a->settings).
  */
 #include "analysis_internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,6 +47,7 @@ void mf_analyze_settings_default(mf_analyze_settings *s) {
     s->seed = 1;
     s->max_patterns = 4096;
     s->layer = -1;
+    s->always_local = 0;
 }
 
 /* NULL if every field is in range, else a sentence naming the field. */
@@ -57,6 +63,7 @@ const char *mf_analyze_settings_validate(const mf_analyze_settings *s) {
     if (s->max_patterns < 1) return "max_patterns must be an integer >= 1";
     if (s->layer < -1 || s->layer >= MF_MAX_LAYERS)
         return "layer must be -1 (whole network) or a layer index in [0, 15]";
+    if (s->always_local != 0 && s->always_local != 1) return "always_local must be 0 or 1";
     return NULL;
 }
 
@@ -64,12 +71,29 @@ const char *mf_verdict_name(mf_verdict v) {
     switch (v) {
     case MF_VERDICT_GLOBAL: return "global";
     case MF_VERDICT_LOCAL_CERTIFIED: return "local-certified";
-    case MF_VERDICT_LOCAL_EVIDENCE: return "local-evidence";
+    case MF_VERDICT_INCONCLUSIVE: return "inconclusive";
     case MF_VERDICT_NOT_LOCAL: return "not-local";
     case MF_VERDICT_NOT_KKT: return "not-kkt";
     case MF_VERDICT_NON_HOMOGENEOUS: return "non-homogeneous";
     }
     return "unknown";
+}
+
+int mf_verdict_from_name(const char *s, mf_verdict *v) {
+    static const mf_verdict all[] = {MF_VERDICT_GLOBAL, MF_VERDICT_LOCAL_CERTIFIED,
+                                     MF_VERDICT_INCONCLUSIVE, MF_VERDICT_NOT_LOCAL,
+                                     MF_VERDICT_NOT_KKT, MF_VERDICT_NON_HOMOGENEOUS};
+    if (!s) return MF_ERR_INVALID;
+    if (!strcmp(s, "local-evidence")) { /* the former name of inconclusive */
+        if (v) *v = MF_VERDICT_INCONCLUSIVE;
+        return MF_OK;
+    }
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (!strcmp(s, mf_verdict_name(all[i]))) {
+            if (v) *v = all[i];
+            return MF_OK;
+        }
+    return MF_ERR_INVALID;
 }
 
 void mf_analysis_free(mf_analysis *a) {
@@ -78,6 +102,8 @@ void mf_analysis_free(mf_analysis *a) {
     mf__free(a->lambda);
     mf__free(a->active);
     mf__free(a->dir);
+    mf__free(a->witness.theta);
+    mf__free(a->global_theta);
     mf_directional_result_free(a->directional);
     mf_local_result_free(a->local);
     mf__free(a);
@@ -154,8 +180,14 @@ static mf_analysis *result_new(const mf_model *m, const mf_data *data, const mf_
     a->gamma_star = a->ratio = NAN;
     a->eps = a->delta = a->euler_lhs = a->euler_rhs = NAN;
     a->ll_beta = a->ll_eps = a->ll_delta = NAN;
-    a->min_eig = NAN;
+    a->min_eig = a->min_eig_err = NAN;
+    a->kink_distance = NAN;
+    a->so_dim = -1;
+    a->kkt_exact = 1;
+    a->gamma_lower = a->gamma_upper = NAN;
     for (int k = 0; k < MF_N_GAINS; k++) a->gain[k] = NAN;
+    snprintf(a->gain_absent, sizeof a->gain_absent, "no direction of negative curvature");
+    snprintf(a->min_eig_absent, sizeof a->min_eig_absent, "second-order test not run");
     a->theta_tilde = mf__malloc(sizeof(double) * P);
     a->lambda = mf__calloc((size_t)data->n, sizeof(double));
     a->active = mf__calloc((size_t)data->n, sizeof(int));
@@ -188,25 +220,57 @@ static void margins_at(mf__an_ctx *c, const double *theta, mf_analysis *a, doubl
         a->gamma = INFINITY;
         for (int n = 0; n < c->N; n++)
             if (q[n] < a->gamma) a->gamma = q[n];
-        a->q_min = a->gamma * pow(a->norm, L);
+        /* q_min = gamma ||theta||^L is only reported: absent (NAN) where the
+           product leaves the normal range (it would be inf, or a wrong 0) */
+        double qv = a->gamma * pow(a->norm, L);
+        a->q_min = isfinite(qv) && (fabs(qv) >= DBL_MIN || a->gamma == 0) ? qv : NAN;
         for (int l = 0; l < m->n_layers; l++) prod *= mf_layer_norm(m, a->theta_tilde, l);
-        a->layer_margin = a->gamma / prod * pow(a->norm, L - m->n_layers);
+        double f = pow(a->norm, L - m->n_layers), lm = a->gamma / prod * f;
+        a->layer_margin = prod > 0 && isfinite(lm) ? lm : NAN;
     } else {
         mf__margin_jacobian(m, c->data, c->w1, theta, q, NULL, c->out1, c->dout1);
         a->q_min = INFINITY;
         for (int n = 0; n < c->N; n++)
             if (q[n] < a->q_min) a->q_min = q[n];
-        a->gamma = a->q_min / pow(a->norm, L);
+        a->gamma = mf__norm_quotient(a->q_min, theta, c->P, L);
         for (int l = 0; l < m->n_layers; l++) prod *= mf_layer_norm(m, theta, l);
-        a->layer_margin = a->q_min / prod;
+        a->layer_margin = prod > 0 && isfinite(a->q_min / prod) ? a->q_min / prod : NAN;
     }
+}
+
+/*
+ * a->kink_distance from the pre-activations pre [N][H] and scales scl
+ * [N][H] (= ||w_k|| ||h_in||) at theta~: min over active samples and units
+ * not at a kink of |z| / ||h_in|| / ||theta~|| = |z| ||w_k|| / scale /
+ * ||theta~||, the hidden units being the rows of the layers in order (relu2:
+ * W; mlp: the hidden layers), as the model tables number them.
+ */
+static void kink_distance(const mf__an_ctx *c, const mf_analysis *a, const double *pre,
+                          const double *scl, const int *kink) {
+    const mf_model *m = c->m;
+    const int H = mf_model_n_hidden(m);
+    const double nt = mf__norm2(a->theta_tilde, c->P);
+    double best = INFINITY;
+    for (int l = 0, u0 = 0; l < m->n_layers && u0 < H; u0 += m->layers[l].rows, l++) {
+        const mf_layer *W = &m->layers[l];
+        for (int k = 0; k < W->rows && u0 + k < H; k++) {
+            const double wn = mf__norm2(a->theta_tilde + W->offset + (size_t)k * W->cols, (size_t)W->cols);
+            for (int n = 0; n < c->N; n++) {
+                const size_t t = (size_t)n * H + u0 + k;
+                if (!a->active[n] || kink[t] || !(scl[t] > 0)) continue;
+                const double dist = fabs(pre[t]) * wn / scl[t] / nt;
+                if (dist < best) best = dist;
+            }
+        }
+    }
+    ((mf_analysis *)a)->kink_distance = isfinite(best) ? best : NAN;
 }
 
 /*
  * theta~ = theta^ / gamma^{1/L} (= theta / q_min^{1/L}) in a->theta_tilde;
  * margins q [N] and gradients J [N][P] there, the active set (q_n <= 1 +
  * act_tol) and the kinks (*kink [N][H], allocated here): active samples'
- * pre-activations with |z| <= zero_tol * scale.
+ * pre-activations with |z| <= zero_tol * scale; a->kink_distance.
  */
 static int rescaled_point(mf__an_ctx *c, const mf_analyze_settings *s, mf_analysis *a, double *q,
                           double *J, int **kink, mf_err *e) {
@@ -232,6 +296,7 @@ static int rescaled_point(mf__an_ctx *c, const mf_analyze_settings *s, mf_analys
             (*kink)[t] = a->active[n] && fabs(pre[t]) <= s->zero_tol * scl[t];
             a->n_kinks += (*kink)[t];
         }
+    if (!rc) kink_distance(c, a, pre, scl, *kink);
     mf__free(pre);
     mf__free(scl);
     return rc;
@@ -244,110 +309,115 @@ static int soft_fail(int rc, const mf_err *se, char *note, size_t cap, const cha
     return MF_OK;
 }
 
-/* Relative distance ||x - y|| / ||y|| over P entries (0 when y = 0). */
-static double rel_dist(const double *x, const double *y, size_t P) {
-    double d = 0.0, n = 0.0;
-    for (size_t i = 0; i < P; i++) {
-        double di = x[i] - y[i];
-        d += di * di;
-        n += y[i] * y[i];
-    }
-    return n > 0 ? sqrt(d / n) : 0.0;
-}
-
 /*
- * The reference for search gains: the KKT point SLSQP reaches from theta~
- * itself (a re-solve at radius MF__POLISH_RADIUS, "polished"), accepted when
- * it stays within relative distance MF__POLISH_MAX_DIST; a polish that
- * wanders off found a better point, which the gains then count. Sets
- * a->gamma_polished (NAN when not accepted). MF_OK or MF_ERR_NOMEM.
+ * Step 5, the polish: a local re-solve of (P) from theta~ itself inside the
+ * ball of relative radius MF__POLISH_MAX_DIST (psolve.c). Ending inside
+ * half the ball it is the KKT point the run converges to: a->gamma_polished,
+ * the witnesses' reference. Ending further out it found a better point on
+ * the way: *far (allocated here) is then a witness candidate and
+ * gamma_polished stays NAN. MF_OK or MF_ERR_NOMEM.
  */
-static int polish(const mf__an_ctx *c, const mf_analyze_settings *s, mf_analysis *a) {
-    static const double polish_radius[1] = {MF__POLISH_RADIUS};
-    mf_local_result *pol = NULL;
+static int polish(mf__an_ctx *c, mf_analysis *a, double **far) {
+    const int slsqp = c->P <= MF_SLSQP_MAX_PARAMS;
+    mf__pctx pc;
+    *far = NULL;
     a->gamma_polished = NAN;
-    int prc = mf_local_search(c->m, c->data, a->theta_tilde, polish_radius, 1, 1, s->seed, &pol, NULL);
-    if (prc == MF_OK && rel_dist(pol->best_theta, a->theta_tilde, c->P) <= MF__POLISH_MAX_DIST)
-        a->gamma_polished = pol->best_gamma[0];
-    mf_local_result_free(pol);
-    return prc == MF_ERR_NOMEM ? prc : MF_OK;
-}
-
-/*
- * Judge the local search's gains. A gain certifies only beyond what the
- * trained point's distance from its limit explains. Gains are measured
- * against the better of theta~ and the polished point (polish). If the
- * polish failed, a first-order bound is used instead: at an (eps,
- * delta)-KKT point the relative gain over a move of relative size r can
- * reach ~ 2 L (eps + delta / sum lambda) r (our bound; at exact points it
- * reduces to MF__GAIN_CERT). r is the larger of the radius and the distance
- * of the best point found from theta~, since SLSQP re-solves can end far
- * from where they started.
- */
-static void judge_search(const mf_analysis *a, mf__local_evidence *loc) {
-    const mf_local_result *lr = a->local;
-    const int L = a->degree;
-    double ref = lr->gamma0;
-    if (a->gamma_polished > ref) ref = a->gamma_polished;
-    double sum_lambda = a->euler_lhs > 0 ? a->euler_lhs / L : 0.0;
-    double defect = isnan(a->gamma_polished)
-                        ? a->eps + (sum_lambda > 0 ? a->delta / sum_lambda : 0.0)
-                        : 0.0;
-    double dist = rel_dist(lr->best_theta, a->theta_tilde, (size_t)a->n_params);
-    for (int k = 0; k < lr->n_radii && k < MF_LOCAL_MAX_RADII; k++) {
-        double gk = lr->best_gamma[k] / ref - 1.0;
-        double r = lr->radii[k] > dist ? lr->radii[k] : dist;
-        double thr = MF__GAIN_CERT + 2.0 * L * defect * r;
-        if (gk > thr) loc->search_not_local = 1;
-        else if (gk > MF__GAIN_CERT && !loc->search_explained) loc->search_explained = k + 1;
+    int rc = mf__pctx_init(&pc, c->m, c->data, slsqp, "polish", NULL);
+    if (rc) return rc == MF_ERR_NOMEM ? rc : MF_OK;
+    double *x = mf__malloc(sizeof(double) * c->P);
+    if (!x) {
+        mf__pctx_free(&pc);
+        return MF_ERR_NOMEM;
     }
+    int evals = 0;
+    const double rho = MF__POLISH_MAX_DIST * mf__norm2(a->theta_tilde, c->P);
+    memcpy(x, a->theta_tilde, sizeof(double) * c->P);
+    double g = mf__p_solve(&pc, x, a->theta_tilde, rho, slsqp, &evals);
+    mf__pctx_free(&pc);
+    if (!isnan(g) && mf__rel_dist(x, a->theta_tilde, c->P) <= 0.5 * MF__POLISH_MAX_DIST) {
+        a->gamma_polished = g;
+    } else if (!isnan(g)) {
+        *far = x;
+        return MF_OK;
+    }
+    mf__free(x);
+    return MF_OK;
 }
 
-/* Step 6: the local constrained re-solves (evidence, or a certificate when
- * they gain beyond the KKT defect). */
-static int local_search(const mf__an_ctx *c, const mf_analyze_settings *s, mf_analysis *a,
-                        mf__local_evidence *loc, char *note, size_t cap) {
+/* Step 6 for a smooth point: the second-order test; with negative
+ * curvature in the cone, the curve along it. */
+static int smooth_tests(mf__an_ctx *c, const mf_analyze_settings *s, const double *J,
+                        const mf__wref *ref, mf_analysis *a, mf__local_evidence *loc, char *note,
+                        size_t cap, mf_err *e) {
+    int rc = mf__second_order(c, a->theta_tilde, J, a, s, loc, e);
+    if (rc) return rc;
+    if (loc->so_negative) {
+        a->gain_absent[0] = '\0';
+        return mf__witness_curve(c, a->theta_tilde, J, ref, s, a, e);
+    }
+    (void)note;
+    (void)cap;
+    return MF_OK;
+}
+
+/* Step 6 at kinks: the directional LP, then the line along its direction. */
+static int kink_tests(mf__an_ctx *c, const mf_analyze_settings *s, const mf__wref *ref,
+                      mf_analysis *a, mf__local_evidence *loc, char *note, size_t cap, mf_err *e) {
+    mf_err se = {0, ""};
+    snprintf(a->min_eig_absent, sizeof a->min_eig_absent,
+             "not a smooth point: %d pre-activations of active samples at a kink", a->n_kinks);
+    int rc = mf_directional_test(c->m, c->data, a->theta_tilde, s->act_tol, s->zero_tol,
+                                 s->max_patterns, &a->directional, &se);
+    if (rc) {
+        a->directional = NULL;
+        if (soft_fail(rc, &se, note, cap, "Directional test"))
+            return mf__err(e, MF_ERR_NOMEM, "out of memory in the analysis");
+        return MF_OK;
+    }
+    if (!(a->directional->found && a->directional->best_inner < 0)) return MF_OK;
+    loc->dir_found = 1;
+    double gains[MF_N_GAINS];
+    return mf__witness_line(c, a->theta_tilde, a->directional->d, ref, "directional", a, gains, e);
+}
+
+/* Step 6, the local re-solves; their best point is a candidate. */
+static int search_tests(mf__an_ctx *c, const mf_analyze_settings *s, const mf__wref *ref,
+                        mf_analysis *a, char *note, size_t cap, mf_err *e) {
     mf_err se = {0, ""};
     int rc = mf_local_search(c->m, c->data, a->theta_tilde, mf__search_radii, MF__N_SEARCH_RADII,
                              s->local_trials, s->seed, &a->local, &se);
     if (rc) {
         a->local = NULL;
-        return soft_fail(rc, &se, note, cap, "Local search");
+        if (soft_fail(rc, &se, note, cap, "Local search"))
+            return mf__err(e, MF_ERR_NOMEM, "out of memory in the analysis");
+        return MF_OK;
     }
-    rc = polish(c, s, a);
-    if (rc) return rc;
-    judge_search(a, loc);
-    return MF_OK;
+    const mf_local_result *lr = a->local;
+    if (lr->best_radius < 0) return MF_OK;
+    return mf__witness_try(c, a->theta_tilde, ref, lr->best_theta, lr->radii[lr->best_radius],
+                           "local search", a, NULL, e);
 }
 
-/* Step 5 and 6: second order at smooth points, the directional test at
- * kinks, then the searches unless a certificate already decided. */
+/* Steps 5 and 6: the polish, the tests for the point's kind, then the
+ * searches unless a witness already decided. */
 static int local_tests(mf__an_ctx *c, const mf_analyze_settings *s, const double *J, mf_analysis *a,
                        mf__local_evidence *loc, char *note, size_t cap, mf_err *e) {
-    int rc = MF_OK;
-    if (a->n_kinks == 0) {
-        if (c->P <= MF__MAX_HESS_PARAMS)
-            rc = mf__second_order(c, a->theta_tilde, J, a, s, loc, e);
-        else
-            mf__say(note, cap, " Second-order test skipped (%zu parameters > %d).", c->P,
-                    MF__MAX_HESS_PARAMS);
-        if (rc) return rc;
-    } else {
-        mf_err se = {0, ""};
-        rc = mf_directional_test(c->m, c->data, a->theta_tilde, s->act_tol, s->zero_tol,
-                                 s->max_patterns, &a->directional, &se);
-        if (rc) {
-            a->directional = NULL;
-            if (soft_fail(rc, &se, note, cap, "Directional test"))
-                return mf__err(e, MF_ERR_NOMEM, "out of memory in the analysis");
-        } else if (a->directional->found && a->directional->best_inner < 0) {
-            loc->dir_not_local = 1;
-        }
-    }
-    if (!loc->so_not_local && !loc->dir_not_local && s->local_trials > 0 &&
-        local_search(c, s, a, loc, note, cap))
-        return mf__err(e, MF_ERR_NOMEM, "out of memory in the analysis");
-    return MF_OK;
+    double *far = NULL;
+    mf__wref ref;
+    c->le = loc;
+    int rc = s->local_trials > 0 ? polish(c, a, &far) : MF_OK;
+    if (rc) return mf__err(e, MF_ERR_NOMEM, "out of memory in the analysis");
+    rc = mf__wref_init(c, a->theta_tilde, a, &ref, e);
+    loc->polished = ref.polished;
+    if (!rc && far)
+        rc = mf__witness_try(c, a->theta_tilde, &ref, far, MF__POLISH_MAX_DIST, "local search", a,
+                             NULL, e);
+    mf__free(far);
+    if (!rc && a->n_kinks == 0) rc = smooth_tests(c, s, J, &ref, a, loc, note, cap, e);
+    else if (!rc) rc = kink_tests(c, s, &ref, a, loc, note, cap, e);
+    if (!rc && !a->witness.found && s->local_trials > 0)
+        rc = search_tests(c, s, &ref, a, note, cap, e);
+    return rc;
 }
 
 /* The evidence the verdict reads, from the analysis so far. */
@@ -362,29 +432,41 @@ static void evidence_of(const mf_model *m, const mf_analysis *a, const mf__local
     ev->norm = a->norm;
     ev->kkt_done = kkt_done;
     ev->eps = a->eps;
+    ev->delta = a->delta;
+    ev->kkt_exact = a->kkt_exact;
+    ev->n_kinks = a->n_kinks;
     ev->has_global = a->has_global;
     ev->gamma_star = a->gamma_star;
     ev->ratio = a->ratio;
     ev->global_source = a->global_source;
+    ev->gamma_lower = a->gamma_lower;
+    ev->gamma_upper = a->gamma_upper;
+    ev->global_spec = a->global_theta ? a->global_spec : NULL;
     ev->layer = a->layer;
     ev->layer_name = a->layer >= 0 ? m->layers[a->layer].name : "";
     ev->layer_value = a->layer_value;
     ev->layer_opt = a->layer_opt;
     ev->local_done = local_done;
-    ev->n_kinks = a->n_kinks;
     ev->loc = *loc;
-    ev->so_gain = a->gain[MF__GAIN_QUOTED];
+    ev->second_order_done = a->second_order_done;
+    ev->so_dim = a->so_dim;
+    ev->min_eig = a->min_eig;
+    ev->min_eig_err = a->min_eig_err;
+    ev->kink_distance = a->kink_distance;
+    ev->min_eig_absent = a->min_eig_absent;
     ev->has_directional = a->directional != NULL;
     if (a->directional) {
         ev->dir_n_patterns = a->directional->n_patterns;
+        ev->dir_searched = a->directional->searched;
         ev->dir_best_inner = a->directional->best_inner;
-        ev->dir_gain = a->directional->gain[MF__GAIN_QUOTED];
     }
     ev->has_local = a->local != NULL;
     if (a->local) {
         ev->local_trials = a->local->trials;
         ev->local_best_gain = a->local->best_gain;
+        ev->local_method = a->local->method;
     }
+    ev->witness = &a->witness;
     ev->note = note;
     ev->kkt_tol = a->settings.kkt_tol;
     ev->global_tol = a->settings.global_tol;
@@ -419,7 +501,7 @@ int mf_analyze(const mf_model *m, const mf_data *data, const double *theta, mf_l
     mf_analysis *a = NULL;
     double *q = NULL, *J = NULL;
     int *kink = NULL;
-    char note[512] = "";
+    char note[768] = "";
     memset(&loc, 0, sizeof loc);
     rc = ctx_init(&c, m, data, e);
     if (rc) goto fail;
@@ -440,7 +522,14 @@ int mf_analyze(const mf_model *m, const mf_data *data, const double *theta, mf_l
     if (!rc) rc = certificates(&c, s, loss, J, q, kink, a, note, sizeof note, e);
     if (rc) goto fail;
     evidence_of(m, a, &loc, note, 1, 0, &ev);
-    if (mf__verdict(&ev, &a->verdict, a->verdict_reason, sizeof a->verdict_reason)) goto done;
+    if (mf__verdict(&ev, &a->verdict, a->verdict_reason, sizeof a->verdict_reason)) {
+        /* decided before the local tests; with always_local their evidence is
+           still computed and reported (the verdict stands) */
+        if (!s->always_local || s->layer >= 0 || !(a->eps <= s->kkt_tol)) goto done;
+        rc = local_tests(&c, s, J, a, &loc, note, sizeof note, e);
+        if (rc) goto fail;
+        goto done;
+    }
     rc = local_tests(&c, s, J, a, &loc, note, sizeof note, e);
     if (rc) goto fail;
     evidence_of(m, a, &loc, note, 1, 1, &ev);

@@ -95,11 +95,66 @@ static double diag_enumerate(const mf_data *D, int K, long max_subsets) {
     return pow(K * best, -K / 2.0);
 }
 
+/* Singular values of W [C][d] (row-major) into sv [min(C, d)], descending:
+ * 0, or -1 on no memory / LAPACK failure. */
+static int singular_values(const double *W, int C, int d, double *sv) {
+    const int mn = C < d ? C : d;
+    double *A = mf__malloc(sizeof(double) * (size_t)C * d), *sup = mf__malloc(sizeof(double) * (size_t)mn + 8);
+    double u1 = 0, vt1 = 0;
+    int rc = -1;
+    if (A && sup) {
+        memcpy(A, W, sizeof(double) * (size_t)C * d);
+        rc = LAPACKE_dgesvd(LAPACK_ROW_MAJOR, 'N', 'N', C, d, A, d, sv, &u1, 1, &vt1, 1, sup) == 0 ? 0 : -1;
+    }
+    mf__free(A);
+    mf__free(sup);
+    return rc;
+}
+
+/*
+ * Multi-class depth-k linear nets (fc-linear, k >= 2) from the Crammer-Singer
+ * solution W (C x d, margins >= 1, q_min = qmin): for an end-to-end map M =
+ * W_k ... W_1 the smallest sum_l ||W_l||_F^2 is k sum_i sigma_i(M)^{2/k}
+ * (AM-GM on balanced factors; the minimum over factorizations of width >=
+ * rank M), so gamma*_k = k^{-k/2} max_M q_min(M) / ||M||_{S_p}, p = 2/k,
+ * ||M||_{S_p} = (sum sigma_i^p)^{1/p} >= ||M||_F (our derivation). Hence
+ *   upper = k^{-k/2} gamma_cs              (any width),
+ *   lower = k^{-k/2} qmin / ||W||_{S_p}    (the balanced factorization of W,
+ *                                           when width >= rank W),
+ * equal when W has rank one: then the binary formula holds exactly. For
+ * C >= 3 classes W has rank >= 2 in general and k^{-k/2} gamma_cs is only an
+ * upper bound (the optimum is a Schatten-quasi-norm problem: for k = 2 the
+ * nuclear-norm SVM, not the Frobenius one).
+ */
+static int multiclass_bracket(const mf_model *m, const mf_svm_result *r, int k, double *lower,
+                              double *upper, int *rank) {
+    const int C = r->classes, d = r->d, mn = C < d ? C : d;
+    double *sv = mf__malloc(sizeof(double) * (size_t)mn);
+    if (!sv || singular_values(r->w, C, d, sv)) {
+        mf__free(sv);
+        return -1;
+    }
+    const double p = 2.0 / k, f = pow((double)k, -k / 2.0);
+    double sp = 0.0;
+    *rank = 0;
+    for (int i = 0; i < mn; i++) {
+        if (sv[i] > MF__RANK_TOL * sv[0]) (*rank)++;
+        sp += pow(sv[i], p);
+    }
+    mf__free(sv);
+    *upper = f * r->gamma;
+    *lower = m->width >= *rank ? f * r->q_min / pow(sp, 1.0 / p) : 0.0;
+    if (*lower > *upper) *lower = *upper; /* rank one: equal up to rounding */
+    return 0;
+}
+
 /* gamma* from the SVM of the reference (l2: factor gamma_svm; l1: the
- * depth-2 diagonal gamma_l1 / 2). A failed or non-separable SVM leaves
+ * depth-2 diagonal gamma_l1 / 2; multi-class: Crammer-Singer, with the
+ * bracket above for depth k >= 2). A failed or non-separable SVM leaves
  * has_global = 0 with the reason in note; only MF_ERR_NOMEM is an error. */
-static int svm_reference(const mf_data *data, const mf__global_ref *ref, mf_analysis *a, char *note,
+static int svm_reference(const mf__an_ctx *c, const mf__global_ref *ref, mf_analysis *a, char *note,
                          size_t cap, mf_err *e) {
+    const mf_data *data = c->data;
     mf_svm_result *r = NULL;
     mf_err se = {0, ""};
     int rc = mf_svm_solve(data, ref->kind == MF__REF_L1_DIAG2 ? MF_SVM_L1 : MF_SVM_L2, NULL, &r, &se);
@@ -113,17 +168,83 @@ static int svm_reference(const mf_data *data, const mf__global_ref *ref, mf_anal
         mf_svm_result_free(r);
         return MF_OK;
     }
+    if (data->num_classes && ref->depth >= 2) {
+        double lo, up;
+        int rank;
+        if (multiclass_bracket(c->m, r, ref->depth, &lo, &up, &rank)) {
+            mf_svm_result_free(r);
+            return mf__err(e, MF_ERR_NOMEM, "out of memory for the global reference");
+        }
+        a->gamma_lower = lo;
+        a->gamma_upper = up;
+        snprintf(a->global_source, sizeof a->global_source,
+                 "Crammer-Singer SVM of rank %d: Schatten-%.3g bracket", rank, 2.0 / ref->depth);
+        if (up - lo <= a->settings.global_tol * up) {
+            a->gamma_star = up;
+            a->has_global = 1;
+            snprintf(a->global_source, sizeof a->global_source,
+                     "Crammer-Singer SVM of rank one: gamma_cs * %d^{-%d/2}", ref->depth, ref->depth);
+        } else {
+            mf__say(note, cap,
+                    " No exact global reference: the Crammer-Singer SVM has rank %d, so gamma* lies "
+                    "in [%.10g, %.10g] (depth-%d linear nets optimize a Schatten-%.3g quasi-norm, "
+                    "not the Frobenius norm).",
+                    rank, lo, up, ref->depth, 2.0 / ref->depth);
+        }
+        mf_svm_result_free(r);
+        return MF_OK;
+    }
     a->gamma_star = ref->kind == MF__REF_L1_DIAG2 ? r->gamma_diag2 : ref->factor * r->gamma;
-    snprintf(a->global_source, sizeof a->global_source, "%s", ref->source);
+    snprintf(a->global_source, sizeof a->global_source, "%.96s%s", ref->source,
+             data->num_classes ? " (Crammer-Singer)" : "");
     a->has_global = 1;
     mf_svm_result_free(r);
     return MF_OK;
 }
 
+/* An exact reference from a solver with a certificate (MF__REF_SOLVER). */
+static void solver_reference(const mf__an_ctx *c, const mf__global_ref *ref, mf_analysis *a,
+                             char *note, size_t cap) {
+    mf__exact_ref x;
+    mf_err se = {0, ""};
+    memset(&x, 0, sizeof x);
+    if (ref->solve(c->m, c->data, &x, &se) != MF_OK) {
+        mf__free(x.theta);
+        mf__say(note, cap, " No global reference: %s. ", se.msg);
+        return;
+    }
+    if (!(x.lower > 0) || !(x.upper >= x.lower) || !isfinite(x.upper)) {
+        mf__free(x.theta);
+        mf__say(note, cap, " No global reference: the solver's bracket [%.6g, %.6g] is not valid. ",
+                x.lower, x.upper);
+        return;
+    }
+    a->gamma_lower = x.lower;
+    a->gamma_upper = x.upper;
+    snprintf(a->global_source, sizeof a->global_source, "%s", x.source);
+    if (x.theta && x.n_params > 0) { /* the reference network, for "not global" */
+        a->global_theta = x.theta;
+        a->global_n_params = x.n_params;
+        snprintf(a->global_spec, sizeof a->global_spec, "%s", x.spec);
+    } else {
+        mf__free(x.theta);
+    }
+    if (x.upper - x.lower <= a->settings.global_tol * x.upper) {
+        a->has_global = 1;
+        a->gamma_star = x.gamma_star;
+        snprintf(a->global_source, sizeof a->global_source, "%s", x.source);
+    } else {
+        mf__say(note, cap, " No exact global reference: %s brackets gamma* in [%.10g, %.10g].",
+                x.source, x.lower, x.upper);
+    }
+}
+
 /*
  * Fill a->has_global, gamma_star, global_source, ratio = gamma / gamma*
- * where the model's table knows a closed form (docs/theory.md s.3). Only binary
- * data and homogeneous models. What is missing and why goes to note.
+ * (and gamma_lower / gamma_upper where only a bracket is known) where the
+ * model's table knows an exact reference (docs/theory.md s.3): a closed form, an
+ * exact solve with a certificate (mf_svm_solve; MF__REF_SOLVER). Only
+ * homogeneous models. What is missing and why goes to note.
  */
 int mf__global_reference(const mf__an_ctx *c, mf_analysis *a, char *note, size_t cap, mf_err *e) {
     mf__global_ref ref;
@@ -131,7 +252,7 @@ int mf__global_reference(const mf__an_ctx *c, mf_analysis *a, char *note, size_t
     a->has_global = 0;
     a->gamma_star = NAN;
     a->ratio = NAN;
-    if (c->data->num_classes != 0 || !c->m->homogeneous) return MF_OK;
+    if (!c->m->homogeneous) return MF_OK;
     if (c->ops->global_ref) c->ops->global_ref(c->m, c->data, &ref);
     if (ref.kind == MF__REF_DIAG_ENUM) {
         double g = diag_enumerate(c->data, ref.depth, MF__DIAG_ENUM_MAX_SUBSETS);
@@ -143,8 +264,10 @@ int mf__global_reference(const mf__an_ctx *c, mf_analysis *a, char *note, size_t
             mf__say(note, cap, " No global reference: depth-%d diagonal enumeration too large. ",
                     ref.depth);
         }
+    } else if (ref.kind == MF__REF_SOLVER && ref.solve) {
+        solver_reference(c, &ref, a, note, cap);
     } else if (ref.kind != MF__REF_NONE) {
-        int rc = svm_reference(c->data, &ref, a, note, cap, e);
+        int rc = svm_reference(c, &ref, a, note, cap, e);
         if (rc) return rc;
     }
     if (a->has_global) a->ratio = a->gamma / a->gamma_star;
@@ -194,6 +317,23 @@ int mf__layer_problem(mf__an_ctx *c, const double *tt, int l, mf_analysis *a, mf
         a->layer_opt = 0.5 * mf__dot(s->w, s->w, (size_t)Pl);
     else
         a->layer_opt = NAN; /* cannot happen at a feasible theta~ */
+    rc = MF_OK;
+    if (s->status == MF_SVM_SOLVED && !(fabs(a->layer_value / a->layer_opt - 1.0) <= a->settings.global_tol)) {
+        /* the QP's point (layer l replaced by its solution) as a witness,
+           against theta~ itself (P_l is about the point, not its limit) */
+        mf__wref ref;
+        double *cand = mf__malloc(sizeof(double) * c->P);
+        rc = cand ? mf__wref_init(c, tt, a, &ref, e) : mf__err(e, MF_ERR_NOMEM, "out of memory");
+        if (!rc) {
+            ref.reference = ref.gamma0;
+            ref.defect = 0.0;
+            memcpy(cand, tt, sizeof(double) * c->P);
+            memcpy(cand + ly->offset, s->w, sizeof(double) * (size_t)Pl);
+            double dist = mf__rel_dist(cand, tt, c->P);
+            rc = mf__witness_try(c, tt, &ref, cand, 2.0 * dist, "per-layer QP", a, NULL, e);
+        }
+        mf__free(cand);
+    }
     mf_svm_result_free(s);
-    return MF_OK;
+    return rc;
 }

@@ -11,140 +11,42 @@
  *    at constant margin, so theta is not a local optimum of (P). For two-layer
  *    (leaky) ReLU nets q_n'(theta; .) is piecewise linear; one LP (GLPK) per
  *    sign pattern of the kinked pre-activations decides it exactly.
- *  - mf_local_search: local re-solves of (P) with NLopt's SLSQP from random
- *    perturbations of theta; a better feasible point nearby is a certificate,
- *    finding none is evidence only.
- *  - mf_maxmargin: the same solver from random Gaussian inits: a multi-start
- *    SEARCH for the largest normalized margin gamma = q_min / ||theta||^L.
+ *  - mf_local_search: local re-solves of (P) inside balls around theta~
+ *    (psolve.c: SLSQP for small nets, an augmented Lagrangian with L-BFGS
+ *    for large ones) from random perturbations; a better feasible point in
+ *    the ball is a candidate witness, finding none is evidence only.
+ * (mf_maxmargin, the multi-start search, is in maxmargin.c.)
  *
  * Margins and their gradients come from the library's one margin Jacobian
- * (src/margin.c) in one model workspace allocated up front (single-sample
- * forward/backward passes), so the SLSQP callbacks never allocate and cannot
- * fail: sigma'(0) = alpha (marginflow.h) and, for multi-class margins, the
- * first maximizing competing class. Which nets have the piecewise-linear
- * directional derivatives of the LP test is read from the model: the
- * two-layer unit view (mf_model_units) and the pre-activations of its
- * table.
+ * (src/margin.c) in one model workspace allocated up front, so the solver
+ * callbacks never allocate and cannot fail: sigma'(0) = alpha (marginflow.h)
+ * and, for multi-class margins, the first maximizing competing class. Which
+ * nets have the piecewise-linear directional derivatives of the LP test is
+ * read from the model: the two-layer unit view (mf_model_units) and the
+ * pre-activations of its table.
  */
 #include "analysis_internal.h"
 
 #include <glpk.h>
 #include <math.h>
-#include <nlopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Feasibility tolerance for (P) on SLSQP results: q_min >= 1 - LC_FEAS_TOL. */
-#define LC_FEAS_TOL 1e-9
-/* SLSQP settings shared by the local search and the multi-start search. */
-#define LC_XTOL_REL 1e-12
-#define LC_MAXEVAL 2000
-/* Constraint tolerance given to NLopt. It must be > 0: NLopt only returns
- * iterates that satisfy the constraints within it, and SLSQP's iterates sit
- * on the boundary q_n = 1 up to rounding, so with 0 it would hand back the
- * start. The results are rescaled to q_min = 1 afterwards anyway. */
-#define LC_CTOL 1e-11
-
-/* ====================================================================== */
-/* Evaluation context                                                     */
-/* ====================================================================== */
-
-/* Everything the margin evaluations need, allocated once. */
-typedef struct lc_ctx {
-    const mf_model *m;
-    const mf_data *data;
-    mf_work *w;       /* max_batch = n */
-    size_t P;         /* n_params */
-    int n, n_out, L;
-    double *out;      /* [n][n_out] network outputs */
-    double *q;        /* [n] margins */
-    double *J;        /* [n][P] margin gradients */
-    double *dout;     /* [n_out] output seed for one backward pass */
-    double *tmp;      /* [P] scratch parameter vector */
-    double *bak;      /* [P + 1] last accepted SLSQP iterate / phase-1 variables */
-    double *ctol;     /* [n] NLopt constraint tolerances, all LC_CTOL */
-    nlopt_opt opt;    /* the optimizer being run (for force_stop), or NULL */
-    int bad;          /* a callback saw a non-finite x */
-} lc_ctx;
-
-static void lc_ctx_free(lc_ctx *c) {
-    mf_work_free(c->w);
-    mf__free(c->out);
-    mf__free(c->q);
-    mf__free(c->J);
-    mf__free(c->dout);
-    mf__free(c->tmp);
-    mf__free(c->bak);
-    mf__free(c->ctol);
-    memset(c, 0, sizeof *c);
-}
-
-/* Check the common arguments and allocate the context. */
-static int lc_ctx_init(lc_ctx *c, const mf_model *m, const mf_data *data, const double *theta,
-                       const char *who, mf_err *e) {
+/* Check theta (finite) and set up the solver context (psolve.c). */
+static int lc_ctx_init(mf__pctx *c, const mf_model *m, const mf_data *data, const double *theta,
+                       int need_jacobian, const char *who, mf_err *e) {
     memset(c, 0, sizeof *c);
     if (!m || !data || !theta)
         return mf__err(e, MF_ERR_INVALID, "%s: model, data and theta must not be NULL", who);
-    if (data->d != m->d)
-        return mf__err(e, MF_ERR_DIM, "%s: data has d = %d features, the model expects %d", who,
-                       data->d, m->d);
-    if (data->n < 1) return mf__err(e, MF_ERR_INVALID, "%s: the data set is empty", who);
-    if ((data->num_classes == 0 ? 1 : data->num_classes) != m->n_out)
-        return mf__err(e, MF_ERR_DIM, "%s: the data has %d classes but the model %d outputs",
-                       who, data->num_classes, m->n_out);
-    if (m->n_params < 1) return mf__err(e, MF_ERR_INVALID, "%s: the model has no parameters", who);
-    for (size_t i = 0; i < m->n_params; i++)
-        if (!isfinite(theta[i]))
-            return mf__err(e, MF_ERR_INVALID, "%s: theta[%zu] is not finite", who, i);
-    c->m = m;
-    c->data = data;
-    c->P = m->n_params;
-    c->n = data->n;
-    c->n_out = m->n_out;
-    c->L = m->degree;
-    int rc = mf_work_new(m, data->n, &c->w, e);
+    int rc = mf__pctx_init(c, m, data, need_jacobian, who, e);
     if (rc) return rc;
-    c->out = mf__calloc((size_t)c->n * c->n_out, sizeof *c->out);
-    c->q = mf__calloc((size_t)c->n, sizeof *c->q);
-    c->J = mf__calloc((size_t)c->n * c->P, sizeof *c->J);
-    c->dout = mf__calloc((size_t)c->n_out, sizeof *c->dout);
-    c->tmp = mf__calloc(c->P, sizeof *c->tmp);
-    c->bak = mf__calloc(c->P + 1, sizeof *c->bak);
-    c->ctol = mf__calloc((size_t)c->n, sizeof *c->ctol);
-    if (!c->out || !c->q || !c->J || !c->dout || !c->tmp || !c->bak || !c->ctol) {
-        lc_ctx_free(c);
-        return mf__err(e, MF_ERR_NOMEM, "%s: out of memory (%zu parameters, %d samples)", who,
-                       m->n_params, data->n);
-    }
-    for (int i = 0; i < c->n; i++) c->ctol[i] = LC_CTOL;
+    for (size_t i = 0; i < m->n_params; i++)
+        if (!isfinite(theta[i])) {
+            mf__pctx_free(c);
+            return mf__err(e, MF_ERR_INVALID, "%s: theta[%zu] is not finite", who, i);
+        }
     return MF_OK;
-}
-
-/* Margins c->q[n] at theta from one batched forward pass; returns q_min
- * (NaN if any margin is NaN). */
-static double lc_margins(lc_ctx *c, const double *theta) {
-    mf_model_forward(c->m, c->w, theta, c->data->x, c->n, c->out);
-    return mf_margins(c->data, c->out, c->n_out, c->q);
-}
-
-/* Normalized margin gamma = q_min / ||theta||^L ([LL20] sec. 2). */
-static double lc_gamma(lc_ctx *c, const double *theta) {
-    return mf__gamma(c->m, c->w, c->data, theta, c->out);
-}
-
-/* Margins c->q[n] and their gradients c->J[n][P] at theta (src/margin.c;
- * c->out row 0 is the single-sample scratch). */
-static void lc_jacobian(lc_ctx *c, const double *theta) {
-    mf__margin_jacobian(c->m, c->data, c->w, theta, c->q, c->J, c->out, c->dout);
-}
-
-/* Multiply theta by q_min^{-1/L} when q_min > 0 (then q_min = 1 for a
- * homogeneous model); returns the factor used (1 if q_min <= 0 or NaN). */
-static double lc_rescale(lc_ctx *c, double *theta, double qmin) {
-    if (!(qmin > 0.0) || !isfinite(qmin)) return 1.0;
-    double f = pow(qmin, -1.0 / c->L);
-    for (size_t i = 0; i < c->P; i++) theta[i] *= f;
-    return f;
 }
 
 /* ====================================================================== */
@@ -260,7 +162,7 @@ static void lc_set_row(glp_prob *lp, int r, const double *g, size_t P, int *ind,
 
 /* The state of one directional test. */
 typedef struct dt_state {
-    lc_ctx c;
+    mf__pctx c;
     const mf_data *data;
     const double *theta;
     size_t P;
@@ -289,7 +191,7 @@ static void dt_free(dt_state *st) {
     mf__free(st->best_d);
     mf__free(st->zo);
     mf__free(st->kinks);
-    lc_ctx_free(&st->c);
+    mf__pctx_free(&st->c);
 }
 
 /* Record a kink of unit k on sample n (input x~_n in st->xt, norm xn),
@@ -580,14 +482,14 @@ int mf_directional_test(const mf_model *m, const mf_data *data, const double *th
     dt_state st;
     memset(&st, 0, sizeof st);
     st.term_prev = -1;
-    rc = lc_ctx_init(&st.c, m, data, theta, who, e);
+    rc = lc_ctx_init(&st.c, m, data, theta, 0, who, e);
     if (rc) return rc;
     st.data = data;
     st.theta = theta;
     st.P = st.c.P;
     st.N = st.c.n;
     mf_directional_result *r = NULL;
-    double qmin = lc_margins(&st.c, theta), best;
+    double qmin = mf__p_margins(&st.c, theta), best;
     if (!(qmin > 0.0)) {
         rc = mf__err(e, MF_ERR_INVALID,
                      "%s: theta does not classify every sample correctly (q_min = %g); the "
@@ -627,207 +529,6 @@ done:
     return rc;
 }
 
-/* ====================================================================== */
-/* SLSQP on (P)                                                           */
-/* ====================================================================== */
-
-/* Objective of (P): f = 1/2 ||theta||^2, grad f = theta. */
-static double lc_objective(unsigned n, const double *x, double *grad, void *data) {
-    lc_ctx *c = data;
-    double s = 0.0;
-    for (unsigned i = 0; i < n; i++) {
-        s += x[i] * x[i];
-        if (grad) grad[i] = x[i];
-    }
-    if (!isfinite(s)) {
-        c->bad = 1;
-        if (c->opt) nlopt_force_stop(c->opt);
-    }
-    return 0.5 * s;
-}
-
-/* Constraints of (P) in NLopt's form c_n(theta) = 1 - q_n(theta) <= 0,
- * gradient row n = -grad q_n (grad is [mcon][n] row-major). */
-static void lc_constraints(unsigned mcon, double *result, unsigned n, const double *x,
-                           double *grad, void *data) {
-    lc_ctx *c = data;
-    if (grad) {
-        lc_jacobian(c, x);
-        for (size_t i = 0; i < (size_t)mcon * n; i++) grad[i] = -c->J[i];
-    } else {
-        lc_margins(c, x);
-    }
-    for (unsigned i = 0; i < mcon; i++) {
-        result[i] = 1.0 - c->q[i];
-        if (!isfinite(result[i])) {
-            c->bad = 1;
-            if (c->opt) nlopt_force_stop(c->opt);
-        }
-    }
-}
-
-/* One SLSQP run on (P) from x (overwritten): objective 1/2 ||x||^2, one
- * inequality constraint 1 - q_n <= 0 per sample with the margin gradients,
- * xtol_rel 1e-12, at most 2000 evaluations. Returns 0, or -1 when NLopt
- * could not run or a callback saw non-finite values. The NLopt result code
- * is not trusted either way (SLSQP often ends with "roundoff limited" at a
- * good point and with "xtol reached" at a poor one): callers judge x. */
-static int lc_slsqp_once(lc_ctx *c, double *x, int maxeval, int *evals) {
-    nlopt_opt opt = nlopt_create(NLOPT_LD_SLSQP, (unsigned)c->P);
-    if (!opt) return -1;
-    int ok = -1;
-    c->opt = opt;
-    c->bad = 0;
-    if (nlopt_set_min_objective(opt, lc_objective, c) >= 0 &&
-        nlopt_add_inequality_mconstraint(opt, (unsigned)c->n, lc_constraints, c, c->ctol) >= 0 &&
-        nlopt_set_xtol_rel(opt, LC_XTOL_REL) >= 0 && nlopt_set_maxeval(opt, maxeval) >= 0) {
-        double f = 0.0;
-        (void)nlopt_optimize(opt, x, &f);
-        *evals += nlopt_get_numevals(opt);
-        ok = c->bad ? -1 : 0;
-        for (size_t i = 0; i < c->P && ok == 0; i++)
-            if (!isfinite(x[i])) ok = -1;
-    }
-    c->opt = NULL;
-    nlopt_destroy(opt);
-    return ok;
-}
-
-/* Phase 1 in the variables (theta, t): maximize t subject to t - q_n(theta) <= 0 and
- * ||theta||^2 <= 1 (the normalized margin on the unit ball; feasible from
- * any theta != 0 with t = q_min). Used when a start misclassifies samples. */
-static double lc_p1_objective(unsigned n, const double *y, double *grad, void *data) {
-    lc_ctx *c = data;
-    if (grad) {
-        for (unsigned i = 0; i + 1 < n; i++) grad[i] = 0.0;
-        grad[n - 1] = -1.0;
-    }
-    if (!isfinite(y[n - 1])) {
-        c->bad = 1;
-        if (c->opt) nlopt_force_stop(c->opt);
-    }
-    return -y[n - 1];
-}
-
-static void lc_p1_margins(unsigned mcon, double *result, unsigned n, const double *y,
-                          double *grad, void *data) {
-    lc_ctx *c = data;
-    const double t = y[n - 1];
-    if (grad) {
-        lc_jacobian(c, y); /* reads the first P = n - 1 entries */
-        for (unsigned i = 0; i < mcon; i++) {
-            for (unsigned j = 0; j + 1 < n; j++)
-                grad[(size_t)i * n + j] = -c->J[(size_t)i * c->P + j];
-            grad[(size_t)i * n + n - 1] = 1.0;
-        }
-    } else {
-        lc_margins(c, y);
-    }
-    for (unsigned i = 0; i < mcon; i++) {
-        result[i] = t - c->q[i];
-        if (!isfinite(result[i])) {
-            c->bad = 1;
-            if (c->opt) nlopt_force_stop(c->opt);
-        }
-    }
-}
-
-static double lc_p1_ball(unsigned n, const double *y, double *grad, void *data) {
-    (void)data;
-    double s = 0.0;
-    for (unsigned i = 0; i + 1 < n; i++) {
-        s += y[i] * y[i];
-        if (grad) grad[i] = 2.0 * y[i];
-    }
-    if (grad) grad[n - 1] = 0.0;
-    return s - 1.0;
-}
-
-/* Run phase 1 from x (overwritten with its theta part); 0 or -1 as lc_slsqp_once. */
-static int lc_phase1(lc_ctx *c, double *x, int *evals) {
-    const size_t P = c->P;
-    double nrm = mf__norm2(x, P);
-    if (!(nrm > 0.0) || !isfinite(nrm)) return -1;
-    double *y = c->bak; /* [P + 1] */
-    for (size_t i = 0; i < P; i++) y[i] = x[i] / nrm;
-    y[P] = lc_margins(c, y);
-    if (!isfinite(y[P])) return -1;
-    nlopt_opt opt = nlopt_create(NLOPT_LD_SLSQP, (unsigned)P + 1);
-    if (!opt) return -1;
-    int ok = -1;
-    c->opt = opt;
-    c->bad = 0;
-    if (nlopt_set_min_objective(opt, lc_p1_objective, c) >= 0 &&
-        nlopt_add_inequality_mconstraint(opt, (unsigned)c->n, lc_p1_margins, c, c->ctol) >= 0 &&
-        nlopt_add_inequality_constraint(opt, lc_p1_ball, c, LC_CTOL) >= 0 &&
-        nlopt_set_xtol_rel(opt, LC_XTOL_REL) >= 0 && nlopt_set_maxeval(opt, LC_MAXEVAL) >= 0) {
-        double f = 0.0;
-        (void)nlopt_optimize(opt, y, &f);
-        *evals += nlopt_get_numevals(opt);
-        ok = c->bad ? -1 : 0;
-        for (size_t i = 0; i < P && ok == 0; i++)
-            if (!isfinite(y[i])) ok = -1;
-        if (ok == 0) memcpy(x, y, P * sizeof *x);
-    }
-    c->opt = NULL;
-    nlopt_destroy(opt);
-    return ok;
-}
-
-/*
- * Solve (P) locally by SLSQP (NLopt's NLOPT_LD_SLSQP, Kraft 1988) from x
- * (overwritten by the result). A start with q_min <= 0 first goes through
- * phase 1 (lc_phase1). Then, from x rescaled to q_min = 1 (exact for a
- * homogeneous model), SLSQP is restarted from its own rescaled result until
- * 1/2 ||x||^2 stops decreasing (relative 1e-14) or LC_ROUNDS runs: NLopt's
- * SLSQP often stops early ("xtol reached" after a tiny line-search step),
- * and a restart with a fresh quasi-Newton matrix continues. The restarts
- * share one budget of 2000 evaluations (phase 1 has its own). Returns the
- * normalized margin q_min / ||x||^L of the result, which is feasible for (P)
- * (q_min = 1 to rounding after the rescaling, checked to 1e-9), or NaN when
- * no point with q_min > 0 was reached or values were non-finite (a
- * failure). *evals accumulates the objective evaluations. The callbacks
- * never allocate; nothing here aborts.
- */
-#define LC_ROUNDS 30
-/* Restart SLSQP only while a round lowers 1/2 ||x||^2 by more than this
- * (relative): 1e-14 is ~50 ulps, so only rounding-level progress stops it. */
-#define LC_RESTART_GAIN 1e-14
-static double lc_slsqp(lc_ctx *c, double *x, int *evals) {
-    const size_t P = c->P;
-    double qmin = lc_margins(c, x);
-    if (!(qmin > 0.0)) {
-        if (lc_phase1(c, x, evals) != 0) return NAN;
-        qmin = lc_margins(c, x);
-        if (!(qmin > 0.0)) return NAN;
-    }
-    lc_rescale(c, x, qmin);
-    double f = 0.5 * mf__norm2(x, P) * mf__norm2(x, P);
-    const int budget_end = *evals + LC_MAXEVAL;
-    for (int round = 0; round < LC_ROUNDS && *evals < budget_end; round++) {
-        memcpy(c->bak, x, P * sizeof *x);
-        int ok = lc_slsqp_once(c, x, budget_end - *evals, evals);
-        double q = ok == 0 ? lc_margins(c, x) : NAN;
-        if (!(q > 0.0)) {
-            memcpy(x, c->bak, P * sizeof *x);
-            break;
-        }
-        lc_rescale(c, x, q);
-        double fn = 0.5 * mf__norm2(x, P) * mf__norm2(x, P);
-        if (!(fn < f)) { /* no progress (or worse): keep the previous point */
-            memcpy(x, c->bak, P * sizeof *x);
-            break;
-        }
-        int done = fn >= f * (1.0 - LC_RESTART_GAIN);
-        f = fn;
-        if (done) break;
-    }
-    qmin = lc_margins(c, x);
-    if (!(qmin >= 1.0 - LC_FEAS_TOL)) return NAN;
-    double val = lc_gamma(c, x);
-    return isfinite(val) ? val : NAN;
-}
-
 static int lc_need_homogeneous(const mf_model *m, const char *who, mf_err *e) {
     if (m && !m->homogeneous)
         return mf__err(e, MF_ERR_UNSUPPORTED,
@@ -848,16 +549,15 @@ void mf_local_result_free(mf_local_result *r) {
 }
 
 /*
- * mf_local_search -- local re-solves of (P) near theta (docs/theory.md s.3, "any
- * architecture"). theta~ = theta / q_min^{1/L} (q_min(theta~) = 1); for each
- * radius r and trial, start = theta~ + r ||theta~|| xi with xi uniform on the
- * unit sphere (a normalized Gaussian vector from mf_rng seeded by seed; the
- * draws are sequential over radii then trials), then lc_slsqp (which
- * rescales it to q_min = 1, or runs its phase 1 when q_min <= 0). best_gamma[r] is the best normalized
- * margin of a feasible result (NaN if every trial at r failed), best_gain =
- * max_r best_gamma[r] / gamma0 - 1 (NaN if nothing was feasible), best_theta
- * the corresponding point scaled to q_min = 1 (theta~ itself when nothing
- * was feasible). SLSQP failures are skipped and counted in r->failures. Needs a homogeneous model and q_min(theta) > 0.
+ * mf_local_search -- contract in marginflow.h. theta~ = theta / q_min^{1/L};
+ * for radius r and trial t the start is theta~ + r ||theta~|| xi, xi a
+ * normalized Gaussian vector of mf_rng seeded by seed (sequential over
+ * radii, then trials); a start with q_min <= 0 is moved halfway towards
+ * theta~ until it separates (at most 60 halvings: it stays in the ball).
+ * Then mf__p_solve in the ball of radius r ||theta~|| (SLSQP up to
+ * MF_SLSQP_MAX_PARAMS parameters, else the augmented Lagrangian). Failures
+ * (nothing feasible in the ball) are counted. Needs a homogeneous model and
+ * q_min(theta) > 0.
  */
 int mf_local_search(const mf_model *m, const mf_data *data, const double *theta,
                     const double *radii, int n_radii, int trials, uint64_t seed,
@@ -865,8 +565,9 @@ int mf_local_search(const mf_model *m, const mf_data *data, const double *theta,
     static const char *who = "local search";
     if (!out) return mf__err(e, MF_ERR_INVALID, "%s: out must not be NULL", who);
     *out = NULL;
-    if (!radii || n_radii < 1 || n_radii > 8)
-        return mf__err(e, MF_ERR_INVALID, "%s: n_radii must be in 1..8 (got %d)", who, n_radii);
+    if (!radii || n_radii < 1 || n_radii > MF_LOCAL_MAX_RADII)
+        return mf__err(e, MF_ERR_INVALID, "%s: n_radii must be in 1..%d (got %d)", who,
+                       MF_LOCAL_MAX_RADII, n_radii);
     for (int i = 0; i < n_radii; i++)
         if (!(radii[i] > 0.0) || !isfinite(radii[i]))
             return mf__err(e, MF_ERR_INVALID, "%s: radii[%d] must be finite and > 0 (got %g)",
@@ -875,8 +576,9 @@ int mf_local_search(const mf_model *m, const mf_data *data, const double *theta,
         return mf__err(e, MF_ERR_INVALID, "%s: trials must be >= 1 (got %d)", who, trials);
     int rc = lc_need_homogeneous(m, who, e);
     if (rc) return rc;
-    lc_ctx c;
-    rc = lc_ctx_init(&c, m, data, theta, who, e);
+    const int slsqp = m && m->n_params <= MF_SLSQP_MAX_PARAMS;
+    mf__pctx c;
+    rc = lc_ctx_init(&c, m, data, theta, slsqp, who, e);
     if (rc) return rc;
     const size_t P = c.P;
     mf_local_result *r = mf__calloc(1, sizeof *r);
@@ -886,20 +588,22 @@ int mf_local_search(const mf_model *m, const mf_data *data, const double *theta,
         rc = mf__err(e, MF_ERR_NOMEM, "%s: out of memory", who);
         goto done;
     }
-    double qmin = lc_margins(&c, theta);
+    double qmin = mf__p_margins(&c, theta);
     if (!(qmin > 0.0)) {
         rc = mf__err(e, MF_ERR_INVALID,
                      "%s: theta does not classify every sample correctly (q_min = %g)", who, qmin);
         goto done;
     }
+    snprintf(r->method, sizeof r->method, "%s", slsqp ? "SLSQP" : "augmented Lagrangian (L-BFGS)");
     r->n_radii = n_radii;
     for (int i = 0; i < n_radii; i++) r->radii[i] = radii[i];
     r->trials = trials;
     r->seed = seed;
-    r->gamma0 = lc_gamma(&c, theta);
+    r->gamma0 = mf__p_gamma(&c, theta);
     r->best_gain = NAN;
+    r->best_radius = -1;
     memcpy(tt, theta, P * sizeof *tt);
-    lc_rescale(&c, tt, qmin);
+    mf__p_rescale(&c, tt, qmin);
     memcpy(r->best_theta, tt, P * sizeof *tt);
     double tnorm = mf__norm2(tt, P), best_all = NAN;
     mf_rng rng;
@@ -910,7 +614,9 @@ int mf_local_search(const mf_model *m, const mf_data *data, const double *theta,
             for (size_t i = 0; i < P; i++) x[i] = mf_rng_normal(&rng);
             double xn = mf__norm2(x, P);
             for (size_t i = 0; i < P; i++) x[i] = tt[i] + radii[ri] * tnorm * x[i] / xn;
-            double gam = lc_slsqp(&c, x, &r->evaluations);
+            for (int h = 0; h < 60 && !(mf__p_margins(&c, x) > 0.0); h++)
+                for (size_t i = 0; i < P; i++) x[i] = tt[i] + 0.5 * (x[i] - tt[i]);
+            double gam = mf__p_solve(&c, x, tt, radii[ri] * tnorm, slsqp, &r->evaluations);
             if (isnan(gam)) {
                 r->failures++;
                 continue;
@@ -919,123 +625,20 @@ int mf_local_search(const mf_model *m, const mf_data *data, const double *theta,
             if (isnan(best_all) || gam > best_all) {
                 best_all = gam;
                 memcpy(r->best_theta, x, P * sizeof *x);
-                lc_rescale(&c, r->best_theta, lc_margins(&c, x));
+                r->best_radius = ri;
             }
         }
     }
-    if (!isnan(best_all)) r->best_gain = best_all / r->gamma0 - 1.0;
+    if (!isnan(best_all)) {
+        r->best_gain = best_all / r->gamma0 - 1.0;
+        r->best_dist = mf__rel_dist(r->best_theta, tt, P);
+    }
     *out = r;
     r = NULL;
 done:
     mf_local_result_free(r);
     mf__free(tt);
     mf__free(x);
-    lc_ctx_free(&c);
-    return rc;
-}
-
-/* ====================================================================== */
-/* B.3  Multi-start search for the maximum normalized margin              */
-/* ====================================================================== */
-
-void mf_maxmargin_result_free(mf_maxmargin_result *r) {
-    if (!r) return;
-    mf__free(r->best_theta);
-    mf__free(r->values);
-    mf__free(r->counts);
-    mf__free(r);
-}
-
-static int lc_cmp_desc(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x < y) - (x > y);
-}
-
-/*
- * mf_maxmargin -- multi-start SLSQP on (P) (docs/theory.md s.3): start i (i = 0 ..
- * starts-1) is mf_model_init(m, "gauss", 1, rng seeded by seed + i), solved
- * by lc_slsqp (rescaled to q_min = 1 when q_min > 0, otherwise through its
- * phase 1). Starts that reach no feasible point count as failures. The
- * final normalized margins, sorted descending, are grouped greedily: a value
- * joins the current group when it is within rel_tol |v| of the group's first
- * (largest) value v, which is the value reported. best_theta is the best
- * result scaled to q_min = 1 (zeros, and best_gamma = NaN, if every start
- * failed). A SEARCH: nothing here certifies a global optimum.
- */
-int mf_maxmargin(const mf_model *m, const mf_data *data, int starts, uint64_t seed, double rel_tol,
-                 mf_maxmargin_result **out, mf_err *e) {
-    static const char *who = "maxmargin";
-    if (!out) return mf__err(e, MF_ERR_INVALID, "%s: out must not be NULL", who);
-    *out = NULL;
-    if (starts < 1)
-        return mf__err(e, MF_ERR_INVALID, "%s: starts must be >= 1 (got %d)", who, starts);
-    if (!(rel_tol >= 0.0) || !isfinite(rel_tol))
-        return mf__err(e, MF_ERR_INVALID, "%s: rel_tol must be finite and >= 0 (got %g)", who,
-                       rel_tol);
-    if (!m) return mf__err(e, MF_ERR_INVALID, "%s: model must not be NULL", who);
-    int rc = lc_need_homogeneous(m, who, e);
-    if (rc) return rc;
-    double *x = mf__calloc(m->n_params ? m->n_params : 1, sizeof *x);
-    if (!x) return mf__err(e, MF_ERR_NOMEM, "%s: out of memory", who);
-    lc_ctx c;
-    rc = lc_ctx_init(&c, m, data, x, who, e);
-    if (rc) {
-        mf__free(x);
-        return rc;
-    }
-    const size_t P = c.P;
-    mf_maxmargin_result *r = mf__calloc(1, sizeof *r);
-    double *vals = mf__calloc((size_t)starts, sizeof *vals);
-    if (r) {
-        r->best_theta = mf__calloc(P, sizeof *r->best_theta);
-        r->values = mf__calloc((size_t)starts, sizeof *r->values);
-        r->counts = mf__calloc((size_t)starts, sizeof *r->counts);
-    }
-    if (!r || !vals || !r->best_theta || !r->values || !r->counts) {
-        rc = mf__err(e, MF_ERR_NOMEM, "%s: out of memory", who);
-        goto done;
-    }
-    r->starts = starts;
-    r->seed = seed;
-    r->best_gamma = NAN;
-    int n_ok = 0, evals = 0;
-    for (int s = 0; s < starts; s++) {
-        mf_rng rng;
-        mf_rng_seed(&rng, seed + (uint64_t)s);
-        rc = mf_model_init(m, "gauss", 1.0, &rng, x, e);
-        if (rc) goto done;
-        double gam = lc_slsqp(&c, x, &evals);
-        if (isnan(gam)) {
-            r->failures++;
-            continue;
-        }
-        vals[n_ok++] = gam;
-        if (isnan(r->best_gamma) || gam > r->best_gamma) {
-            r->best_gamma = gam;
-            memcpy(r->best_theta, x, P * sizeof *x);
-            lc_rescale(&c, r->best_theta, lc_margins(&c, x));
-        }
-    }
-    qsort(vals, (size_t)n_ok, sizeof *vals, lc_cmp_desc);
-    for (int i = 0; i < n_ok; i++) {
-        if (r->n_values > 0) {
-            double v = r->values[r->n_values - 1];
-            if (fabs(vals[i] - v) <= rel_tol * fabs(v)) {
-                r->counts[r->n_values - 1]++;
-                continue;
-            }
-        }
-        r->values[r->n_values] = vals[i];
-        r->counts[r->n_values] = 1;
-        r->n_values++;
-    }
-    *out = r;
-    r = NULL;
-    rc = MF_OK;
-done:
-    mf_maxmargin_result_free(r);
-    mf__free(vals);
-    mf__free(x);
-    lc_ctx_free(&c);
+    mf__pctx_free(&c);
     return rc;
 }

@@ -7,12 +7,15 @@
  *                                                  maximizing class j != y)
  *   grad q_n by one single-sample backward pass with the library's
  *   sigma'(0) = alpha at kinks ([LL20] sec. 3, [VSS22] sec. 2);
- *   gamma(theta) = q_min / ||theta||^L and its gains along a direction.
+ *   gamma(theta) = q_min / ||theta||^L (exact at any magnitude of
+ *   ||theta||^L: mantissa and exponent once it leaves the normal range) and
+ *   its gains along a direction, and a bound on gamma's rounding error.
  * Workspaces are the caller's, so the SLSQP callbacks of local.c never
  * allocate.
  */
 #include "analysis_internal.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -112,13 +115,52 @@ int mf__preact(const mf_model *m, const double *theta, const mf_data *data, doub
     return ops->preact(m, theta, data, pre, scale, e);
 }
 
+double mf__norm_quotient(double q, const double *theta, size_t P, int L) {
+    double nrm = mf__norm2(theta, P), d = pow(nrm, L);
+    if (!(nrm > 0.0)) return NAN;
+    if (isfinite(d) && d >= DBL_MIN) {
+        double r = q / d;
+        return q == 0 || (isfinite(r) && fabs(r) >= DBL_MIN) ? r : NAN;
+    }
+    int k; /* ||theta||^L beyond the normal range: mantissa and exponent */
+    double g = mf__norm2_scaled(theta, P, &k);
+    return mf__div_scaled(q, pow(g, L), (long)k * L);
+}
+
 double mf__gamma(const mf_model *m, mf_work *w, const mf_data *data, const double *theta,
                  double *out) {
     mf_model_forward(m, w, theta, data->x, data->n, out);
     double qmin = mf_margins(data, out, m->n_out, NULL);
-    double nrm = mf__norm2(theta, m->n_params);
-    if (!(nrm > 0.0)) return NAN;
-    return qmin / pow(nrm, m->degree);
+    return mf__norm_quotient(qmin, theta, m->n_params, m->degree);
+}
+
+double mf__gamma_rounding(const mf_model *m, mf_work *w, const mf_data *data,
+                          const double *theta, double qmin, double *abs_theta, double *abs_x,
+                          double *out) {
+    const size_t P = m->n_params, nx = (size_t)data->n * data->d;
+    const int C = m->n_out;
+    for (size_t i = 0; i < P; i++) abs_theta[i] = fabs(theta[i]);
+    for (size_t i = 0; i < nx; i++) abs_x[i] = fabs(data->x[i]);
+    mf_model_forward(m, w, abs_theta, abs_x, data->n, out);
+    double amax = 0.0;
+    for (int n = 0; n < data->n; n++) {
+        const double *o = out + (size_t)n * C;
+        double an;
+        if (data->num_classes == 0) {
+            an = fabs(o[0]);
+        } else { /* |Phi_y| + max_{j != y} |Phi_j| bounds both outputs' errors */
+            double mj = 0.0;
+            for (int j = 0; j < C; j++)
+                if (j != data->cls[n] && fabs(o[j]) > mj) mj = fabs(o[j]);
+            an = fabs(o[data->cls[n]]) + mj;
+        }
+        if (an > amax) amax = an;
+    }
+    double K = 2.0;
+    for (int l = 0; l < m->n_layers; l++) K += m->layers[l].cols + 2.0;
+    const double u = DBL_EPSILON / 2;
+    if (!(qmin > 0.0)) return INFINITY;
+    return K * u * amax / fabs(qmin) + m->degree * ((double)P / 2 + 2) * u + (m->degree + 1) * u;
 }
 
 void mf__margin_gains(const mf_model *m, mf_work *w, const mf_data *data, const double *theta,

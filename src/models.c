@@ -426,6 +426,18 @@ int mf_work_new(const mf_model *m, int max_batch, mf_work **out, mf_err *e) {
     return MF_OK;
 }
 
+/* Contract in model_internal.h. */
+double mf__work_bytes(const mf_model *m, size_t max_batch) {
+    const mf__model_ops *ops = mf__model_ops_of(m);
+    if (!ops || max_batch < 1) return INFINITY;
+    void *st = mf__calloc(1, ops->work_state ? ops->work_state : 1);
+    if (!st) return -1.0;
+    size_t total = 0;
+    int bad = ops->work_plan(m, st, max_batch, &total) || total > MF__WORK_LIM;
+    mf__free(st);
+    return bad ? INFINITY : (double)STATE_OFFSET + ops->work_state + 8.0 * (double)total;
+}
+
 void mf_work_free(mf_work *w) {
     if (!w) return;
     mf__free(w->block);

@@ -26,7 +26,7 @@ typedef struct nnls_ws {
     double *w;                       /* [n] A^T (b - A z) */
     double *r;                       /* [m] b - A z */
     int *idx;                        /* [m] passive columns, ascending */
-    double *Ap, *bb, *sv;            /* dgelsd's copy of A_P [m][m], b [m], singular values [m] */
+    double *Ap, *bb, *sv;            /* dgelsd's copy of A_P [m][min(m, n)], b [m], singular values */
     double *work;                    /* dgelsd workspace, grown as queried */
     lapack_int *iwork;
     lapack_int lwork, liwork;        /* allocated sizes */
@@ -53,10 +53,13 @@ static int ws_init(nnls_ws *s, int m, int n) {
     s->banned = mf__calloc((size_t)n, 1);
     s->w = mf__calloc((size_t)n, sizeof(double));
     s->r = mf__calloc((size_t)m, sizeof(double));
-    s->idx = mf__calloc((size_t)m, sizeof(int));
-    s->Ap = mf__calloc((size_t)m * (size_t)m, sizeof(double));
+    /* at most min(m, n) columns are ever passive: A_P is m x min(m, n) (an
+       m x m block would be 80 GB for the KKT test of a 1e5-parameter net) */
+    const size_t mn = (size_t)(m < n ? m : n) + 1;
+    s->idx = mf__calloc(mn, sizeof(int));
+    s->Ap = mf__calloc((size_t)m * mn, sizeof(double));
     s->bb = mf__calloc((size_t)m, sizeof(double));
-    s->sv = mf__calloc((size_t)m, sizeof(double));
+    s->sv = mf__calloc(mn, sizeof(double));
     if (!s->passive || !s->banned || !s->w || !s->r || !s->idx || !s->Ap || !s->bb || !s->sv)
         return MF_ERR_NOMEM;
     return MF_OK;

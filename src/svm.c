@@ -489,8 +489,9 @@ static int svm_solve_unit(const mf_data *data, mf_svm_norm norm, const mf_svm_se
     if (norm != MF_SVM_L2 && norm != MF_SVM_L1)
         return mf__err(e, MF_ERR_INVALID, "svm: norm must be l2 or l1 (got %d)", (int)norm);
     if (data->num_classes != 0 || !data->y)
-        return mf__err(e, MF_ERR_UNSUPPORTED,
-                       "svm: needs binary data with labels -1/+1 (%s has %d classes)",
+        return mf__err(e, MF_ERR_INVALID,
+                       "svm: needs binary data with labels -1/+1 or class indices (%s has %d "
+                       "classes)",
                        data->desc, data->num_classes);
     int N = data->n, d = data->d;
     if (N < 1 || d < 1 || !data->x)
@@ -580,6 +581,127 @@ static double unscale(double v, int k) {
     return isfinite(r) && fabs(r) >= DBL_MIN ? r : NAN;
 }
 
+/* Most entries of the lifted data of a multi-class solve (2^26 doubles,
+ * 512 MiB): N (C - 1) rows of C d features. */
+#define MF__SVM_MC_MAX_ENTRIES ((size_t)1 << 26)
+
+/*
+ * Multi-class data (C = num_classes >= 2): the hard-margin multi-class SVM
+ * through the origin in the form of Crammer & Singer (JMLR 2001) without
+ * slack, W [C][d],
+ *   (P2-mc)  minimize 1/2 ||W||_F^2  s.t.  <w_{y_n} - w_j, x_n> >= 1  (n, j != y_n),
+ * whose optimum is gamma_cs = 1 / ||W||_F = max_W min_n (Phi_y - max_{j != y}
+ * Phi_j) / ||W||_F, the global optimum of (P) for a linear multi-class
+ * model (docs/theory.md s.3 with the multi-class margin). It is exactly the
+ * binary problem (P2) on the lifted samples z_{nj} = (e_{y_n} - e_j) (x) x_n
+ * in R^{C d} with label +1 (the constraint is <vec W, z_nj> >= 1), so the
+ * binary solver, its certificates (weak-duality bracket, KKT residuals,
+ * Gordan certificate when not separable) and its scale handling carry over
+ * unchanged; the l1 problem (entrywise ||W||_1) likewise. The lifted
+ * results are mapped back: alpha and the certificate to [N][C] (0 at j =
+ * y_n), the support to the samples with a positive alpha_{nj}, q_min and
+ * n_active to the multi-class margins.
+ */
+static int svm_multiclass(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *settings,
+                          mf_svm_result **out, mf_err *e) {
+    const int N = data->n, d = data->d, C = data->num_classes;
+    const size_t rows = (size_t)N * (size_t)(C - 1), cols = (size_t)C * (size_t)d;
+    if (N < 1 || d < 1 || !data->x || !data->cls)
+        return mf__err(e, MF_ERR_INVALID, "svm: empty data set (n = %d, d = %d)", N, d);
+    if (rows > MF__SVM_MC_MAX_ENTRIES / cols)
+        return mf__err(e, MF_ERR_UNSUPPORTED,
+                       "svm: the multi-class problem of %s (n = %d, d = %d, %d classes) lifts to "
+                       "%zu x %zu = %.3g entries, more than the limit of %zu (512 MiB)",
+                       data->desc, N, d, C, rows, cols, (double)rows * (double)cols,
+                       MF__SVM_MC_MAX_ENTRIES);
+    for (int n = 0; n < N; n++)
+        if (data->cls[n] < 0 || data->cls[n] >= C)
+            return mf__err(e, MF_ERR_INVALID, "svm: class of sample %d is %d, not in 0..%d", n + 1,
+                           data->cls[n], C - 1);
+    mf_data *F = NULL;
+    int rc = mf_data_new((int)rows, (int)cols, 0, &F, e);
+    if (rc) return rc;
+    size_t r = 0;
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < C; j++) {
+            if (j == data->cls[n]) continue;
+            double *z = F->x + r * cols;
+            const double *x = data->x + (size_t)n * d;
+            for (int t = 0; t < d; t++) {
+                z[(size_t)data->cls[n] * d + t] = x[t];
+                z[(size_t)j * d + t] = -x[t];
+            }
+            F->y[r++] = 1.0;
+        }
+    snprintf(F->desc, sizeof F->desc, "%.200s (multi-class lifted)", data->desc);
+    mf_svm_result *L = NULL;
+    rc = mf_svm_solve(F, norm, settings, &L, e);
+    mf_data_free(F);
+    if (rc) return rc;
+    mf_svm_result *R = L; /* the lifted result, rewritten in place */
+    R->classes = C;
+    R->n = N;
+    R->d = d; /* w stays [C][d] = vec W */
+    R->gamma_diag2 = 0.0;
+    double *per = mf__calloc((size_t)N * C, sizeof(double));
+    if (!per) {
+        mf_svm_result_free(R);
+        return mf__err(e, MF_ERR_NOMEM, "svm: out of memory");
+    }
+    double *src = R->status == MF_SVM_SOLVED ? R->alpha : R->certificate;
+    r = 0;
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < C; j++)
+            if (j != data->cls[n]) per[(size_t)n * C + j] = src ? src[r++] : 0.0;
+    if (R->status == MF_SVM_SOLVED) {
+        mf__free(R->alpha);
+        R->alpha = per;
+    } else {
+        mf__free(R->certificate);
+        R->certificate = per;
+    }
+    /* support: samples with a positive weight; margins of the samples */
+    mf__free(R->support);
+    R->support = mf__malloc(sizeof(int) * (size_t)N);
+    if (!R->support) {
+        mf_svm_result_free(R);
+        return mf__err(e, MF_ERR_NOMEM, "svm: out of memory");
+    }
+    double amax = 0.0;
+    for (size_t i = 0; i < (size_t)N * C; i++)
+        if (per[i] > amax) amax = per[i];
+    const double tol = R->status == MF_SVM_SOLVED && settings ? settings->support_tol : 1e-12;
+    R->n_support = 0;
+    for (int n = 0; n < N; n++) {
+        int on = 0;
+        for (int j = 0; j < C; j++) on |= per[(size_t)n * C + j] > tol * amax && per[(size_t)n * C + j] > 0;
+        if (on) R->support[R->n_support++] = n;
+    }
+    if (R->status == MF_SVM_SOLVED && R->w) {
+        mf_svm_settings def;
+        mf_svm_settings_default(&def);
+        const double atol = settings ? settings->active_tol : def.active_tol;
+        double qmin = INFINITY;
+        R->n_active = 0;
+        for (int n = 0; n < N; n++) {
+            const double *x = data->x + (size_t)n * d;
+            const int y = data->cls[n];
+            double qn = INFINITY;
+            for (int j = 0; j < C; j++) {
+                if (j == y) continue;
+                double v = 0.0;
+                for (int t = 0; t < d; t++) v += (R->w[(size_t)y * d + t] - R->w[(size_t)j * d + t]) * x[t];
+                if (v < qn) qn = v;
+            }
+            if (qn < qmin) qmin = qn;
+            if (fabs(qn - 1.0) <= atol) R->n_active++;
+        }
+        R->q_min = qmin;
+    }
+    *out = R;
+    return MF_OK;
+}
+
 /*
  * mf_svm_solve -- contract in marginflow.h. Both problems are homogeneous in
  * the data: for x' = c x (c > 0) the solutions are w' = w / c, gamma' =
@@ -600,6 +722,15 @@ static double unscale(double v, int k) {
 int mf_svm_solve(const mf_data *data, mf_svm_norm norm, const mf_svm_settings *settings,
                  mf_svm_result **out, mf_err *e) {
     if (out) *out = NULL;
+    if (data && out && data->num_classes >= 2) {
+        mf_svm_settings def;
+        mf_svm_settings_default(&def);
+        const char *why = mf_svm_settings_validate(settings ? settings : &def);
+        if (why) return mf__err(e, MF_ERR_INVALID, "svm settings: %s", why);
+        if (norm != MF_SVM_L2 && norm != MF_SVM_L1)
+            return mf__err(e, MF_ERR_INVALID, "svm: norm must be l2 or l1 (got %d)", (int)norm);
+        return svm_multiclass(data, norm, settings, out, e);
+    }
     if (!data || !out || data->n < 1 || data->d < 1 || !data->x)
         return svm_solve_unit(data, norm, settings, out, e); /* its errors */
     size_t nd = (size_t)data->n * (size_t)data->d;

@@ -28,8 +28,9 @@ static const struct {
     T(mf_callbacks),    T(mf_train_result),    T(mf_svm_settings),
     T(mf_svm_result),   T(mf_directional_result), T(mf_local_result),
     T(mf_maxmargin_result), T(mf_analyze_settings), T(mf_analysis),
-    T(mf_global_settings), T(mf_global_result), T(mf_cnn_layer),
-    T(mf_robust_settings), T(mf_robust_result),
+    T(mf_global_settings), T(mf_global_result),
+    T(mf_maxmargin_progress), T(mf_maxmargin_settings), T(mf_witness),
+    T(mf_cnn_layer),        T(mf_robust_settings), T(mf_robust_result),
 };
 #undef T
 

@@ -42,6 +42,9 @@ TEST(sizes) {
     S(mf_cnn_layer);
     S(mf_robust_settings);
     S(mf_robust_result);
+    S(mf_maxmargin_progress);
+    S(mf_maxmargin_settings);
+    S(mf_witness);
 #undef S
     CHECK(mf_sizeof("mf_work") == 0, "the opaque workspace has no size: %zu", mf_sizeof("mf_work"));
     CHECK(mf_sizeof("mf_modelx") == 0 && mf_sizeof("mf_mode") == 0 && mf_sizeof("") == 0,

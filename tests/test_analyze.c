@@ -12,7 +12,9 @@
 #include "analysis_internal.h"
 #include "marginflow.h"
 #include "test.h"
+#include "trained.h"
 
+#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,17 +101,40 @@ TEST(test_B) {
         if (a->dir) {
             CHECK_NEAR(fabs(a->dir[1]), sqrt(0.5), 1e-6);
             CHECK_NEAR(a->dir[1] * a->dir[3], 0.5, 1e-6);
-            /* gain along theta~ + eps d: (1 + eps^2/2 ... ) > 0 for small eps */
+            /* along the curve the gain is second order: ~ t^2 |d'Hd| / 2 / ||theta~||^2 */
             CHECK(a->gain[2] > 0 && a->gain[3] > 0, "gains %g %g", a->gain[2], a->gain[3]);
-            /* exact: u = v = (1, t), t = eps/sqrt2: gamma = (1 + 2t^2)/(2 + 2t^2) */
-            double t = 1e-1 / sqrt(2.0), want = (1 + 2 * t * t) / (2 + 2 * t * t) / 0.5 - 1;
-            CHECK_NEAR(a->gain[0], want, 1e-12);
+            CHECK(a->gain[1] > 50 * a->gain[2] && a->gain[1] < 200 * a->gain[2], "gains not ~r^2: %g %g",
+                  a->gain[1], a->gain[2]);
         }
+        check_witness(m, D, a, "second-order curve");
         double d[4] = {0, 1, 0, 1};
         CHECK_NEAR(dHd(m, D, a->theta_tilde, a->lambda, d), -2.0, 1e-6);
         CHECK_EQ_INT(a->verdict, MF_VERDICT_NOT_LOCAL);
     }
     mf_analysis_free(a);
+    mf_model_free(m);
+    mf_data_free(D);
+}
+
+/* B's saddle at trained-run magnitudes: ||theta|| = 1.4e200 (||theta||^2
+ * overflows) and 1.4e-200 (q_min = gamma ||theta||^2 underflows): the same
+ * gamma and verdict, q_min absent instead of inf or a wrong 0. */
+TEST(test_B_extreme_norms) {
+    mf_data *D = load("builtin:B");
+    mf_model *m = model("diag:depth=2", D);
+    if (!D || !m) return;
+    for (int k = 0; k < 2; k++) {
+        const double s = k ? 1e-200 : 1e200;
+        double theta[4] = {s, 0, s, 0};
+        mf_analysis *a = analyze(m, D, theta);
+        if (a) {
+            CHECK_NEAR(a->gamma, 0.5, 1e-15);
+            CHECK(isnan(a->q_min), "q_min = %g for ||theta|| = %g, want absent", a->q_min, a->norm);
+            CHECK(a->eps < 1e-10, "eps = %g", a->eps);
+            CHECK_EQ_INT(a->verdict, MF_VERDICT_NOT_LOCAL);
+        }
+        mf_analysis_free(a);
+    }
     mf_model_free(m);
     mf_data_free(D);
 }
@@ -132,6 +157,7 @@ TEST(test_C) {
         CHECK_NEAR(dHd(m, D, a->theta_tilde, a->lambda, d), -6.0, 1e-6);
         CHECK(a->min_eig < -1e-3, "min_eig = %g", a->min_eig);
         CHECK_EQ_INT(a->verdict, MF_VERDICT_NOT_LOCAL);
+        check_witness(m, D, a, "second-order curve");
     }
     mf_analysis_free(a);
     mf_model_free(m);
@@ -159,6 +185,7 @@ TEST(test_D) {
             CHECK(a->directional->best_inner < 0, "best_inner = %g", a->directional->best_inner);
         }
         CHECK_EQ_INT(a->verdict, MF_VERDICT_NOT_LOCAL);
+        check_witness(m, D, a, "directional");
     }
     mf_analysis_free(a);
     mf_model_free(m);
@@ -303,6 +330,108 @@ TEST(test_local_certified) {
     mf_data_free(D);
 }
 
+/* One sample x [d] with label +1 as data. */
+static mf_data *one_sample(const double *x, int d) {
+    mf_data *D = NULL;
+    mf_data_new(1, d, 0, &D, NULL);
+    if (!D) return NULL;
+    memcpy(D->x, x, sizeof(double) * (size_t)d);
+    D->y[0] = 1.0;
+    snprintf(D->desc, sizeof D->desc, "one sample in %d dimensions", d);
+    return D;
+}
+
+/*
+ * A depth-2 diagonal net on one sample x at u = v = e_1 / sqrt(x_1): KKT
+ * with lambda = 1 / x_1, and (our derivation) H = I - lambda Hess q has the
+ * eigenvalues 1 - x_j / x_1 and 1 + x_j / x_1 on the pairs (e_uj, e_vj)
+ * (j >= 2), 2 on e_u1 - e_v1: on the critical subspace the smallest is
+ * 1 - max_{j >= 2} x_j / x_1. x_1 largest: the global optimum (a strict local
+ * one), with curvature as small as we like; x_2 > x_1: a saddle (case B).
+ * Returns the analysis with always_local (the second-order evidence also at
+ * a global verdict); dense_limit < 0 leaves the dense / ARPACK choice alone.
+ */
+static mf_analysis *diag2_one(const double *x, int d, int dense_limit, mf_model **mo, mf_data **Do) {
+    mf_data *D = one_sample(x, d);
+    mf_model *m = D ? model("diag:depth=2", D) : NULL;
+    double *theta = calloc(2 * (size_t)d, sizeof *theta);
+    mf_analysis *a = NULL;
+    if (m && theta) {
+        theta[0] = theta[d] = 1.0 / sqrt(x[0]);
+        mf_analyze_settings s;
+        mf_analyze_settings_default(&s);
+        s.local_trials = 0;
+        s.always_local = 1;
+        int prev = mf__so_dense_limit(dense_limit);
+        mf_err e;
+        int rc = mf_analyze(m, D, theta, MF_LOSS_EXP, &s, &a, &e);
+        mf__so_dense_limit(prev);
+        CHECK(rc == MF_OK, "%s", rc ? e.msg : "");
+    }
+    free(theta);
+    *mo = m;
+    *Do = D;
+    return a;
+}
+
+/* The second-order test by its two paths (dense dsyev, ARPACK Lanczos) on
+ * the closed-form spectrum above, up to 2000 parameters; tiny positive
+ * curvature certified only above its error, below the floor inconclusive. */
+TEST(test_second_order_paths) {
+    enum { D1 = 200, D2 = 1000 };
+    static double x[D2];
+    mf_model *m = NULL;
+    mf_data *D = NULL;
+    /* x_1 = 1, x_2 = 1 - 1e-3, the rest <= 0.5: min eigenvalue 1e-3 */
+    for (int pass = 0; pass < 3; pass++) {
+        const int d = pass < 2 ? D1 : D2;
+        x[0] = 1.0;
+        x[1] = 1.0 - 1e-3;
+        for (int j = 2; j < d; j++) x[j] = 0.5 * j / d;
+        mf_analysis *a = diag2_one(x, d, pass == 1 ? 0 : -1, &m, &D);
+        if (a) {
+            const char *path = pass == 0 ? "dense" : "ARPACK";
+            CHECK(strstr(a->hessian_method, pass == 0 ? "dense" : "ARPACK") != NULL, "%s: method %s", path,
+                  a->hessian_method);
+            CHECK_EQ_INT(a->verdict, MF_VERDICT_GLOBAL);
+            CHECK_EQ_INT(a->so_dim, 2 * d - 1);
+            CHECK_NEAR(a->min_eig, 1e-3, 1e-9);
+            CHECK(a->min_eig_err < 1e-7, "%s: error estimate %g", path, a->min_eig_err);
+            if (a->dir) CHECK_NEAR(fabs(a->dir[1]), sqrt(0.5), 1e-5); /* (e_u2 - e_v2) / sqrt 2 */
+        }
+        mf_analysis_free(a);
+        mf_model_free(m);
+        mf_data_free(D);
+    }
+    /* curvature 1e-8: below the floor, not certified */
+    x[0] = 1.0;
+    x[1] = 1.0 - 1e-8;
+    for (int j = 2; j < D1; j++) x[j] = 0.5 * j / D1;
+    mf_analysis *a = diag2_one(x, D1, -1, &m, &D);
+    if (a) {
+        CHECK_NEAR(a->min_eig, 1e-8, 1e-9);
+        CHECK(strstr(a->verdict_reason, "certified global") != NULL, "%s", a->verdict_reason);
+    }
+    mf_analysis_free(a);
+    mf_model_free(m);
+    mf_data_free(D);
+    /* x_2 = 2 x_1 (case B in 1000 dimensions): min eigenvalue -1 by ARPACK,
+       the curve gives the witness */
+    x[0] = 1.0;
+    x[1] = 2.0;
+    for (int j = 2; j < D2; j++) x[j] = 0.5 * j / D2;
+    a = diag2_one(x, D2, -1, &m, &D);
+    if (a) {
+        CHECK(strstr(a->hessian_method, "ARPACK") != NULL, "method %s", a->hessian_method);
+        CHECK_NEAR(a->min_eig, -1.0, 1e-8);
+        CHECK_EQ_INT(a->verdict, MF_VERDICT_NOT_LOCAL);
+        check_witness(m, D, a, "second-order curve");
+    }
+    mf_analysis_free(a);
+    mf_model_free(m);
+    mf_data_free(D);
+}
+
 /* Multi-class mlp at a random point: runs end to end (the verdict depends on
  * the point; the KKT residual of a random point is large). */
 TEST(test_multiclass_smoke) {
@@ -319,9 +448,48 @@ TEST(test_multiclass_smoke) {
     if (a) {
         CHECK(a->q_min > 0, "q_min = %g", a->q_min);
         CHECK(isfinite(a->eps), "eps = %g", a->eps);
+        /* the Crammer-Singer SVM of multi3: W = (4/9, 0; -2/9, 1/3; -2/9, -1/3),
+           ||W||_F^2 = 14/27 (checked by hand from its two support samples) */
+        CHECK_EQ_INT(a->has_global, 1);
+        CHECK_NEAR(a->gamma_star, sqrt(27.0 / 14.0), 1e-12);
+        CHECK_EQ_INT(a->verdict, MF_VERDICT_NOT_KKT); /* the class directions are not the SVM */
+    }
+    mf_analysis_free(a);
+    mf_model_free(m);
+    mf_data_free(D);
+}
+
+/* Multi-class depth-2 linear net on multi3: its Crammer-Singer W has rank 2,
+ * so k^{-k/2} gamma_cs is only an upper bound (a depth-2 net minimizes the
+ * nuclear norm of W2 W1, not the Frobenius norm); at the balanced
+ * factorization W1 = S^{1/2} V', W2 = U S^{1/2} the analysis must report the
+ * bracket [1 / (2 sum sigma), gamma_cs / 2] with gamma at its lower end and
+ * no exact reference. */
+TEST(test_multiclass_fc_linear_bracket) {
+    mf_data *D = load("tests/data/multi3.svm");
+    mf_model *m = D ? model("fc-linear:depth=2,width=2", D) : NULL;
+    if (!m) {
+        mf_data_free(D);
+        return;
+    }
+    /* W [3][2] of the Crammer-Singer SVM (test_svm.c) and its SVD */
+    double W[6] = {4.0 / 9, 0, -2.0 / 9, 1.0 / 3, -2.0 / 9, -1.0 / 3}, A[6], S[2], U[6], VT[4], sup[2];
+    memcpy(A, W, sizeof A);
+    LAPACKE_dgesvd(LAPACK_ROW_MAJOR, 'S', 'S', 3, 2, A, 2, S, U, 2, VT, 2, sup);
+    double theta[2 * 2 + 3 * 2];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) theta[m->layers[0].offset + i * 2 + j] = sqrt(S[i]) * VT[i * 2 + j];
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < 2; i++) theta[m->layers[1].offset + c * 2 + i] = U[c * 2 + i] * sqrt(S[i]);
+    mf_analysis *a = analyze(m, D, theta);
+    if (a) {
+        CHECK(S[1] > 1e-3 * S[0], "rank one? sigma %g %g", S[0], S[1]);
         CHECK_EQ_INT(a->has_global, 0);
-        CHECK(a->verdict != MF_VERDICT_NON_HOMOGENEOUS && a->verdict != MF_VERDICT_GLOBAL, "verdict %s",
-              mf_verdict_name(a->verdict));
+        CHECK_NEAR(a->gamma_upper, sqrt(27.0 / 14.0) / 2, 1e-12);
+        CHECK_NEAR(a->gamma_lower, 1.0 / (2 * (S[0] + S[1])), 1e-12);
+        CHECK_NEAR(a->gamma, a->gamma_lower, 1e-12);
+        CHECK(a->gamma_lower < a->gamma_upper * (1 - 1e-3), "bracket [%g, %g]", a->gamma_lower,
+              a->gamma_upper);
     }
     mf_analysis_free(a);
     mf_model_free(m);
@@ -555,7 +723,13 @@ TEST(test_settings) {
     CHECK(msg && strstr(msg, "layer"), "message: %s", msg ? msg : "(null)");
     CHECK(strcmp(mf_verdict_name(MF_VERDICT_GLOBAL), "global") == 0, "name");
     CHECK(strcmp(mf_verdict_name(MF_VERDICT_NOT_LOCAL), "not-local") == 0, "name");
-    CHECK(strcmp(mf_verdict_name(MF_VERDICT_LOCAL_EVIDENCE), "local-evidence") == 0, "name");
+    CHECK(strcmp(mf_verdict_name(MF_VERDICT_INCONCLUSIVE), "inconclusive") == 0, "name");
+    mf_verdict v = MF_VERDICT_GLOBAL;
+    CHECK_EQ_INT(mf_verdict_from_name("local-evidence", &v), MF_OK); /* the former name */
+    CHECK_EQ_INT(v, MF_VERDICT_INCONCLUSIVE);
+    CHECK_EQ_INT(mf_verdict_from_name("not-local", &v), MF_OK);
+    CHECK_EQ_INT(v, MF_VERDICT_NOT_LOCAL);
+    CHECK_EQ_INT(mf_verdict_from_name("bogus", &v), MF_ERR_INVALID);
     mf_analysis_free(NULL);
 }
 
@@ -578,6 +752,11 @@ static mf__evidence evidence(void) {
     ev.kkt_tol = 1e-3;
     ev.global_tol = 1e-4;
     ev.ratio = NAN;
+    ev.gamma_lower = ev.gamma_upper = NAN;
+    ev.kkt_exact = 1;
+    ev.min_eig = ev.min_eig_err = NAN;
+    ev.min_eig_absent = "";
+    ev.kink_distance = NAN;
     return ev;
 }
 
@@ -592,6 +771,22 @@ static void expect_verdict(const mf__evidence *ev, int decided, mf_verdict want,
     CHECK_EQ_INT(v1, want);
     CHECK(strncmp(r1, start, strlen(start)) == 0, "reason '%s' does not start with '%s'", r1, start);
     if (contains) CHECK(strstr(r1, contains) != NULL, "reason '%s' lacks '%s'", r1, contains);
+}
+
+/* A found witness for constructed evidence. */
+static mf_witness g_wit;
+static const mf_witness *witness_found(void) {
+    memset(&g_wit, 0, sizeof g_wit);
+    g_wit.found = 1;
+    snprintf(g_wit.kind, sizeof g_wit.kind, "local search");
+    g_wit.radius = 0.1;
+    g_wit.distance = 0.05;
+    g_wit.q_min = 1.0;
+    g_wit.gamma = 0.3;
+    g_wit.reference = 0.25;
+    g_wit.gain_ref = 0.2;
+    g_wit.noise = 1e-9;
+    return &g_wit;
 }
 
 /* The rules of verdict.c, in their order, on constructed evidence. */
@@ -613,7 +808,9 @@ TEST(test_verdict_rules) {
     ev.layer_value = ev.layer_opt = 0.5;
     expect_verdict(&ev, 1, MF_VERDICT_GLOBAL, "per-layer problem P_1 (a, other layers frozen)",
                    "(Whole network: eps = 1e-06, KKT.) NOTE.");
-    ev.layer_value = 0.6;
+    ev.layer_value = 0.6; /* beyond global_tol: not-local only with the QP's witness */
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "per-layer problem P_1 (a,", "no witness");
+    ev.witness = witness_found();
     expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "per-layer problem P_1 (a,", "exceeds the optimum");
     ev = evidence();
     ev.eps = 2e-3;
@@ -621,6 +818,9 @@ TEST(test_verdict_rules) {
     ev.ratio = 0.5;
     expect_verdict(&ev, 1, MF_VERDICT_NOT_KKT, "not a KKT direction yet: eps = 0.002 > kkt_tol = 0.001",
                    ", 0.5 of gamma*). NOTE.");
+    ev.kkt_exact = 0; /* an upper bound only */
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "eps = 0.002 > kkt_tol = 0.001, but some kinks",
+                   "only an upper bound");
     ev = evidence();
     ev.has_global = 1;
     ev.ratio = 1.0 + 5e-5;
@@ -631,37 +831,110 @@ TEST(test_verdict_rules) {
     ev.local_done = 0;
     expect_verdict(&ev, 0, MF_VERDICT_GLOBAL, "", NULL);
     ev.local_done = 1;
-    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_EVIDENCE, "KKT (eps = 1e-06); no improvement found",
-                   "evidence, not proof. gamma / gamma* = 1.0002 (SRC). NOTE.");
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "KKT (eps = 1e-06) at a smooth point",
+                   "inconclusive. gamma / gamma* = 1.0002 (SRC). NOTE.");
+    /* negative curvature or a descent direction alone decide nothing */
     ev = evidence();
-    ev.loc.so_not_local = ev.loc.dir_not_local = 1;
+    ev.loc.so_negative = 1;
+    ev.second_order_done = 1;
     snprintf(ev.loc.so_note, sizeof ev.loc.so_note, "SO");
-    ev.so_gain = 0.125;
-    expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "KKT (eps = 1e-06) but SO; margin gain along it 0.125",
-                   NULL);
-    ev.loc.so_not_local = 0;
+    ev.loc.cand_kind = "second-order curve";
+    ev.loc.cand_gain = -7e-8;
+    ev.loc.cand_noise = 1e-9;
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "KKT (eps = 1e-06) at a smooth point; second order: SO",
+                   "best candidate (second-order curve): relative gain -7e-08 vs the noise bound 1e-09: no witness");
+    ev.witness = witness_found(); /* the witness decides */
+    expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "KKT (eps = 1e-06) and a witness (local search)",
+                   "not a local optimum within that radius");
+    ev = evidence();
     ev.n_kinks = 3;
-    expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "KKT (eps = 1e-06) at a non-smooth point (3 kinks)", NULL);
-    ev.loc.dir_not_local = 0;
-    ev.loc.search_not_local = 1;
-    ev.local_best_gain = 0.5;
-    expect_verdict(&ev, 1, MF_VERDICT_NOT_LOCAL, "KKT (eps = 1e-06) but the local re-solve", "0.5 higher");
-    ev.loc.search_not_local = 0;
+    ev.loc.dir_found = 1;
+    ev.has_directional = 1;
+    ev.dir_n_patterns = 8;
+    ev.dir_searched = 1;
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "KKT (eps = 1e-06) at a non-smooth point (3 kinks)",
+                   "a descent direction (evidence only)");
     ev.loc.so_certified = 1; /* at kinks the sufficient condition is not used */
-    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_EVIDENCE, "KKT (eps = 1e-06); no improvement found", "; SO:");
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "KKT (eps = 1e-06) at a non-smooth point", NULL);
     ev.n_kinks = 0;
+    snprintf(ev.loc.so_note, sizeof ev.loc.so_note, "SO");
     ev.has_local = 1;
     ev.local_trials = 8;
-    ev.local_best_gain = 1e-7;
+    ev.local_method = "SLSQP";
+    ev.loc.cand_kind = "local search";
+    ev.loc.cand_gain = 1e-12;
     expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 1e-06) at a smooth point and SO",
-                   "8 starts each: best gain 1e-07.) NOTE.");
+                   "8 starts per radius: best relative gain 1e-12.) NOTE.");
+    ev.witness = witness_found(); /* a better point at 0.05: another basin, still local */
+    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 1e-06) at a smooth point and SO",
+                   "another basin");
+    /* a kink nearer than the exact KKT point may be (2 eps / mu): a dead unit
+       shrinking relative to the rest, as in the relu-bad-kkt sweep */
+    ev = evidence();
+    ev.eps = 3e-5;
+    ev.loc.so_certified = 1;
+    ev.second_order_done = 1;
+    ev.min_eig = 0.5;
+    snprintf(ev.loc.so_note, sizeof ev.loc.so_note, "SO");
+    ev.kink_distance = 2e-6;
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "KKT (eps = 3e-05) at a smooth point; second order: SO",
+                   "is 2e-06 (relative) from its kink, within the 0.00012 that eps allows");
+    ev.kink_distance = 2e-4; /* beyond: certified */
+    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 3e-05) at a smooth point and SO", NULL);
+}
+
+/* A certified reference beside the local verdicts (the slot a reference
+ * solver, MF__REF_SOLVER, fills): "global" when gamma reaches a certified
+ * upper bound of gamma*; "not global" when gamma is below an exact gamma*
+ * or below a certified lower bound, naming the reference's network. */
+TEST(test_verdict_references) {
+    mf__evidence ev = evidence(); /* gamma 0.25, global_tol 1e-4 */
+    ev.gamma_lower = 0.2;
+    ev.gamma_upper = 0.25 * (1 + 5e-5);
+    ev.global_source = "BRACKET";
+    expect_verdict(&ev, 1, MF_VERDICT_GLOBAL, "KKT (eps = 1e-06) and gamma = 0.25 reaches the certified upper bound",
+                   "(bracket [0.2, 0.2500125], BRACKET) to within 0.0001");
+    ev.gamma_upper = 0.25 * (1 + 2e-4); /* not reached: on to the local tests */
+    ev.local_done = 0;
+    expect_verdict(&ev, 0, MF_VERDICT_GLOBAL, "", NULL);
+    ev.local_done = 1;
+    expect_verdict(&ev, 1, MF_VERDICT_INCONCLUSIVE, "KKT (eps = 1e-06) at a smooth point",
+                   "inconclusive. gamma* lies in [0.2, 0.25005] (not exact). NOTE.");
+    ev.eps = 2e-3; /* not KKT: the bracket does not make it global */
+    ev.gamma_upper = 0.25;
+    expect_verdict(&ev, 1, MF_VERDICT_NOT_KKT, "not a KKT direction yet", NULL);
+    /* local, not global: a certified strict local optimum below the lower bound */
+    ev = evidence();
+    ev.gamma_lower = 0.3;
+    ev.gamma_upper = 0.31;
+    ev.global_source = "BRACKET";
+    ev.global_spec = "relu2:width=3,alpha=0";
+    ev.loc.so_certified = 1;
+    snprintf(ev.loc.so_note, sizeof ev.loc.so_note, "SO");
+    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 1e-06) at a smooth point and SO",
+                   "Not global: gamma* >= 0.3 > gamma = 0.25 (the certified lower bound of the bracket "
+                   "[0.3, 0.31], BRACKET; attained by the network relu2:width=3,alpha=0 in "
+                   "analysis.json global.theta). NOTE.");
+    ev.gamma_lower = 0.25 * (1 - 5e-5); /* within global_tol of the lower bound: not certified */
+    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 1e-06) at a smooth point and SO",
+                   "gamma* lies in [0.2499875, 0.31] (not exact). NOTE.");
+    ev = evidence(); /* an exact gamma* above gamma */
+    ev.has_global = 1;
+    ev.gamma_star = 0.5;
+    ev.ratio = 0.5;
+    ev.global_source = "SRC";
+    ev.loc.so_certified = 1;
+    snprintf(ev.loc.so_note, sizeof ev.loc.so_note, "SO");
+    expect_verdict(&ev, 1, MF_VERDICT_LOCAL_CERTIFIED, "KKT (eps = 1e-06) at a smooth point and SO",
+                   "Not global: gamma / gamma* = 0.5 (SRC). NOTE.");
 }
 
 static int same_settings(const mf_analyze_settings *a, const mf_analyze_settings *b) {
     return a->kkt_tol == b->kkt_tol && a->act_tol == b->act_tol && a->zero_tol == b->zero_tol &&
            a->global_tol == b->global_tol && a->hess_h == b->hess_h &&
            a->local_trials == b->local_trials && a->seed == b->seed &&
-           a->max_patterns == b->max_patterns && a->layer == b->layer;
+           a->max_patterns == b->max_patterns && a->layer == b->layer &&
+           a->always_local == b->always_local;
 }
 
 /* The result carries the settings it was judged with. */
@@ -727,10 +1000,12 @@ TEST(test_bad_inputs) {
 int main(void) {
     RUN(test_settings);
     RUN(test_verdict_rules);
+    RUN(test_verdict_references);
     RUN(test_settings_carried);
     RUN(test_jacobian_fd);
     RUN(test_preactivations);
     RUN(test_B);
+    RUN(test_B_extreme_norms);
     RUN(test_C);
     RUN(test_D);
     RUN(test_R1);
@@ -738,7 +1013,9 @@ int main(void) {
     RUN(test_linear_gauss_vs_svm);
     RUN(test_relu2_sym4_global);
     RUN(test_local_certified);
+    RUN(test_second_order_paths);
     RUN(test_multiclass_smoke);
+    RUN(test_multiclass_fc_linear_bracket);
     RUN(test_G);
     RUN(test_layer);
     RUN(test_bad_inputs);

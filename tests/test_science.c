@@ -9,47 +9,10 @@
  */
 #include "marginflow.h"
 #include "test.h"
+#include "trained.h"
 
 #include <math.h>
 #include <string.h>
-
-typedef struct {
-    mf_data *data;
-    mf_model *model;
-    mf_train_state *st;
-    mf_train_result res;
-} trained;
-
-/* Train model on data from init (explicit values, or gauss with the scale
- * and seed) until log10 Loss <= target with the optimizer. */
-static int train_to(trained *t, const char *data, const char *model, const double *init,
-                    double scale, uint64_t seed, mf_optimizer_kind opt, double target) {
-    memset(t, 0, sizeof *t);
-    mf_err e = {0, ""};
-    int rc = mf_data_from_spec(data, NULL, &t->data, &e);
-    if (!rc) rc = mf_model_parse(model, t->data->d, t->data->num_classes, &t->model, &e);
-    if (!rc) rc = mf_train_state_new(t->model->n_params, &t->st, &e);
-    if (!rc && init) memcpy(t->st->theta, init, sizeof(double) * t->model->n_params);
-    if (!rc && !init) {
-        mf_rng r;
-        mf_rng_seed(&r, seed);
-        rc = mf_model_init(t->model, "gauss", scale, &r, t->st->theta, &e);
-    }
-    mf_train_settings s;
-    mf_train_settings_default(&s);
-    s.optimizer = opt;
-    s.max_steps = 0;
-    s.until_log10_loss = target;
-    if (!rc) rc = mf_train(t->model, t->data, &s, t->st, NULL, &t->res, &e);
-    if (rc) fprintf(stderr, "train %s %s: %s\n", data, model, e.msg);
-    return rc;
-}
-
-static void trained_free(trained *t) {
-    mf_train_state_free(t->st);
-    mf_model_free(t->model);
-    mf_data_free(t->data);
-}
 
 static mf_analysis *analyze(const trained *t, int search) {
     mf_analyze_settings as;

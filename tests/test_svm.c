@@ -577,7 +577,14 @@ TEST(bad_input) {
     CHECK_EQ_INT(mf_svm_solve(NULL, MF_SVM_L2, NULL, &r, &e), MF_ERR_INVALID);
     mf_data *M = NULL;
     mf_data_new(2, 2, 3, &M, NULL);
-    CHECK_EQ_INT(mf_svm_solve(M, MF_SVM_L2, NULL, &r, &e), MF_ERR_UNSUPPORTED);
+    /* multi-class data (Crammer-Singer): all-zero x is an answer, not separable */
+    CHECK_EQ_INT(mf_svm_solve(M, MF_SVM_L2, NULL, &r, &e), MF_OK);
+    if (r) {
+        CHECK_EQ_INT(r->status, MF_SVM_NONSEPARABLE);
+        CHECK_EQ_INT(r->classes, 3);
+    }
+    mf_svm_result_free(r);
+    r = NULL;
     mf_svm_norm nm;
     CHECK_EQ_INT(mf_svm_norm_from_name("l1", &nm), MF_OK);
     CHECK_EQ_INT(nm, MF_SVM_L1);
@@ -622,6 +629,65 @@ TEST(allocation_failures) {
     mf_data_free(D[1]);
 }
 
+/* The Crammer-Singer multi-class SVM through the origin: on multi3 the
+ * solution is W = (4/9, 0; -2/9, 1/3; -2/9, -1/3), ||W||_F^2 = 14/27 (by hand
+ * from its support samples 2 and 4); checked against its own KKT
+ * conditions independently of the solver (W = sum alpha_nj (e_y - e_j) x_n,
+ * alpha >= 0, margins >= 1 with equality where alpha > 0), its bracket, and
+ * its scale invariance (x * 2^40: gamma * 2^40, W / 2^40). */
+TEST(multiclass_crammer_singer) {
+    mf_data *D = NULL;
+    mf_err e = {0, ""};
+    CHECK_EQ_INT(mf_data_from_spec("tests/data/multi3.svm", NULL, &D, &e), MF_OK);
+    if (!D) return;
+    mf_svm_result *r = NULL;
+    CHECK_EQ_INT(mf_svm_solve(D, MF_SVM_L2, NULL, &r, &e), MF_OK);
+    if (r) {
+        const int C = 3, d = 2;
+        const double want[6] = {4.0 / 9, 0, -2.0 / 9, 1.0 / 3, -2.0 / 9, -1.0 / 3};
+        CHECK_EQ_INT(r->status, MF_SVM_SOLVED);
+        CHECK_EQ_INT(r->classes, 3);
+        CHECK_NEAR(r->gamma, sqrt(27.0 / 14.0), 1e-12);
+        for (int i = 0; i < 6; i++) CHECK_NEAR(r->w[i], want[i], 1e-12);
+        CHECK(r->gamma_lower <= r->gamma * (1 + 1e-12) && r->gamma <= r->gamma_upper * (1 + 1e-12),
+              "bracket [%g, %g] vs %g", r->gamma_lower, r->gamma_upper, r->gamma);
+        double W[6] = {0};
+        for (int n = 0; n < D->n; n++) {
+            const int y = D->cls[n];
+            const double *x = D->x + (size_t)n * d;
+            double qn = INFINITY;
+            for (int j = 0; j < C; j++) {
+                if (j == y) {
+                    CHECK_NEAR(r->alpha[n * C + j], 0.0, 0.0);
+                    continue;
+                }
+                const double a = r->alpha[n * C + j], m = (r->w[y * d] - r->w[j * d]) * x[0] +
+                                                          (r->w[y * d + 1] - r->w[j * d + 1]) * x[1];
+                CHECK(a >= 0, "alpha[%d][%d] = %g", n, j, a);
+                if (a > 1e-12) CHECK_NEAR(m, 1.0, 1e-12);
+                if (m < qn) qn = m;
+                for (int t = 0; t < d; t++) {
+                    W[y * d + t] += a * x[t];
+                    W[j * d + t] -= a * x[t];
+                }
+            }
+            CHECK(qn >= 1.0 - 1e-12, "margin of sample %d: %.17g", n + 1, qn);
+        }
+        for (int i = 0; i < 6; i++) CHECK_NEAR(W[i], r->w[i], 1e-12);
+        CHECK_EQ_INT(r->n_support, 2);
+    }
+    for (size_t i = 0; i < (size_t)D->n * D->d; i++) D->x[i] = ldexp(D->x[i], 40);
+    mf_svm_result *r2 = NULL;
+    CHECK_EQ_INT(mf_svm_solve(D, MF_SVM_L2, NULL, &r2, &e), MF_OK);
+    if (r && r2) {
+        CHECK_NEAR(r2->gamma, ldexp(r->gamma, 40), 1e-12 * ldexp(r->gamma, 40));
+        for (int i = 0; i < 6; i++) CHECK_NEAR(ldexp(r2->w[i], 40), r->w[i], 1e-12);
+    }
+    mf_svm_result_free(r);
+    mf_svm_result_free(r2);
+    mf_data_free(D);
+}
+
 int main(void) {
     RUN(l2_case_B);
     RUN(l2_case_R1);
@@ -634,6 +700,7 @@ int main(void) {
     RUN(l1_duality_random);
     RUN(nonseparable_certificates);
     RUN(robustness_sweep);
+    RUN(multiclass_crammer_singer);
     RUN(bad_input);
     RUN(allocation_failures);
     return TEST_REPORT();

@@ -20,7 +20,7 @@ import os
 from ctypes import (POINTER, Structure, CFUNCTYPE, c_char, c_char_p, c_double, c_int,
                     c_longlong, c_size_t, c_uint32, c_uint64, c_void_p)
 
-ABI_VERSION = 2          # MF_ABI_VERSION this binding was written for
+ABI_VERSION = 3          # MF_ABI_VERSION this binding was written for
 ERR_LEN = 512
 SPEC_LEN = 256
 MAX_LAYERS = 16
@@ -132,7 +132,7 @@ class mf_svm_settings(Structure):
 
 class mf_svm_result(Structure):
     _fields_ = [("status", c_int), ("norm", c_int), ("d", c_int), ("n", c_int),
-                ("gamma", c_double), ("gamma_diag2", c_double), ("gamma_lower", c_double),
+                ("classes", c_int), ("gamma", c_double), ("gamma_diag2", c_double), ("gamma_lower", c_double),
                 ("gamma_upper", c_double), ("w", POINTER(c_double)), ("alpha", POINTER(c_double)),
                 ("n_support", c_int), ("support", POINTER(c_int)), ("n_active", c_int),
                 ("q_min", c_double), ("primal_residual", c_double), ("dual_residual", c_double),
@@ -151,19 +151,31 @@ class mf_local_result(Structure):
     _fields_ = [("n_radii", c_int), ("radii", c_double * LOCAL_MAX_RADII), ("trials", c_int),
                 ("seed", c_uint64), ("gamma0", c_double),
                 ("best_gamma", c_double * LOCAL_MAX_RADII), ("best_gain", c_double),
-                ("best_theta", POINTER(c_double)), ("evaluations", c_int), ("failures", c_int)]
+                ("best_theta", POINTER(c_double)), ("best_dist", c_double), ("best_radius", c_int),
+                ("evaluations", c_int), ("failures", c_int), ("method", c_char * 32)]
 
 
 class mf_maxmargin_result(Structure):
     _fields_ = [("starts", c_int), ("seed", c_uint64), ("best_gamma", c_double),
                 ("best_theta", POINTER(c_double)), ("n_values", c_int),
-                ("values", POINTER(c_double)), ("counts", POINTER(c_int)), ("failures", c_int)]
+                ("values", POINTER(c_double)), ("counts", POINTER(c_int)), ("failures", c_int),
+                ("starts_done", c_int), ("interrupted", c_int), ("feasibility_runs", c_int),
+                ("method", c_char * 32), ("bytes", c_double)]
 
 
 class mf_analyze_settings(Structure):
     _fields_ = [("kkt_tol", c_double), ("act_tol", c_double), ("zero_tol", c_double),
                 ("global_tol", c_double), ("hess_h", c_double), ("local_trials", c_int),
-                ("seed", c_uint64), ("max_patterns", c_int), ("layer", c_int)]
+                ("seed", c_uint64), ("max_patterns", c_int), ("layer", c_int),
+                ("always_local", c_int)]
+
+
+class mf_witness(Structure):
+    _fields_ = [("found", c_int), ("kind", c_char * 32), ("theta", POINTER(c_double)),
+                ("radius", c_double), ("distance", c_double), ("q_min", c_double),
+                ("norm", c_double), ("gamma", c_double), ("gamma0", c_double),
+                ("reference", c_double), ("gain", c_double), ("gain_ref", c_double),
+                ("noise", c_double), ("rounding", c_double), ("norm_ratio", c_double)]
 
 
 class mf_analysis(Structure):
@@ -172,16 +184,20 @@ class mf_analysis(Structure):
                 ("layer_margin", c_double), ("theta_tilde", POINTER(c_double)),
                 ("lambda_", POINTER(c_double)), ("n_active", c_int), ("active", POINTER(c_int)),
                 ("eps", c_double), ("delta", c_double), ("euler_lhs", c_double),
-                ("euler_rhs", c_double), ("n_kinks", c_int), ("ll_beta", c_double),
-                ("ll_eps", c_double), ("ll_delta", c_double), ("has_global", c_int),
-                ("gamma_star", c_double), ("global_source", c_char * 128), ("ratio", c_double),
-                ("second_order_done", c_int), ("hessian_method", c_char * 64),
-                ("min_eig", c_double), ("dir", POINTER(c_double)), ("gain", c_double * N_GAINS),
+                ("euler_rhs", c_double), ("n_kinks", c_int), ("kink_distance", c_double),
+                ("ll_beta", c_double), ("ll_eps", c_double), ("ll_delta", c_double),
+                ("has_global", c_int), ("gamma_star", c_double), ("global_source", c_char * 128),
+                ("ratio", c_double), ("kkt_exact", c_int), ("second_order_done", c_int),
+                ("hessian_method", c_char * 64), ("min_eig", c_double), ("min_eig_err", c_double),
+                ("so_dim", c_int), ("min_eig_absent", c_char * 160), ("dir", POINTER(c_double)),
+                ("gain", c_double * N_GAINS), ("gain_absent", c_char * 160),
                 ("directional", POINTER(mf_directional_result)),
                 ("local", POINTER(mf_local_result)), ("gamma_polished", c_double),
                 ("layer", c_int), ("layer_opt", c_double), ("layer_value", c_double),
-                ("verdict", c_int), ("verdict_reason", c_char * 512),
-                ("settings", mf_analyze_settings)]
+                ("witness", mf_witness), ("gamma_lower", c_double), ("gamma_upper", c_double),
+                ("global_theta", POINTER(c_double)), ("global_n_params", c_size_t),
+                ("global_spec", c_char * SPEC_LEN), ("verdict", c_int),
+                ("verdict_reason", c_char * 1024), ("settings", mf_analyze_settings)]
 
 
 class mf_global_settings(Structure):

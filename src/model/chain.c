@@ -270,6 +270,51 @@ static int mlp_preact(const mf_model *m, const double *theta, const mf_data *dat
     return MF_OK;
 }
 
+/*
+ * Clarke data of the mlp (src/kkt.c): the one-sample backward pass of
+ * chain_backward, written out for n = 1,
+ *   dW_l = g_l h_{l-1}^T,  g_{l-1} = (W_l^T g_l) o s_{l-1},
+ * with the derivative s of hidden unit u (units in preact order, layer by
+ * layer) taken as 1 / alpha for the listed units by the bits of pattern,
+ * and from the stored activations (h > 0 ? 1 : alpha) for the others. This
+ * is the gradient of the polynomial piece of the margin on the region of
+ * that sign pattern. After chain_forward on the same (theta, x, 1).
+ */
+static void mlp_piece_grad(const mf_model *m, mf_work *wk, const double *theta, const double *x,
+                           const double *dout, const int *units, int nu, unsigned pattern,
+                           double *grad) {
+    chain_work *w = wk->state;
+    const int L = w->n_dense;
+    const double alpha = m->alpha;
+    int unit_off[MF_MAX_LAYERS + 1];
+    unit_off[0] = 0;
+    for (int l = 0; l + 1 < L; l++) unit_off[l + 1] = unit_off[l] + w->dense[l].r;
+    double *bufs[2] = {w->g0, w->g1};
+    const double *G = dout;
+    for (int l = L - 1; l >= 0; l--) {
+        const mf__dense *D = &w->dense[l];
+        const double *W = theta + D->off;
+        const double *Hin = l == 0 ? x : w->h[l - 1];
+        const int k = l == 0 ? m->d : D->c;
+        double *gW = grad + D->off;
+        for (int i = 0; i < D->r; i++) /* dW_l [r][k] = g h^T */
+            for (int t = 0; t < k; t++) gW[(size_t)i * D->c + t] = G[i] * Hin[t];
+        if (l == 0) break;
+        double *Gn = bufs[l % 2];
+        const double *H = w->h[l - 1];
+        for (int t = 0; t < D->c; t++) { /* g_{l-1} = (W^T g) o s */
+            double v = 0.0;
+            for (int i = 0; i < D->r; i++) v += W[(size_t)i * D->c + t] * G[i];
+            double sl = H[t] > 0.0 ? 1.0 : alpha;
+            const int u = unit_off[l - 1] + t;
+            for (int q = 0; q < nu; q++)
+                if (units[q] == u) sl = (pattern >> q) & 1u ? 1.0 : alpha;
+            Gn[t] = v * sl;
+        }
+        G = Gn;
+    }
+}
+
 /* The margins of linear and fc-linear nets are linear in every layer (the
  * others frozen), those of an mlp only in its output layer. */
 static int all_layers_linear(const mf_model *m, int l) {
@@ -287,6 +332,7 @@ static void linear_global_ref(const mf_model *m, const mf_data *data, mf__global
     (void)m;
     (void)data;
     r->kind = MF__REF_SVM_L2;
+    r->depth = 1;
     r->factor = 1.0;
     snprintf(r->source, sizeof r->source, "hard-margin SVM: gamma_svm");
 }
@@ -295,6 +341,7 @@ static void fc_linear_global_ref(const mf_model *m, const mf_data *data, mf__glo
     const int k = m->depth;
     (void)data;
     r->kind = MF__REF_SVM_L2;
+    r->depth = k;
     r->factor = pow((double)k, -k / 2.0);
     snprintf(r->source, sizeof r->source, "hard-margin SVM: gamma_svm * %d^{-%d/2}", k, k);
 }
@@ -362,7 +409,6 @@ const mf__model_ops mf__ops_mlp = {
     .backward = chain_backward,
     .n_hidden = mlp_n_hidden,
     .preact = mlp_preact,
-    .kink_note = "mlp kinks use the library's sigma'(0) = alpha (Clarke coefficients not freed at "
-                 "depth > 2).",
+    .piece_grad = mlp_piece_grad,
     .layer_is_linear = mlp_layer_is_linear,
 };

@@ -62,16 +62,40 @@ typedef struct mf__option {
  * (docs/theory.md s.3); the solvers are in src/global_ref.c. */
 typedef enum mf__ref_kind {
     MF__REF_NONE = 0,
-    MF__REF_SVM_L2,     /* gamma* = factor * gamma_svm (hard-margin SVM) */
+    MF__REF_SVM_L2,     /* gamma* = factor * gamma_svm (hard-margin SVM; multi-class:
+                           Crammer-Singer, exact for depth 1 and for a rank-one W) */
     MF__REF_L1_DIAG2,   /* gamma* = 1 / (2 ||beta_l1||_1) (l1-margin LP) */
-    MF__REF_DIAG_ENUM   /* depth-K diagonal: l_{2/K} problem by vertex enumeration */
+    MF__REF_DIAG_ENUM,  /* depth-K diagonal: l_{2/K} problem by vertex enumeration */
+    MF__REF_SOLVER      /* an exact reference computed by `solve` with a certificate */
 } mf__ref_kind;
+
+/* What an exact-reference solver (MF__REF_SOLVER) returns: a certified
+ * bracket lower <= gamma* <= upper (both re-checked by its own direct
+ * evaluation: lower from a feasible point, upper from a dual or relaxation
+ * bound), gamma_star its best estimate; the analysis calls it exact when
+ * (upper - lower) <= global_tol * upper. */
+typedef struct mf__exact_ref {
+    double gamma_star, lower, upper;
+    char source[128];   /* the method, for the verdict text */
+    /* optional: the network attaining `lower` (q_min = 1, re-evaluated by
+     * the solver), of model `spec` (its own width) with n_params
+     * parameters, allocated with mf__malloc; the analysis takes it over
+     * (mf_analysis.global_theta) and says "not global" with it when gamma
+     * < lower (1 - global_tol). NULL: none. */
+    double *theta;
+    size_t n_params;
+    char spec[MF_SPEC_LEN];
+} mf__exact_ref;
 
 typedef struct mf__global_ref {
     mf__ref_kind kind;
     double factor;      /* MF__REF_SVM_L2 */
-    int depth;          /* MF__REF_DIAG_ENUM: K */
+    int depth;          /* MF__REF_DIAG_ENUM: K; MF__REF_SVM_L2: the linear depth k */
     char source[128];   /* how gamma* is obtained, for the verdict text */
+    /* MF__REF_SOLVER: the solver (e.g. a certified global optimum of
+     * two-layer ReLU nets); MF_OK with *out filled, or an error (then no
+     * reference, with the message in the note). */
+    int (*solve)(const mf_model *m, const mf_data *data, mf__exact_ref *out, mf_err *e);
 } mf__global_ref;
 
 /* ------------------------------------------------------------ the table */
@@ -128,18 +152,25 @@ typedef struct mf__model_ops {
      * |pre| <= zero_tol * scale is at a kink. MF_OK or MF_ERR_NOMEM. */
     int (*preact)(const mf_model *m, const double *theta, const mf_data *data, double *pre,
                   double *scale, mf_err *e);
-    /* Clarke data at a kink: add to the margin gradient h [n_params] of
-     * sample n (as the backward pass computed it, sigma'(z) = 1 for z > 0
-     * and alpha otherwise) the change when hidden unit k's derivative is
-     * replaced by the end s = 1 (upper) or s = alpha (!upper) of the Clarke
-     * interval [alpha, 1]. NULL: the kink coefficients are not freed (the
-     * library's sigma'(0) = alpha is used; kink_note says so). */
-    void (*clarke_ray)(const mf_model *m, const double *theta, const mf_data *data, int n, int k,
-                       int upper, double *h);
+    /* Clarke data at kinks. After mf_model_forward(m, w, theta, x, 1, .) on
+     * one sample x, grad [n_params] = J^T dout (dout [n_out] the output seed
+     * of the margin) of the smooth piece in which hidden unit units[t] (t <
+     * nu, indices as in preact) has derivative 1 when bit t of pattern is
+     * set and alpha when it is clear, every other unit the derivative the
+     * backward pass uses (1 for z > 0, alpha otherwise). Near a point where
+     * those pre-activations are zero these pieces are the polynomials the
+     * margin equals on the open regions of the sign patterns; the convex
+     * hull of their gradients is the Clarke subdifferential (src/kkt.c).
+     * NULL: the kink coefficients are not freed (sigma'(0) = alpha is used;
+     * kink_note says so). */
+    void (*piece_grad)(const mf_model *m, mf_work *w, const double *theta, const double *x,
+                       const double *dout, const int *units, int nu, unsigned pattern,
+                       double *grad);
     const char *kink_note;     /* sentence for the verdict when kinks are not freed */
     /* 1 if the margins are linear in parameter group l (P_l is a convex QP). */
     int (*layer_is_linear)(const mf_model *m, int l);
-    /* The known global optimum of (P) on binary data, if any. */
+    /* The known global optimum of (P) on the data, if any (binary and
+     * multi-class; r is zeroed by the caller). */
     void (*global_ref)(const mf_model *m, const mf_data *data, mf__global_ref *r);
     /* Two-layer unit view (contract at mf_model_units); 1 if filled. */
     int (*units)(const mf_model *m, mf_units *u);
@@ -171,6 +202,12 @@ struct mf_work {
     void *state;    /* ops->work_state bytes, right after this struct */
     double *block;
 };
+
+/* Bytes a workspace of m for batches of max_batch samples takes (the
+ * family's plan, without allocating its buffers); INFINITY when the plan
+ * is too large, -1 when the (small) state could not be allocated
+ * (src/models.c). */
+double mf__work_bytes(const mf_model *m, size_t max_batch);
 
 /* Helpers for layout (src/models.c). */
 /* Append a parameter group [rows][cols] named name to m's layout. */

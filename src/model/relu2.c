@@ -549,27 +549,32 @@ static int relu2_preact(const mf_model *m, const double *theta, const mf_data *d
 }
 
 /*
- * Clarke data of relu2 (src/kkt.c): q_n = y_n sum_k a_k sigma(z_nk), so
- * replacing sigma'(z_nk) by s changes grad_{w_k} q_n by
- *   (s - sigma'_used(z_nk)) y_n a_k x~_n
- * and nothing else (grad_{a_k} q_n = y_n sigma(z_nk) does not depend on s).
+ * Clarke data of relu2 (src/kkt.c): q = dout_0 sum_k a_k sigma(z_k) (dout_0
+ * = y_n), so the piece where unit k has derivative s differs from the
+ * backward pass only in grad_{w_k} q = dout_0 a_k s x~ (grad_{a_k} q =
+ * dout_0 sigma(z_k) does not depend on s): the backward pass, then
+ * (s - sigma'_used(z_k)) dout_0 a_k x~ added per listed unit. Exact at
+ * depth 2, where the slopes enter linearly.
  */
-static void relu2_clarke_ray(const mf_model *m, const double *theta, const mf_data *data, int n,
-                             int k, int upper, double *h) {
+static void relu2_piece_grad(const mf_model *m, mf_work *wk, const double *theta, const double *x,
+                             const double *dout, const int *units, int nu, unsigned pattern,
+                             double *grad) {
     const int d = m->d;
     const mf_layer *Wl = &m->layers[0];
     const int wcols = Wl->cols, bias = wcols > d;
-    const double *x = data->x + (size_t)n * d;
-    const double y = data->y ? data->y[n] : 1.0;
-    const double *wk = theta + Wl->offset + (size_t)k * wcols;
-    double z = mf__dot(wk, x, (size_t)d) + (bias ? wk[d] : 0.0);
-    double used = z > 0 ? 1.0 : m->alpha;  /* what backward used */
-    double sk = upper ? 1.0 : m->alpha;    /* this end of the Clarke interval */
-    double ak = m->fix_outer ? mf_units_fixed_outer(k) : theta[m->layers[1].offset + k];
-    double coef = (sk - used) * y * ak;
-    double *hw = h + Wl->offset + (size_t)k * wcols;
-    for (int j = 0; j < d; j++) hw[j] += coef * x[j];
-    if (bias) hw[d] += coef;
+    mf_model_backward(m, wk, theta, x, 1, dout, grad);
+    for (int t = 0; t < nu; t++) {
+        const int k = units[t];
+        const double *wkr = theta + Wl->offset + (size_t)k * wcols;
+        double z = mf__dot(wkr, x, (size_t)d) + (bias ? wkr[d] : 0.0);
+        double used = z > 0 ? 1.0 : m->alpha;              /* what backward used */
+        double sk = (pattern >> t) & 1u ? 1.0 : m->alpha;   /* this piece's slope */
+        double ak = m->fix_outer ? mf_units_fixed_outer(k) : theta[m->layers[1].offset + k];
+        double coef = (sk - used) * dout[0] * ak;
+        double *hw = grad + Wl->offset + (size_t)k * wcols;
+        for (int j = 0; j < d; j++) hw[j] += coef * x[j];
+        if (bias) hw[d] += coef;
+    }
 }
 
 /* With the hidden layer frozen the margins are linear in a (layer 1). */
@@ -634,7 +639,7 @@ const mf__model_ops mf__ops_relu2 = {
     .init_balanced = relu2_init_balanced,
     .n_hidden = relu2_n_hidden,
     .preact = relu2_preact,
-    .clarke_ray = relu2_clarke_ray,
+    .piece_grad = relu2_piece_grad,
     .layer_is_linear = relu2_layer_is_linear,
     .global_ref = relu2_global_ref,
     .units = relu2_units,

@@ -39,7 +39,7 @@ expect_rc 0 $? "case B training run"
 expect_rc 0 $? "analyze case B run dir"
 check "analysis.json written" test -s "$R/analysis.json"
 A="$R/analysis.json"
-check "format line" test "$(json "$A" "d['format'], d['version']")" = "marginflow-analysis 1"
+check "format line" test "$(json "$A" "d['format'], d['version']")" = "marginflow-analysis 2"
 check "verdict not-local" test "$(json "$A" "d['verdict']")" = not-local
 near "$A" "d['gamma']" 0.5 1e-6 "case B gamma"
 near "$A" "d['global']['gamma_star']" 1.0 1e-9 "case B gamma* from the l1 LP"
@@ -51,11 +51,23 @@ near "$A" "d['kkt']['lambda'][0]" 1 1e-6 "case B multiplier"
 near "$A" "d['second_order']['min_eig']" -1 1e-6 "case B min eigenvalue (d'Hd = -2 for |d|^2 = 2)"
 near "$A" "abs(d['second_order']['dir'][1] * d['second_order']['dir'][3])" 0.5 1e-6 \
     "case B direction (e_u2 + e_v2)/sqrt 2"
-check "case B margin gain positive at eps = 1e-3" \
-    python3 -c "import json,sys; d=json.load(open('$A')); sys.exit(not d['second_order']['gain'][2] > 0)"
+check "case B curve gain positive at r = 1e-3" \
+    python3 -c "import json,sys; d=json.load(open('$A')); sys.exit(not d['second_order']['gain'][2]['gain'] > 0)"
+check "case B witness on the second-order curve" test "$(json "$A" "d['witness']['kind']")" = "second-order curve"
+check "case B witness feasible and better" python3 -c "
+import json,sys; d=json.load(open('$A')); w=d['witness']
+sys.exit(not (w['found'] and w['q_min'] >= 1 and w['gain_vs_reference'] > w['noise_bound'] >= 1e-9
+              and w['distance'] <= w['radius'] and len(w['theta']) == 4))"
+check "no NaN and no null in analysis.json" python3 -c "
+import json, math, sys
+def walk(v):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)): sys.exit(1)
+    if isinstance(v, dict): [walk(x) for x in v.values()]
+    if isinstance(v, list): [walk(x) for x in v]
+walk(json.load(open('$A')))"
 check "theta_tilde has 4 entries" test "$(json "$A" "len(d['theta_tilde'])")" -eq 4
 expect_msg "$T/out" "verdict +not-local" "summary verdict line"
-expect_msg "$T/out" "second-order certificate" "summary says which certificate"
+expect_msg "$T/out" "witness +second-order curve" "summary says which witness"
 expect_msg "$T/out" "Euler" "summary Euler line"
 # per-layer problem P_0: v frozen at (1, 0), optimum 1/2 = value at theta~
 "$MF" analyze "$R" --layer 0 --out "$T/layer.json" >"$T/out" 2>"$T/err"
@@ -83,9 +95,22 @@ for o in --model --data --format --params --loss --layer --kkt-tol --act-tol --z
     --global-tol --trials --seed --out --json --quiet --help; do
     check "--help lists $o" grep -q -- "$o" "$T/help"
 done
-for d in "default 1e-3" "default 1e-6" "default 1e-4" "default 8" "default 1)" "default -1"; do
-    check "--help says '$d'" grep -q -- "$d" "$T/help"
-done
+# every default --help prints is the one the code uses (analysis.json
+# records the settings an analysis without options ran with)
+"$MF" analyze --model linear --data builtin:sym4 --params "$T/wsvm.txt" --out "$T/defaults.json" \
+    -q 2>"$T/err"
+check "--help defaults are the code's defaults" python3 -c "
+import json, re, sys
+h = open('$T/help').read(); s = json.load(open('$T/defaults.json'))['settings']
+opts = {'--kkt-tol': 'kkt_tol', '--act-tol': 'act_tol', '--zero-tol': 'zero_tol',
+        '--global-tol': 'global_tol', '--hess-h': 'hess_h', '--trials': 'local_trials',
+        '--max-patterns': 'max_patterns', '--seed': 'seed', '--layer': 'layer'}
+bad = []
+for o, k in opts.items():
+    m = re.search(re.escape(o) + r' [^\n]*?\(default ([-0-9.e+]+)', h)
+    if not m or float(m.group(1)) != float(s[k]): bad.append((o, m and m.group(1), s[k]))
+print(bad) if bad else None
+sys.exit(1 if bad else 0)"
 
 # --------------------------------------------------------- bad input
 "$MF" analyze "$T/no-such-run" >/dev/null 2>"$T/err"

@@ -56,7 +56,7 @@ expect_rc 0 $rc "pkg-config --cflags --libs marginflow: $(cat "$T/pc.err")"
 case "$flags" in *"-I$DEST$PREFIX/include"*"-L$DEST$PREFIX/lib"*"-lmarginflow"*) ok ;;
     *) bad "pkg-config flags: $flags" ;; esac
 if [ "$(pkg-config --modversion marginflow)" = "0.1.0" ]; then ok; else bad "modversion"; fi
-want="version 0.1.0 header 0.1.0 abi 2 gamma 1.11803398875$"
+want="version 0.1.0 header 0.1.0 abi 3 gamma 1.11803398875$"
 if $CC -std=c11 $EXTRA_CFLAGS -o "$T/prog" "$T/prog.c" $flags $EXTRA_LDLIBS 2>"$T/cc.err"; then
     LD_LIBRARY_PATH="$DEST$PREFIX/lib" "$T/prog" >"$T/out" 2>&1; rc=$?
     expect_rc 0 $rc "the program against the shared library: $(cat "$T/out")"

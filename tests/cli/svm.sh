@@ -76,4 +76,17 @@ expect_rc 2 $rc "svm without --data"
 expect_rc 0 $rc "svm --help"
 expect_grep "3 not linearly separable" "$T/out" "svm --help exit codes"
 
+# multi-class data: the Crammer-Singer SVM through the origin (issue 12)
+"$MF" svm --data tests/data/multi3.svm >"$T/out" 2>"$T/err"
+expect_rc 0 $? "svm multi-class"
+expect_grep '^classes: 3 (hard-margin multi-class SVM through the origin, Crammer-Singer' "$T/out" "multi-class form named"
+expect_grep '^gamma: 1.38873014965882' "$T/out" "multi-class gamma = sqrt(27/14)"
+expect_grep '^W\[2\]: -0.2222222222222222[0-9]* -0.33333333333333' "$T/out" "multi-class W row 2"
+"$MF" svm --data tests/data/multi3.svm --json >"$T/mc.json" 2>"$T/err"
+expect_rc 0 $? "svm multi-class --json"
+check "multi-class JSON: classes, W rows, per-class multipliers" python3 -c "
+import json, sys; d = json.load(open('$T/mc.json'))
+sys.exit(not (d['classes'] == 3 and len(d['w']) == 3 and len(d['w'][0]) == 2
+              and all(len(s['alpha_per_class']) == 3 for s in d['support'])))"
+
 cli_test_done
