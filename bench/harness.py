@@ -17,8 +17,17 @@ For every workload in WORKLOADS:
 DGEMM rate: bench/dgemm_peak (OpenBLAS, same thread count), run before and
 after the workloads. Writes bench/results.md and bench/steps.png.
 
-To add a workload (e.g. a CNN once the models exist): append a dict to
-WORKLOADS; torch_train.py must know how to build the model from layout.txt.
+To add a workload: append a dict to WORKLOADS; torch_train.py must know how
+to build the model from layout.txt.
+
+The CNN epoch workload (issue 14; ONLY=cnn runs it alone, CNN_N / CNN_EPOCHS
+resize it; report: bench/results-cnn.md): cnn:mnist on a class-balanced
+subset of CNN_N (10000) Fashion-MNIST images, mini-batch SGD (batch 100,
+batch-mean cross-entropy, lr 0.01, float64) by epochs. One epoch = an SGD pass
+and the full-data loss evaluation, on both sides (marginflow's metrics.csv
+epoch_seconds; PyTorch's timed loop, bench/torch_train.py --mode cnn-time).
+Check: one epoch on a 300-image subset in the same order (mfexport's
+perm.bin = mf_epoch_permutation), then the mean loss on both sides.
 """
 import csv as csvmod
 import json
@@ -262,6 +271,111 @@ def margin_200():
     return res
 
 
+CNN = dict(name="cnn-mnist", data="fashion-mnist", model="cnn:mnist",
+           n=int(os.environ.get("CNN_N", "10000")), epochs=int(os.environ.get("CNN_EPOCHS", "3")),
+           lr=0.01, batch=100, target=1.0)
+
+
+def cnn_macs(spec):
+    """Forward multiply-adds per image, by layer, of a marginflow cnn spec."""
+    opts = dict(kv.split("=", 1) for kv in spec.split(":", 1)[1].split(",") if "=" in kv)
+    c, h, w = (int(v) for v in opts["input"].split("x"))
+    macs = []
+    for t in spec.split("layers=", 1)[1].split(","):
+        if t[0] == "p":
+            h, w = h // int(t[1:]), w // int(t[1:])
+        elif t[0] == "c":
+            co, k = (int(v) for v in t[1:].split("k"))
+            macs.append(co * c * k * k * h * w)
+            c = co
+        elif t[0] == "f":
+            macs.append(int(t[1:]) * c * h * w)
+            c, h, w = int(t[1:]), 1, 1
+    return macs
+
+
+def cnn_epoch_flops(spec, n):
+    """FLOP of one epoch: per image a training step (forward, dW, dX but for the first
+    layer) and the evaluation forward pass; 2 FLOP a multiply-add."""
+    m = cnn_macs(spec)
+    return 2.0 * n * (3 * sum(m) - m[0] + sum(m))
+
+
+def mf_cnn(wd, n, epochs, seed=1):
+    rd = os.path.join(wd, "mfrun")
+    shutil.rmtree(rd, ignore_errors=True)
+    _, rss, _ = run([MF, "train", "-q", "--data", CNN["data"], "--train-limit", str(n), "--model",
+                     CNN["model"], "--init-file", os.path.join(wd, "init.txt"), "--loss", "ce",
+                     "--optimizer", "sgd", "--lr", repr(CNN["lr"]), "--batch", str(CNN["batch"]),
+                     "--epochs", str(epochs), "--seed", str(seed), "--checkpoint-every", "0",
+                     "--archive-decades", "0", "--out", rd])
+    rows = open(os.path.join(rd, "metrics.csv")).read().split("\n")
+    hdr = rows[0].split(",")
+    ie, ilm = hdr.index("epoch_seconds"), hdr.index("log10_mean_loss")
+    body = [r.split(",") for r in rows[1:] if r]
+    return [float(r[ie]) for r in body[1:]], 10.0 ** float(body[-1][ilm]), rss
+
+
+def pt_cnn(wd, mode, epochs=1):
+    out, rss, _ = run([PY, TORCH, "--dir", wd, "--mode", mode, "--lr", repr(CNN["lr"]), "--batch",
+                       str(CNN["batch"]), "--epochs", str(epochs), "--threads", str(THREADS)])
+    return json.loads(out), rss
+
+
+def bench_cnn():
+    """The CNN epoch workload (module docstring)."""
+    w = dict(CNN)
+    wd, wc = os.path.join(WORK, "cnn"), os.path.join(WORK, "cnn-check")
+    for d, n in ((wd, w["n"]), (wc, 300)):
+        os.makedirs(d, exist_ok=True)
+        run([EXPORT, w["data"], w["model"], "1", repr(math.sqrt(2.0)), d, str(n)])  # He init
+    spec = open(os.path.join(wd, "layout.txt")).readline().strip()
+    _, mf_loss, _ = mf_cnn(wc, 300, 1)
+    p, _ = pt_cnn(wc, "cnn-check")
+    pt_loss = p["mean_loss"]
+    rel = abs(mf_loss - pt_loss) / abs(pt_loss)
+    mf_s, pt_s, mf_rss, pt_rss = [], [], [], []
+    for rep in range(REPS):
+        for side in (("mf", "pt") if rep % 2 == 0 else ("pt", "mf")):
+            if side == "mf":
+                secs, _, rss = mf_cnn(wd, w["n"], w["epochs"])
+                mf_s += secs
+                mf_rss.append(rss)
+            else:
+                p, rss = pt_cnn(wd, "cnn-time", w["epochs"])
+                pt_s += p["epoch_seconds"][1:] if len(p["epoch_seconds"]) > 1 else p["epoch_seconds"]
+                pt_rss.append(rss)
+    return dict(w, spec=spec, flops=cnn_epoch_flops(spec, w["n"]), check_rel=rel, mf_loss=mf_loss,
+                pt_loss=pt_loss, mf=mf_s, pt=pt_s, mf_rss=max(mf_rss), pt_rss=max(pt_rss),
+                torch=p["torch"])
+
+
+def cnn_report(r, pk, load0, load1, cpu):
+    m, t = med(r["mf"]), med(r["pt"])
+    g = r["flops"] / m * 1e-9
+    L = ["# marginflow vs PyTorch: the CNN epoch workload (issue 14)\n",
+         "Generated by `ONLY=cnn bench/run` (bench/harness.py); %s, %d thread(s); load average "
+         "%.2f at start, %.2f at end (a shared machine makes single numbers noisy: medians of "
+         "%d runs x %d epochs a side, alternating).\n" % (cpu, THREADS, load0[0], load1[0], REPS,
+                                                          r["epochs"]),
+         "| quantity | marginflow | PyTorch %s |" % r["torch"], "|---|---|---|",
+         "| model | `%s` (%d weight layers) | the same net (torch.nn, float64) |" % (
+             r["spec"], len(cnn_macs(r["spec"]))),
+         "| seconds per epoch (median; %d images, batch %d, SGD + full-data loss) | %.3f | %.3f |" % (
+             r["n"], r["batch"], m, t),
+         "| ratio (PyTorch s / marginflow s; target >= %.1f) | %.3f (%s) | |" % (
+             r["target"], t / m, "met" if t / m >= r["target"] else "NOT met"),
+         "| GFLOP/s (%.4g GFLOP an epoch) | %.2f (%.0f%% of DGEMM %.1f GFLOP/s) | %.2f |" % (
+             r["flops"] * 1e-9, g, 100 * g / pk, pk, r["flops"] / t * 1e-9),
+         "| peak RSS (MiB) | %.0f | %.0f |" % (r["mf_rss"] / 1024, r["pt_rss"] / 1024),
+         "| loss check: mean loss after 1 epoch on 300 images, same order | %.17g | %.17g (rel. diff %.2e) |" % (
+             r["mf_loss"], r["pt_loss"] if r["pt_loss"] is not None else float("nan"), r["check_rel"]),
+         "\nEpoch seconds, marginflow: %s; PyTorch: %s.\n" % (
+             " ".join("%.3f" % v for v in r["mf"]), " ".join("%.3f" % v for v in r["pt"]))]
+    open(os.path.join(ROOT, "bench", "results-cnn.md"), "w").write("\n".join(L) + "\n")
+    print("\n".join(L))
+
+
 def fmt(v):
     return "%.3g" % v if v < 1000 else "%.0f" % v
 
@@ -286,6 +400,16 @@ def main():
             print("| %s | %g | %d (%s) | %.3g | %.6f | %s |" % (name, lr, st, outc, sec, g,
                                                              "%.1e" % err if err is not None else "-"))
         return
+    only = os.environ.get("ONLY", "").split(",")
+    if "cnn" in only or not os.environ.get("ONLY"):
+        l0 = os.getloadavg()
+        pkc = peak()
+        print("bench: cnn-mnist (%d images, %d epochs x %d runs a side) ..." % (
+            CNN["n"], CNN["epochs"], REPS), file=sys.stderr, flush=True)
+        rc = bench_cnn()
+        cnn_report(rc, max(pkc[0], peak()[0]), l0, os.getloadavg(), cpu)
+        if os.environ.get("ONLY"):
+            return
     if os.environ.get("REPORT_ONLY"):  # re-format the last run's numbers
         r = json.load(open(raw))
         results, ttm, pk0, pk1, load0, load1 = (r["results"], r["ttm"], r["pk0"], r["pk1"],

@@ -505,12 +505,23 @@ int mf_cli_analyze(int argc, char **argv) {
     }
 
     char why[MF_ERR_LEN];
-    if ((rc = cli_load_problem(data_spec, format, model_spec, &data, &m, why, sizeof why))) {
+    mf_data *test = NULL; /* a run's test set: only its hash is checked */
+    if (run_dir) { /* the run's own data: its subset (--train-limit, --classes) too */
+        config.format = format;
+        rc = run_load_data(&config, &data, &test, why, sizeof why);
+        int pr = rc ? MF_OK : mf_model_parse(model_spec, data->d, data->num_classes, &m, &e);
+        if (pr) cli_fmt(why, sizeof why, "%s", e.msg), rc = cli_exit_for(pr, 1);
+    } else {
+        rc = cli_load_problem(data_spec, format, model_spec, &data, &m, why, sizeof why);
+    }
+    if (rc) {
+        mf_data_free(test);
         cli_error("analyze: %s", why);
         goto done;
     }
     /* a run's data must be the data it was trained on (data_hash) */
-    int hc = run_dir ? run_data_hash_check(&config, data, run_dir, why, sizeof why) : 0;
+    int hc = run_dir ? run_data_hash_check(&config, data, test, run_dir, why, sizeof why) : 0;
+    mf_data_free(test);
     if (hc < 0) {
         cli_error("analyze: %s", why);
         rc = CLI_EXIT_USAGE;

@@ -15,6 +15,8 @@
 #define _XOPEN_SOURCE 700
 #include "checks.h"
 
+#include "robust.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -863,6 +865,85 @@ static void ck_kkt_horizons(const cJSON *ck, rp_claim *c, rp_check_out *o) {
 }
 
 
+/* One run's final column against another's: run `run` op run `other`
+ * (gt, ge, lt, le), e.g. [LL20] Fig. 1: the loss-based run ends with a
+ * larger normalized margin than the constant-lr run. */
+static void ck_compare(const cJSON *ck, rp_claim *c, rp_check_out *o) {
+    const char *col = cli_jstr_or(ck, "column", "layer_margin"), *a = cli_jstr_or(ck, "run", NULL);
+    const char *b = cli_jstr_or(ck, "other", NULL), *op = cli_jstr_or(ck, "op", "gt");
+    const rp_run *ra = NULL, *rb = NULL;
+    for (int i = 0; i < c->nruns; i++) {
+        if (!ra && selected(&c->runs[i], a)) ra = &c->runs[i];
+        if (!rb && selected(&c->runs[i], b)) rb = &c->runs[i];
+    }
+    cli_fmt(o->expected, sizeof o->expected, "%s of %s %s that of %s", col, a, op, b);
+    if (!ra || !rb) {
+        o->pass = -1;
+        cli_fmt(o->measured, sizeof o->measured, "run %s or %s did not finish", a, b);
+        return;
+    }
+    double x = rp_col(&ra->res.final, col), y = rp_col(&rb->res.final, col);
+    o->pass = !strcmp(op, "gt") ? x > y : !strcmp(op, "ge") ? x >= y : !strcmp(op, "lt") ? x < y : x <= y;
+    cli_fmt(o->measured, sizeof o->measured, "%s %s %.6g (epoch %lld) vs %s %.6g (epoch %lld)", col, a, x,
+            ra->res.final.epoch, b, y, rb->res.final.epoch);
+}
+
+/* [LL20] sec. 5: L2 robustness grows with training. The run's archived
+ * states (first and last of the chosen ones) on the first n inputs of its
+ * test set (mf_robust_eval: PGD-L2 and Carlini-Wagner L2): robust accuracy
+ * under both attacks at the largest eps. Passes when the last is >= the
+ * first - tol. Draws the claim's robustness figures (fig-robust-eps,
+ * fig-robust-epoch) as `marginflow robust` does. */
+static void ck_robust(const cJSON *ck, rp_claim *c, rp_check_out *o) {
+    const char *sel = cli_jstr_or(ck, "run", NULL), *which = cli_jstr_or(ck, "checkpoints", "first,last");
+    mf_robust_settings s;
+    mf_robust_settings_default(&s);
+    const cJSON *ev = cli_jget(ck, "eps"), *e1;
+    if (cJSON_IsArray(ev)) {
+        s.n_eps = 0;
+        cJSON_ArrayForEach(e1, ev) if (s.n_eps < MF_ROBUST_MAX_EPS) s.eps[s.n_eps++] = e1->valuedouble;
+    }
+    s.pgd_steps = (int)cli_jnum_or(ck, "pgd_steps", s.pgd_steps);
+    s.pgd_restarts = (int)cli_jnum_or(ck, "restarts", s.pgd_restarts);
+    s.cw_steps = (int)cli_jnum_or(ck, "cw_steps", s.cw_steps);
+    s.cw_search = (int)cli_jnum_or(ck, "cw_search", s.cw_search);
+    s.cw_lr = cli_jnum_or(ck, "cw_lr", s.cw_lr);
+    s.seed = (uint64_t)cli_jnum_or(ck, "seed", 1);
+    int n = (int)cli_jnum_or(ck, "n", 0);
+    double tol = cli_jnum_or(ck, "tol", 0);
+    const rp_run *r = NULL;
+    for (int i = 0; i < c->nruns && !r; i++)
+        if (selected(&c->runs[i], sel)) r = &c->runs[i];
+    const int L = s.n_eps - 1;
+    cli_fmt(o->expected, sizeof o->expected, "robust accuracy at eps %g: last state >= first%s", s.eps[L],
+            tol > 0 ? " - tol" : "");
+    const char *bad = mf_robust_settings_validate(&s);
+    if (!r || bad) {
+        o->pass = -1;
+        cli_fmt(o->measured, sizeof o->measured, "%s", bad ? bad : "no finished run");
+        return;
+    }
+    char rd[1400], why[MF_ERR_LEN] = "";
+    cli_fmt(rd, sizeof rd, "%s/%s", c->dir, r->name);
+    robust_table t;
+    if (robust_run(rd, which, &s, n, NULL, 0, &t, why, sizeof why)) {
+        o->pass = -1;
+        cli_fmt(o->measured, sizeof o->measured, "%s", why);
+        return;
+    }
+    const robust_point *a = &t.p[0], *b = &t.p[t.n - 1];
+    o->pass = t.n >= 2 && b->r->acc_min[L] >= a->r->acc_min[L] - tol;
+    cli_fmt(o->measured, sizeof o->measured,
+            "%s on %d test inputs at eps %g: epoch %lld (log10 loss %.4g) %.4f (PGD %.4f, CW %.4f), "
+            "epoch %lld (log10 loss %.4g) %.4f (PGD %.4f, CW %.4f); median norm %.4g -> %.4g",
+            r->name, t.n_test, s.eps[L], a->epoch, a->log10_loss, a->r->acc_min[L], a->r->acc_pgd[L],
+            a->r->acc_cw[L], b->epoch, b->log10_loss, b->r->acc_min[L], b->r->acc_pgd[L], b->r->acc_cw[L],
+            a->r->median_norm, b->r->median_norm);
+    if (t.n < 2) cli_cat(o->measured, sizeof o->measured, " (only one state archived)");
+    if (robust_write(c->dir, "fig-robust", &t, why, sizeof why)) cli_cat(o->measured, sizeof o->measured, "; %s", why);
+    robust_table_free(&t);
+}
+
 static void ck_rate_loss(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     ck_rate(ck, c, 0, o);
 }
@@ -894,6 +975,8 @@ static const char *const k_layer0[] = {"run", "expect", "tol", "zero_tol", "gain
 static const char *const k_odd_even[] = {"run", "cos_min", "ratio_max", NULL};
 static const char *const k_sign[] = {"run", NULL};
 static const char *const k_invariant[] = {"run", "tol", "slope", "slope_tol", NULL};
+static const char *const k_compare[] = {"column", "run", "other", "op", NULL};
+static const char *const k_robust[] = {"run", "eps", "n", "checkpoints", "pgd_steps", "restarts", "cw_steps", "cw_search", "cw_lr", "seed", "tol", NULL};
 
 static const char *const r_none[] = {NULL};
 static const char *const r_expect[] = {"expect", NULL};
@@ -901,6 +984,8 @@ static const char *const r_below[] = {"below", NULL};
 static const char *const r_target[] = {"target", NULL};
 static const char *const r_gamma[] = {"gamma_star", NULL};
 static const char *const r_horizons[] = {"horizons", NULL};
+static const char *const r_compare[] = {"run", "other", NULL};
+static const char *const r_run[] = {"run", NULL};
 
 const rp_quantity rp_quantities[] = {
     {"final", k_final, r_expect, ck_final},
@@ -924,6 +1009,8 @@ const rp_quantity rp_quantities[] = {
     {"odd_even", k_odd_even, r_none, rp_ck_odd_even},
     {"sign_init", k_sign, r_none, rp_ck_sign_init},
     {"invariant", k_invariant, r_none, rp_ck_invariant},
+    {"compare", k_compare, r_compare, ck_compare},
+    {"robust", k_robust, r_run, ck_robust},
     {NULL, NULL, NULL, NULL}};
 
 const rp_quantity *rp_quantity_find(const char *name) {
@@ -965,6 +1052,11 @@ static const struct check_key {
     {"gain_min", K_NUM, 0, 0},          {"ratio_max", K_NUM, 0, 0},
     {"slope", K_NUM, 0, 0},             {"slope_tol", K_NUM, 0, 0},
     {"comment", K_STR, 0, 100000},
+    {"other", K_STR, 0, 64},            {"eps", K_NUMARR, 0, MF_ROBUST_MAX_EPS},
+    {"n", K_INT, 0, 1000000000},        {"checkpoints", K_STR, 0, 1000},
+    {"pgd_steps", K_INT, 0, 100000},    {"restarts", K_INT, 0, 1000},
+    {"cw_steps", K_INT, 0, 100000},     {"cw_search", K_INT, 0, 100},
+    {"cw_lr", K_NUM, 0, 0},
     {NULL, 0, 0, 0}};
 
 static int in_list(const char *const *list, const char *s) {
@@ -1067,9 +1159,13 @@ static int check_value(cli_jr *r, const cJSON *ck, const char *path, const struc
     if (cli_jstr(r, ck, path, t->name, 0, (size_t)t->hi, &s) < 0) return -1;
     if (!strcmp(t->name, "column") && isnan(rp_col(&(mf_metrics){0}, s)))
         return cli_jbad(r, f, "unknown column '%s'", s);
-    if (!strcmp(t->name, "op") && strcmp(s, "near") && strcmp(s, "le") && strcmp(s, "ge"))
+    if (!strcmp(t->name, "op") && !strcmp(q->name, "compare") && strcmp(s, "gt") && strcmp(s, "ge") &&
+        strcmp(s, "lt") && strcmp(s, "le"))
+        return cli_jbad(r, f, "'%s' is not gt, ge, lt or le", s);
+    if (!strcmp(t->name, "op") && strcmp(q->name, "compare") && strcmp(s, "near") && strcmp(s, "le") &&
+        strcmp(s, "ge"))
         return cli_jbad(r, f, "'%s' is not near, le or ge", s);
-    if (!strcmp(t->name, "run")) {
+    if (!strcmp(t->name, "run") || !strcmp(t->name, "other")) {
         int found = 0;
         for (int i = 0; i < nruns && !found; i++) found = !strcmp(runs[i].base, s);
         if (!found) return cli_jbad(r, f, "no run is named '%s'", s);

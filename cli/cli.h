@@ -40,6 +40,7 @@ int mf_cli_maxmargin(int argc, char **argv);
 int mf_cli_global(int argc, char **argv);
 int cli_svm(int argc, char **argv);
 int mf_cli_analyze(int argc, char **argv);
+int cli_robust(int argc, char **argv);
 int cli_sweep(int argc, char **argv);
 int cli_sweep_report(int argc, char **argv);
 int cli_plot(int argc, char **argv);

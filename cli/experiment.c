@@ -35,8 +35,8 @@
 #define LN10 2.302585092994045684
 
 const char *const rp_figure_kinds[] = {"margin", "loss",    "norm",    "cosine",       "neurons",
-                                       "sweep",  "kkt",     "regions", "layer-margin", "odd-even",
-                                       NULL};
+                                       "sweep",  "kkt",     "regions", "layer-margin", "epochs",
+                                       "robust", "odd-even", NULL};
 
 double rp_col(const mf_metrics *m, const char *col) {
     if (!strcmp(col, "step")) return (double)m->step;
@@ -55,6 +55,14 @@ double rp_col(const mf_metrics *m, const char *col) {
     if (!strcmp(col, "smoothed_decrease")) return m->smoothed_decrease;
     if (!strcmp(col, "loss_increase")) return m->loss_increase;
     if (!strcmp(col, "margin_change")) return m->margin_change;
+    /* epoch runs */
+    if (!strcmp(col, "epoch")) return (double)m->epoch;
+    if (!strcmp(col, "rejected")) return (double)m->rejected;
+    if (!strcmp(col, "log10_mean_loss")) return m->log10_mean_loss;
+    if (!strcmp(col, "train_acc")) return 1.0 - m->train_error;
+    if (!strcmp(col, "test_acc")) return 1.0 - m->test_error;
+    if (!strcmp(col, "epoch_seconds")) return m->epoch_seconds;
+    if (!strcmp(col, "wall_seconds")) return m->wall_seconds;
     return NAN;
 }
 
@@ -118,7 +126,10 @@ static int get_tnum(cli_jr *p, const cJSON *o, const char *path, const char *key
 static const char *const run_keys[] = {"name",  "data",  "model", "init", "seeds", "vary",
                                        "loss",  "optimizer", "lr", "tol", "max_rel_step", "steps",
                                        "until_log10_loss", "until_time", "wall_seconds",
-                                       "log_points", "log_horizon", "snapshots", "comment", NULL};
+                                       "log_points", "log_horizon", "snapshots", "test_data",
+                                       "train_limit", "test_limit", "classes", "data_seed",
+                                       "epochs", "batch", "archive_epochs", "archive_decades",
+                                       "loss_cap", "alpha_min", "comment", NULL};
 static const char *const init_keys[] = {"params", "kind", "scale", "seed", "comment", NULL};
 static const char *const vary_keys[] = {"name", "values", "comment", NULL};
 
@@ -170,13 +181,15 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
                    cli_q(ls));
     if (mf_optimizer_from_name(os, &s->optimizer))
         return cli_jbad(p, cli_jfield(f, sizeof f, path, "optimizer", 0),
-                   "unknown optimizer '%s' (gd, scaled, lyu-li, flow, sgd)", cli_q(os));
+                   "unknown optimizer '%s' (gd, scaled, lyu-li, flow, sgd, sgd-lyu-li)", cli_q(os));
     struct {
         const char *k;
         double *dst;
     } nums[] = {{"lr", &s->lr}, {"tol", &s->tol}, {"max_rel_step", &s->max_rel_step},
                 {"until_log10_loss", &s->until_log10_loss},
-                {"until_time", &s->until_time}, {"wall_seconds", &s->wall_seconds}};
+                {"until_time", &s->until_time}, {"wall_seconds", &s->wall_seconds},
+                {"archive_decades", &s->archive_decades}, {"loss_cap", &s->loss_cap},
+                {"alpha_min", &s->alpha_min}};
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
         if (get_tnum(p, r, path, nums[i].k, var, has, v, nums[i].dst) < 0) return -1;
     /* integers: range first, then the conversion */
@@ -193,6 +206,45 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
     if (g) s->log_horizon = (long long)x;
     if (s->log_horizon == 0) s->log_horizon = s->max_steps > 1 ? s->max_steps : 1000000;
     s->checkpoint_every = 0;
+    /* image data and epoch runs */
+    const char *ts = NULL;
+    if (cli_jstr(p, r, path, "test_data", 0, MF_SPEC_LEN - 1, &ts) < 0) return -1;
+    if (ts) snprintf(out->test_spec, sizeof out->test_spec, "%s", ts);
+    struct {
+        const char *k;
+        double hi;
+    } ints[] = {{"train_limit", 1e9}, {"test_limit", 1e9}, {"data_seed", RP_MAX_SEED},
+                {"epochs", RP_MAX_SEED}, {"batch", 1e9}};
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        if ((g = get_tnum(p, r, path, ints[i].k, var, has, v, &x)) < 0) return -1;
+        if (!g) continue;
+        if (cli_jint_ok(p, cli_jfield(f, sizeof f, path, ints[i].k, 0), x, i == 4 ? 1 : 0, ints[i].hi))
+            return -1;
+        if (i == 0) out->train_limit = (int)x;
+        if (i == 1) out->test_limit = (int)x;
+        if (i == 2) out->data_seed = (uint64_t)x;
+        if (i == 3) s->max_epochs = (long long)x;
+        if (i == 4) s->batch = (int)x;
+    }
+    if (!cli_jget(r, "data_seed")) out->data_seed = 1;
+    double av[MF_MAX_ARCHIVE_EPOCHS];
+    int na = 0;
+    if (cli_jget(r, "classes")) {
+        if (cli_jnumarr(p, r, path, "classes", 2, av, &na) < 0) return -1;
+        if (na != 2 || cli_jint_ok(p, cli_jfield(f, sizeof f, path, "classes", 0), av[0], 0, 255) ||
+            cli_jint_ok(p, cli_jfield(f, sizeof f, path, "classes", 0), av[1], 0, 255) || av[0] == av[1])
+            return cli_jbad(p, cli_jfield(f, sizeof f, path, "classes", 0), "must be two different class indices");
+        out->n_classes = 2, out->classes[0] = (int)av[0], out->classes[1] = (int)av[1];
+    }
+    if (cli_jget(r, "archive_epochs")) {
+        if (cli_jnumarr(p, r, path, "archive_epochs", MF_MAX_ARCHIVE_EPOCHS, av, &na) < 0) return -1;
+        for (int i = 0; i < na; i++) {
+            if (cli_jint_ok(p, cli_jfield(f, sizeof f, path, "archive_epochs", 0), av[i], 0, RP_MAX_SEED))
+                return -1;
+            s->archive_epochs[i] = (long long)av[i];
+        }
+        s->n_archive_epochs = na;
+    }
     if ((cli_jbool(p, r, path, "snapshots", NULL) < 0)) return -1;
     out->snapshots = cJSON_IsTrue(cli_jget(r, "snapshots"));
 
@@ -227,10 +279,10 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
     } else {
         const char *kind = "gauss";
         if (cli_jstr(p, init, ip, "kind", 0, sizeof out->init_kind - 1, &kind) < 0) return -1;
-        if (strcmp(kind, "gauss") && strcmp(kind, "balanced")) {
+        if (strcmp(kind, "gauss") && strcmp(kind, "balanced") && strcmp(kind, "he")) {
             char fk[200];
             return cli_jbad(p, cli_jfield(fk, sizeof fk, ip, "kind", 0),
-                            "'%s' is not an init kind (gauss, balanced)", cli_q(kind));
+                            "'%s' is not an init kind (gauss, balanced, he)", cli_q(kind));
         }
         snprintf(out->init_kind, sizeof out->init_kind, "%s", kind);
         out->init_scale = 0.1;

@@ -48,6 +48,10 @@ typedef struct rp_run {
     double vary;              /* value of the claim's varied quantity */
     char var[40];             /* its name (the vary's "name"), "" without */
     int snapshots;            /* keep theta at every logged step */
+    /* image data: the test set ("" for none), subsets (as run_config) */
+    char test_spec[MF_SPEC_LEN];
+    int train_limit, test_limit, n_classes, classes[2];
+    uint64_t data_seed;
     mf_train_settings s;      /* valid (mf_train_settings_validate) */
     /* results */
     int done;                 /* trained without error */

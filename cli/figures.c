@@ -31,6 +31,11 @@
  *            the range that the others set are marks on the bottom axis
  *   regions  2-D data: Phi(x) / q_min of the final parameters over a grid
  *            (sign = decision region, |.| >= 1 beyond the margin), data on top
+ *   epochs   epoch runs, [LL20] Fig. 1's panels against the epoch: log10 of the
+ *            mean training loss, the per-layer normalized margin
+ *            q_min / prod_l ||W_l||, q_min / ||theta||^L, the test accuracy
+ *   robust   drawn by the `robust` check (robust accuracy vs eps per archived
+ *            state, and vs epoch): fig-robust-eps / fig-robust-epoch
  * The report (report.md, report.html) is assembled from the claims'
  * result.json files.
  */
@@ -241,6 +246,34 @@ static int fig_margin(const rp_claim *c, gp_fig *g, int layer) {
                 hom ? "γ*" : "reference", c->gamma_star);
     }
     fputc('\n', b);
+    return 0;
+}
+
+/* Epoch runs ([LL20] Fig. 1): four panels against the epoch from the epoch
+ * metrics.csv (columns 2 epoch, 4 log10 mean loss, 6 test accuracy, 7
+ * normalized margin, 8 per-layer margin). */
+static int fig_epochs(const rp_claim *c, gp_fig *g) {
+    static const struct {
+        const char *col, *label;
+    } panel[4] = {{"log10_mean_loss", "log_{10} training loss (mean)"},
+                  {"layer_margin", "q_{min} / ∏_l ‖W_l‖"},
+                  {"normalized_margin", "q_{min} / ‖θ‖^L"},
+                  {"test_acc", "test accuracy"}};
+    int k = 0, groups = n_groups(c);
+    for (int i = 0; i < n_drawn(c); i++) k += c->runs[i].done && c->runs[i].rows && c->runs[i].rows[0].epoch >= 0;
+    if (!k || k != n_drawn(c)) return 1; /* every drawn run an epoch run: one column layout */
+    FILE *b = GP_BODY(g);
+    const char *hdr = mf_epoch_csv_header();
+    gp_key_below(b, (groups > 1 ? groups : k), 3);
+    gp_multiplot(g, 2, 2, "Loss and margins per epoch ([LL20] Fig. 1)", 0, c->title);
+    fprintf(b, "set xlabel 'epoch'\n");
+    for (int p = 0; p < 4; p++) {
+        char u[64];
+        cli_fmt(u, sizeof u, "%d:%d", gp_csv_col(hdr, "epoch"), gp_csv_col(hdr, panel[p].col));
+        fprintf(b, "set ylabel '%s'\nplot ", panel[p].label);
+        run_lines(b, c, groups, u);
+        fprintf(b, "\n");
+    }
     return 0;
 }
 
@@ -711,6 +744,12 @@ static int fig_sweep(const rp_claim *c, gp_fig *g) {
 
 int rp_figure(const rp_claim *c, const char *kind) {
     char name[64];
+    if (!strcmp(kind, "robust")) { /* drawn by the robust check: there or not */
+        char p[1400];
+        struct stat st;
+        cli_fmt(p, sizeof p, "%s/fig-robust-eps.png", c->dir);
+        return stat(p, &st) == 0 ? 0 : 1;
+    }
     cli_fmt(name, sizeof name, "fig-%s", kind); /* kind: one of rp_figure_kinds */
     double w = GP_W, h = GP_H;
     if (!strcmp(kind, "loss")) h = 5.2;
@@ -718,6 +757,7 @@ int rp_figure(const rp_claim *c, const char *kind) {
     if (!strcmp(kind, "regions")) w = 4.5, h = 3.8;
     if (!strcmp(kind, "odd-even")) h = 5.2;
     if (!strcmp(kind, "margin") || !strcmp(kind, "kkt")) h = 3.3;
+    if (!strcmp(kind, "epochs")) w = 7.0, h = 5.6;
     gp_fig g;
     if (gp_begin(&g, c->dir, name, MADE_BY, w, h, GP_ALL)) return -1;
     int r;
@@ -731,6 +771,7 @@ int rp_figure(const rp_claim *c, const char *kind) {
     else if (!strcmp(kind, "neurons")) r = fig_neurons(c, &g);
     else if (!strcmp(kind, "odd-even")) r = fig_odd_even(c, &g);
     else if (!strcmp(kind, "sweep")) r = fig_sweep(c, &g);
+    else if (!strcmp(kind, "epochs")) r = fig_epochs(c, &g);
     else r = 1;
     if (r != 0) {
         gp_cancel(&g);

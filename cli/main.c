@@ -23,6 +23,7 @@ static const cli_command commands[] = {
     {"maxmargin", mf_cli_maxmargin, "multi-start search for the best normalized margin (a search)"},
     {"global", mf_cli_global, "certified global max-margin value of two-layer ReLU nets"},
     {"reproduce", cli_reproduce, "run the papers' claims as checks; figures and a report"},
+    {"robust", cli_robust, "L2 robustness (PGD, Carlini-Wagner) of a run's archived states"},
     {"sweep", cli_sweep, "run a grid of runs (cores, job arrays, MPI); resumable"},
     {"sweep-report", cli_sweep_report, "results.csv and figures of a sweep directory"},
     {"plot", cli_plot, "figures of your own runs (run directories, sweep points, sweeps)"},

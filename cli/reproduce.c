@@ -52,6 +52,9 @@ void rp_run_config(const rp_run *r, run_config *c) {
         c->init_scale = r->init_scale;
     }
     c->s = r->s;
+    if (r->test_spec[0]) c->test_spec = c->test_path = r->test_spec;
+    c->train_limit = r->train_limit, c->test_limit = r->test_limit, c->data_seed = r->data_seed;
+    c->n_classes = r->n_classes, c->classes[0] = r->classes[0], c->classes[1] = r->classes[1];
 }
 
 /* Train run r of claim `claim` into dir (a reproduce folder: an earlier
@@ -67,11 +70,13 @@ static void train_run(rp_run *r, const char *dir, const char *claim) {
     x.dir = dir;
     x.replace = 1;
     x.snapshots = r->snapshots;
+    x.archive = 1; /* epoch runs: the states the robustness checks evaluate */
     x.keep = 1;
     x.log = RUN_LOG_NONE; /* the run's outcome carries what matters */
     run_output out;
     if (run_execute(&c, &x, &out)) cli_fmt(r->err, sizeof r->err, "%s", out.err);
     else r->done = 1;
+    mf_data_free(out.test); /* robustness checks reload it with the archives */
     r->data = out.data, r->model = out.model, r->theta = out.theta, r->res = out.res;
     r->rows = out.rows, r->nrows = out.nrows, r->caprows = out.caprows, r->snaps = out.snaps;
 }
@@ -116,7 +121,15 @@ static cJSON *claim_figures(const rp_experiment *x, rp_claim *cl, int status) {
     }
     cJSON *figs = cJSON_CreateArray();
     for (int fi = 0; fi < x->nfigures && status != -1; fi++) {
-        if (rp_figure(cl, x->figures[fi]) == 0) {
+        int drawn = rp_figure(cl, x->figures[fi]) == 0;
+        if (drawn && !strcmp(x->figures[fi], "robust")) {
+            /* the robust check's two figures (the second only with >= 2 states) */
+            char p[1400];
+            cJSON_AddItemToArray(figs, cJSON_CreateString("fig-robust-eps"));
+            cli_fmt(p, sizeof p, "%s/fig-robust-epoch.png", cl->dir);
+            FILE *t = fopen(p, "rb");
+            if (t) fclose(t), cJSON_AddItemToArray(figs, cJSON_CreateString("fig-robust-epoch"));
+        } else if (drawn) {
             char b[64];
             cli_fmt(b, sizeof b, "fig-%s", x->figures[fi]);
             cJSON_AddItemToArray(figs, cJSON_CreateString(b));

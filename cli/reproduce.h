@@ -38,7 +38,8 @@ typedef struct rp_claim {
     rp_memo *memo;            /* the analyses made for the claim (checks.h) */
 } rp_claim;
 
-/* The run_config (cli/rundir.h) of the parsed run r: data, model, init and
+/* The run_config (cli/rundir.h) of the parsed run r: data (and test data,
+ * subset, classes), model, init and
  * train settings; made_by "marginflow train" and no claim until the caller
  * sets them. The strings and init values point into r. */
 struct run_config;

@@ -44,6 +44,7 @@ void run_config_default(run_config *c) {
     c->init_scale = 0.1;
     c->made_by = "marginflow train";
     c->version = RUN_CONFIG_VERSION;
+    c->data_seed = 1;
 }
 
 void run_config_free(run_config *c) {
@@ -73,12 +74,22 @@ cJSON *run_settings_json(const mf_train_settings *s, int with_stopping) {
     cli_json_int(o, "log_horizon", s->log_horizon);
     cli_json_int(o, "checkpoint_every", s->checkpoint_every);
     cli_json_int(o, "seed", (long long)s->seed);
+    if (mf_train_is_epoch_run(s)) { /* only here: other runs keep their identity */
+        cJSON_AddBoolToObject(o, "epoch_run", 1);
+        cli_json_num(o, "alpha_min", s->alpha_min);
+        cli_json_num(o, "loss_cap", s->loss_cap);
+        cli_json_num(o, "archive_decades", s->archive_decades);
+        cJSON *ae = cJSON_AddArrayToObject(o, "archive_epochs");
+        for (int i = 0; ae && i < s->n_archive_epochs; i++)
+            cJSON_AddItemToArray(ae, cJSON_CreateNumber((double)s->archive_epochs[i]));
+    }
     if (with_stopping) {
         cli_json_int(o, "max_steps", s->max_steps);
         cli_json_num(o, "until_log10_loss", s->until_log10_loss);
         cli_json_num(o, "until_margin_gap", s->until_margin_gap);
         cli_json_num(o, "until_time", s->until_time);
         cli_json_num(o, "wall_seconds", s->wall_seconds);
+        if (mf_train_is_epoch_run(s)) cli_json_int(o, "max_epochs", s->max_epochs);
     }
     return o;
 }
@@ -141,6 +152,25 @@ static cJSON *config_json(const run_config *c, const mf_data *d, const mf_model 
             snprintf(h, sizeof h, "%08x", (unsigned)c->data_hash);
             cli_json_str(dj, "data_hash", h);
         }
+        /* subsets and the test set: written only when used (identity of older runs) */
+        if (c->train_limit) cli_json_int(dj, "limit", c->train_limit);
+        if (c->n_classes == 2) {
+            double cv[2] = {c->classes[0], c->classes[1]};
+            cli_json_num_array(dj, "classes", cv, 2);
+        }
+        if (c->train_limit || c->n_classes || c->test_spec)
+            cli_json_int(dj, "seed", (long long)c->data_seed);
+        if (c->test_spec) {
+            cJSON *tj = cJSON_AddObjectToObject(dj, "test");
+            cli_json_str(tj, "spec", c->test_spec);
+            if (full) cli_json_str(tj, "path", c->test_path);
+            if (c->test_limit) cli_json_int(tj, "limit", c->test_limit);
+            if (c->hash != RUN_HASH_ABSENT) {
+                char h[16];
+                snprintf(h, sizeof h, "%08x", (unsigned)c->test_hash);
+                cli_json_str(tj, "data_hash", h);
+            }
+        }
     }
     model_json(root, m, 0);
     cJSON *ij = cJSON_AddObjectToObject(root, "init");
@@ -183,6 +213,10 @@ static uint32_t fingerprint(const run_config *c, const mf_data *d, const mf_mode
     uint32_t fp = crc_of(id);
     cJSON_Delete(id);
     return fp;
+}
+
+uint32_t run_fingerprint(const run_config *c, const mf_data *d, const mf_model *m) {
+    return fingerprint(c, d, m, 0);
 }
 
 /* Write dir/config.json (atomically). Returns an mf_error code, e filled. */
@@ -228,6 +262,27 @@ static void read_settings(cli_jr *r, const cJSON *sj, mf_train_settings *s) {
     cli_jnum(r, sj, P, "until_margin_gap", CLI_J_NULL, &s->until_margin_gap);
     cli_jnum(r, sj, P, "until_time", R | CLI_J_NULL, &s->until_time);
     cli_jnum(r, sj, P, "wall_seconds", R | CLI_J_NULL, &s->wall_seconds);
+    /* epoch runs (absent in every other run) */
+    cli_jnum(r, sj, P, "alpha_min", 0, &s->alpha_min);
+    cli_jnum(r, sj, P, "loss_cap", 0, &s->loss_cap);
+    cli_jnum(r, sj, P, "archive_decades", 0, &s->archive_decades);
+    if (cli_jint(r, sj, P, "max_epochs", 0, 0, MAX_JSON_INT, &x) == 1) s->max_epochs = (long long)x;
+    if (cJSON_GetArraySize(cli_jget(sj, "archive_epochs")) > 0) { /* [] = none */
+        double v[MF_MAX_ARCHIVE_EPOCHS];
+        int n = 0;
+        if (cli_jnumarr(r, sj, P, "archive_epochs", MF_MAX_ARCHIVE_EPOCHS, v, &n) == 1) {
+            s->n_archive_epochs = n;
+            for (int i = 0; i < n; i++) {
+                if (cli_jint_ok(r, "settings.archive_epochs", v[i], 0, MAX_JSON_INT)) {
+                    cli_jbadk(r, P, "archive_epochs", "must hold integers >= 0");
+                    break;
+                }
+                s->archive_epochs[i] = (long long)v[i];
+            }
+        }
+    }
+    if (cJSON_IsTrue(cli_jget(sj, "epoch_run")) && !mf_train_is_epoch_run(s))
+        cli_jbadk(r, P, "max_epochs", "an sgd epoch run needs max_epochs > 0");
 }
 
 /* The init object. Version 2: kind gauss | balanced (scale), params (an
@@ -281,6 +336,20 @@ static void read_origin(cli_jr *r, const cJSON *root, run_config *c) {
     c->resumes = cJSON_IsArray(rs) ? rs : NULL;
 }
 
+/* The data_hash field of obj (named where): 8 hex digits into *out; 1 if
+ * present and valid, 0 if absent or bad (bad: reported through r). */
+static int read_hash(cli_jr *r, const cJSON *obj, const char *where, uint32_t *out) {
+    const char *h = NULL;
+    if (cli_jstr(r, obj, where, "data_hash", 0, 8, &h) != 1) return 0;
+    char *end;
+    unsigned long v = strtoul(h, &end, 16);
+    if (strlen(h) != 8 || *end || !isxdigit((unsigned char)h[0])) {
+        cli_jbadk(r, where, "data_hash", "must be 8 hexadecimal digits");
+        return 0;
+    }
+    *out = (uint32_t)v;
+    return 1;
+}
 /* Data and model: spec, path (DESCRIBE: path or spec), format, model spec. */
 static void read_data_model(cli_jr *r, const cJSON *root, run_config *c, int purpose) {
     const cJSON *dj = cli_jget(root, "data"), *mj = cli_jget(root, "model");
@@ -296,15 +365,32 @@ static void read_data_model(cli_jr *r, const cJSON *root, run_config *c, int pur
     c->model_spec = model;
     if (!c->data_path) cli_jbadk(r, "data", "path", "needs data.path or data.spec");
     /* data_hash: 8 hex digits (absent in runs written before data hashes) */
-    const char *h = NULL;
-    c->hash = RUN_HASH_ABSENT;
-    if (cli_jstr(r, dj, "data", "data_hash", 0, 8, &h) == 1) {
-        char *end;
-        unsigned long v = strtoul(h, &end, 16);
-        if (strlen(h) != 8 || *end || !isxdigit((unsigned char)h[0]))
-            cli_jbadk(r, "data", "data_hash", "must be 8 hexadecimal digits");
-        else
-            c->hash = RUN_HASH_RECORDED, c->data_hash = (uint32_t)v;
+    c->hash = read_hash(r, dj, "data", &c->data_hash) ? RUN_HASH_RECORDED : RUN_HASH_ABSENT;
+    double x;
+    if (cli_jint(r, dj, "data", "limit", 0, 0, 1e9, &x) == 1) c->train_limit = (int)x;
+    if (cli_jint(r, dj, "data", "seed", 0, 0, MAX_JSON_INT, &x) == 1) c->data_seed = (uint64_t)x;
+    if (cli_jget(dj, "classes")) {
+        double cv[2];
+        int n = 0;
+        if (cli_jnumarr(r, dj, "data", "classes", 2, cv, &n) == 1) {
+            if (n != 2 || cli_jint_ok(r, "data.classes", cv[0], 0, 255) ||
+                cli_jint_ok(r, "data.classes", cv[1], 0, 255))
+                cli_jbadk(r, "data", "classes", "must be two class indices");
+            else
+                c->n_classes = 2, c->classes[0] = (int)cv[0], c->classes[1] = (int)cv[1];
+        }
+    }
+    const cJSON *tj = cli_jget(dj, "test");
+    if (tj) {
+        const char *ts = NULL, *tp = NULL;
+        cli_jstr(r, tj, "data.test", "spec", CLI_J_REQUIRED, (size_t)-1, &ts);
+        cli_jstr(r, tj, "data.test", "path", 0, (size_t)-1, &tp);
+        if (cli_jint(r, tj, "data.test", "limit", 0, 0, 1e9, &x) == 1) c->test_limit = (int)x;
+        c->test_spec = ts;
+        c->test_path = tp ? tp : ts;
+        if (!read_hash(r, tj, "data.test", &c->test_hash) && c->hash == RUN_HASH_RECORDED) {
+            cli_jbadk(r, "data.test", "data_hash", "is missing (data.data_hash is recorded)");
+        }
     }
 }
 
@@ -627,6 +713,12 @@ int run_write_summary(const char *dir, const mf_train_settings *s, const mf_data
         cli_json_num(f, "smoothed_decrease", mt->smoothed_decrease);
         cli_json_num(f, "loss_increase", mt->loss_increase);
         cli_json_num(f, "margin_change", mt->margin_change);
+        if (mf_train_is_epoch_run(s)) {
+            cli_json_int(f, "epoch", mt->epoch);
+            cli_json_num(f, "log10_mean_loss", mt->log10_mean_loss);
+            cli_json_num(f, "test_error", mt->test_error);
+            cli_json_num(f, "epoch_seconds", mt->epoch_seconds);
+        }
     }
     /* the discretization indicators of the run (marginflow.h, mf_metrics):
      * what gradient flow never shows, and where this run showed it most */
@@ -683,18 +775,24 @@ static int read_line(FILE *f, char *buf, size_t cap, size_t *len) {
     return ch == '\n';
 }
 
-/* Keep the header and the rows with step < step of the metrics file at path
+/* The metrics.csv header of a run with settings s. */
+static const char *metrics_header(const mf_train_settings *s) {
+    return mf_train_is_epoch_run(s) ? mf_epoch_csv_header() : mf_metrics_csv_header();
+}
+
+/* Keep the header hdr and the rows with step < step of the metrics file at path
  * (cut in place with ftruncate, then fsync), so the resumed run appends
  * exactly what an uninterrupted run would have written from there on
  * (mf_train re-emits the row at the checkpoint step). Read line by line,
  * each at most CLI_MAX_METRICS_LINE bytes (a row is under 1 KiB), so memory
- * stays bounded whatever the file holds. A file of a run made before the
- * discretization indicators (its header the first LEGACY_COLUMNS columns of
- * today's) keeps that format: *legacy is set and the resumed run writes
- * those columns only. Returns 0 or a CLI exit code. */
+ * stays bounded whatever the file holds. hdr is the header the run writes
+ * (metrics or epoch rows). A file of a run made before the discretization
+ * indicators (its header the first LEGACY_COLUMNS columns of today's
+ * metrics header) keeps that format: *legacy is set and the resumed run
+ * writes those columns only. Returns 0 or a CLI exit code. */
 #define LEGACY_COLUMNS 12
-static int truncate_metrics(const char *path, long long step, int *legacy, char *why,
-                            size_t cap) {
+static int truncate_metrics(const char *path, const char *hdr, long long step, int *legacy,
+                            char *why, size_t cap) {
     const char *qp = cli_q(path);
     FILE *f = fopen(path, "r+b");
     if (!f) {
@@ -707,14 +805,15 @@ static int truncate_metrics(const char *path, long long step, int *legacy, char 
         cli_fmt(why, cap, "out of memory");
         return CLI_EXIT_ERROR;
     }
-    const char *hdr = mf_metrics_csv_header();
     size_t len = 0, old_len = 0;
-    for (int k = 0; k < LEGACY_COLUMNS && hdr[old_len]; old_len++) k += hdr[old_len] == ',';
-    if (old_len) old_len--; /* the legacy header: hdr up to its LEGACY_COLUMNS-th comma */
+    if (strcmp(hdr, mf_metrics_csv_header()) == 0) { /* epoch rows have no legacy format */
+        for (int k = 0; k < LEGACY_COLUMNS && hdr[old_len]; old_len++) k += hdr[old_len] == ',';
+        if (old_len) old_len--; /* the legacy header: hdr up to its LEGACY_COLUMNS-th comma */
+    }
     long lineno = 1;
     int got = read_line(f, line, CLI_MAX_METRICS_LINE, &len), code = 0;
     off_t keep = 0;
-    *legacy = got == 1 && len == old_len && strncmp(line, hdr, old_len) == 0;
+    *legacy = old_len && got == 1 && len == old_len && strncmp(line, hdr, old_len) == 0;
     if (*legacy) hdr = line;
     if (got < 0 && len == 2) {
         cli_fmt(why, cap, "cannot resume: %s:1: NUL byte; not a marginflow metrics file", qp);
@@ -808,6 +907,9 @@ typedef struct exec_ctx {
     uint32_t fingerprint;
     FILE *metrics;
     int legacy_columns;    /* a run made before the indicators: write the old columns */
+    int epochs;            /* an epoch run: its CSV rows and progress line */
+    const mf_train_settings *s;
+    double prev_loss;      /* progress: log10 Loss of the previous row */
     int progress_shown;
     char err[MF_ERR_LEN];  /* why a callback failed */
 } exec_ctx;
@@ -857,11 +959,15 @@ static int cb_metrics(void *user, const mf_metrics *m) {
         cli_fmt(c->err, sizeof c->err, "out of memory keeping the metrics");
         return 1;
     }
-    mf_metrics_csv_row(m, row, sizeof row);
-    if (c->legacy_columns) { /* cut at the LEGACY_COLUMNS-th comma */
-        char *q = row;
-        for (int k = 0; q && k < LEGACY_COLUMNS; k++) q = strchr(q + (k > 0), ',');
-        if (q) *q = '\0';
+    if (c->epochs) {
+        mf_epoch_csv_row(m, row, sizeof row);
+    } else {
+        mf_metrics_csv_row(m, row, sizeof row);
+        if (c->legacy_columns) { /* cut at the LEGACY_COLUMNS-th comma */
+            char *q = row;
+            for (int k = 0; q && k < LEGACY_COLUMNS; k++) q = strchr(q + (k > 0), ',');
+            if (q) *q = '\0';
+        }
     }
     if (fputs(row, c->metrics) < 0 || fputc('\n', c->metrics) == EOF || fflush(c->metrics)) {
         cli_fmt(c->err, sizeof c->err, "cannot write %s/metrics.csv: %s", c->dir, strerror(errno));
@@ -891,6 +997,25 @@ static int cb_checkpoint(void *user, const mf_train_state *s) {
     return 0;
 }
 
+/* DIR/archive/epoch-NNNNNNNN.bin: the state of an archived epoch (the
+ * checkpoint format, with the run's fingerprint). */
+static int cb_archive(void *user, const mf_train_state *s, const mf_metrics *m) {
+    exec_ctx *c = user;
+    char *ad = cli_join(c->dir, RUN_ARCHIVE_DIR), name[64], *p = NULL;
+    cli_fmt(name, sizeof name, "epoch-%08lld.bin", m->epoch);
+    mf_err e = {0, ""};
+    int rc = ad && cli_mkdirs(ad) == 0 && (p = cli_join(ad, name)) ? MF_OK : MF_ERR_IO;
+    if (rc) cli_fmt(c->err, sizeof c->err, "cannot create %s: %s", ad ? ad : "archive",
+                    ad ? strerror(errno) : "out of memory");
+    if (!rc && mf_checkpoint_write(p, s, c->fingerprint, &e) != MF_OK) {
+        cli_fmt(c->err, sizeof c->err, "%s", e.msg);
+        rc = 1;
+    }
+    free(ad);
+    free(p);
+    return rc ? 1 : 0;
+}
+
 static int cb_should_stop(void *user) {
     const exec_ctx *c = user;
     return g_stop != 0 || (c->x->stop && *c->x->stop);
@@ -911,8 +1036,39 @@ static void short_time(char *b, size_t cap, double time_log) {
     snprintf(b, cap, "%.3fe%+.0f", mant, E);
 }
 
+/* Epoch runs: one line per epoch (epoch, losses, margins, accuracies,
+ * seconds per epoch, ETA from max_epochs or from the loss target and the
+ * last epoch's decrease). */
+static void epoch_progress(exec_ctx *c, const mf_metrics *m) {
+    const mf_train_settings *s = c->s;
+    char eta[48] = "?", acc[32];
+    double rem = NAN;
+    if (s->max_epochs > 0) rem = (double)(s->max_epochs - m->epoch);
+    if (!isnan(s->until_log10_loss) && m->log10_loss < c->prev_loss) {
+        double r2 = (m->log10_loss - s->until_log10_loss) / (c->prev_loss - m->log10_loss);
+        if (isnan(rem) || r2 < rem) rem = r2 > 0 ? r2 : 0;
+    }
+    if (isfinite(rem) && isfinite(m->epoch_seconds)) {
+        double t = rem * m->epoch_seconds;
+        if (t < 3600) cli_fmt(eta, sizeof eta, "%.0fm%02.0fs", floor(t / 60), fmod(t, 60));
+        else cli_fmt(eta, sizeof eta, "%.0fh%02.0fm", floor(t / 3600), fmod(floor(t / 60), 60));
+    }
+    if (isnan(m->test_error)) cli_fmt(acc, sizeof acc, "%.4f", 1 - m->train_error);
+    else cli_fmt(acc, sizeof acc, "%.4f/%.4f", 1 - m->train_error, 1 - m->test_error);
+    fprintf(stderr, "epoch %lld%s%.0lld  log10L %s  gamma %s  layer %s  acc %s  alpha %s  "
+                    "rej %lld  %s s/epoch  ETA %s\n",
+            m->epoch, s->max_epochs > 0 ? "/" : "", s->max_epochs > 0 ? s->max_epochs : 0LL,
+            cli_g(m->log10_loss, 6), cli_g(m->normalized_margin, 4), cli_g(m->layer_margin, 4), acc,
+            cli_g(m->lr, 3), m->rejected, cli_g(m->epoch_seconds, 3), eta);
+    c->prev_loss = m->log10_loss;
+}
+
 static void cb_progress(void *user, const mf_metrics *m, double sps) {
     exec_ctx *c = user;
+    if (c->epochs) {
+        epoch_progress(c, m);
+        return;
+    }
     char t[MF_LOG_VALUE_LEN]; /* "%.3fe%+.0f": at most 6 + 310 characters */
     short_time(t, sizeof t, m->time_log);
     fprintf(stderr, "\rstep %lld  t %s  log10L %s  gamma %s  %.0f steps/s    ", m->step, t,
@@ -954,8 +1110,54 @@ static size_t count_values(const char *s) {
     return k;
 }
 
-int run_data_hash_check(const run_config *c, const mf_data *d, const char *dir, char *why,
-                        size_t cap) {
+/* Load spec (format as given) and take its subset: limit samples, the two
+ * classes of c. *out, or a CLI exit code with why filled. */
+static int load_subset(const run_config *c, const char *path, int limit, mf_data **out, char *why,
+                       size_t cap) {
+    mf_err e = {0, ""};
+    mf_data *D = NULL, *S = NULL;
+    int code = cli_load_data(path, c->format, &D, why, cap);
+    if (code) return code;
+    if (limit > 0 || c->n_classes == 2) {
+        if (D->num_classes < 2) {
+            cli_fmt(why, cap, "%s: --train-limit, --test-limit and --classes need multi-class data "
+                    "(class indices as labels)", cli_q(path));
+            mf_data_free(D);
+            return CLI_EXIT_USAGE;
+        }
+        int rc = mf_data_select(D, c->n_classes == 2 ? c->classes : NULL, limit, c->data_seed, &S,
+                                &e);
+        mf_data_free(D);
+        if (rc) {
+            cli_fmt(why, cap, "%s", e.msg);
+            return cli_exit_for(rc, 1);
+        }
+        D = S;
+    }
+    *out = D;
+    return 0;
+}
+
+int run_load_data(const run_config *c, mf_data **train, mf_data **test, char *why, size_t cap) {
+    *train = *test = NULL;
+    int code = load_subset(c, c->data_path, c->train_limit, train, why, cap);
+    if (!code && c->test_spec) code = load_subset(c, c->test_path, c->test_limit, test, why, cap);
+    if (!code && *test && ((*test)->d != (*train)->d || (*test)->num_classes != (*train)->num_classes)) {
+        cli_fmt(why, cap, "the test set %s has dimension %d and %d classes, the training set %d and %d",
+                cli_q(c->test_spec), (*test)->d, (*test)->num_classes ? (*test)->num_classes : 2, (*train)->d,
+                (*train)->num_classes ? (*train)->num_classes : 2);
+        code = CLI_EXIT_USAGE;
+    }
+    if (code) {
+        mf_data_free(*train);
+        mf_data_free(*test);
+        *train = *test = NULL;
+    }
+    return code;
+}
+
+int run_data_hash_check(const run_config *c, const mf_data *d, const mf_data *test,
+                        const char *dir, char *why, size_t cap) {
     if (c->hash == RUN_HASH_NEW) return 0;
     if (c->hash == RUN_HASH_ABSENT) {
         cli_fmt(why, cap, "warning: %s/config.json records no data_hash (the run was written "
@@ -964,10 +1166,19 @@ int run_data_hash_check(const run_config *c, const mf_data *d, const char *dir, 
         return 1;
     }
     uint32_t h = mf_data_hash(d);
-    if (h == c->data_hash) return 0;
-    cli_fmt(why, cap, "the data %s no longer match the run: their data_hash is %08x, but "
-            "%s/config.json records %08x; restore the data the run was made with, or start "
-            "a new run", cli_q(c->data_spec), (unsigned)h, cli_q(dir), (unsigned)c->data_hash);
+    if (h != c->data_hash) {
+        cli_fmt(why, cap, "the data %s no longer match the run: their data_hash is %08x, but "
+                "%s/config.json records %08x; restore the data the run was made with, or start "
+                "a new run", cli_q(c->data_spec), (unsigned)h, cli_q(dir), (unsigned)c->data_hash);
+        return -1;
+    }
+    if (!test) return 0;
+    h = mf_data_hash(test);
+    if (h == c->test_hash) return 0;
+    cli_fmt(why, cap, "the test data %s no longer match the run: their data_hash is %08x, but "
+            "%s/config.json records %08x (data.test.data_hash); restore the data the run was made "
+            "with, or start a new run", cli_q(c->test_spec), (unsigned)h, cli_q(dir),
+            (unsigned)c->test_hash);
     return -1;
 }
 
@@ -981,10 +1192,11 @@ static int exec_prepare(run_config *rc, const run_exec *x, run_output *o, double
     mf_err e = {0, ""};
     const char *why = mf_train_settings_validate(&rc->s);
     if (why) return fail(o, CLI_EXIT_USAGE, "%s", why);
-    int code = cli_load_data(rc->data_path, rc->format, &o->data, o->err, sizeof o->err);
+    int code = run_load_data(rc, &o->data, &o->test, o->err, sizeof o->err);
     if (code) return code;
+    rc->s.test = o->test;
     char hw[MF_ERR_LEN];
-    int hc = run_data_hash_check(rc, o->data, x->dir, hw, sizeof hw);
+    int hc = run_data_hash_check(rc, o->data, o->test, x->dir, hw, sizeof hw);
     if (hc < 0) return fail(o, CLI_EXIT_USAGE, "cannot resume: %s", hw);
     if (hc > 0 && x->log >= RUN_LOG_WARNINGS)
         cli_error("%s; from now on it records the hash of these data", hw);
@@ -992,7 +1204,8 @@ static int exec_prepare(run_config *rc, const run_exec *x, run_output *o, double
      * one (*fp_prev); from now on the run records the hash of these data
      * (the checkpoint is re-stamped, config.json rewritten with it) */
     *had_no_hash = rc->hash == RUN_HASH_ABSENT;
-    if (rc->hash != RUN_HASH_RECORDED) rc->data_hash = mf_data_hash(o->data);
+    if (rc->hash != RUN_HASH_RECORDED)
+        rc->data_hash = mf_data_hash(o->data), rc->test_hash = mf_data_hash(o->test);
     int rc2 = mf_model_parse(rc->model_spec, o->data->d, o->data->num_classes, &o->model, &e);
     if (rc2) return fail(o, cli_exit_for(rc2, 1), "%s", e.msg);
     const mf_model *m = o->model;
@@ -1070,7 +1283,7 @@ static int exec_state(const run_config *c, const run_exec *x, run_output *o, run
      * leaves no config.json, and the same command starts afresh. */
     char *cp0 = cli_join(rd->path, "checkpoint.bin"), *mp0 = cli_join(rd->path, "metrics.csv");
     char hdr[512];
-    snprintf(hdr, sizeof hdr, "%s\n", mf_metrics_csv_header());
+    snprintf(hdr, sizeof hdr, "%s\n", metrics_header(&c->s));
     rc = cp0 && mp0 ? MF_OK : MF_ERR_NOMEM;
     if (rc == MF_OK && x->checkpoint) rc = mf_checkpoint_write(cp0, *st, o->fingerprint, &e);
     if (rc == MF_OK) rc = mf_write_file_atomic(mp0, hdr, strlen(hdr), &e);
@@ -1097,8 +1310,8 @@ static int exec_start(const run_config *c, const run_exec *x, exec_ctx *cx,
         return rc;
     char *mp = cli_join(cx->dir, "metrics.csv");
     if (!mp) return fail(o, CLI_EXIT_ERROR, "out of memory");
-    if (x->resume && (rc = truncate_metrics(mp, st->step, &cx->legacy_columns, o->err,
-                                                sizeof o->err))) {
+    if (x->resume && (rc = truncate_metrics(mp, metrics_header(&c->s), st->step,
+                                            &cx->legacy_columns, o->err, sizeof o->err))) {
         free(mp);
         return rc;
     }
@@ -1120,6 +1333,7 @@ static int exec_train(const run_config *c, const run_exec *x, exec_ctx *cx, mf_t
     if (x->checkpoint) cb.on_checkpoint = cb_checkpoint;
     if (x->signals || x->stop) cb.should_stop = cb_should_stop;
     if (x->progress) cb.on_progress = cb_progress;
+    if (x->archive && cx->epochs) cb.on_archive = cb_archive;
     cb.progress_seconds = 0.5;
     struct sigaction sa, old_int, old_term;
     if (x->signals) {
@@ -1190,6 +1404,7 @@ int run_execute(const run_config *c, const run_exec *x, run_output *out) {
     if (!code) out->start_step = st->step;
     if (!code) {
         cx.x = x, cx.out = out, cx.m = out->model, cx.dir = rd.path;
+        cx.s = &rc.s, cx.epochs = mf_train_is_epoch_run(&rc.s), cx.prev_loss = NAN;
         cx.fingerprint = out->fingerprint;
         cx.ckpt_path = cli_join(rd.path, "checkpoint.bin");
         if (!cx.ckpt_path) code = CLI_EXIT_ERROR, cli_fmt(out->err, sizeof out->err, "out of memory");
@@ -1208,6 +1423,7 @@ int run_execute(const run_config *c, const run_exec *x, run_output *out) {
 void run_output_free(run_output *o) {
     if (!o) return;
     mf_data_free(o->data);
+    mf_data_free(o->test);
     mf_model_free(o->model);
     free(o->theta);
     free(o->rows);

@@ -46,6 +46,13 @@ typedef struct run_config {
     const char *data_spec;      /* as given */
     const char *data_path;      /* what to load: absolute path for files, else the spec */
     const char *format;         /* libsvm | csv | NULL = by extension */
+    /* subsets (mf_data_select) of the training and test data: train_limit /
+     * test_limit samples (0 = all), the two classes when n_classes = 2 (a
+     * binary problem), chosen with data_seed */
+    int train_limit, test_limit, n_classes, classes[2];
+    uint64_t data_seed;
+    const char *test_spec;      /* the test set as given, or NULL (epoch runs: its error) */
+    const char *test_path;      /* what to load (absolute for files), else test_spec */
     const char *model_spec;
     const char *init_kind;      /* gauss | balanced (random, init_scale), params, file */
     double init_scale;          /* gauss / balanced: the standard deviation */
@@ -61,6 +68,7 @@ typedef struct run_config {
      * run keeps no hash, so its checkpoint fingerprint stays valid) */
     enum { RUN_HASH_NEW, RUN_HASH_RECORDED, RUN_HASH_ABSENT } hash;
     uint32_t data_hash;
+    uint32_t test_hash;         /* data.test.data_hash: the same for the (subset) test set */
     mf_train_settings s;
     /* descriptive: not part of the fingerprint */
     const char *made_by;        /* "marginflow train" | "marginflow reproduce" */
@@ -113,16 +121,20 @@ typedef struct run_read_error {
  * nothing but its path). */
 int run_config_read(const char *dir, int purpose, run_config *c, run_read_error *err);
 
-/* Compare the data d loaded for the run of c (read from dir/config.json)
- * with the data_hash the run recorded: 0 when they match (or c is a new
- * run); 1 when the run records none (written before data hashes: why holds
- * a warning sentence starting "warning: "); -1 when they differ (why holds
- * the error, naming both hashes). */
-int run_data_hash_check(const run_config *c, const mf_data *d, const char *dir, char *why,
-                        size_t cap);
+/* Compare the data d (and test, the test set, when the run has one; NULL
+ * otherwise) loaded for the run of c (read from dir/config.json), subsets
+ * applied, with the data_hash values the run recorded: 0 when they match
+ * (or c is a new run); 1 when the run records none (written before data
+ * hashes: why holds a warning sentence starting "warning: "); -1 when one
+ * differs (why holds the error, naming the data set and both hashes). */
+int run_data_hash_check(const run_config *c, const mf_data *d, const mf_data *test,
+                        const char *dir, char *why, size_t cap);
 
 /* The run's settings as a JSON object (with_stopping 0 leaves out the
- * stopping criteria, as the fingerprint does). NULL when out of memory. */
+ * stopping criteria, as the fingerprint does). The epoch-run fields are
+ * written only for epoch runs, so that every other run keeps the identity
+ * (and checkpoint fingerprint) it had before they existed. NULL when out
+ * of memory. */
 cJSON *run_settings_json(const mf_train_settings *s, int with_stopping);
 
 /* ----------------------------------------------------------- directory */
@@ -160,6 +172,18 @@ int run_dir_open(run_dir *rd, const char *path, char *why, size_t cap);
 
 void run_dir_close(run_dir *rd); /* zeroed or closed: no-op */
 
+/* The training and test data of c (c->data_path, c->test_path) with its
+ * subsets applied: *train always, *test when c has a test set. Returns 0 or
+ * a CLI exit code with why filled. */
+int run_load_data(const run_config *c, mf_data **train, mf_data **test, char *why, size_t cap);
+
+/* The checkpoint fingerprint of the run c on its (loaded, subset) training
+ * data d and model m: what every checkpoint and archive of it carries. */
+uint32_t run_fingerprint(const run_config *c, const mf_data *d, const mf_model *m);
+
+/* DIR/archive/epoch-NNNNNNNN.bin of an epoch run's archived state. */
+#define RUN_ARCHIVE_DIR "archive"
+
 /* --------------------------------------------------------------- files */
 
 /* dir/summary.json (atomically) of a finished run: format name and
@@ -182,6 +206,7 @@ typedef struct run_exec {
                                    s.checkpoint_every steps, at the end) */
     int command;                /* record the command line in command.txt */
     int snapshots;              /* theta at every logged row: kept and in snapshots.csv */
+    int archive;                /* epoch runs: the archive states in DIR/archive/epoch-N.bin */
     int keep;                   /* keep the rows, the final theta, data and model in out */
     int log;                    /* library messages printed: RUN_LOG_* */
     int progress;               /* a progress line on stderr */
@@ -195,6 +220,7 @@ typedef struct run_exec {
  * got that far); with keep the rows, snapshots and final theta. */
 typedef struct run_output {
     mf_data *data;
+    mf_data *test;              /* the test set, or NULL */
     mf_model *model;
     mf_train_result res;
     double *theta;              /* keep: the final parameters [n_params] */

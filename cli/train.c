@@ -46,18 +46,32 @@ static void train_help(void) {
         "\n"
         "data and model:\n"
         "  --data SPEC            required: builtin:B|C|D|G|R1|sym4, gauss:n=,d=,margin=,seed=,\n"
-        "                         symmetric:n=,d=,margin=,seed=, or a data file\n"
+        "                         symmetric:n=,d=,margin=,seed=, fashion-mnist[:test] (Debian's\n"
+        "                         dataset-fashion-mnist), idx:IMAGES,LABELS (any IDX pair, gzip\n"
+        "                         or not), cifar10:DIR[:test] (CIFAR-10 binary batches), or a\n"
+        "                         data file; images are scaled to [0, 1]\n"
+        "  --test-data SPEC       a test set (same specs; epoch runs report its accuracy per\n"
+        "                         epoch; default none)\n"
+        "  --train-limit N        a class-balanced subset of N training samples (default 0 = all)\n"
+        "  --test-limit N         the same for the test set (default 0 = all)\n"
+        "  --classes A,B          only classes A and B, as a binary problem: A = +1, B = -1\n"
+        "                         (default: all classes)\n"
+        "  --data-seed N          seed of the subsets (default 1)\n"
         "  --format F             libsvm|csv for data files (default: by extension)\n"
         "  --model SPEC           linear, fc-linear:depth=K,width=M, diag:depth=K,\n"
         "                         relu2:width=M,alpha=A[,bias][,fix-outer], mlp:widths=..,\n"
-        "                         skip-linear, relu2-outbias:width=M,alpha=A (default linear)\n"
+        "                         skip-linear, relu2-outbias:width=M,alpha=A, cnn:mnist|small|\n"
+        "                         vgg16[,bias1|,bias], cnn:layers=c32k5,p2,...,f10 (default linear)\n"
+        );
+    printf(
         "training:\n"
         "  --loss L               exp|logistic|ce (default exp)\n"
-        "  --optimizer O          flow|lyu-li|scaled|gd|sgd (default flow). flow is gradient\n"
-        "                         flow, the object of the theorems, to the accuracy --tol;\n"
-        "                         the others are the papers' discrete algorithms, whose\n"
+        "  --optimizer O          flow|lyu-li|scaled|gd|sgd|sgd-lyu-li (default flow). flow is\n"
+        "                         gradient flow, the object of the theorems, to the accuracy\n"
+        "                         --tol; the others are the papers' discrete algorithms, whose\n"
         "                         discretization error metrics.csv shows (beta,\n"
-        "                         smoothed_decrease, loss_increase; one warning line)\n"
+        "                         smoothed_decrease, loss_increase; one warning line);\n"
+        "                         sgd-lyu-li, and sgd with --epochs, train by epochs\n"
         "  --lr X                 step size / alpha / initial dtau (default 0.1)\n"
         "  --tol X                flow: every step's local error is at most X (1 + ||theta||)\n"
         "                         in theta and, where the flow is stiff (deep in training),\n"
@@ -68,8 +82,16 @@ static void train_help(void) {
         "  --max-rel-step X       lyu-li: roll back steps longer than X ||theta||\n"
         "                         (our safeguard; 0 = off, default 0.1)\n"
         "  --batch N              sgd: batch size (default 32)\n"
-        "  --seed N               init and sgd order, 0..2^53 (default 1)\n");
-    printf(
+        "epoch runs (sgd-lyu-li: eta = alpha / mean loss of the epoch start; accepted epoch:\n"
+        "alpha *= 2^(1/5), rejected: restore, alpha /= 2^(1/10); metrics.csv one row an epoch):\n"
+        "  --epochs N             stop after N accepted epochs (default 0 = no epoch limit)\n"
+        "  --loss-cap X           sgd-lyu-li: a batch mean loss above X times the epoch's\n"
+        "                         reference rejects the epoch (default 600)\n"
+        "  --alpha-min X          sgd-lyu-li: stop once alpha < X (default 1e-50)\n"
+        "  --archive-decades X    keep the state (DIR/archive/epoch-N.bin) when log10 Loss first\n"
+        "                         reaches -X k, k = 1, 2, ... (default 5; 0 = off), and at the end\n"
+        "  --archive-epochs LIST  also at these epochs (ascending, e.g. 1,10,100; default none)\n"
+        "  --seed N               init and sgd order, 0..2^53 (default 1)\n"
         "stopping (the first criterion met ends the run):\n"
         "  --steps N              step budget; 0 = unlimited (default 10000)\n"
         "  --until-log10-loss X   stop when log10 Loss <= X, e.g. -300 for Loss <= 1e-300\n"
@@ -85,10 +107,12 @@ static void train_help(void) {
         "  --log-horizon N        steps the rows are spread over; fixed for the run,\n"
         "                         so resumes log the same rows (default: --steps,\n"
         "                         or 10^6 when --steps is 0)\n"
-        "  --checkpoint-every N   checkpoint every N steps; 0 = only at the end\n"
-        "                         (default 1000)\n"
+        "  --checkpoint-every N   checkpoint every N steps (epoch runs: accepted epochs);\n"
+        "                         0 = only at the end (default 1000; epoch runs 10)\n"
+        );
+    printf(
         "initial parameters:\n"
-        "  --init K               gauss|balanced (default gauss)\n"
+        "  --init K               gauss|balanced|he (default gauss; he: N(0, 2 s^2 / fan_in))\n"
         "  --init-scale S         standard deviation of the init (default 0.1)\n"
         "  --init-params v1,v2,.. explicit values, in the order of marginflow layout\n"
         "  --init-file F          values from a file (params.txt format or a plain list)\n"
@@ -98,7 +122,7 @@ static void train_help(void) {
         "                         is refused, and a run being written is locked\n"
         "  -q, --quiet            no progress line and no summary\n"
         "  --resume DIR           continue the run in DIR from its checkpoint; only\n"
-        "                         --steps, --until-log10-loss, --until-margin-gap,\n"
+        "                         --steps, --epochs, --until-log10-loss, --until-margin-gap,\n"
         "                         --until-time, --wall-seconds and -q may be given with it\n"
         "  -h, --help             this help\n"
         "\n"
@@ -113,23 +137,48 @@ static void train_help(void) {
 /* Options that take a value. The stopping criteria may be given with
  * --resume; the others are fixed by the run's config.json. */
 enum {
-    O_RESUME, O_STEPS, O_UNTIL_LOSS, O_UNTIL_TIME, O_WALL, O_UNTIL_GAP, O_DATA, O_FORMAT, O_MODEL,
-    O_LOSS,
-    O_OPTIMIZER, O_LR, O_TOL, O_BATCH, O_LOG_POINTS, O_CKPT, O_SEED, O_INIT, O_INIT_SCALE,
-    O_INIT_PARAMS, O_INIT_FILE, O_OUT, O_LOG_HORIZON, O_MAX_REL_STEP
+    O_RESUME, O_STEPS, O_UNTIL_LOSS, O_UNTIL_TIME, O_WALL, O_UNTIL_GAP, O_EPOCHS, O_DATA, O_FORMAT,
+    O_MODEL, O_LOSS, O_OPTIMIZER, O_LR, O_TOL, O_BATCH, O_LOG_POINTS, O_CKPT, O_SEED, O_INIT,
+    O_INIT_SCALE, O_INIT_PARAMS, O_INIT_FILE, O_OUT, O_LOG_HORIZON, O_MAX_REL_STEP, O_TEST_DATA,
+    O_TRAIN_LIMIT, O_TEST_LIMIT, O_CLASSES, O_DATA_SEED, O_LOSS_CAP, O_ALPHA_MIN, O_ARCH_DECADES,
+    O_ARCH_EPOCHS
 };
 static const char *const opt_names[] = {
     "--resume", "--steps", "--until-log10-loss", "--until-time", "--wall-seconds",
-    "--until-margin-gap", "--data",
-    "--format", "--model", "--loss", "--optimizer", "--lr", "--tol", "--batch", "--log-points",
-    "--checkpoint-every", "--seed", "--init", "--init-scale", "--init-params", "--init-file",
-    "--out", "--log-horizon", "--max-rel-step"};
+    "--until-margin-gap", "--epochs", "--data", "--format", "--model", "--loss", "--optimizer",
+    "--lr", "--tol", "--batch", "--log-points", "--checkpoint-every", "--seed", "--init",
+    "--init-scale", "--init-params", "--init-file", "--out", "--log-horizon", "--max-rel-step",
+    "--test-data", "--train-limit", "--test-limit", "--classes", "--data-seed", "--loss-cap",
+    "--alpha-min", "--archive-decades", "--archive-epochs"};
 #define N_OPTS (int)(sizeof opt_names / sizeof opt_names[0])
+
+/* "A,B,..." (at most max integers in [lo, hi], ascending when asc) into v;
+ * the count, or -1 (message printed). */
+static int parse_int_list(const char *opt, const char *s, long long lo, long long hi, int asc,
+                          long long *v, int max) {
+    int n = 0;
+    char buf[1024];
+    cli_fmt(buf, sizeof buf, "%s", s);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == max) {
+            cli_error("%s: at most %d values", opt, max);
+            return -1;
+        }
+        if (cli_parse_ll(opt, t, lo, hi, &v[n])) return -1;
+        if (asc && n && v[n] <= v[n - 1]) {
+            cli_error("%s: values must be ascending, got '%s'", opt, cli_q(s));
+            return -1;
+        }
+        n++;
+    }
+    if (n == 0) cli_error("%s: expected a list of integers, got '%s'", opt, cli_q(s));
+    return n ? n : -1;
+}
 
 /* Parse the command line into o. Returns -1 to continue, else an exit code.
  * *set_mask records which stopping criteria were given (1 steps, 2 loss,
- * 4 time, 8 wall, 16 margin gap); *given_other names the first option
- * --resume forbids. */
+ * 4 time, 8 wall, 16 margin gap, 32 epochs, 64 checkpoint-every);
+ * *given_other names the first option --resume forbids. */
 static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
                       const char **given_other) {
     run_config *c = &o->cfg;
@@ -162,7 +211,7 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
             return CLI_EXIT_USAGE;
         }
         if (cli_check_text(name, v, id == O_INIT_PARAMS)) return CLI_EXIT_USAGE;
-        if (id > O_UNTIL_GAP && !*given_other) *given_other = name;
+        if (id > O_EPOCHS && !*given_other) *given_other = name;
         long long ll;
         double x;
         switch (id) {
@@ -189,6 +238,48 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
             if (id == O_WALL) c->s.wall_seconds = x, *set_mask |= 8;
             if (id == O_UNTIL_GAP) c->s.until_margin_gap = x, *set_mask |= 16;
             break;
+        case O_EPOCHS:
+            if (cli_parse_ll(name, v, 0, MAX_JSON_INT, &ll)) return CLI_EXIT_USAGE;
+            c->s.max_epochs = ll;
+            *set_mask |= 32;
+            break;
+        case O_TEST_DATA: c->test_spec = v; break;
+        case O_TRAIN_LIMIT:
+        case O_TEST_LIMIT:
+        case O_DATA_SEED:
+            if (cli_parse_ll(name, v, 0, id == O_DATA_SEED ? MAX_JSON_INT : 1000000000, &ll))
+                return CLI_EXIT_USAGE;
+            if (id == O_TRAIN_LIMIT) c->train_limit = (int)ll;
+            else if (id == O_TEST_LIMIT) c->test_limit = (int)ll;
+            else c->data_seed = (uint64_t)ll;
+            break;
+        case O_CLASSES: {
+            long long cv[2];
+            int k = parse_int_list(name, v, 0, 255, 0, cv, 2);
+            if (k < 0) return CLI_EXIT_USAGE;
+            if (k != 2 || cv[0] == cv[1]) {
+                cli_error("--classes: expected two different class indices A,B, got '%s'", cli_q(v));
+                return CLI_EXIT_USAGE;
+            }
+            c->n_classes = 2, c->classes[0] = (int)cv[0], c->classes[1] = (int)cv[1];
+            break;
+        }
+        case O_LOSS_CAP:
+            if (cli_parse_double(name, v, &c->s.loss_cap)) return CLI_EXIT_USAGE;
+            break;
+        case O_ALPHA_MIN:
+            if (cli_parse_double(name, v, &c->s.alpha_min)) return CLI_EXIT_USAGE;
+            break;
+        case O_ARCH_DECADES:
+            if (cli_parse_double(name, v, &c->s.archive_decades)) return CLI_EXIT_USAGE;
+            break;
+        case O_ARCH_EPOCHS: {
+            int k = parse_int_list(name, v, 0, MAX_JSON_INT, 1, c->s.archive_epochs,
+                                   MF_MAX_ARCHIVE_EPOCHS);
+            if (k < 0) return CLI_EXIT_USAGE;
+            c->s.n_archive_epochs = k;
+            break;
+        }
         case O_DATA: c->data_spec = v; break;
         case O_FORMAT:
             if (strcmp(v, "libsvm") && strcmp(v, "csv")) {
@@ -206,7 +297,8 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
             break;
         case O_OPTIMIZER:
             if (mf_optimizer_from_name(v, &c->s.optimizer) != MF_OK) {
-                cli_error("--optimizer: expected gd, scaled, lyu-li, flow or sgd, got '%s'", cli_q(v));
+                cli_error("--optimizer: expected gd, scaled, lyu-li, flow, sgd or sgd-lyu-li, got "
+                          "'%s'", cli_q(v));
                 return CLI_EXIT_USAGE;
             }
             break;
@@ -232,14 +324,15 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
         case O_CKPT:
             if (cli_parse_ll(name, v, 0, MAX_JSON_INT, &ll)) return CLI_EXIT_USAGE;
             c->s.checkpoint_every = ll;
+            *set_mask |= 64;
             break;
         case O_SEED:
             if (cli_parse_ll(name, v, 0, MAX_JSON_INT, &ll)) return CLI_EXIT_USAGE;
             c->s.seed = (uint64_t)ll;
             break;
         case O_INIT:
-            if (strcmp(v, "gauss") && strcmp(v, "balanced")) {
-                cli_error("--init: expected gauss or balanced, got '%s'", cli_q(v));
+            if (strcmp(v, "gauss") && strcmp(v, "balanced") && strcmp(v, "he")) {
+                cli_error("--init: expected gauss, balanced or he, got '%s'", cli_q(v));
                 return CLI_EXIT_USAGE;
             }
             c->init_kind = v;
@@ -267,7 +360,7 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
 
 /* The run of --resume DIR: DIR/config.json with the stopping criteria given
  * on the command line (set_mask: 1 steps, 2 loss, 4 time, 8 wall, 16 margin
- * gap) applied.
+ * gap, 32 epochs) applied.
  * Returns 0 or an exit code (message printed). */
 static int resume_config(const train_opts *o, int set_mask, run_config *c) {
     run_read_error re;
@@ -287,14 +380,63 @@ static int resume_config(const train_opts *o, int set_mask, run_config *c) {
     if (set_mask & 4) c->s.until_time = g->until_time;
     if (set_mask & 8) c->s.wall_seconds = g->wall_seconds;
     if (set_mask & 16) c->s.until_margin_gap = g->until_margin_gap;
+    if (set_mask & 32) {
+        int was = mf_train_is_epoch_run(&c->s);
+        c->s.max_epochs = g->max_epochs;
+        if (was != mf_train_is_epoch_run(&c->s)) {
+            cli_error("cannot resume: --epochs %lld would make %s no longer an epoch run",
+                      g->max_epochs, o->resume_dir);
+            run_config_free(c);
+            return CLI_EXIT_USAGE;
+        }
+    }
     return 0;
 }
 
+/* The spec with its file paths made absolute (so --resume works from
+ * anywhere): a data file, both files of idx:A,B, the folder of
+ * cifar10:DIR[:test]; NULL (use the spec as it is) for generated sets,
+ * fashion-mnist, or a path that does not exist (the loader says so).
+ * malloc'd. */
+static char *abs_spec(const char *spec) {
+    struct stat st;
+    if (!strncmp(spec, "builtin:", 8) || !strncmp(spec, "gauss", 5) ||
+        !strncmp(spec, "symmetric", 9) || !strncmp(spec, "fashion-mnist", 13))
+        return NULL;
+    if (!strncmp(spec, "idx:", 4)) {
+        const char *comma = strchr(spec + 4, ',');
+        if (!comma) return NULL;
+        char *a = malloc((size_t)(comma - spec)), *ra = NULL, *rb = NULL, *out = NULL;
+        if (!a) return NULL;
+        memcpy(a, spec + 4, (size_t)(comma - spec - 4));
+        a[comma - spec - 4] = '\0';
+        ra = realpath(a, NULL), rb = realpath(comma + 1, NULL);
+        if (ra && rb && (out = malloc(strlen(ra) + strlen(rb) + 6)))
+            sprintf(out, "idx:%s,%s", ra, rb);
+        free(a), free(ra), free(rb);
+        return out;
+    }
+    if (!strncmp(spec, "cifar10:", 8)) {
+        size_t n = strlen(spec + 8);
+        int test = n > 5 && !strcmp(spec + 8 + n - 5, ":test");
+        char *d = malloc(n + 1), *rd = NULL, *out = NULL;
+        if (!d) return NULL;
+        memcpy(d, spec + 8, n - (test ? 5 : 0));
+        d[n - (test ? 5 : 0)] = '\0';
+        if ((rd = realpath(d, NULL)) && (out = malloc(strlen(rd) + 16)))
+            sprintf(out, "cifar10:%s%s", rd, test ? ":test" : "");
+        free(d), free(rd);
+        return out;
+    }
+    return stat(spec, &st) == 0 ? realpath(spec, NULL) : NULL;
+}
+
 /* Complete the run of a fresh command line: data files by absolute path
- * (*abs, malloc'd) so --resume works from anywhere, the init kind, and the
- * logging schedule fixed now, so a resume with other stopping criteria logs
- * exactly the rows an uninterrupted run would. Returns 0 or an exit code. */
-static int fresh_config(run_config *c, char **abs) {
+ * (*abs, *abs_test malloc'd) so --resume works from anywhere, the init kind,
+ * and the logging schedule fixed now, so a resume with other stopping
+ * criteria logs exactly the rows an uninterrupted run would. Returns 0 or
+ * an exit code. */
+static int fresh_config(run_config *c, char **abs, char **abs_test, int set_mask) {
     if (!c->data_spec) {
         cli_error("train: --data is required; see marginflow train --help");
         return CLI_EXIT_USAGE;
@@ -303,12 +445,11 @@ static int fresh_config(run_config *c, char **abs) {
         cli_error("--init-params and --init-file cannot both be given");
         return CLI_EXIT_USAGE;
     }
-    c->data_path = c->data_spec;
-    struct stat st;
-    if (strncmp(c->data_spec, "builtin:", 8) && strncmp(c->data_spec, "gauss:", 6) &&
-        strncmp(c->data_spec, "symmetric:", 10) && stat(c->data_spec, &st) == 0) {
-        *abs = realpath(c->data_spec, NULL);
-        if (*abs) c->data_path = *abs;
+    c->data_path = (*abs = abs_spec(c->data_spec)) ? *abs : c->data_spec;
+    if (c->test_spec) c->test_path = (*abs_test = abs_spec(c->test_spec)) ? *abs_test : c->test_spec;
+    if (mf_train_is_epoch_run(&c->s)) { /* epoch runs: epochs, not the step defaults */
+        if (!(set_mask & 64)) c->s.checkpoint_every = 10;
+        if (!(set_mask & 1)) c->s.max_steps = 0;
     }
     if (c->init_text) c->init_kind = "params";
     else if (c->init_file) c->init_kind = "file";
@@ -342,10 +483,10 @@ static void print_accuracy(const mf_train_settings *s, const mf_train_result *r)
 /* How the run ended, for the user: the resume hint (interrupted), where the
  * last good state is (non-finite after some steps; a run whose loss is
  * non-finite where it started has no good state to save), the summary
- * lines with why it stalled (unless -q). Absent values are written "absent", never
- * "nan". Returns the exit code of the outcome. */
-static int report(const char *dir, const mf_train_settings *s, const run_output *out,
-                  int quiet) {
+ * lines with why it stalled (unless -q); epoch runs count epochs. Absent
+ * values are written "absent", never "nan". Returns the exit code of the
+ * outcome. */
+static int report(const char *dir, const mf_train_settings *s, const run_output *out, int quiet) {
     const mf_train_result *res = &out->res;
     int code = CLI_EXIT_OK;
     const char *qd = cli_q(dir);
@@ -374,10 +515,15 @@ static int report(const char *dir, const mf_train_settings *s, const run_output 
         code = CLI_EXIT_NONFINITE;
     }
     if (!quiet && code != CLI_EXIT_INTERRUPTED) {
-        printf("%s%s%s%s after %lld steps (%lld rejected) in %.3g s (%.4g steps/s)\n",
-               mf_outcome_name(res->outcome), res->reason ? " (" : "",
-               res->reason ? res->reason : "", res->reason ? ")" : "", res->steps, res->rejected,
-               res->wall_seconds, res->steps_per_second);
+        const char *r = res->reason;
+        if (mf_train_is_epoch_run(s))
+            printf("%s%s%s%s after %lld epochs (%lld steps, %lld epochs rejected) in %.3g s\n",
+                   mf_outcome_name(res->outcome), r ? " (" : "", r ? r : "", r ? ")" : "",
+                   res->final.epoch, res->steps, res->rejected, res->wall_seconds);
+        else
+            printf("%s%s%s%s after %lld steps (%lld rejected) in %.3g s (%.4g steps/s)\n",
+                   mf_outcome_name(res->outcome), r ? " (" : "", r ? r : "", r ? ")" : "",
+                   res->steps, res->rejected, res->wall_seconds, res->steps_per_second);
         if (isfinite(res->final.log10_loss))
             printf("final: log10 loss %s, normalized margin %s, smoothed margin %s\n",
                    cli_g(res->final.log10_loss, 10), cli_g(res->final.normalized_margin, 10),
@@ -406,8 +552,9 @@ int cli_train(int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
     run_config cfg = o.cfg;
-    char *abs_data = NULL, *default_dir = NULL;
-    rc = o.resume_dir ? resume_config(&o, set_mask, &cfg) : fresh_config(&cfg, &abs_data);
+    char *abs_data = NULL, *abs_test = NULL, *default_dir = NULL;
+    rc = o.resume_dir ? resume_config(&o, set_mask, &cfg)
+                      : fresh_config(&cfg, &abs_data, &abs_test, set_mask);
     const char *dir = o.resume_dir ? o.resume_dir : o.out_dir;
     if (!rc && !dir && !(dir = default_dir = run_dir_default_path("train"))) {
         cli_error("out of memory");
@@ -418,7 +565,7 @@ int cli_train(int argc, char **argv) {
         memset(&x, 0, sizeof x);
         x.dir = dir;
         x.resume = o.resume_dir != NULL;
-        x.checkpoint = x.command = x.signals = 1;
+        x.checkpoint = x.command = x.signals = x.archive = 1;
         x.log = o.quiet ? RUN_LOG_ERRORS : RUN_LOG_WARNINGS;
         x.progress = !o.quiet && isatty(STDERR_FILENO);
         run_output out;
@@ -429,6 +576,7 @@ int cli_train(int argc, char **argv) {
     }
     if (o.resume_dir) run_config_free(&cfg);
     free(abs_data);
+    free(abs_test);
     free(default_dir);
     return rc;
 }

@@ -94,7 +94,10 @@ MF_API const char *mf_strerror(int code);
  * header it was written for. 2: issue 12's analysis, svm, maxmargin and
  * local-search result fields. 3: issue 11's discretization indicators
  * (mf_metrics), until_margin_gap, the flow state in mf_train_state, the
- * work counts in mf_train_result, MF_OUT_MARGIN_GAP. */
+ * work counts in mf_train_result, MF_OUT_MARGIN_GAP; issue 14's image
+ * data, cnn model, epoch runs and robustness (mf_model, mf_metrics,
+ * mf_train_settings, mf_callbacks; mf_cnn_layer, mf_robust_settings,
+ * mf_robust_result). */
 #define MF_ABI_VERSION 3
 
 /* The library that is running: MF_VERSION and MF_ABI_VERSION as it was
@@ -189,9 +192,56 @@ MF_API int mf_data_load(const char *path, const char *format, int min_d, mf_data
  *       linearly separable through the origin with a planted margin;
  *   symmetric:n=..,d=..,margin=..,seed=..   gauss plus the mirror (-x, -y) of
  *       every point (2n points);
+ *   fashion-mnist | fashion-mnist:train | fashion-mnist:test
+ *       Debian's dataset-fashion-mnist (MF_FASHION_MNIST_DIR), through
+ *       mf_data_load_idx: 60000 / 10000 images of 28 x 28, 10 classes;
+ *   idx:IMAGES,LABELS   any IDX pair (the original MNIST files, ...);
+ *   cifar10:DIR | cifar10:DIR:test   the CIFAR-10 binary batches in DIR
+ *       (mf_data_load_cifar10);
  *   anything else is a file path, loaded with mf_data_load(spec, format, 0).
  * format may be NULL. */
 MF_API int mf_data_from_spec(const char *spec, const char *format, mf_data **out, mf_err *e);
+
+/* Where Debian's dataset-fashion-mnist installs its IDX files. */
+#define MF_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"
+
+/* Load an IDX pair (LeCun et al.'s MNIST format, also Fashion-MNIST's):
+ * images: big-endian magic 0x00000803 (unsigned bytes, 3 dimensions), then
+ * n, rows, cols and n*rows*cols pixel bytes; labels: magic 0x00000801, n,
+ * then n label bytes. Either file may be gzip-compressed (zlib's gzread reads
+ * plain and gzip files alike). x[i][r*cols + c] = pixel / 255, in [0, 1];
+ * cls[i] = label, num_classes = (largest label) + 1, at least 2. Errors name
+ * the file and what is wrong, and are MF_ERR_IO (cannot open), MF_ERR_CORRUPT
+ * (a damaged gzip stream), MF_ERR_PARSE (wrong magic, zero or too large
+ * dimensions, a truncated file, bytes after the data, fewer than 2 classes),
+ * MF_ERR_DIM (image count != label count) or MF_ERR_NOMEM. The file is read
+ * in chunks: a header that promises more than the file holds costs no more
+ * memory than the file. */
+MF_API int mf_data_load_idx(const char *images, const char *labels, mf_data **out, mf_err *e);
+
+/* Load the CIFAR-10 binary version (Krizhevsky 2009): records of 3073
+ * bytes, a label byte 0..9 then 1024 red, 1024 green and 1024 blue pixels
+ * (rows of 32). test = 0: DIR/data_batch_1.bin .. data_batch_5.bin in that
+ * order; test = 1: DIR/test_batch.bin. x[i] is the record's 3072 pixels / 255
+ * in that (channel, row, column) order; num_classes = 10. A file whose size
+ * is not a whole number of records, a label above 9, or a missing file is an
+ * error naming the file (MF_ERR_PARSE, MF_ERR_IO). */
+MF_API int mf_data_load_cifar10(const char *dir, int test, mf_data **out, mf_err *e);
+
+/* A subset of a multi-class data set (num_classes >= 2):
+ *  classes != NULL: only the samples of classes[0] and classes[1]
+ *      (distinct, in 0..C-1), as BINARY data: y = +1 for classes[0], -1 for
+ *      classes[1];
+ *  limit > 0 and below the count that remains: `limit` samples, class-
+ *      balanced (the classes' quotas differ by at most one, a class with too
+ *      few samples gives its share to the others), each class's samples
+ *      chosen by a Fisher-Yates shuffle seeded with seed; kept in their
+ *      original order. limit = 0: all.
+ * The result is deterministic given (src, classes, limit, seed). desc says
+ * what was taken. Errors: MF_ERR_INVALID (binary src, bad classes, limit < 0,
+ * nothing left), MF_ERR_NOMEM. */
+MF_API int mf_data_select(const mf_data *src, const int *classes, int limit, uint64_t seed,
+                          mf_data **out, mf_err *e);
 
 /* Fingerprint of a data set's contents: the CRC-32 (zlib) of
  *   "MFDATA1" and a NUL byte, n, d, num_classes (each a little-endian
@@ -218,8 +268,30 @@ typedef enum mf_model_kind {
     MF_MODEL_MLP,          /* Phi = W_{K+1} sigma(W_K ... sigma(W_1 x)); L = K + 1 */
     MF_MODEL_SKIP_LINEAR,  /* Phi = (1 + w2) <w1, x>, w1 [d], w2 scalar; NOT homogeneous
                               (construction G); nominal L = 2 */
-    MF_MODEL_RELU2_OUTBIAS /* Phi = sum_k a_k sigma(<w_k, x>) + b; NOT homogeneous; nominal L = 2 */
+    MF_MODEL_RELU2_OUTBIAS,/* Phi = sum_k a_k sigma(<w_k, x>) + b; NOT homogeneous; nominal L = 2 */
+    MF_MODEL_CNN           /* convolutional net of mf_cnn_layer's (conv, max-pool, fc), ReLU
+                              after every weight layer but the last; L = number of weight
+                              layers; homogeneous without biases or with a first-layer bias */
 } mf_model_kind;
+
+/* One layer of a CNN (MF_MODEL_CNN), in the spec grammar's tokens:
+ *   'c' "cNkK": convolution with N output channels and a K x K kernel,
+ *       stride 1, SAME zero padding ((K-1)/2 before, K/2 after), then ReLU;
+ *   'p' "pP":   max-pool over P x P windows with stride P (floor: a last
+ *       partial window is dropped); on a tie the first maximal entry in
+ *       row-major window order is the one the backward pass uses;
+ *   'f' "fN":   fully connected with N outputs (after a conv or pool the
+ *       input is flattened channel by channel, row by row, as PyTorch's
+ *       view(n, -1) of an NCHW tensor), then ReLU unless it is the last
+ *       layer, which is the output (N = n_out). */
+typedef struct mf_cnn_layer {
+    char kind;  /* 'c', 'p' or 'f' */
+    int size;   /* c: output channels; f: outputs; p: window = stride */
+    int k;      /* c: kernel size; 0 otherwise */
+} mf_cnn_layer;
+
+/* Most layers (tokens) of a CNN spec; at most MF_MAX_LAYERS of them carry weights. */
+#define MF_MAX_CNN_LAYERS 48
 
 /* A named view into the flat parameter vector theta: entries
  * theta[offset .. offset + rows*cols), row-major [rows][cols]. */
@@ -247,6 +319,17 @@ typedef struct mf_model {
     double alpha;           /* leaky slope (0 = ReLU) */
     int bias;               /* relu2: hidden bias as an extra constant input coordinate */
     int fix_outer;          /* relu2: outer weights fixed (a_k = +1 for even k, -1 for odd) */
+    /* cnn: input images x[i] = [C][H][W] (in_shape = C, H, W; C*H*W = d), the
+     * layers (a preset expanded into them), cnn_preset (the parser's: 1 mnist,
+     * 2 small, 3 vgg16 while parsing; always 0 in a parsed model) and the
+     * biases (0 none, 1 first weight layer only, 2 every weight layer). A bias
+     * is stored as one more column of its layer's group, after the weights:
+     * W [out][fan_in + 1]. */
+    int in_shape[3];
+    int n_cnn;
+    mf_cnn_layer cnn[MF_MAX_CNN_LAYERS];
+    int cnn_preset;
+    int cnn_bias;
     size_t n_params;
     int n_layers;           /* number of parameter groups ("layers" for norms) */
     mf_layer layers[MF_MAX_LAYERS];
@@ -262,6 +345,16 @@ typedef struct mf_model {
  *   mlp:widths=M1,M2,...,alpha=A       (widths separated by '/' or ',' ; default A=0)
  *   skip-linear
  *   relu2-outbias:width=M,alpha=A
+ *   cnn:PRESET | cnn:layers=T1,T2,...[,input=CxHxW][,bias1|,bias]
+ *       PRESET: mnist = layers=c32k5,p2,c64k3,p2,f1024,f<n_out> (the MNIST
+ *       Adversarial Examples Challenge net of [LL20]); small =
+ *       c8k5,p2,c16k3,p2,f64,f<n_out>; vgg16 = 13 3x3 convs (64,64 | 128,128 |
+ *       256 x3 | 512 x3 | 512 x3, each group followed by p2) and f<n_out>
+ *       ([LL20]'s CIFAR-10 net, L = 14). Tokens as in mf_cnn_layer; the last
+ *       token must be f<n_out>. input defaults to 1 x s x s when d = s^2, else
+ *       3 x s x s when d = 3 s^2. bias1: a bias in the first weight layer
+ *       (still homogeneous); bias: in every weight layer (not homogeneous).
+ *       The canonical spec is the layers= form with input=.
  * Errors: MF_ERR_PARSE with the offending token, MF_ERR_UNSUPPORTED for
  * multi-class on a binary-only model. */
 MF_API int mf_model_parse(const char *spec, int d, int num_classes, mf_model **out, mf_err *e);
@@ -293,9 +386,19 @@ MF_API int mf_model_forward(const mf_model *m, mf_work *w, const double *theta,
 MF_API int mf_model_backward(const mf_model *m, mf_work *w, const double *theta,
                              const double *x, int n, const double *dout, double *grad);
 
+/* Gradient with respect to the inputs after mf_model_forward(m, w, theta, x,
+ * n, ...): gx [n][d] = J_x,i^T dout_i, J_x,i = d out_i / d x_i (for the L2
+ * attacks of mf_robust_eval). The workspace's activations stay those of the
+ * forward pass. MF_OK, or MF_ERR_UNSUPPORTED for a model without it (only
+ * cnn has one). */
+MF_API int mf_model_backward_input(const mf_model *m, mf_work *w, const double *theta,
+                                   const double *x, int n, const double *dout, double *gx);
+
 /* Initialization. kind: "gauss" (every entry i.i.d. N(0, scale^2)),
  * "balanced" (relu2 / relu2-outbias only: w_k ~ N(0, scale^2 I),
- * a_k = s_k ||w_k|| with s_k a random sign; b = 0). */
+ * a_k = s_k ||w_k|| with s_k a random sign; b = 0), "he" (He et al. 2015:
+ * every weight of group l i.i.d. N(0, scale^2 2 / fan_in_l), biases 0;
+ * fan_in = the group's columns without a bias column; scale = 1 is He's). */
 MF_API int mf_model_init(const mf_model *m, const char *kind, double scale, mf_rng *rng,
                          double *theta, mf_err *e);
 
@@ -409,6 +512,14 @@ typedef struct mf_metrics {
                                    the normalized margin over the last decade of log t
                                    (defined once log t >= 10 and the data is separated);
                                    NAN until defined */
+    /* Epoch runs only (mf_train_is_epoch_run; mf_metrics_eval sets epoch = -1,
+     * test_error and the times NAN, rejected 0): */
+    long long epoch;            /* accepted epochs so far */
+    long long rejected;         /* rejected (rolled-back) epochs so far */
+    double log10_mean_loss;     /* log10 (Loss / N), the paper's training loss */
+    double test_error;          /* fraction of test samples with q_n <= 0; NAN without a test set */
+    double epoch_seconds;       /* wall time of the last epoch (its retries and evaluation included) */
+    double wall_seconds;        /* wall time since this mf_train call started */
 } mf_metrics;
 
 /* Compute every metric except step/time_log/lr at theta. out (may be NULL:
@@ -429,7 +540,11 @@ typedef enum mf_optimizer_kind {
     MF_OPT_FLOW,     /* gradient flow to a stated accuracy (src/flow.c): adaptive explicit /
                         Rosenbrock-W 3(2) pairs in rescaled time, error control on theta and
                         on the loss weights */
-    MF_OPT_SGD       /* mini-batch SGD on the batch MEAN loss (PyTorch convention) */
+    MF_OPT_SGD,      /* mini-batch SGD on the batch MEAN loss (PyTorch convention); by epochs
+                        (constant lr, src/epoch.c) when max_epochs > 0 */
+    MF_OPT_SGD_LYU_LI /* mini-batch SGD by epochs with [LL20]'s loss-based epoch schedule
+                        (src/epoch.c): eta = alpha / (mean loss at the epoch start),
+                        accept -> alpha *= lr_up, reject -> restore, alpha /= lr_down */
 } mf_optimizer_kind;
 
 typedef enum mf_outcome {
@@ -452,6 +567,9 @@ MF_API const char *mf_loss_name(mf_loss_kind k);          /* "exp", "logistic", 
 /* MF_OK or MF_ERR_INVALID: */
 MF_API int mf_optimizer_from_name(const char *s, mf_optimizer_kind *k);
 MF_API int mf_loss_from_name(const char *s, mf_loss_kind *k);
+
+/* Most chosen archive epochs of an epoch run. */
+#define MF_MAX_ARCHIVE_EPOCHS 32
 
 /* Training settings. Unset real-valued criteria are NAN. */
 typedef struct mf_train_settings {
@@ -483,6 +601,18 @@ typedef struct mf_train_settings {
                                    with other stopping criteria, so rows stay identical. */
     long long checkpoint_every; /* 0 = off (default) */
     uint64_t seed;              /* sgd batch order; default 1 */
+    /* Epoch runs (optimizer sgd-lyu-li, or sgd with max_epochs > 0; src/epoch.c): */
+    long long max_epochs;       /* stop after this many accepted epochs; 0 = no epoch limit
+                                   (default) */
+    double alpha_min;           /* sgd-lyu-li: stop (stalled) once alpha < alpha_min; 1e-50 */
+    double loss_cap;            /* sgd-lyu-li: a batch mean loss above loss_cap times the epoch's
+                                   reference mean loss rejects the epoch; default 600 */
+    double archive_decades;     /* archive (on_archive) when log10 Loss first falls to or below
+                                   -archive_decades * k, k = 1, 2, ...; default 5 ([LL20]'s
+                                   policy: every 10^-5k); 0 = off */
+    int n_archive_epochs;       /* also archive at these accepted epochs, */
+    long long archive_epochs[MF_MAX_ARCHIVE_EPOCHS]; /* ascending, >= 0 */
+    const mf_data *test;        /* optional test set (not owned; NULL = none): its error per epoch */
 } mf_train_settings;
 
 MF_API void mf_train_settings_default(mf_train_settings *s);
@@ -556,6 +686,12 @@ typedef struct mf_callbacks {
     int (*on_checkpoint)(void *user, const mf_train_state *s);
     /* Polled every step; non-zero: stop with MF_OUT_INTERRUPTED. */
     int (*should_stop)(void *user);
+    /* Epoch runs: called with the state and its metrics row at the epochs the
+     * archive policy picks (settings.archive_decades, archive_epochs) and at
+     * the final epoch, for later evaluation (mf_robust_eval). Non-zero:
+     * MF_ERR_CALLBACK. (Epoch runs call on_checkpoint after every
+     * settings.checkpoint_every accepted epochs, on_progress once per epoch.) */
+    int (*on_archive)(void *user, const mf_train_state *s, const mf_metrics *m);
 } mf_callbacks;
 
 typedef struct mf_train_result {
@@ -584,6 +720,35 @@ typedef struct mf_train_result {
 MF_API int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
                     mf_train_state *state, const mf_callbacks *cb, mf_train_result *result,
                     mf_err *e);
+
+/* Epoch runs (src/epoch.c). mf_train runs them when mf_train_is_epoch_run:
+ *  - epoch e visits the N samples in batches of settings.batch (the last
+ *    one smaller) in the order mf_epoch_permutation(seed, e, rejected);
+ *  - a step is theta -= eta grad (1/|B|) sum_{n in B} ell(q_n):
+ *    sgd: eta = lr; sgd-lyu-li: eta = alpha / Lbar, Lbar = Loss(theta_e) / N
+ *    the mean training loss at the epoch's start ([LL20] App. K, L), in
+ *    the log domain: the step is alpha exp(log Lbar_B - log Lbar) G_B with
+ *    G_B = grad Loss_B / Loss_B exact at any loss level;
+ *  - sgd-lyu-li: after the epoch the full training loss decides: it
+ *    decreased and everything stayed finite -> accepted, alpha *= lr_up;
+ *    else (also at once when a batch mean loss exceeds loss_cap * Lbar, or
+ *    anything is non-finite) the epoch-start state is restored exactly and
+ *    the epoch retried with alpha /= lr_down (rejected + 1); alpha <
+ *    alpha_min stops the run (stalled);
+ *  - metrics (on_metrics, on_snapshot) at the start and after every
+ *    accepted epoch; state->step counts the SGD steps of accepted epochs,
+ *    state->lr is alpha (lyu-li) or lr, state->rejected the rejected epochs;
+ *    the flow time advances by eta / N a step (mean-loss steps);
+ *  - max_steps (SGD steps), max_epochs, until_log10_loss, wall_seconds and
+ *    should_stop end the run at an epoch boundary; until_time is ignored.
+ * A state saved at an epoch boundary resumes bit for bit. */
+MF_API int mf_train_is_epoch_run(const mf_train_settings *s);
+
+/* The visiting order of epoch `epoch` after `rejected` rejections: perm [n]
+ * a permutation of 0..n-1, by a Fisher-Yates shuffle driven by xoshiro256**
+ * seeded with seed * 0x9E3779B97F4A7C15 + epoch * 0xD1B54A32D192ED03 +
+ * rejected (mod 2^64). */
+MF_API void mf_epoch_permutation(uint64_t seed, long long epoch, long long rejected, int n, int *perm);
 
 /* ------------------------------------------------------------------------ */
 /* Files                                                                    */
@@ -662,6 +827,13 @@ MF_API void mf_format_log_value(char *buf, size_t cap, double time_log);
  * CLI's JSON files write such values as null.) */
 #define MF_METRICS_ROW_LEN 1024 /* always enough for one row (and its NUL) */
 MF_API const char *mf_metrics_csv_header(void);
+/* The metrics.csv of an epoch run: one row per accepted epoch, columns
+ * step,epoch,log10_loss,log10_mean_loss,train_acc,test_acc,normalized_margin,
+ * layer_margin,smoothed_margin,norm,q_min,lr,rejected,epoch_seconds,
+ * wall_seconds,time,log10_time (train_acc = 1 - train_error; lr = alpha for
+ * sgd-lyu-li; absent values empty, as above). */
+MF_API const char *mf_epoch_csv_header(void);
+MF_API void mf_epoch_csv_row(const mf_metrics *m, char *buf, size_t cap);
 MF_API void mf_metrics_csv_row(const mf_metrics *m, char *buf, size_t cap);
 
 /* ------------------------------------------------------------------------ */
@@ -841,6 +1013,91 @@ MF_API void mf_svm_result_free(mf_svm_result *r);
 MF_API const char *mf_svm_status_name(int status);
 MF_API const char *mf_svm_norm_name(int norm);
 MF_API int mf_svm_norm_from_name(const char *s, mf_svm_norm *norm);
+
+/* ------------------------------------------------------------------------ */
+/* L2 robustness (robust.c)                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Most radii of one evaluation. */
+#define MF_ROBUST_MAX_EPS 32
+
+/* Settings of mf_robust_eval; fill with mf_robust_settings_default. */
+typedef struct mf_robust_settings {
+    int n_eps;
+    double eps[MF_ROBUST_MAX_EPS]; /* L2 radii, ascending, > 0; default 0.1, 0.3, 0.5, 1, 2 */
+    int pgd_steps;          /* PGD steps per start, default 50 */
+    int pgd_restarts;       /* PGD starts per radius: the clean point, then random points of the
+                               ball; default 2 */
+    double pgd_step;        /* PGD step length as a multiple of eps / pgd_steps; default 2.5
+                               (Madry et al.'s choice) */
+    int cw_steps;           /* Carlini-Wagner: Adam iterations per constant, default 100 */
+    int cw_search;          /* Carlini-Wagner: binary-search rounds on the constant, default 8 */
+    double cw_c0;           /* first constant, in units of 1 / ||grad_x q(x)|| (see mf_robust_eval);
+                               default 1 */
+    double cw_lr;           /* Adam step on the tanh variable, default 0.01 */
+    double lo, hi;          /* the input box every perturbed input is clipped to; default [0, 1] */
+    int batch;              /* samples per forward/backward pass, default 100 */
+    uint64_t seed;          /* PGD random starts (sample i uses seed and i); default 1 */
+} mf_robust_settings;
+
+MF_API void mf_robust_settings_default(mf_robust_settings *s);
+/* NULL if valid, else a static sentence naming the bad field and its range. */
+MF_API const char *mf_robust_settings_validate(const mf_robust_settings *s);
+
+/* What mf_robust_eval found. An input counts as correct when its margin
+ * q > 0 (q = y Phi or Phi_y - max_{j != y} Phi_j; a tie is an error), and as
+ * broken at eps by an attack when the attack found x' in the box with
+ * ||x' - x||_2 <= eps and q(x') <= 0. Robust accuracy at eps: the fraction
+ * of the n inputs that are correct and not broken at eps. */
+typedef struct mf_robust_result {
+    int n, n_eps;
+    double eps[MF_ROBUST_MAX_EPS];
+    int n_correct;
+    double clean_accuracy;
+    double acc_pgd[MF_ROBUST_MAX_EPS];  /* under PGD-L2 */
+    double acc_cw[MF_ROBUST_MAX_EPS];   /* under Carlini-Wagner L2 */
+    double acc_min[MF_ROBUST_MAX_EPS];  /* under both: the minimum over the attacks, per input */
+    double median_norm;     /* median over the n inputs of the smallest perturbation found by
+                               either attack (0 for an input that is not correct; INFINITY when
+                               more than half are never broken) */
+    double median_norm_cw;  /* the same for Carlini-Wagner alone */
+    double *norm;           /* [n] the smallest perturbation norm found per input (PGD: the
+                               smallest eps it broke), 0 if not correct, INFINITY if none */
+    double *norm_cw;        /* [n] Carlini-Wagner's, INFINITY if it found none */
+    int *pgd_level;         /* [n] index of the smallest eps PGD broke, n_eps if none, -1 if not
+                               correct */
+} mf_robust_result;
+
+/*
+ * L2 robustness of the classifier theta on data (inputs in [lo, hi]):
+ *  - PGD-L2 (Madry, Makelov, Schmidt, Tsipras & Vladu, ICLR 2018): for
+ *    each radius (ascending; an input broken at a radius counts as broken at
+ *    every larger one and is not attacked again) and start (the clean point,
+ *    then uniform random points of the ball), pgd_steps steps
+ *        delta <- P_box(P_ball(delta + step g / ||g||)),
+ *    g = grad_x of the cross-entropy at x + delta, in the log domain, so its
+ *    direction is exact at any loss level (mf_loss_eval per input), step =
+ *    pgd_step eps / pgd_steps; success at the first iterate with q <= 0.
+ *  - Carlini & Wagner's L2 attack (IEEE S&P 2017, f6 with kappa = 0): x' =
+ *    lo + (hi - lo)(tanh w + 1)/2, minimize ||x' - x||^2 + (c / g0) max(q(x'), 0)
+ *    by Adam (lr cw_lr, beta 0.9 / 0.999) for cw_steps from w(x), keeping the
+ *    smallest ||x' - x|| with q(x') <= 0; a binary search on c over cw_search
+ *    rounds (start cw_c0; no success: c *= 10 until one, then bisect). g0 =
+ *    ||grad_x q(x)|| at the clean input (1 when 0) makes q / g0 the first-order
+ *    distance to the decision boundary, so c needs no rescaling when the
+ *    network's outputs are 10^100 (a model trained far): our normalization,
+ *    the same attack with c scaled per input.
+ * Both are searches: a robust accuracy is an upper bound on the true robust
+ * accuracy (attacks find adversarial inputs, they never prove there are
+ * none), and the minimum over the attacks is the tighter bound.
+ * Needs mf_model_backward_input (cnn). Errors: MF_ERR_INVALID (bad settings,
+ * inputs outside the box, empty data), MF_ERR_UNSUPPORTED (no input
+ * gradient), MF_ERR_DIM, MF_ERR_NOMEM, MF_ERR_NUMERIC (non-finite outputs at
+ * the clean inputs). *out is NULL on error.
+ */
+MF_API int mf_robust_eval(const mf_model *m, const mf_data *data, const double *theta,
+                          const mf_robust_settings *s, mf_robust_result **out, mf_err *e);
+MF_API void mf_robust_result_free(mf_robust_result *r);
 
 /* ------------------------------------------------------------------------ */
 /* Analysis: KKT, local optimality, verdicts (analyze.c, local.c)           */

@@ -1015,6 +1015,8 @@ int mf_data_from_spec(const char *spec, const char *format, mf_data **out, mf_er
     if (strcmp(spec, "symmetric") == 0) return gauss_spec(spec, "symmetric", "", 1, out, e);
     if (strncmp(spec, "symmetric:", 10) == 0)
         return gauss_spec(spec, "symmetric", spec + 10, 1, out, e);
+    int rc;
+    if (mf__image_spec(spec, out, e, &rc)) return rc; /* fashion-mnist, idx:, cifar10: (idx.c) */
     return mf_data_load(spec, format, 0, out, e);
 }
 

@@ -95,6 +95,20 @@ char *mf__quote(char *dst, size_t cap, const char *s, size_t len, size_t max);
  * MF_DATA_MAX_LINE_BYTES). Not thread-safe. */
 void mf__data_set_limits(uint64_t file_bytes, size_t line_bytes);
 
+/* The image data specs of mf_data_from_spec (src/idx.c): fashion-mnist[:train|:test],
+ * idx:IMAGES,LABELS, cifar10:DIR[:test]. Returns 1 with *rc the result (and *out
+ * on MF_OK) when spec is one of them, 0 when it is not. */
+int mf__image_spec(const char *spec, mf_data **out, mf_err *e, int *rc);
+
+/* Epoch runs (src/epoch.c): the defaults of their settings fields, their
+ * validation (NULL or a sentence naming the field), and the driver mf_train
+ * hands them to (contract at mf_train_is_epoch_run). */
+void mf__epoch_settings_default(mf_train_settings *s);
+const char *mf__epoch_settings_validate(const mf_train_settings *s);
+int mf__train_epochs(const mf_model *m, const mf_data *data, const mf_train_settings *s,
+                     mf_train_state *st, const mf_callbacks *cb, mf_train_result *result,
+                     mf_err *e);
+
 /* strtod in the C locale, whatever the process locale. *end as strtod. */
 double mf__strtod_c(const char *s, char **end);
 

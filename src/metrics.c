@@ -153,5 +153,11 @@ int mf_metrics_eval(const mf_model *m, mf_work *w, const mf_data *data, mf_loss_
     mt->smoothed_decrease = 0;
     mt->loss_increase = 0;
     mt->margin_change = NAN;
+    mt->log10_mean_loss = mt->log10_loss - log10((double)(data->n > 0 ? data->n : 1));
+    mt->epoch = -1; /* the epoch fields: set by epoch runs (src/epoch.c) */
+    mt->rejected = 0;
+    mt->test_error = NAN;
+    mt->epoch_seconds = NAN;
+    mt->wall_seconds = NAN;
     return MF_OK;
 }

@@ -36,7 +36,7 @@
  * that row k has kind k). A new model adds its row here. */
 static const mf__model_ops *const registry[] = {
     &mf__ops_linear, &mf__ops_fc_linear, &mf__ops_diag,          &mf__ops_relu2,
-    &mf__ops_mlp,    &mf__ops_skip_linear, &mf__ops_relu2_outbias,
+    &mf__ops_mlp,    &mf__ops_skip_linear, &mf__ops_relu2_outbias, &mf__ops_cnn,
 };
 #define N_MODELS ((int)(sizeof registry / sizeof registry[0]))
 
@@ -124,6 +124,7 @@ typedef struct spec_state {
     char tok[MF__QUOTE_CAP(TOKEN_QUOTE)]; /* the current option token as typed, escaped */
     const mf__model_ops *ops;
     const mf__option *widths;  /* the WIDTHS option whose integers may follow, or NULL */
+    int layers;                /* 1 right after a LAYERS option: layer tokens may follow */
     unsigned seen;             /* bit i: option i given */
 } spec_state;
 
@@ -145,6 +146,21 @@ static int add_width(mf_model *m, const spec_state *ps, const mf__option *o, con
                        ps->spec, QTOK(qw, w), o->key, o->hi);
     }
     m->widths[m->depth++] = v;
+    return MF_OK;
+}
+
+/* Append the cnn layer token w (part of the current option token) to m->cnn. */
+static int add_cnn_layer(mf_model *m, const spec_state *ps, const char *w, mf_err *e) {
+    char qw[MF__QUOTE_CAP(TOKEN_QUOTE)];
+    if (m->n_cnn >= MF_MAX_CNN_LAYERS)
+        return mf__err(e, MF_ERR_PARSE, "model spec \"%s\": bad option '%s': %s has at most %d layers",
+                       ps->spec, ps->tok, ps->ops->name, MF_MAX_CNN_LAYERS);
+    if (mf__cnn_token(w, &m->cnn[m->n_cnn]))
+        return mf__err(e, MF_ERR_PARSE,
+                       "model spec \"%s\": bad layer '%s': expected cNkK (conv, N channels, K x K), "
+                       "pP (max-pool P x P) or fN (fully connected, N units), N <= 2^24, K, P <= 1024",
+                       ps->spec, QTOK(qw, w));
+    m->n_cnn++;
     return MF_OK;
 }
 
@@ -171,6 +187,24 @@ static int set_value(mf_model *m, const spec_state *ps, const mf__option *o, con
         memcpy(field, &a, sizeof a);
         return MF_OK;
     }
+    if (o->type == MF__OPT_SHAPE) { /* AxBxC */
+        int v[3], k = 0;
+        char *p = val;
+        for (; k < 3; k++) {
+            char *x = strchr(p, 'x');
+            if (x) *x = '\0';
+            if ((k < 2) != (x != NULL) || parse_int(trim(p), 1, o->hi, &v[k])) break;
+            p = x ? x + 1 : p;
+        }
+        if (k < 3)
+            return mf__err(e, MF_ERR_PARSE,
+                           "model spec \"%s\": bad option '%s': %s must be CxHxW, three integers "
+                           "in [1, %d]",
+                           ps->spec, ps->tok, key, o->hi);
+        memcpy(field, v, sizeof v);
+        return MF_OK;
+    }
+    if (o->type == MF__OPT_LAYERS) return add_cnn_layer(m, ps, val, e);
     /* MF__OPT_WIDTHS: '/'-separated integers */
     if (!*val)
         return mf__err(e, MF_ERR_PARSE, "model spec \"%s\": bad option '%s': %s needs at least one integer",
@@ -194,6 +228,11 @@ static int parse_token(mf_model *m, spec_state *ps, char *t, mf_err *e) {
     const mf__model_ops *ops = ps->ops;
     if (ps->widths && all_digits(t)) return add_width(m, ps, ps->widths, t, 0, e);
     ps->widths = NULL;
+    {
+        mf_cnn_layer tmp;
+        if (ps->layers && mf__cnn_token(t, &tmp) == 0) return add_cnn_layer(m, ps, t, e);
+    }
+    ps->layers = 0;
     char *eq = strchr(t, '=');
     char key[64];
     size_t klen = eq ? (size_t)(eq - t) : strlen(t);
@@ -214,13 +253,19 @@ static int parse_token(mf_model *m, spec_state *ps, char *t, mf_err *e) {
     if (ps->seen & (1u << i))
         return mf__err(e, MF_ERR_PARSE, "model spec \"%s\": option '%s' given twice", ps->spec, ps->tok);
     ps->seen |= 1u << i;
-    if (o->type == MF__OPT_FLAG) {
+    if (o->type == MF__OPT_FLAG || o->type == MF__OPT_CHOICE) {
         if (eq)
             return mf__err(e, MF_ERR_PARSE,
                            "model spec \"%s\": bad option '%s': '%s' is a flag and takes no value",
                            ps->spec, ps->tok, key);
-        int one = 1;
-        memcpy((char *)m + o->field, &one, sizeof one);
+        int v = o->type == MF__OPT_FLAG ? 1 : o->hi, old;
+        memcpy(&old, (char *)m + o->field, sizeof old);
+        if (o->type == MF__OPT_CHOICE && old != 0)
+            return mf__err(e, MF_ERR_PARSE,
+                           "model spec \"%s\": bad option '%s': an earlier option already made "
+                           "this choice (valid options: %s)",
+                           ps->spec, ps->tok, ops->options_help);
+        memcpy((char *)m + o->field, &v, sizeof v);
         return MF_OK;
     }
     if (!eq)
@@ -228,6 +273,7 @@ static int parse_token(mf_model *m, spec_state *ps, char *t, mf_err *e) {
                        ps->spec, ps->tok, key);
     int rc = set_value(m, ps, o, key, val, e);
     if (rc == MF_OK && o->type == MF__OPT_WIDTHS) ps->widths = o;
+    if (rc == MF_OK && o->type == MF__OPT_LAYERS) ps->layers = 1;
     return rc;
 }
 
@@ -310,6 +356,7 @@ int mf_model_parse(const char *spec, int d, int num_classes, mf_model **out, mf_
     ps.tok[0] = '\0';
     ps.ops = ops;
     ps.widths = NULL;
+    ps.layers = 0;
     ps.seen = 0;
     int rc = parse_options(&m, &ps, opts, e);
     if (!rc && ops->check) rc = ops->check(&m, ps.spec, e);
@@ -458,6 +505,14 @@ int mf_model_backward(const mf_model *m, mf_work *w, const double *theta, const 
     return MF_OK;
 }
 
+/* Contract in marginflow.h. */
+int mf_model_backward_input(const mf_model *m, mf_work *w, const double *theta, const double *x,
+                            int n, const double *dout, double *gx) {
+    if (!w->ops->backward_input) return MF_ERR_UNSUPPORTED;
+    if (n > 0) w->ops->backward_input(m, w->state, theta, x, n, dout, gx);
+    return MF_OK;
+}
+
 /* ====================================================================== */
 /* Initialization, norms, layout, structure                               */
 /* ====================================================================== */
@@ -494,7 +549,21 @@ int mf_model_init(const mf_model *m, const char *kind, double scale, mf_rng *rng
                            m->spec);
         return MF_OK;
     }
-    return mf__err(e, MF_ERR_INVALID, "unknown init '%s' (valid: gauss, balanced)", kind);
+    if (strcmp(kind, "he") == 0) {
+        const mf__model_ops *ops = mf__model_ops_of(m);
+        if (ops && ops->init_he) {
+            ops->init_he(m, scale, rng, theta);
+            return MF_OK;
+        }
+        for (int l = 0; l < m->n_layers; l++) { /* N(0, scale^2 2 / fan_in), fan_in = cols */
+            const mf_layer *ly = &m->layers[l];
+            const double sd = scale * sqrt(2.0 / ly->cols);
+            for (size_t i = 0; i < (size_t)ly->rows * ly->cols; i++)
+                theta[ly->offset + i] = sd * mf_rng_normal(rng);
+        }
+        return MF_OK;
+    }
+    return mf__err(e, MF_ERR_INVALID, "unknown init '%s' (valid: gauss, balanced, he)", kind);
 }
 
 /* ||theta_l||_2 of parameter group l; NAN if l is out of range. */

@@ -45,12 +45,13 @@ void mf_train_settings_default(mf_train_settings *s) {
     s->log_points = 200;
     s->checkpoint_every = 0;
     s->seed = 1;
+    mf__epoch_settings_default(s); /* the epoch-run fields (src/epoch.c) */
 }
 
 const char *mf_train_settings_validate(const mf_train_settings *s) {
     if (s->loss < MF_LOSS_EXP || s->loss > MF_LOSS_CE) return "loss: must be exp, logistic or ce";
-    if (s->optimizer < MF_OPT_GD || s->optimizer > MF_OPT_SGD)
-        return "optimizer: must be gd, scaled, lyu-li, flow or sgd";
+    if (s->optimizer < MF_OPT_GD || s->optimizer > MF_OPT_SGD_LYU_LI)
+        return "optimizer: must be gd, scaled, lyu-li, flow, sgd or sgd-lyu-li";
     if (!(s->lr > 0) || !isfinite(s->lr)) return "lr: must be a finite number > 0";
     if (!(s->tol > 0) || !(s->tol < 1)) return "tol: must be in (0, 1)";
     if (!(s->lr_up > 1) || !isfinite(s->lr_up)) return "lr_up: must be a finite number > 1";
@@ -73,10 +74,12 @@ const char *mf_train_settings_validate(const mf_train_settings *s) {
     if (s->log_points < 0) return "log_points: must be >= 0";
     if (s->log_horizon < 0) return "log_horizon: must be >= 0 (0 = max_steps)";
     if (s->checkpoint_every < 0) return "checkpoint_every: must be >= 0 (0 = off)";
+    const char *why_epoch = mf__epoch_settings_validate(s);
+    if (why_epoch) return why_epoch;
     if (s->max_steps == 0 && isnan(s->until_log10_loss) && isnan(s->until_time) &&
-        isnan(s->wall_seconds) && isnan(s->until_margin_gap))
+        isnan(s->wall_seconds) && isnan(s->until_margin_gap) && s->max_epochs == 0)
         return "max_steps: 0 (unlimited) needs another stopping criterion "
-               "(until_log10_loss, until_margin_gap, until_time or wall_seconds)";
+               "(until_log10_loss, until_margin_gap, until_time, wall_seconds or max_epochs)";
     return NULL;
 }
 
@@ -102,12 +105,13 @@ const char *mf_optimizer_name(mf_optimizer_kind k) {
     case MF_OPT_LYU_LI: return "lyu-li";
     case MF_OPT_FLOW: return "flow";
     case MF_OPT_SGD: return "sgd";
+    case MF_OPT_SGD_LYU_LI: return "sgd-lyu-li";
     }
     return "?";
 }
 
 int mf_optimizer_from_name(const char *s, mf_optimizer_kind *k) {
-    for (int i = MF_OPT_GD; i <= MF_OPT_SGD; i++)
+    for (int i = MF_OPT_GD; i <= MF_OPT_SGD_LYU_LI; i++)
         if (strcmp(s, mf_optimizer_name((mf_optimizer_kind)i)) == 0) {
             *k = (mf_optimizer_kind)i;
             return MF_OK;
@@ -664,6 +668,7 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
         return mf__err(e, MF_ERR_INVALID, "the initial parameters contain NaN or Inf");
     const char *bad = mf_train_state_validate(st); /* a state built by hand, not read */
     if (bad) return mf__err(e, MF_ERR_INVALID, "invalid training state: %s", bad);
+    if (mf_train_is_epoch_run(s)) return mf__train_epochs(m, data, s, st, cb, result, e);
 
     trainer t;
     memset(&t, 0, sizeof t);
@@ -720,6 +725,7 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
             out = mf__flow_step(t.flow, s, t.w, st, &t.cur, &t.cand, cb, t.t0, &t.reason);
             break;
         case MF_OPT_SGD: out = step_sgd(&t, st); break;
+        case MF_OPT_SGD_LYU_LI: out = MF_OUT_STALLED; break; /* epoch runs: mf__train_epochs */
         }
         if (out == MF_OUT_NONFINITE) {
             char msg[160];

@@ -30,6 +30,7 @@ static const struct {
     T(mf_maxmargin_result), T(mf_analyze_settings), T(mf_analysis),
     T(mf_global_settings), T(mf_global_result),
     T(mf_maxmargin_progress), T(mf_maxmargin_settings), T(mf_witness),
+    T(mf_cnn_layer),        T(mf_robust_settings), T(mf_robust_result),
 };
 #undef T
 

@@ -39,6 +39,9 @@ TEST(sizes) {
     S(mf_analysis);
     S(mf_global_settings);
     S(mf_global_result);
+    S(mf_cnn_layer);
+    S(mf_robust_settings);
+    S(mf_robust_result);
     S(mf_maxmargin_progress);
     S(mf_maxmargin_settings);
     S(mf_witness);

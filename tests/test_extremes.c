@@ -153,9 +153,9 @@ TEST(smoothed_margin_log_domain) {
 /* Absent values print as empty CSV fields, never "nan" or "inf". */
 TEST(csv_absent_fields) {
     /* the discretization indicators: beta and margin_change absent (NAN), the
-     * two maxima finite */
+     * two maxima finite; no epoch fields */
     mf_metrics m = {7, log(3.0), -2.5, INFINITY, 1.0, NAN, NAN, 0.25, 0.1, 0.0, NAN,
-                    NAN, 1e-3, -INFINITY, NAN};
+                    NAN, 1e-3, -INFINITY, NAN, -1, 0, NAN, NAN, NAN, NAN};
     char row[1024];
     mf_metrics_csv_row(&m, row, sizeof row);
     char want[1024];

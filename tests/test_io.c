@@ -446,7 +446,7 @@ TEST(metrics_csv) {
                  "margin_change") == 0,
           "header: %s", mf_metrics_csv_header());
     mf_metrics m = {0, -INFINITY, -0.5, 1.0 / 3.0, 0.25, 0.125, 1e-300, 2.0, 0.1, 0.0, 1e300,
-                    NAN, 0, 0, NAN};
+                    NAN, 0, 0, NAN, -1, 0, NAN, NAN, NAN, NAN};
     char row[1024];
     mf_metrics_csv_row(&m, row, sizeof row);
     const char *want0 = "0,0,,-0.5,0.33333333333333331,0.25,0.125,1e-300,2,0.10000000000000001,0,"
@@ -456,7 +456,7 @@ TEST(metrics_csv) {
     CHECK_EQ_INT(split(row, f), 16);
 
     mf_metrics m2 = {123456789012345LL, log(2.0), -12345.678, 7.5, 3, 0.5, 0.49, 0.5, 0.1, 0.25,
-                     1e-17, 0.999, 2.5e-3, 54.25, 1e-7};
+                     1e-17, 0.999, 2.5e-3, 54.25, 1e-7, -1, 0, NAN, NAN, NAN, NAN};
     mf_metrics_csv_row(&m2, row, sizeof row);
     int k = split(row, f);
     CHECK_EQ_INT(k, 16);

@@ -56,6 +56,77 @@ static void randn(mf_rng *r, double *v, size_t n, double s) {
 static double sigma(double z, double a) { return z > 0 ? z : a * z; }
 
 /*
+ * Independent reference for cnn, written from the definitions in
+ * marginflow.h (mf_cnn_layer) with direct loops, no im2col: x is [C][H][W];
+ * SAME padding (k-1)/2 before; pools floor(H/P); fc on the CHW flattening;
+ * a group is [out][fan_in (+1 bias)]. *minabs: the smallest |pre-activation|
+ * of a ReLU and the smallest gap between the largest and the second largest
+ * entry of a pool window whose maximum is > 0 (where max-pool has a tie).
+ */
+static void ref_cnn(const mf_model *m, const double *th, const double *x, double *out,
+                    double *minabs) {
+    int C = m->in_shape[0], H = m->in_shape[1], W = m->in_shape[2], nw = 0, wl = 0;
+    size_t cap = (size_t)m->d, off = 0;
+    for (int i = 0; i < m->n_cnn; i++) {
+        if (m->cnn[i].kind != 'p') nw++;
+        if ((size_t)m->cnn[i].size * H * W > cap) cap = (size_t)m->cnn[i].size * H * W;
+    }
+    double *a = malloc(cap * sizeof *a), *b = malloc(cap * sizeof *b), mn = INFINITY;
+    memcpy(a, x, sizeof(double) * m->d);
+    for (int i = 0; i < m->n_cnn; i++) {
+        const mf_cnn_layer *l = &m->cnn[i];
+        if (l->kind == 'p') {
+            int P = l->size, OH = H / P, OW = W / P;
+            for (int c = 0; c < C; c++)
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++) {
+                        double v1 = -INFINITY, v2 = -INFINITY;
+                        for (int u = 0; u < P; u++)
+                            for (int v = 0; v < P; v++) {
+                                double z = a[(c * H + oh * P + u) * W + ow * P + v];
+                                if (z > v1) v2 = v1, v1 = z;
+                                else if (z > v2) v2 = z;
+                            }
+                        if (v1 > 0 && P > 1 && v1 - v2 < mn) mn = v1 - v2;
+                        b[(c * OH + oh) * OW + ow] = v1;
+                    }
+            H = OH, W = OW;
+        } else {
+            int bias = m->cnn_bias == 2 || (m->cnn_bias == 1 && wl == 0), act = wl < nw - 1;
+            int K = l->kind == 'c' ? C * l->k * l->k : C * H * W, ldw = K + bias, k = l->k;
+            int OH = l->kind == 'c' ? H : 1, OW = l->kind == 'c' ? W : 1, pad = (k - 1) / 2;
+            for (int co = 0; co < l->size; co++)
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++) {
+                        const double *wr = th + off + (size_t)co * ldw;
+                        double z = bias ? wr[K] : 0.0;
+                        if (l->kind == 'f') {
+                            for (int t = 0; t < K; t++) z += wr[t] * a[t];
+                        } else {
+                            for (int ci = 0; ci < C; ci++)
+                                for (int kh = 0; kh < k; kh++)
+                                    for (int kw = 0; kw < k; kw++) {
+                                        int ih = oh + kh - pad, iw = ow + kw - pad;
+                                        if (ih >= 0 && ih < H && iw >= 0 && iw < W)
+                                            z += wr[(ci * k + kh) * k + kw] * a[(ci * H + ih) * W + iw];
+                                    }
+                        }
+                        if (act && fabs(z) < mn) mn = fabs(z);
+                        b[(co * OH + oh) * OW + ow] = act ? sigma(z, 0.0) : z;
+                    }
+            off += (size_t)l->size * ldw;
+            C = l->size, H = OH, W = OW, wl++;
+        }
+        double *t = a;
+        a = b, b = t;
+    }
+    for (int j = 0; j < m->n_out; j++) out[j] = a[j];
+    free(a);
+    free(b);
+    if (minabs) *minabs = mn;
+}
+
+/*
  * Independent scalar reference: Phi(theta; x) for one sample x [d] written
  * directly from the mf_model_kind definitions, with its own parameter
  * offsets. out [n_out]. *minabs (may be NULL) receives the smallest |pre-
@@ -141,6 +212,7 @@ static void ref_forward(const mf_model *m, const double *th, const double *x, do
         out[0] = (1 + th[d]) * s;
         break;
     }
+    case MF_MODEL_CNN: ref_cnn(m, th, x, out, &mn); break;
     }
     if (minabs) *minabs = mn;
 }
@@ -161,35 +233,46 @@ static double fval(fctx *c, const double *theta) {
     return s;
 }
 
-/* A model and data case used by several tests. */
+/* A model and data case used by several tests (d = 0: the default 3). */
 typedef struct mcase {
     const char *spec;
-    int C;
+    int C, d;
 } mcase;
 
 static const mcase ALL[] = {
-    {"linear", 0},
-    {"linear", 3},
-    {"fc-linear", 0},
-    {"fc-linear:depth=3,width=4", 0},
-    {"fc-linear:depth=3,width=4", 3},
-    {"fc-linear:depth=1", 3},
-    {"diag", 0},
-    {"diag:depth=3", 0},
-    {"diag:depth=1", 0},
-    {"relu2:width=6", 0},
-    {"relu2:width=6,alpha=0.3", 0},
-    {"relu2:width=6,bias", 0},
-    {"relu2:width=6,alpha=0.2,bias", 0},
-    {"relu2:width=6,fix-outer", 0},
-    {"relu2:width=5,alpha=0.5,bias,fix-outer", 0},
-    {"mlp:widths=4", 0},
-    {"mlp:widths=5/4,alpha=0.1", 0},
-    {"mlp:widths=5,4,3,alpha=0", 3},
-    {"mlp:widths=4/4,alpha=0.5", 3},
-    {"skip-linear", 0},
-    {"relu2-outbias:width=5,alpha=0", 0},
-    {"relu2-outbias:width=5,alpha=0.25", 0},
+    {"linear", 0, 0},
+    {"linear", 3, 0},
+    {"fc-linear", 0, 0},
+    {"fc-linear:depth=3,width=4", 0, 0},
+    {"fc-linear:depth=3,width=4", 3, 0},
+    {"fc-linear:depth=1", 3, 0},
+    {"diag", 0, 0},
+    {"diag:depth=3", 0, 0},
+    {"diag:depth=1", 0, 0},
+    {"relu2:width=6", 0, 0},
+    {"relu2:width=6,alpha=0.3", 0, 0},
+    {"relu2:width=6,bias", 0, 0},
+    {"relu2:width=6,alpha=0.2,bias", 0, 0},
+    {"relu2:width=6,fix-outer", 0, 0},
+    {"relu2:width=5,alpha=0.5,bias,fix-outer", 0, 0},
+    {"mlp:widths=4", 0, 0},
+    {"mlp:widths=5/4,alpha=0.1", 0, 0},
+    {"mlp:widths=5,4,3,alpha=0", 3, 0},
+    {"mlp:widths=4/4,alpha=0.5", 3, 0},
+    {"skip-linear", 0, 0},
+    {"relu2-outbias:width=5,alpha=0", 0, 0},
+    {"relu2-outbias:width=5,alpha=0.25", 0, 0},
+    /* cnn: conv (odd and even kernels, SAME padding), pools (2 and a floor 3
+     * on 7x7), flatten, fc; biases first-layer (homogeneous) and everywhere
+     * (not); a pool first; fc only */
+    {"cnn:layers=c3k3,p2,c4k3,p2,f5,f1", 0, 36},
+    {"cnn:layers=c2k3,c3k2,p2,f4,f3,input=2x4x4", 3, 32},
+    {"cnn:layers=c3k3,p2,f3,bias1", 3, 27},
+    {"cnn:layers=c2k3,p2,f4,f1,bias", 0, 16},
+    {"cnn:layers=p2,f3", 3, 16},
+    {"cnn:layers=f4,f3,input=1x1x5", 3, 5},
+    {"cnn:layers=c2k3,p3,f1", 0, 49},
+    {"cnn:layers=c2k4,f2,bias1", 2, 9},
 };
 #define N_ALL ((int)(sizeof ALL / sizeof ALL[0]))
 
@@ -280,6 +363,23 @@ TEST(parse_canonical) {
         {"skip-linear", 3, 0, "skip-linear", 4, 2, 0, 2},
         {"relu2-outbias:width=3,alpha=0.25", 3, 0, "relu2-outbias:width=3,alpha=0.25", 13, 2, 0, 3},
         {"relu2-outbias", 2, 0, "relu2-outbias:width=10,alpha=0", 31, 2, 0, 3},
+        /* cnn: the presets as layer lists (parameter counts by hand: 32*25 + 64*288 +
+         * 1024*3136 + 10*1024; biases add 32, or 32+64+1024+10) */
+        {"cnn:mnist", 784, 10, "cnn:input=1x28x28,layers=c32k5,p2,c64k3,p2,f1024,f10", 3240736, 4,
+         1, 4},
+        {"cnn:mnist,bias1", 784, 10, "cnn:input=1x28x28,layers=c32k5,p2,c64k3,p2,f1024,f10,bias1",
+         3240768, 4, 1, 4},
+        {"cnn:bias,mnist", 784, 10, "cnn:input=1x28x28,layers=c32k5,p2,c64k3,p2,f1024,f10,bias",
+         3241866, 4, 0, 4},
+        {"cnn:mnist", 784, 0, "cnn:input=1x28x28,layers=c32k5,p2,c64k3,p2,f1024,f1", 3231520, 4, 1, 4},
+        {"cnn:small", 784, 10, "cnn:input=1x28x28,layers=c8k5,p2,c16k3,p2,f64,f10", 52168, 4, 1, 4},
+        {"cnn:vgg16", 3072, 10,
+         "cnn:input=3x32x32,layers=c64k3,c64k3,p2,c128k3,c128k3,p2,c256k3,c256k3,c256k3,p2,c512k3,"
+         "c512k3,c512k3,p2,c512k3,c512k3,c512k3,p2,f10",
+         14715584, 14, 1, 14},
+        {"cnn:layers=c4k3,p2,f1", 64, 0, "cnn:input=1x8x8,layers=c4k3,p2,f1", 100, 2, 1, 2},
+        {" cnn : layers = c2k3 , p2 , f3 , input = 3x4x4 ", 48, 3, "cnn:input=3x4x4,layers=c2k3,p2,f3",
+         78, 2, 1, 2},
     };
     for (size_t t = 0; t < sizeof T / sizeof T[0]; t++) {
         mf_model *m = parse_ok(T[t].spec, T[t].d, T[t].C);
@@ -354,6 +454,23 @@ TEST(layer_tables) {
         CHECK(strcmp(m->layers[2].name, "W3") == 0, "name %s", m->layers[2].name);
         mf_model_free(m);
     }
+    m = parse_ok("cnn:mnist,bias1", 784, 10);
+    if (m) {
+        static const char *names[] = {"conv1", "conv2", "fc3", "fc4"};
+        static const int rows[] = {32, 64, 1024, 10}, cols[] = {26, 288, 3136, 1024};
+        static const size_t offs[] = {0, 832, 832 + 18432, 832 + 18432 + 3211264};
+        for (int l = 0; l < 4; l++) {
+            CHECK(strcmp(m->layers[l].name, names[l]) == 0, "layer %d name %s", l, m->layers[l].name);
+            CHECK_EQ_INT(m->layers[l].rows, rows[l]);
+            CHECK_EQ_INT(m->layers[l].cols, cols[l]);
+            CHECK_EQ_INT(m->layers[l].offset, offs[l]);
+        }
+        CHECK(m->in_shape[0] == 1 && m->in_shape[1] == 28 && m->in_shape[2] == 28 && m->n_cnn == 6 &&
+                  m->cnn_preset == 0 && m->cnn_bias == 1,
+              "cnn fields: input %dx%dx%d, %d layers, preset %d, bias %d", m->in_shape[0],
+              m->in_shape[1], m->in_shape[2], m->n_cnn, m->cnn_preset, m->cnn_bias);
+        mf_model_free(m);
+    }
     m = parse_ok("skip-linear", 2, 0);
     if (m) {
         CHECK(strcmp(m->layers[0].name, "w1") == 0 && strcmp(m->layers[1].name, "w2") == 0,
@@ -405,6 +522,20 @@ TEST(parse_errors) {
         {"relu2", 3, 2, MF_ERR_UNSUPPORTED, "relu2", "binary"},
         {"skip-linear", 3, 4, MF_ERR_UNSUPPORTED, "skip-linear", "binary"},
         {"relu2-outbias", 3, 2, MF_ERR_UNSUPPORTED, "relu2-outbias", "binary"},
+        {"cnn", 784, 10, MF_ERR_PARSE, "a preset or layers=", "mnist"},
+        {"cnn:mnist,layers=f10", 784, 10, MF_ERR_PARSE, "either a preset or layers=", "not both"},
+        {"cnn:mnist,small", 784, 10, MF_ERR_PARSE, "'small'", "earlier option"},
+        {"cnn:mnist,bias,bias1", 784, 10, MF_ERR_PARSE, "'bias1'", "earlier option"},
+        {"cnn:layers=c32x5", 784, 10, MF_ERR_PARSE, "bad layer 'c32x5'", "cNkK"},
+        {"cnn:layers=c0k3,f10", 784, 10, MF_ERR_PARSE, "bad layer 'c0k3'", "pP"},
+        {"cnn:layers=c8k3,q2,f10", 784, 10, MF_ERR_PARSE, "'q2'", "valid options"},
+        {"cnn:layers=c8k3,p2,f5", 784, 10, MF_ERR_PARSE, "output layer f10", "one unit per class"},
+        {"cnn:layers=f3,c2k3,f1", 16, 0, MF_ERR_PARSE, "layer 2 (c2)", "before the fully connected"},
+        {"cnn:layers=p8,f1", 16, 0, MF_ERR_PARSE, "(p8)", "larger than its 4x4 input"},
+        {"cnn:mnist,input=1x28x27", 784, 10, MF_ERR_PARSE, "input=1x28x27", "d = 784"},
+        {"cnn:mnist", 50, 10, MF_ERR_PARSE, "d = 50", "input=CxHxW"},
+        {"cnn:mnist,input=1x28", 784, 10, MF_ERR_PARSE, "'input=1x28'", "CxHxW"},
+        {"cnn:mnist,bias=1", 784, 10, MF_ERR_PARSE, "bias=1", "flag"},
         {"linear", 0, 0, MF_ERR_INVALID, "d = 0", ">= 1"},
         {"linear", 3, 1, MF_ERR_INVALID, "num_classes = 1", ">= 2"},
     };
@@ -474,6 +605,22 @@ TEST(known_values) {
     double thR[21], xR[] = {1, 1};
     for (int i = 0; i < 21; i++) thR[i] = 1.0;
     CHECK_NEAR(phi1("fc-linear:depth=3,width=3", 2, thR, xR), 18.0, 0);
+    /* cnn, 1x2x2 image x = [[1, 2], [3, 4]]: a 1x1 conv (w = 2) -> relu -> 2x2 max-pool
+     * -> fc 0.5: 0.5 * 8 = 4 */
+    double xi[] = {1, 2, 3, 4}, t1[] = {2, 0.5};
+    CHECK_NEAR(phi1("cnn:layers=c1k1,p2,f1", 4, t1, xi), 4.0, 0);
+    /* SAME padding of an even kernel is 0 before, 1 after (TensorFlow's): a 2x2
+     * all-ones kernel gives [[1+2+3+4, 2+4], [3+4, 4]] = [[10, 6], [7, 4]]; fc
+     * weights (1, 10, 100, 1000): 10 + 60 + 700 + 4000 */
+    double t2[] = {1, 1, 1, 1, 1, 10, 100, 1000};
+    CHECK_NEAR(phi1("cnn:layers=c1k2,f1", 4, t2, xi), 4770.0, 0);
+    /* a 3x3 all-ones kernel with padding 1 sums the whole 2x2 image at every
+     * position: 10 each; with bias1 (bias 0.5, the last column) 10.5 */
+    double t3[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0.5, 1, 2, 3, 4};
+    CHECK_NEAR(phi1("cnn:layers=c1k3,f1,bias1", 4, t3, xi), 105.0, 0);
+    /* relu: a negative pre-activation is cut: w = -1 gives 0 everywhere */
+    double t4[] = {-1, 0.5};
+    CHECK_NEAR(phi1("cnn:layers=c1k1,p2,f1", 4, t4, xi), 0.0, 0);
 }
 
 /* ------------------------------------------------------------ gradients */
@@ -481,19 +628,21 @@ TEST(known_values) {
 TEST(gradients_all_models) {
     mf_rng rng;
     mf_rng_seed(&rng, 2024);
-    const int n = 5, d = 3;
+    const int n = 5;
     int redraws = 0;
     for (int t = 0; t < N_ALL; t++) {
+        const int d = ALL[t].d ? ALL[t].d : 3;
         mf_model *m = parse_ok(ALL[t].spec, d, ALL[t].C);
         if (!m) continue;
         mf_work *w = work_ok(m, n);
-        double *theta = malloc(m->n_params * sizeof *theta), x[15];
+        double *theta = malloc(m->n_params * sizeof *theta), *x = malloc((size_t)n * d * sizeof *x);
         redraws += draw_smooth(m, &rng, theta, x, n);
         double worst = gradcheck(m, w, theta, x, n, &rng, NULL, 0);
         CHECK(worst <= 1e-6, "%s (C=%d): max rel error %g", m->spec, ALL[t].C, worst);
         printf("  grad %-40s C=%d  n_params %4zu  max rel err %.2e\n", m->spec, ALL[t].C,
                m->n_params, worst);
         free(theta);
+        free(x);
         mf_work_free(w);
         mf_model_free(m);
     }
@@ -506,8 +655,9 @@ TEST(gradients_all_models) {
 TEST(batch_equals_single) {
     mf_rng rng;
     mf_rng_seed(&rng, 7);
-    const int n = 6, d = 3, maxb = 9;
+    const int n = 6, maxb = 9;
     for (int t = 0; t < N_ALL; t++) {
+        const int d = ALL[t].d ? ALL[t].d : 3;
         mf_model *m = parse_ok(ALL[t].spec, d, ALL[t].C);
         if (!m) continue;
         mf_work *w = work_ok(m, maxb), *w1 = work_ok(m, 1);
@@ -515,7 +665,7 @@ TEST(batch_equals_single) {
         int C = m->n_out;
         double *theta = malloc(P * sizeof *theta), *g = malloc(P * sizeof *g),
                *g1 = malloc(P * sizeof *g1), *gs = calloc(P, sizeof *gs);
-        double x[18], out[18], r[18], o1[3], oref[3];
+        double *x = malloc((size_t)n * d * sizeof *x), out[18], r[18], o1[3], oref[3];
         mf_model_init(m, "gauss", 1.0, &rng, theta, NULL);
         randn(&rng, x, (size_t)n * d, 1.0);
         randn(&rng, r, (size_t)n * C, 1.0);
@@ -544,6 +694,7 @@ TEST(batch_equals_single) {
         for (size_t k = 0; k < P; k++) gmax = fmax(gmax, fabs(g[k]));
         CHECK(gmax == 0.0 && out[0] == 123.0, "%s: n = 0: max |grad| %g, out %g", m->spec, gmax, out[0]);
         free(theta);
+        free(x);
         free(g);
         free(g1);
         free(gs);
@@ -553,17 +704,43 @@ TEST(batch_equals_single) {
     }
 }
 
+/* Batched forward/backward against one sample at a time (the single-sample
+ * passes on w1) and the forward against the independent reference: the max
+ * relative forward error *eref and the max gradient error *eg relative to the
+ * gradient's scale. out [n][n_out], g [P] are the batched results. */
+static void batch_vs_single(const mf_model *m, mf_work *w, mf_work *w1, const double *theta,
+                            const double *x, int n, const double *r, double *eref, double *eg) {
+    size_t P = m->n_params;
+    int C = m->n_out, d = m->d;
+    double *g = malloc(P * sizeof *g), *g1 = malloc(P * sizeof *g1), *gs = calloc(P, sizeof *gs);
+    double *out = malloc((size_t)n * C * sizeof *out), o1[16], oref[16], gscale = 0;
+    mf_model_forward(m, w, theta, x, n, out);
+    mf_model_backward(m, w, theta, x, n, r, g);
+    *eref = *eg = 0;
+    for (int i = 0; i < n; i++) {
+        mf_model_forward(m, w1, theta, x + (size_t)i * d, 1, o1);
+        mf_model_backward(m, w1, theta, x + (size_t)i * d, 1, r + i * C, g1);
+        ref_forward(m, theta, x + (size_t)i * d, oref, NULL);
+        for (size_t k = 0; k < P; k++) gs[k] += g1[k];
+        for (int j = 0; j < C; j++)
+            *eref = fmax(*eref, fabs(oref[j] - out[i * C + j]) / fmax(1, fabs(oref[j])));
+    }
+    for (size_t k = 0; k < P; k++) gscale = fmax(gscale, fabs(gs[k]));
+    for (size_t k = 0; k < P; k++) *eg = fmax(*eg, fabs(gs[k] - g[k]) / fmax(1, gscale));
+    free(g), free(g1), free(gs), free(out);
+}
+
 /* Sizes large enough for the BLAS path (m*n*k well above the loop threshold): forward
  * against the reference, batched against one at a time (the single-sample
  * passes stay on the loop path), finite differences on 80 random coords. */
 TEST(blas_path) {
     static const mcase B[] = {
-        {"mlp:widths=64/48,alpha=0.2", 3}, {"mlp:widths=40", 0}, {"relu2:width=64,alpha=0.1,bias", 0},
-        {"relu2:width=64,fix-outer,bias", 0}, {"relu2-outbias:width=64,alpha=0", 0},
-        {"fc-linear:depth=3,width=40", 2}, {"linear", 5}, {"diag:depth=2", 0},
+        {"mlp:widths=64/48,alpha=0.2", 3, 0}, {"mlp:widths=40", 0, 0}, {"relu2:width=64,alpha=0.1,bias", 0, 0},
+        {"relu2:width=64,fix-outer,bias", 0, 0}, {"relu2-outbias:width=64,alpha=0", 0, 0},
+        {"fc-linear:depth=3,width=40", 2, 0}, {"linear", 5, 0}, {"diag:depth=2", 0, 0},
         /* 256 x 121 x 40 = 1.24e6 multiply-adds: above MF__BIG_GEMM (1e6), so
          * relu2's backward takes its large-size (transposed dW) path */
-        {"relu2:width=256,alpha=0.1,bias", 0},
+        {"relu2:width=256,alpha=0.1,bias", 0, 0},
     };
     mf_rng rng;
     mf_rng_seed(&rng, 99);
@@ -575,25 +752,11 @@ TEST(blas_path) {
         size_t P = m->n_params;
         int C = m->n_out;
         mf_work *w = work_ok(m, n), *w1 = work_ok(m, 1);
-        double *theta = malloc(P * sizeof *theta), *g = malloc(P * sizeof *g),
-               *g1 = malloc(P * sizeof *g1), *gs = calloc(P, sizeof *gs);
-        double out[200], r[200], o1[8], oref[8];
+        double *theta = malloc(P * sizeof *theta), r[200], eref, eg;
         mf_model_init(m, "gauss", 1.0 / sqrt(d), &rng, theta, NULL);
         randn(&rng, x, (size_t)n * d, 1.0);
         randn(&rng, r, (size_t)n * C, 1.0);
-        mf_model_forward(m, w, theta, x, n, out);
-        mf_model_backward(m, w, theta, x, n, r, g);
-        double eref = 0, eg = 0, gscale = 0;
-        for (int i = 0; i < n; i++) {
-            mf_model_forward(m, w1, theta, x + (size_t)i * d, 1, o1);
-            mf_model_backward(m, w1, theta, x + (size_t)i * d, 1, r + i * C, g1);
-            ref_forward(m, theta, x + (size_t)i * d, oref, NULL);
-            for (size_t k = 0; k < P; k++) gs[k] += g1[k];
-            for (int j = 0; j < C; j++)
-                eref = fmax(eref, fabs(oref[j] - out[i * C + j]) / fmax(1, fabs(oref[j])));
-        }
-        for (size_t k = 0; k < P; k++) gscale = fmax(gscale, fabs(gs[k]));
-        for (size_t k = 0; k < P; k++) eg = fmax(eg, fabs(gs[k] - g[k]) / fmax(1, gscale));
+        batch_vs_single(m, w, w1, theta, x, n, r, &eref, &eg);
         CHECK(eref <= 1e-12, "%s: forward vs reference %g", m->spec, eref);
         CHECK(eg <= 1e-12, "%s: batched vs summed single backward %g", m->spec, eg);
         size_t coords[80];
@@ -603,9 +766,6 @@ TEST(blas_path) {
         printf("  blas %-36s n_params %6zu  ref %.1e  batch %.1e  fd %.2e\n", m->spec, P, eref, eg,
                worst);
         free(theta);
-        free(g);
-        free(g1);
-        free(gs);
         mf_work_free(w);
         mf_work_free(w1);
         mf_model_free(m);
@@ -728,15 +888,17 @@ TEST(kinks) {
 TEST(homogeneity) {
     mf_rng rng;
     mf_rng_seed(&rng, 31);
-    const int n = 5, d = 3;
+    const int n = 5;
     static const double cs[] = {0.5, 2.0, 3.7};
     for (int t = 0; t < N_ALL; t++) {
+        const int d = ALL[t].d ? ALL[t].d : 3;
         mf_model *m = parse_ok(ALL[t].spec, d, ALL[t].C);
         if (!m) continue;
         size_t P = m->n_params;
         int no = n * m->n_out;
         mf_work *w = work_ok(m, n);
-        double *th = malloc(P * sizeof *th), *thc = malloc(P * sizeof *thc), x[15], o[15], oc[15];
+        double *th = malloc(P * sizeof *th), *thc = malloc(P * sizeof *thc),
+               *x = malloc((size_t)n * d * sizeof *x), o[15], oc[15];
         mf_model_init(m, "gauss", 1.0, &rng, th, NULL);
         randn(&rng, x, (size_t)n * d, 1.0);
         mf_model_forward(m, w, th, x, n, o);
@@ -760,6 +922,7 @@ TEST(homogeneity) {
                m->homogeneous ? worst : least);
         free(th);
         free(thc);
+        free(x);
         mf_work_free(w);
         mf_model_free(m);
     }
@@ -792,11 +955,12 @@ static double euler_err(const mf_model *m, const double *th, const double *x, in
 TEST(euler_identity) {
     mf_rng rng;
     mf_rng_seed(&rng, 77);
-    const int n = 5, d = 3;
+    const int n = 5;
     for (int t = 0; t < N_ALL; t++) {
+        const int d = ALL[t].d ? ALL[t].d : 3;
         mf_model *m = parse_ok(ALL[t].spec, d, ALL[t].C);
         if (!m) continue;
-        double *th = malloc(m->n_params * sizeof *th), x[15];
+        double *th = malloc(m->n_params * sizeof *th), *x = malloc((size_t)n * d * sizeof *x);
         mf_model_init(m, "gauss", 1.0, &rng, th, NULL);
         randn(&rng, x, (size_t)n * d, 1.0);
         double err = euler_err(m, th, x, n);
@@ -807,6 +971,7 @@ TEST(euler_identity) {
                   err);
         }
         free(th);
+        free(x);
         mf_model_free(m);
     }
     /* At kink points (pre-activations exactly 0). */
@@ -1088,7 +1253,7 @@ TEST(relu2_tables) {
 /* Row k of the registry is the table of kind k, its name parses to kind k,
  * and every table has the entries a model must have. */
 TEST(registry) {
-    CHECK_EQ_INT(mf__n_models(), 7);
+    CHECK_EQ_INT(mf__n_models(), 8);
     for (int k = 0; k < mf__n_models(); k++) {
         const mf__model_ops *o = mf__model_ops_at(k);
         CHECK(o != NULL, "row %d", k);
@@ -1098,7 +1263,8 @@ TEST(registry) {
                   o->forward && o->backward && o->work_state > 0,
               "table %s incomplete", o->name);
         char spec[64];
-        snprintf(spec, sizeof spec, "%s%s", o->name, strcmp(o->name, "mlp") ? "" : ":widths=2");
+        snprintf(spec, sizeof spec, "%s%s", o->name,
+                 !strcmp(o->name, "mlp") ? ":widths=2" : !strcmp(o->name, "cnn") ? ":layers=f1" : "");
         mf_model *m = parse_ok(spec, 3, 0);
         if (m) {
             CHECK_EQ_INT(m->kind, k);
@@ -1154,6 +1320,224 @@ TEST(units_view) {
     CHECK(mf_units_fixed_outer(0) == 1.0 && mf_units_fixed_outer(1) == -1.0 &&
               mf_units_fixed_outer(6) == 1.0 && mf_units_fixed_outer(7) == -1.0,
           "fixed outer weights +1, -1, ...");
+}
+
+/* ----------------------------------------------------------------- cnn */
+
+/* The paper-size nets through the BLAS kernels: cnn:mnist (3.2M parameters)
+ * and cnn:small on 28x28 images, bias1 and bias variants: forward against the
+ * direct-loop reference, batched against one sample at a time, central
+ * differences on 60 random coordinates of every layer. */
+TEST(cnn_paper_nets) {
+    static const mcase B[] = {{"cnn:mnist", 10, 784}, {"cnn:small,bias1", 10, 784},
+                              {"cnn:small,bias", 0, 784}};
+    if (getenv("MF_VALGRIND")) { /* tests/valgrind: 3.2M parameters take ~15 min under memcheck; the
+                                    same kernels run on the small cnn cases of ALL above */
+        printf("  cnn paper-size nets: skipped under valgrind (run natively and under ASan)\n");
+        return;
+    }
+    mf_rng rng;
+    mf_rng_seed(&rng, 123);
+    const int n = 3;
+    for (size_t t = 0; t < sizeof B / sizeof B[0]; t++) {
+        mf_model *m = parse_ok(B[t].spec, B[t].d, B[t].C);
+        if (!m) continue;
+        size_t P = m->n_params;
+        int C = m->n_out, d = m->d;
+        mf_work *w = work_ok(m, n), *w1 = work_ok(m, 1);
+        double *theta = malloc(P * sizeof *theta), *x = malloc((size_t)n * d * sizeof *x), r[30];
+        double eref, eg;
+        mf_model_init(m, "he", 1.0, &rng, theta, NULL);
+        for (size_t k = 0; k < P; k++) theta[k] += 0.01 * mf_rng_normal(&rng); /* biases too */
+        for (int k = 0; k < n * d; k++) x[k] = mf_rng_uniform(&rng);
+        randn(&rng, r, (size_t)n * C, 1.0);
+        batch_vs_single(m, w, w1, theta, x, n, r, &eref, &eg);
+        CHECK(eref <= 1e-12, "%s: forward vs reference %g", m->spec, eref);
+        CHECK(eg <= 1e-12, "%s: batched vs summed single backward %g", m->spec, eg);
+        size_t coords[60];
+        for (int q = 0; q < 60; q++) { /* 15 per layer */
+            const mf_layer *ly = &m->layers[q % m->n_layers];
+            coords[q] = ly->offset + (size_t)(mf_rng_uniform(&rng) * ly->rows * ly->cols);
+        }
+        double worst = gradcheck(m, w, theta, x, n, &rng, coords, 60);
+        CHECK(worst <= 1e-6, "%s: finite differences max rel err %g", m->spec, worst);
+        printf("  cnn %-22s n_params %8zu  ref %.1e  batch %.1e  fd %.2e\n", B[t].spec, P, eref, eg,
+               worst);
+        free(theta), free(x);
+        mf_work_free(w);
+        mf_work_free(w1);
+        mf_model_free(m);
+    }
+}
+
+/* Kinks of a cnn: a max-pool tie and a ReLU pre-activation at exactly 0.
+ * The backward value lies between the one-sided difference quotients
+ * (kink_check) and is the documented one: the first maximal entry of the
+ * window, ReLU'(0) = 0. */
+TEST(cnn_kinks) {
+    /* input 2x2x2, a 1x1 conv w = (1, 1) over the channels: pixel values
+     * (1 + 0, 0 + 1, 0, 0) = (1, 1, 0, 0): the pool window ties at 1. */
+    mf_model *m = parse_ok("cnn:layers=c1k1,p2,f1,input=2x2x2", 8, 0);
+    if (m) {
+        double th[] = {1, 1, 1.5}, x[] = {1, 0, 0, 0, 0, 1, 0, 0}, r[] = {1.0}, g[3];
+        CHECK_EQ_INT(kink_check(m, th, x, 1, r, g), 0);
+        CHECK_NEAR(g[0], 1.5, 0); /* the first maximal pixel (0, 0) takes the gradient: x = 1 */
+        CHECK_NEAR(g[1], 0.0, 0); /* its channel-1 value is 0 */
+        CHECK_NEAR(g[2], 1.0, 0);
+        mf_model_free(m);
+    }
+    /* input 2x1x1, conv w = (1, 1) on x = (1, -1): pre-activation 0 exactly */
+    m = parse_ok("cnn:layers=c1k1,f1,input=2x1x1", 2, 0);
+    if (m) {
+        double th[] = {1, 1, 2.0}, x[] = {1, -1}, r[] = {1.0}, g[3];
+        CHECK_EQ_INT(kink_check(m, th, x, 1, r, g), 0);
+        CHECK(g[0] == 0.0 && g[1] == 0.0 && g[2] == 0.0, "ReLU'(0) = 0: grad %g %g %g", g[0], g[1],
+              g[2]);
+        mf_model_free(m);
+    }
+    /* both at once, in a 3x3 conv net with a bias: random theta with the
+     * first conv's bias set so that one pre-activation is 0, and two equal
+     * pixels in a window of the second layer's input */
+    m = parse_ok("cnn:layers=c2k1,p2,f2,bias1,input=1x2x2", 4, 2);
+    if (m) {
+        /* conv [2][2] (w, b): channel 0 = relu(x - 2): x = (2, 3, 3, 1) -> (0, 1, 1, 0):
+         * a zero pre-activation at pixel 0 and a tie (1, 1) at pixels 1, 2 */
+        double th[] = {1, -2, 0.5, 0.25, 1, -1, 2, 3}, x[] = {2, 3, 3, 1}, r[] = {0.3, -0.7}, g[8];
+        CHECK_EQ_INT(kink_check(m, th, x, 1, r, g), 0);
+        mf_model_free(m);
+    }
+}
+
+/* d out / d x by backward_input against central differences in x, for the
+ * cnn cases of ALL and cnn:small; other models answer MF_ERR_UNSUPPORTED. */
+TEST(cnn_input_gradient) {
+    mf_rng rng;
+    mf_rng_seed(&rng, 9);
+    for (int t = 0; t <= N_ALL; t++) {
+        const int n = t < N_ALL ? 3 : 1; /* cnn:small: one image (fewer redraws to avoid kinks) */
+        const char *spec = t < N_ALL ? ALL[t].spec : "cnn:small";
+        int C = t < N_ALL ? ALL[t].C : 10, d = t < N_ALL ? ALL[t].d : 784;
+        if (strncmp(spec, "cnn:", 4)) continue;
+        mf_model *m = parse_ok(spec, d, C);
+        if (!m) continue;
+        mf_work *w = work_ok(m, n);
+        int no = n * m->n_out;
+        double *theta = malloc(m->n_params * sizeof *theta), *x = malloc((size_t)n * d * sizeof *x),
+               *gx = malloc((size_t)n * d * sizeof *gx), r[30], out[30];
+        int tries = draw_smooth(m, &rng, theta, x, t == N_ALL ? 1 : n);
+        if (t == N_ALL) printf("  cnn:small input gradient: %d redraws\n", tries);
+        if (t == N_ALL) /* cnn:small (no bias): outputs of O(1) for the differences; the
+                           signs of all pre-activations stay (homogeneity) */
+            for (size_t k = 0; k < m->n_params; k++) theta[k] *= 0.25;
+        randn(&rng, r, (size_t)no, 1.0);
+        fctx c = {m, w, n, x, r, out};
+        fval(&c, theta);
+        CHECK_EQ_INT(mf_model_backward_input(m, w, theta, x, n, r, gx), MF_OK);
+        double worst = 0;
+        int cnt = d * n < 120 ? d * n : 120;
+        for (int q = 0; q < cnt; q++) {
+            int i = d * n <= 120 ? q : (int)(mf_rng_uniform(&rng) * n * d);
+            double x0 = x[i], h = 1e-6;
+            x[i] = x0 + h;
+            double fp = fval(&c, theta);
+            x[i] = x0 - h;
+            double fm = fval(&c, theta);
+            x[i] = x0;
+            double fd = (fp - fm) / (2 * h), rel = fabs(gx[i] - fd) / fmax(1, fabs(fd));
+            if (!(rel <= worst)) worst = rel;
+        }
+        CHECK(worst <= 1e-6, "%s: input gradient vs central differences %g", m->spec, worst);
+        free(theta), free(x), free(gx);
+        mf_work_free(w);
+        mf_model_free(m);
+    }
+    mf_model *m = parse_ok("mlp:widths=3", 2, 0);
+    mf_work *w = work_ok(m, 1);
+    double th[9] = {0}, x[2] = {1, 1}, o, r = 1, gx[2];
+    mf_model_forward(m, w, th, x, 1, &o);
+    CHECK_EQ_INT(mf_model_backward_input(m, w, th, x, 1, &r, gx), MF_ERR_UNSUPPORTED);
+    mf_work_free(w);
+    mf_model_free(m);
+}
+
+/* He init: weights N(0, 2 / fan_in) (standard deviation within 3% on
+ * thousands of entries), biases 0; the generic version for other models. */
+TEST(he_init) {
+    mf_model *m = parse_ok("cnn:small,bias", 784, 10);
+    if (m) {
+        double *th = malloc(m->n_params * sizeof *th);
+        mf_rng r;
+        mf_rng_seed(&r, 4);
+        CHECK_EQ_INT(mf_model_init(m, "he", 1.0, &r, th, NULL), MF_OK);
+        for (int l = 0; l < m->n_layers; l++) {
+            const mf_layer *ly = &m->layers[l];
+            int fan = ly->cols - 1;
+            double ss = 0, bmax = 0;
+            for (int i = 0; i < ly->rows; i++) {
+                for (int j = 0; j < fan; j++) ss += th[ly->offset + (size_t)i * ly->cols + j] *
+                                                     th[ly->offset + (size_t)i * ly->cols + j];
+                bmax = fmax(bmax, fabs(th[ly->offset + (size_t)i * ly->cols + fan]));
+            }
+            double sd = sqrt(ss / ((double)ly->rows * fan)), want = sqrt(2.0 / fan);
+            if ((double)ly->rows * fan >= 1000)
+                CHECK(fabs(sd / want - 1) < 0.03, "%s: sd %g, want %g", ly->name, sd, want);
+            CHECK(bmax == 0.0, "%s: biases start at 0, max |b| %g", ly->name, bmax);
+        }
+        free(th);
+        mf_model_free(m);
+    }
+    m = parse_ok("mlp:widths=400", 50, 0);
+    if (m) {
+        double *th = malloc(m->n_params * sizeof *th), ss = 0;
+        mf_rng r;
+        mf_rng_seed(&r, 5);
+        CHECK_EQ_INT(mf_model_init(m, "he", 2.0, &r, th, NULL), MF_OK);
+        for (int i = 0; i < 400 * 50; i++) ss += th[i] * th[i];
+        CHECK(fabs(sqrt(ss / 20000) / (2.0 * sqrt(2.0 / 50)) - 1) < 0.03, "mlp he sd %g",
+              sqrt(ss / 20000));
+        free(th);
+        mf_model_free(m);
+    }
+}
+
+/* mf_model_preactivations of a cnn: the ReLU units layer by layer (conv:
+ * channel, row, column), equal to the reference's pre-activations, and
+ * |pre| <= scale (Cauchy-Schwarz). */
+TEST(cnn_preactivations) {
+    mf_model *m = parse_ok("cnn:layers=c2k3,p2,c3k2,f4,f2,bias1", 36, 2);
+    if (!m) return;
+    const int n = 2, H = mf_model_n_hidden(m);
+    CHECK_EQ_INT(H, 2 * 36 + 3 * 9 + 4);
+    mf_data *D = NULL;
+    mf_data_new(n, 36, 2, &D, NULL);
+    mf_rng r;
+    mf_rng_seed(&r, 8);
+    double *th = malloc(m->n_params * sizeof *th), *pre = malloc((size_t)n * H * sizeof *pre),
+           *sc = malloc((size_t)n * H * sizeof *sc);
+    mf_model_init(m, "gauss", 1.0, &r, th, NULL);
+    randn(&r, D->x, (size_t)n * 36, 1.0);
+    CHECK_EQ_INT(mf_model_preactivations(m, th, D, pre, NULL), MF_OK);
+    const mf__model_ops *ops = mf__model_ops_of(m);
+    CHECK_EQ_INT(ops->preact(m, th, D, NULL, sc, NULL), MF_OK);
+    /* the first conv layer by hand: unit (c, i, j) of sample s */
+    double worst = 0, ratio = 0;
+    for (int s = 0; s < n; s++)
+        for (int c = 0; c < 2; c++)
+            for (int i = 0; i < 6; i++)
+                for (int j = 0; j < 6; j++) {
+                    double z = th[c * 10 + 9];
+                    for (int u = 0; u < 3; u++)
+                        for (int v = 0; v < 3; v++)
+                            if (i + u - 1 >= 0 && i + u - 1 < 6 && j + v - 1 >= 0 && j + v - 1 < 6)
+                                z += th[c * 10 + u * 3 + v] * D->x[s * 36 + (i + u - 1) * 6 + j + v - 1];
+                    worst = fmax(worst, fabs(pre[(size_t)s * H + c * 36 + i * 6 + j] - z));
+                }
+    for (int k = 0; k < n * H; k++) ratio = fmax(ratio, fabs(pre[k]) / sc[k]);
+    CHECK(worst <= 1e-12, "first-layer pre-activations off by %g", worst);
+    CHECK(ratio <= 1 + 1e-12, "max |pre| / scale = %g", ratio);
+    free(th), free(pre), free(sc);
+    mf_data_free(D);
+    mf_model_free(m);
 }
 
 /* Forward and backward check their arguments before touching memory: a
@@ -1243,5 +1627,10 @@ int main(void) {
     RUN(init);
     RUN(layout_and_norms);
     RUN(allocation_failures);
+    RUN(cnn_paper_nets);
+    RUN(cnn_kinks);
+    RUN(cnn_input_gradient);
+    RUN(he_init);
+    RUN(cnn_preactivations);
     return TEST_REPORT();
 }

@@ -24,6 +24,8 @@ ABI_VERSION = 3          # MF_ABI_VERSION this binding was written for
 ERR_LEN = 512
 SPEC_LEN = 256
 MAX_LAYERS = 16
+MAX_CNN_LAYERS = 48
+MAX_ARCHIVE_EPOCHS = 32
 N_GAINS = 4
 LOCAL_MAX_RADII = 8
 MARGIN_HIST = 40         # MF_MARGIN_HIST
@@ -62,11 +64,17 @@ class mf_layer(Structure):
     _fields_ = [("name", c_char * 16), ("offset", c_size_t), ("rows", c_int), ("cols", c_int)]
 
 
+class mf_cnn_layer(Structure):
+    _fields_ = [("kind", c_char), ("size", c_int), ("k", c_int)]
+
+
 class mf_model(Structure):
     _fields_ = [("kind", c_int), ("spec", c_char * SPEC_LEN), ("d", c_int), ("n_out", c_int),
                 ("degree", c_int), ("homogeneous", c_int), ("depth", c_int), ("width", c_int),
                 ("widths", c_int * MAX_LAYERS), ("alpha", c_double), ("bias", c_int),
-                ("fix_outer", c_int), ("n_params", c_size_t), ("n_layers", c_int),
+                ("fix_outer", c_int), ("in_shape", c_int * 3), ("n_cnn", c_int),
+                ("cnn", mf_cnn_layer * MAX_CNN_LAYERS), ("cnn_preset", c_int),
+                ("cnn_bias", c_int), ("n_params", c_size_t), ("n_layers", c_int),
                 ("layers", mf_layer * MAX_LAYERS)]
 
 
@@ -76,15 +84,21 @@ class mf_metrics(Structure):
                 ("smoothed_margin", c_double), ("layer_margin", c_double), ("lr", c_double),
                 ("train_error", c_double), ("balancedness", c_double), ("beta", c_double),
                 ("smoothed_decrease", c_double), ("loss_increase", c_double),
-                ("margin_change", c_double)]
+                ("margin_change", c_double), ("epoch", c_longlong),
+                ("rejected", c_longlong), ("log10_mean_loss", c_double), ("test_error", c_double),
+                ("epoch_seconds", c_double), ("wall_seconds", c_double)]
 
 
 class mf_train_settings(Structure):
     _fields_ = [("loss", c_int), ("optimizer", c_int), ("lr", c_double), ("tol", c_double),
                 ("lr_up", c_double), ("lr_down", c_double), ("max_rel_step", c_double),
                 ("batch", c_int), ("max_steps", c_longlong), ("until_log10_loss", c_double),
-                ("until_margin_gap", c_double), ("until_time", c_double), ("wall_seconds", c_double), ("log_points", c_int),
-                ("log_horizon", c_longlong), ("checkpoint_every", c_longlong), ("seed", c_uint64)]
+                ("until_margin_gap", c_double), ("until_time", c_double),
+                ("wall_seconds", c_double), ("log_points", c_int),
+                ("log_horizon", c_longlong), ("checkpoint_every", c_longlong), ("seed", c_uint64),
+                ("max_epochs", c_longlong), ("alpha_min", c_double), ("loss_cap", c_double),
+                ("archive_decades", c_double), ("n_archive_epochs", c_int),
+                ("archive_epochs", c_longlong * MAX_ARCHIVE_EPOCHS), ("test", POINTER(mf_data))]
 
 
 class mf_train_state(Structure):
@@ -104,13 +118,14 @@ SNAPSHOT_FN = CFUNCTYPE(c_int, c_void_p, POINTER(mf_metrics), POINTER(c_double))
 PROGRESS_FN = CFUNCTYPE(None, c_void_p, POINTER(mf_metrics), c_double)
 CHECKPOINT_FN = CFUNCTYPE(c_int, c_void_p, POINTER(mf_train_state))
 STOP_FN = CFUNCTYPE(c_int, c_void_p)
+ARCHIVE_FN = CFUNCTYPE(c_int, c_void_p, POINTER(mf_train_state), POINTER(mf_metrics))
 
 
 class mf_callbacks(Structure):
     _fields_ = [("user", c_void_p), ("log", LOG_FN), ("on_metrics", METRICS_FN),
                 ("on_snapshot", SNAPSHOT_FN), ("on_progress", PROGRESS_FN),
                 ("progress_seconds", c_double), ("on_checkpoint", CHECKPOINT_FN),
-                ("should_stop", STOP_FN)]
+                ("should_stop", STOP_FN), ("on_archive", ARCHIVE_FN)]
 
 
 class mf_train_result(Structure):

@@ -40,14 +40,19 @@ typedef enum mf__opt_type {
     MF__OPT_FLAG = 0, /* bare "key": int field set to 1; a value is an error */
     MF__OPT_INT,      /* "key=N", N in [1, hi]: int field */
     MF__OPT_UNIT,     /* "key=A", finite A in [0, 1]: double field */
-    MF__OPT_WIDTHS    /* "key=M1/M2/..." (and the pure-integer tokens after it):
+    MF__OPT_WIDTHS,   /* "key=M1/M2/..." (and the pure-integer tokens after it):
                          appended to m->widths[m->depth++], each in [1, hi] */
+    MF__OPT_CHOICE,   /* bare "key": int field set to hi; an error when an earlier
+                         option already set that field (presets, bias kinds) */
+    MF__OPT_SHAPE,    /* "key=AxBxC", each in [1, hi]: int field[3] */
+    MF__OPT_LAYERS    /* "key=TOKEN" and the layer tokens after it (mf__cnn_token):
+                         appended to m->cnn[m->n_cnn++] */
 } mf__opt_type;
 
 typedef struct mf__option {
     const char *key;   /* e.g. "width"; NULL ends a list */
     mf__opt_type type;
-    int hi;            /* MF__OPT_INT / MF__OPT_WIDTHS: largest value */
+    int hi;            /* MF__OPT_INT / WIDTHS / SHAPE: largest value; CHOICE: the value */
     size_t field;      /* offsetof(mf_model, ...) of the field it sets (not for WIDTHS) */
 } mf__option;
 
@@ -130,6 +135,13 @@ typedef struct mf__model_ops {
                     double *out);
     void (*backward)(const mf_model *m, void *st, const double *theta, const double *x, int n,
                      const double *dout, double *grad);
+    /* After forward on (theta, x, n): gx [n][d] = sum over outputs of
+     * (d out_i / d x_i)^T dout_i (contract at mf_model_backward_input). */
+    void (*backward_input)(const mf_model *m, void *st, const double *theta, const double *x,
+                           int n, const double *dout, double *gx);
+    /* init "he" when the generic one (N(0, 2 / cols) per group) does not fit,
+     * e.g. bias columns that start at 0. 0 on success. */
+    int (*init_he)(const mf_model *m, double scale, mf_rng *rng, double *theta);
     /* init "balanced" (contract at mf_model_init): 0, or -1 when this
      * instance does not support it. */
     int (*init_balanced)(const mf_model *m, double scale, mf_rng *rng, double *theta);
@@ -175,6 +187,11 @@ extern const mf__model_ops mf__ops_linear, mf__ops_fc_linear, mf__ops_mlp;  /* c
 extern const mf__model_ops mf__ops_relu2, mf__ops_relu2_outbias;            /* relu2.c */
 extern const mf__model_ops mf__ops_diag;                                     /* diag.c */
 extern const mf__model_ops mf__ops_skip_linear;                              /* skip.c */
+extern const mf__model_ops mf__ops_cnn;                                      /* cnn.c */
+
+/* A cnn layer token "cNkK", "pP" or "fN" into *out: 0, or -1 when t is not
+ * one (cnn.c; the spec parser's MF__OPT_LAYERS). */
+int mf__cnn_token(const char *t, mf_cnn_layer *out);
 
 /* The workspace: the family's state and the one block of doubles behind its
  * buffers (mf_work_new in src/models.c). */

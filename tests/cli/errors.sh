@@ -86,6 +86,20 @@ for d, off, val in (('forged-lr', 24 + 24, struct.pack('<d', float('nan'))),
     b[-4:] = struct.pack('<I', zlib.crc32(bytes(b[:-4])))
     open(d + '/checkpoint.bin', 'wb').write(b)
 EOF
+# image files: an IDX pair (6 images of 2x2, 3 classes), damaged copies, a CIFAR-10 batch
+python3 - <<'EOF'
+import gzip, os, struct
+im = struct.pack('>IIII', 0x803, 6, 2, 2) + bytes(range(24))
+lb = struct.pack('>II', 0x801, 6) + bytes([0, 1, 2, 0, 1, 2])
+open('images.idx', 'wb').write(im)
+open('labels.idx', 'wb').write(lb)
+open('trunc.idx', 'wb').write(im[:30])
+open('labels5.idx', 'wb').write(struct.pack('>II', 0x801, 5) + bytes(5))
+z = bytearray(gzip.compress(im)); z[-6] ^= 0x40
+open('damaged.gz', 'wb').write(z)
+os.mkdir('cifar')
+open('cifar/test_batch.bin', 'wb').write(bytes(3073 + 100))
+EOF
 ln -sf /dev/zero zero/checkpoint.bin
 cp other/checkpoint.bin foreign/checkpoint.bin
 
@@ -194,7 +208,24 @@ case_ "--init-file: beyond the size limit" "$P" 2 "params-huge\\.txt: the file i
 case_ "--init-file: header of another model and count" "MF_ERR_FOREIGN" 2 "params-other\\.txt:1:[0-9]+: the file holds parameters of model 'skip-linear' \\(n=3\\), but model 'linear' has 2 parameters" --data builtin:B --init-file params-other.txt
 case_ "--init-file: params file of another model, same n" "MF_ERR_FOREIGN" 2 "params-model\\.txt:1:[0-9]+: the file holds parameters of model 'diag:depth=1', not of 'linear'" --data builtin:B --init-file params-model.txt
 case_ "--init-file: unknown header version" "$P" 2 "params-v2\\.txt:1:[0-9]+: unsupported params file version 'v2'" --data builtin:B --init-file params-v2.txt
-case_ "--init: unknown kind" "(CLI)" 2 "--init: expected gauss or balanced" --data builtin:B --init uniform
+case_ "--init: unknown kind" "(CLI)" 2 "--init: expected gauss, balanced or he" --data builtin:B --init uniform
+section "image data, cnn models, epoch runs"
+case_ "IDX images truncated" "$P" 2 "trunc\\.idx: truncated: the header promises 24 image bytes, the file holds 14" --data idx:trunc.idx,labels.idx --model cnn:small
+case_ "IDX file of the wrong kind" "$P" 2 "not an IDX label file: magic 0x00000803" --data idx:images.idx,images.idx --model cnn:small
+case_ "IDX image and label counts differ" "MF_ERR_DIM" 2 "holds 6 images but .*labels5\\.idx holds 5 labels" --data idx:images.idx,labels5.idx --model cnn:small
+case_ "damaged gzip stream" "MF_ERR_CORRUPT" 2 "damaged\\.gz: damaged gzip stream" --data idx:damaged.gz,labels.idx --model cnn:small
+case_ "idx spec without two paths" "$I" 2 "expected idx:IMAGES,LABELS" --data idx:images.idx
+case_ "CIFAR-10 batch not a whole number of records" "$P" 2 "test_batch\\.bin: 3173 bytes is not a whole number of CIFAR-10 records" --data cifar10:cifar:test --model cnn:small
+case_ "--classes: the same class twice" "(CLI)" 2 "--classes: expected two different class indices" --data idx:images.idx,labels.idx --classes 1,1
+case_ "--classes on binary data" "(CLI)" 2 "need multi-class data" --data builtin:B --classes 0,1
+case_ "cnn: output layer of the wrong size" "$P" 2 "the last layer must be the output layer f3" --data idx:images.idx,labels.idx --model cnn:layers=c2k1,f2
+case_ "cnn: input not a square image" "$P" 2 "d = 2 is not a square image of 1 or 3 channels" --data builtin:B --model cnn:small
+case_ "cnn: a preset and layers" "$P" 2 "give either a preset or layers=, not both" --data idx:images.idx,labels.idx --model cnn:small,layers=f3
+case_ "cnn: bad layer token" "$P" 2 "bad layer 'c2x3'" --data idx:images.idx,labels.idx --model cnn:layers=c2x3,f3
+case_ "epoch run without a stopping criterion" "$I" 2 "an epoch run needs a stopping criterion" --data idx:images.idx,labels.idx --model cnn:layers=f3 --optimizer sgd-lyu-li
+case_ "--loss-cap <= 1" "$I" 2 "loss_cap: must be a finite number > 1" --data idx:images.idx,labels.idx --model cnn:layers=f3 --optimizer sgd-lyu-li --epochs 1 --loss-cap 1
+case_ "--archive-epochs not ascending" "(CLI)" 2 "--archive-epochs: values must be ascending" --data idx:images.idx,labels.idx --archive-epochs 5,2
+case_ "test set of another shape" "(CLI)" 2 "the test set builtin:B has dimension 2 and 2 classes, the training set 4 and 3" --data idx:images.idx,labels.idx --test-data builtin:B --model cnn:layers=f3
 section "settings"
 case_ "--lr not a number" "(CLI)" 2 "--lr: expected a finite number, got 'abc'" --data builtin:B --lr abc
 case_ "--lr not finite" "(CLI)" 2 "--lr: expected a finite number, got 'inf'" --data builtin:B --lr inf

@@ -16,6 +16,10 @@
  */
 #include "fuzz.h"
 
+/* the command line the run directory records (cli/main.c has them in the program) */
+int cli_argc;
+char **cli_argv;
+
 #include "checks.h"
 #include "experiment.h"
 
