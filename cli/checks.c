@@ -617,9 +617,7 @@ static void ck_nonzero_global(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     cli_fmt(o->expected, sizeof o->expected, "all, gamma* = %.6g +- %.2g", gs, tol);
 }
 
-/* gamma_svm and w_svm (unit, d entries) of binary data by mf_svm_solve;
- * returns gamma_svm or NAN. */
-static double svm_of(const mf_data *d, double *wsvm) {
+double rp_svm_unit(const mf_data *d, double *wsvm) {
     mf_svm_result *sv = NULL;
     mf_err e = {0, ""};
     double g = NAN;
@@ -710,7 +708,7 @@ static void ck_linear(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         for (int k = 0; k < d->n; k++) q[k] *= d->y[k]; /* Phi(x_n) */
         double res = linear_fit(d->x, q, d->n, d->d, v);
         free(q);
-        double gs = svm_of(d, ws), dot = 0, nv = 0;
+        double gs = rp_svm_unit(d, ws), dot = 0, nv = 0;
         for (int j = 0; j < d->d; j++) dot += v[j] * ws[j], nv += v[j] * v[j];
         double cs = isnan(gs) || !(nv > 0) ? NAN : dot / sqrt(nv);
         double col = NAN;
@@ -787,7 +785,7 @@ static void ck_below_best(const cJSON *ck, rp_claim *c, rp_check_out *o) {
             mf_maxmargin_result_free(mm);
         }
         double g = r->res.final.normalized_margin, ratio = g / best;
-        double gs = r->data->num_classes == 0 ? svm_of(r->data, NULL) : NAN;
+        double gs = r->data->num_classes == 0 ? rp_svm_unit(r->data, NULL) : NAN;
         ok &= ratio <= mr;
         cnt++;
         if (cnt <= 3)
@@ -972,6 +970,11 @@ static const char *const k_nonzero[] = {"gamma_star", "tol", "nz_tol", NULL};
 static const char *const k_linear[] = {"run", "tol", "cos_min", "collinear_min", NULL};
 static const char *const k_below[] = {"run", "max_ratio", "starts", "seed", NULL};
 static const char *const k_horizons[] = {"run", "horizons", "max_ratio", NULL};
+static const char *const k_global[] = {"run", "expect", "tol", NULL};
+static const char *const k_layer0[] = {"run", "expect", "tol", "zero_tol", "gain_min", NULL};
+static const char *const k_odd_even[] = {"run", "cos_min", "ratio_max", NULL};
+static const char *const k_sign[] = {"run", NULL};
+static const char *const k_invariant[] = {"run", "tol", "slope", "slope_tol", NULL};
 static const char *const k_compare[] = {"column", "run", "other", "op", NULL};
 static const char *const k_robust[] = {"run", "eps", "n", "checkpoints", "pgd_steps", "restarts", "cw_steps", "cw_search", "cw_lr", "seed", "tol", NULL};
 
@@ -1001,6 +1004,11 @@ const rp_quantity rp_quantities[] = {
     {"linear", k_linear, r_none, ck_linear},
     {"below_best", k_below, r_none, ck_below_best},
     {"kkt_horizons", k_horizons, r_horizons, ck_kkt_horizons},
+    {"global_relu2", k_global, r_expect, rp_ck_global_relu2},
+    {"layer0_relu2", k_layer0, r_expect, rp_ck_layer0_relu2},
+    {"odd_even", k_odd_even, r_none, rp_ck_odd_even},
+    {"sign_init", k_sign, r_none, rp_ck_sign_init},
+    {"invariant", k_invariant, r_none, rp_ck_invariant},
     {"compare", k_compare, r_compare, ck_compare},
     {"robust", k_robust, r_run, ck_robust},
     {NULL, NULL, NULL, NULL}};
@@ -1040,7 +1048,10 @@ static const struct check_key {
     {"gamma_star", K_NUM, 0, 0},        {"nz_tol", K_NUM, 0, 0},
     {"cos_min", K_NUM, 0, 0},           {"collinear_min", K_NUM, 0, 0},
     {"max_ratio", K_NUM, 0, 0},         {"limit", K_NUM, 0, 0},
-    {"limit_tol", K_NUM, 0, 0},         {"comment", K_STR, 0, 100000},
+    {"limit_tol", K_NUM, 0, 0},         {"zero_tol", K_NUM, 0, 0},
+    {"gain_min", K_NUM, 0, 0},          {"ratio_max", K_NUM, 0, 0},
+    {"slope", K_NUM, 0, 0},             {"slope_tol", K_NUM, 0, 0},
+    {"comment", K_STR, 0, 100000},
     {"other", K_STR, 0, 64},            {"eps", K_NUMARR, 0, MF_ROBUST_MAX_EPS},
     {"n", K_INT, 0, 1000000000},        {"checkpoints", K_STR, 0, 1000},
     {"pgd_steps", K_INT, 0, 100000},    {"restarts", K_INT, 0, 1000},
@@ -1089,24 +1100,35 @@ static int check_allowed(cli_jr *r, const cJSON *ck, const char *path, const rp_
 }
 
 /* The verdict expectation: a name or a non-empty list of names, each a
- * verdict mf_verdict_from_name knows (also a former name). */
-static int check_verdict_expect(cli_jr *r, const cJSON *ex, const char *f) {
-    static const char *names = "global, local-certified, inconclusive (formerly local-evidence), "
-                               "not-local, not-kkt, non-homogeneous";
+ * verdict mf_verdict_from_name knows (also a former name); with `names`
+ * (NULL-terminated: the facts of another quantity) each must be one of
+ * them instead. */
+static int check_verdict_expect(cli_jr *r, const cJSON *ex, const char *f, const char *const *names) {
+    static const char *verdicts = "global, local-certified, inconclusive (formerly local-evidence), "
+                                  "not-local, not-kkt, non-homogeneous";
     const cJSON *e1;
     int ne = 0;
+    char list[256];
     cJSON_ArrayForEach(e1, ex) {
         if (!cJSON_IsString(e1)) return cli_jbad(r, f, "must be a verdict name or a list of names");
-        if (mf_verdict_from_name(e1->valuestring, NULL))
-            return cli_jbad(r, f, "'%s' is not a verdict (verdicts: %s)", e1->valuestring, names);
+        if (names && !in_list(names, e1->valuestring))
+            return cli_jbad(r, f, "'%s' is not one of %s", e1->valuestring,
+                            join(list, sizeof list, NULL, names, NULL));
+        if (!names && mf_verdict_from_name(e1->valuestring, NULL))
+            return cli_jbad(r, f, "'%s' is not a verdict (verdicts: %s)", e1->valuestring, verdicts);
         ne++;
     }
     if (!cJSON_IsString(ex) && !(cJSON_IsArray(ex) && ne > 0))
         return cli_jbad(r, f, "must be a verdict name or a list of names");
-    if (cJSON_IsString(ex) && mf_verdict_from_name(ex->valuestring, NULL))
-        return cli_jbad(r, f, "'%s' is not a verdict (verdicts: %s)", ex->valuestring, names);
+    if (names && cJSON_IsString(ex) && !in_list(names, ex->valuestring))
+        return cli_jbad(r, f, "'%s' is not one of %s", ex->valuestring, join(list, sizeof list, NULL, names, NULL));
+    if (!names && cJSON_IsString(ex) && mf_verdict_from_name(ex->valuestring, NULL))
+        return cli_jbad(r, f, "'%s' is not a verdict (verdicts: %s)", ex->valuestring, verdicts);
     return 0;
 }
+
+static const char *const global_names[] = {"global", "not-global", NULL};
+static const char *const layer0_names[] = {"local-certified", "not-local", "not-global", "inconclusive", NULL};
 
 /* Validate the value of key t (present in ck) for quantity q. */
 static int check_value(cli_jr *r, const cJSON *ck, const char *path, const struct check_key *t,
@@ -1123,7 +1145,12 @@ static int check_value(cli_jr *r, const cJSON *ck, const char *path, const struc
     case K_BOOL: return cli_jbool(r, ck, path, t->name, NULL) < 0 ? -1 : 0;
     case K_NUMARR: return cli_jnumarr(r, ck, path, t->name, (int)t->hi, NULL, &n) < 0 ? -1 : 0;
     case K_EXPECT:
-        if (!strcmp(q->name, "verdict")) return check_verdict_expect(r, v, f);
+        if (!strcmp(q->name, "verdict")) return check_verdict_expect(r, v, f, NULL);
+        if (!strcmp(q->name, "global_relu2")) {
+            if (!cJSON_IsString(v)) return cli_jbad(r, f, "must be \"global\" or \"not-global\"");
+            return check_verdict_expect(r, v, f, global_names);
+        }
+        if (!strcmp(q->name, "layer0_relu2")) return check_verdict_expect(r, v, f, layer0_names);
         return cli_jnum(r, ck, path, t->name, 0, &x) < 0 ? -1 : 0;
     case K_LAYER:
         if (!cJSON_IsString(v)) return cli_jint(r, ck, path, t->name, 0, t->lo, t->hi, &x) < 0 ? -1 : 0;

@@ -67,4 +67,13 @@ const mf_analysis *rp_analysis(const rp_claim *c, const rp_run *r, int row, int 
 /* mu = (1/N) sum_n y_n x_n of binary data ([LLWA21]); d entries. */
 void rp_data_mu(const mf_data *d, double *mu);
 
+/* The evaluators of cli/checks_relu2.c (two-layer ReLU nets: the certified
+ * global reference, the first-layer problem P_0, [LLWA21]'s mechanisms);
+ * their rows are in rp_quantities[]. */
+void rp_ck_global_relu2(const cJSON *ck, rp_claim *c, rp_check_out *o);
+void rp_ck_layer0_relu2(const cJSON *ck, rp_claim *c, rp_check_out *o);
+void rp_ck_odd_even(const cJSON *ck, rp_claim *c, rp_check_out *o);
+void rp_ck_sign_init(const cJSON *ck, rp_claim *c, rp_check_out *o);
+void rp_ck_invariant(const cJSON *ck, rp_claim *c, rp_check_out *o);
+
 #endif

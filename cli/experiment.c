@@ -36,7 +36,7 @@
 
 const char *const rp_figure_kinds[] = {"margin", "loss",    "norm",    "cosine",       "neurons",
                                        "sweep",  "kkt",     "regions", "layer-margin", "epochs",
-                                       "robust", NULL};
+                                       "robust", "odd-even", NULL};
 
 double rp_col(const mf_metrics *m, const char *col) {
     if (!strcmp(col, "step")) return (double)m->step;
@@ -124,7 +124,7 @@ static int get_tnum(cli_jr *p, const cJSON *o, const char *path, const char *key
 /* ------------------------------------------------------------ runs */
 
 static const char *const run_keys[] = {"name",  "data",  "model", "init", "seeds", "vary",
-                                       "loss",  "optimizer", "lr", "tol", "steps",
+                                       "loss",  "optimizer", "lr", "tol", "max_rel_step", "steps",
                                        "until_log10_loss", "until_time", "wall_seconds",
                                        "log_points", "log_horizon", "snapshots", "test_data",
                                        "train_limit", "test_limit", "classes", "data_seed",
@@ -185,7 +185,8 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
     struct {
         const char *k;
         double *dst;
-    } nums[] = {{"lr", &s->lr}, {"tol", &s->tol}, {"until_log10_loss", &s->until_log10_loss},
+    } nums[] = {{"lr", &s->lr}, {"tol", &s->tol}, {"max_rel_step", &s->max_rel_step},
+                {"until_log10_loss", &s->until_log10_loss},
                 {"until_time", &s->until_time}, {"wall_seconds", &s->wall_seconds},
                 {"archive_decades", &s->archive_decades}, {"loss_cap", &s->loss_cap},
                 {"alpha_min", &s->alpha_min}};
@@ -477,8 +478,8 @@ void rp_runs_free(rp_run *r, int n) {
 /* ------------------------------------------------------------ the file */
 
 static const char *const top_keys[] = {"name",  "title",  "paper",   "reference", "statement",
-                                       "gamma_star", "w_ref", "runs", "checks", "figures",
-                                       "quick", "comment", NULL};
+                                       "paper_result", "gamma_star", "w_ref", "runs", "checks",
+                                       "figures", "quick", "comment", NULL};
 static const char *const quick_keys[] = {"runs", "checks", "comment", NULL};
 
 /* Merge quick.runs into every run and let quick.checks replace checks
@@ -530,6 +531,7 @@ static int validate(cli_jr *p, rp_experiment *x, int quick) {
         cli_jstr(p, root, "", "paper", 0, 100000, &x->paper) < 0 ||
         cli_jstr(p, root, "", "reference", 0, 100000, &x->reference) < 0 ||
         cli_jstr(p, root, "", "statement", 0, 100000, &x->statement) < 0 ||
+        cli_jstr(p, root, "", "paper_result", 0, 1000, &x->paper_result) < 0 ||
         cli_jstr(p, root, "", "comment", 0, 100000, &nm) < 0)
         return -1;
     if (cli_jnum(p, root, "", "gamma_star", 0, &x->gamma_star) < 0) return -1;
@@ -570,7 +572,7 @@ static int validate(cli_jr *p, rp_experiment *x, int quick) {
 /* Start *x empty: no runs or checks, empty descriptive strings. */
 static void experiment_init(rp_experiment *x) {
     memset(x, 0, sizeof *x);
-    x->title = x->paper = x->reference = x->statement = "";
+    x->title = x->paper = x->reference = x->statement = x->paper_result = "";
     x->gamma_star = NAN;
 }
 
@@ -587,11 +589,13 @@ int rp_experiment_parse(const char *text, size_t len, const char *file, int quic
     if (validate(&p, x, quick)) {
         cJSON *root = x->root;
         const char *t = x->title, *pa = x->paper, *re = x->reference, *st = x->statement;
+        const char *pr = x->paper_result;
         double gs = x->gamma_star;
         x->root = NULL;
         rp_experiment_free(x);
         x->root = root; /* kept for the descriptive strings */
         x->title = t, x->paper = pa, x->reference = re, x->statement = st;
+        x->paper_result = pr;
         x->gamma_star = gs;
         if (!why[0]) snprintf(why, wcap, "%s: invalid", p.file);
         return -1;

@@ -82,6 +82,7 @@ typedef struct rp_check {
 typedef struct rp_experiment {
     cJSON *root;              /* the file, quick overrides merged; NULL if not JSON */
     const char *title, *paper, *reference, *statement;
+    const char *paper_result; /* which result of which paper the claim checks ("" if absent) */
     double gamma_star;        /* NAN when absent */
     int n_wref;               /* 0 when absent */
     double wref[RP_MAX_WREF];

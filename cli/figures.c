@@ -554,6 +554,45 @@ static int fig_cosine(const rp_claim *c, gp_fig *g) {
     return 0;
 }
 
+/* [LLWA21] odd/even split over time (rp_odd_even) of the first relu2 run
+ * with snapshots: 1 - cos(v, w_svm), v = sum_k a_k w_k (top), and the
+ * nonlinearity ratio max_n |E(x_n)| / max_n |L(x_n)| (bottom), both on log
+ * scales, against the logged step on a log scale (the flow times span
+ * 10^-2 .. 10^(10^4): the step count shows both phases; the times are
+ * column 2 of fig-odd-even.dat). */
+static int fig_odd_even(const rp_claim *c, gp_fig *g) {
+    const rp_run *r = snap_run(c);
+    double ws[64];
+    if (!r || r->data->num_classes != 0 || r->data->d > 64 || isnan(rp_svm_unit(r->data, ws))) return 1;
+    FILE *d = open_in(c, "fig-odd-even.dat");
+    if (!d) return -1;
+    fprintf(d, "# step,log10_time,1-cos(v,w_svm),max|E|/max|L|\n");
+    for (int k = 0; k < r->nrows; k++) {
+        double cs, rt;
+        if (r->rows[k].step < 1 ||
+            rp_odd_even(r->model, r->data, r->snaps + (size_t)k * r->model->n_params, ws, &cs, &rt))
+            continue;
+        fprintf(d, "%lld", r->rows[k].step);
+        dat(d, ",", r->rows[k].time_log / LN10, 9);
+        dat(d, ",", 1 - cs, 9);
+        dat(d, ",", rt, 9);
+        fputc('\n', d);
+    }
+    fclose(d);
+    FILE *b = GP_BODY(g);
+    char sub[700];
+    cli_fmt(sub, sizeof sub, "%s%srun %s; x: the logged steps (flow times in fig-odd-even.dat)", c->title,
+            c->title[0] ? " -- " : "", r->name);
+    gp_multiplot(g, 2, 1, "Odd/even split Φ = L + E of [LLWA21]", 0, sub);
+    fprintf(b, "set logscale x\nset logscale y\nset format y '10^{%%L}'\nset key off\n"
+               "set xlabel 'step'\nset ylabel '1 - cos(v, w_{svm}),  v = Σ_{k} a_{k} w_{k}'\n"
+               "plot 'fig-odd-even.dat' skip 1 using 1:($3 > 0 ? $3 : 1/0) lc rgb '%s' lw 1.5\n"
+               "set ylabel 'max_{n} |E(x_{n})| / max_{n} |L(x_{n})|'\n"
+               "plot 'fig-odd-even.dat' skip 1 using 1:($4 > 0 ? $4 : 1/0) lc rgb '%s' lw 1.5\n",
+            gp_color(0), gp_color(1));
+    return 0;
+}
+
 static int fig_neurons(const rp_claim *c, gp_fig *g) {
     const rp_run *r = snap_run(c);
     mf_units u;
@@ -633,7 +672,9 @@ static int fig_sweep(const rp_claim *c, gp_fig *g) {
     if (c->n_groups == 0 || !c->sweep_kind[0]) return 1;
     FILE *d = open_in(c, "fig-sweep.dat");
     if (!d) return -1;
-    const char *var = c->nruns > 0 && c->runs[0].var[0] ? c->runs[0].var : "value";
+    const char *var = "value"; /* the varied quantity of the first run that varies one */
+    for (int i = c->nruns - 1; i >= 0; i--)
+        if (c->runs[i].has_vary && c->runs[i].var[0]) var = c->runs[i].var;
     int frac = !strcmp(c->sweep_kind, "fraction");
     fprintf(d, "# x,y%s\n", frac ? ",low,high,k,n (95% Wilson)" : "");
     for (int q = 0; q < c->n_groups; q++) {
@@ -657,6 +698,29 @@ static int fig_sweep(const rp_claim *c, gp_fig *g) {
                    "'' skip 1 using 0:2:3:4 with yerrorbars pt 0 lw 1 lc rgb 'black', "
                    "'' skip 1 using 0:4:(sprintf('%%d/%%d', $5, $6)) with labels offset 0,0.7 font ',8'\n",
                 var, gp_num(c->frac_below), gp_color(0));
+    } else if (!strcmp(c->sweep_kind, "invariant")) {
+        /* drift of a_k^2 - ||w_k||^2 against the step (checks_relu2.c): log-log,
+         * the fit ln drift = icpt + slope ln step and the expected slope
+         * through the geometric mean of the points */
+        double mx = 0, my = 0;
+        for (int q = 0; q < c->n_groups; q++) mx += log(c->group_x[q]), my += log(c->group_y[q]);
+        mx /= c->n_groups, my /= c->n_groups;
+        gp_title(g, "Drift of the flow invariant a_{k}^2 - ‖w_{k}‖^2 under gradient descent", c->title);
+        fprintf(b, "set logscale xy\nset xlabel '%s' noenhanced\n"
+                   "set ylabel 'max_{k} |Δ(a_{k}^2 - ‖w_{k}‖^2)| / ‖θ‖^2'\n"
+                   "set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05\n", var);
+        /* tics at the measured points: the range spans less than a decade */
+        fprintf(b, "set format y '%%.2g'\nset xtics (");
+        for (int q = 0; q < c->n_groups; q++) fprintf(b, "%s%s", q ? ", " : "", gp_num(c->group_x[q]));
+        fprintf(b, ")\nset ytics (");
+        for (int q = 0; q < c->n_groups; q++) fprintf(b, "%s%s", q ? ", " : "", gp_num(c->group_y[q]));
+        fprintf(b, ")\n");
+        gp_key_below(b, 3, 3);
+        fprintf(b, "plot 'fig-sweep.dat' skip 1 using 1:2 with points pt 7 ps 1 lt 1 title 'measured', "
+                   "exp(%s) * x**%s lt 2 lw 1.2 title 'fit, slope %.3g', "
+                   "exp(%s + %s * (log(x) - %s)) lc rgb 'black' lw 1 dt 2 title 'expected slope %.3g'\n",
+                gp_num(c->fit_icpt), gp_num(c->fit_slope), c->fit_slope, gp_num(my), gp_num(c->pred_slope),
+                gp_num(mx), c->pred_slope);
     } else if (!(isfinite(c->fit_icpt) && isfinite(c->fit_slope) && isfinite(c->pred_slope))) {
         gp_title(g, "Escape time of the small-initialization phase", c->title);
         fprintf(b, "set xlabel 'ln(1/σ_{init})'\nset ylabel 'escape time t_{esc} (flow time, sum loss)'\n"
@@ -691,6 +755,7 @@ int rp_figure(const rp_claim *c, const char *kind) {
     if (!strcmp(kind, "loss")) h = 5.2;
     if (!strcmp(kind, "neurons")) w = 7.5, h = 3.2;
     if (!strcmp(kind, "regions")) w = 4.5, h = 3.8;
+    if (!strcmp(kind, "odd-even")) h = 5.2;
     if (!strcmp(kind, "margin") || !strcmp(kind, "kkt")) h = 3.3;
     if (!strcmp(kind, "epochs")) w = 7.0, h = 5.6;
     gp_fig g;
@@ -704,6 +769,7 @@ int rp_figure(const rp_claim *c, const char *kind) {
     else if (!strcmp(kind, "norm")) r = fig_loss(c, &g, 1);
     else if (!strcmp(kind, "cosine")) r = fig_cosine(c, &g);
     else if (!strcmp(kind, "neurons")) r = fig_neurons(c, &g);
+    else if (!strcmp(kind, "odd-even")) r = fig_odd_even(c, &g);
     else if (!strcmp(kind, "sweep")) r = fig_sweep(c, &g);
     else if (!strcmp(kind, "epochs")) r = fig_epochs(c, &g);
     else r = 1;
@@ -723,6 +789,17 @@ static void html_esc(FILE *f, const char *s) {
         else if (*s == '&') fputs("&amp;", f);
         else fputc(*s, f);
     }
+}
+
+/* s as one Markdown table cell: '|' escaped, so a measured "|gamma - gamma~|"
+ * or "||theta||" does not split the cell. */
+static void md_cell(FILE *f, const char *s) {
+    fputs(" ", f);
+    for (; s && *s; s++) {
+        if (*s == '|') fputc('\\', f);
+        fputc(*s, f);
+    }
+    fputs(" |", f);
 }
 
 /* A string field of a result.json object, "" when absent. */
@@ -760,19 +837,24 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
                ".PASS{color:#070}.FAIL{color:#b00}.ERROR{color:#b60}img{max-width:100%%}"
                "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%%}table{border-collapse:collapse}"
                "</style></head><body>\n<h1>marginflow reproduce%s</h1>\n<p>marginflow %s</p>\n"
-               "<table><tr><th>claim</th><th>verdict</th><th>paper</th></tr>\n",
+               "<table><tr><th>claim</th><th>verdict</th><th>paper result</th><th>paper</th></tr>\n",
             quick ? " (quick)" : "", MF_VERSION);
     cJSON **res = calloc((size_t)n + 1, sizeof *res);
-    fprintf(md, "| claim | verdict | paper |\n|---|---|---|\n");
+    fprintf(md, "| claim | verdict | paper result | paper |\n|---|---|---|---|\n");
     for (int i = 0; res && i < n; i++) {
         char *p = cli_aprintf("%s/%s/result.json", dir, names[i]);
         cli_jr jr = {p, NULL, 0, NULL, 0};
         res[i] = p ? cli_json_load(&jr, p, CLI_MAX_JSON_BYTES) : NULL;
         free(p);
         const char *st = res[i] ? js(res[i], "status") : "ERROR";
-        fprintf(md, "| [%s](#%s) | %s | %s |\n", names[i], names[i], st, res[i] ? js(res[i], "paper") : "");
+        fprintf(md, "| [%s](#%s) | %s |", names[i], names[i], st);
+        md_cell(md, res[i] ? js(res[i], "paper_result") : "");
+        md_cell(md, res[i] ? js(res[i], "paper") : "");
+        fputc('\n', md);
         fprintf(h, "<tr><td><a href=\"#%s\">%s</a></td><td class=\"%s\">%s</td><td>", names[i], names[i],
                 st, st);
+        html_esc(h, res[i] ? js(res[i], "paper_result") : "");
+        fprintf(h, "</td><td>");
         html_esc(h, res[i] ? js(res[i], "paper") : "");
         fprintf(h, "</td></tr>\n");
     }
@@ -808,8 +890,10 @@ int rp_report(const char *dir, char *const *names, int n, int quick) {
             fprintf(md, "| check | status | measured | expected |\n|---|---|---|---|\n");
             fprintf(h, "<table><tr><th>check</th><th>status</th><th>measured</th><th>expected</th></tr>\n");
             cJSON_ArrayForEach(ck, checks) {
-                fprintf(md, "| %s | %s | %s | %s |\n", js(ck, "quantity"), js(ck, "status"),
-                        js(ck, "measured"), js(ck, "expected"));
+                fprintf(md, "| %s | %s |", js(ck, "quantity"), js(ck, "status"));
+                md_cell(md, js(ck, "measured"));
+                md_cell(md, js(ck, "expected"));
+                fputc('\n', md);
                 fprintf(h, "<tr><td>%s</td><td class=\"%s\">%s</td><td>", js(ck, "quantity"),
                         js(ck, "status"), js(ck, "status"));
                 html_esc(h, js(ck, "measured"));

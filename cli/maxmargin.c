@@ -33,6 +33,27 @@ static const char *method_name(mf_maxmargin_method m) {
     return m == MF_MM_SLSQP ? "slsqp" : m == MF_MM_AUGLAG ? "auglag" : "auto";
 }
 
+/* The certified reference for a bias-free two-layer (leaky) ReLU net with
+ * trained outer weights on binary data: gamma* over every width by
+ * mf_global_relu2 (the convex program over activation patterns,
+ * docs/theory.md s.5), against which the search's best value is reported.
+ * NULL with why set when the model has none or the program is refused
+ * (too many cells: `marginflow global --max-patterns`). */
+static mf_global_result *relu2_reference(const mf_model *m, const mf_data *data, char *why, size_t cap) {
+    mf_units u;
+    why[0] = '\0';
+    if (!mf_model_units(m, &u) || u.in_bias || u.b_layer >= 0 || u.a_layer < 0 || !(m->alpha < 1) ||
+        data->num_classes != 0)
+        return NULL; /* no reference for this model: nothing to say */
+    mf_global_result *g = NULL;
+    mf_err e = {0, ""};
+    if (mf_global_relu2(m, data, NULL, &g, &e)) {
+        cli_fmt(why, cap, "%s", e.msg);
+        return NULL;
+    }
+    return g;
+}
+
 /* The help; every default is printed from mf_maxmargin_settings_default. */
 static void maxmargin_help(void) {
     mf_maxmargin_settings d;
@@ -74,8 +95,8 @@ static void maxmargin_help(void) {
 }
 
 /* The result as a JSON object (NULL on no memory). */
-static cJSON *maxmargin_json(const mf_model *m, const mf_data *data,
-                             const mf_maxmargin_result *r, double rel_tol) {
+static cJSON *maxmargin_json(const mf_model *m, const mf_data *data, const mf_maxmargin_result *r,
+                             double rel_tol, const mf_global_result *g, const char *gwhy) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return NULL;
     int ok = cli_json_str(root, "kind", "search (not a certificate)") &&
@@ -104,6 +125,21 @@ static cJSON *maxmargin_json(const mf_model *m, const mf_data *data,
                 : r->n_values > 0 ? cli_json_num_array(root, "best_theta", r->best_theta,
                                                        (int)m->n_params)
                                   : cJSON_AddArrayToObject(root, "best_theta");
+    if (ok && vals && th && g) { /* the certified reference (relu2_reference) */
+        cJSON *ref = cJSON_AddObjectToObject(root, "reference");
+        ok = ref && cli_json_str(ref, "kind", g->upper_certified ? "certified global optimum"
+                                                                 : "certified lower bound") &&
+             cli_json_str(ref, "method", "convex program over activation patterns (mf_global_relu2)") &&
+             cli_json_num(ref, "gamma_star", g->gamma_lower) &&
+             cli_json_num(ref, "gamma_lower", g->gamma_lower) &&
+             cli_json_num(ref, "gamma_upper", g->gamma_upper) &&
+             cli_json_int(ref, "upper_certified", g->upper_certified) &&
+             cli_json_str(ref, "network_model", g->spec) &&
+             cli_json_num_array(ref, "theta", g->theta, (int)g->n_params) &&
+             (r->n_values == 0 || cli_json_num(ref, "best_over_gamma_star", r->best_gamma / g->gamma_lower));
+    } else if (ok && vals && th && gwhy && gwhy[0]) {
+        ok = cli_json_str(root, "reference_absent", gwhy) != NULL;
+    }
     if (!ok || !vals || !th) {
         cJSON_Delete(root);
         return NULL;
@@ -113,7 +149,7 @@ static cJSON *maxmargin_json(const mf_model *m, const mf_data *data,
 
 /* The text report (values through cli_g: "absent", never "nan"). */
 static void maxmargin_text(const mf_model *m, const mf_data *data, const mf_maxmargin_result *r,
-                           double rel_tol) {
+                           double rel_tol, const mf_global_result *g, const char *gwhy) {
     printf("SEARCH (not a certificate): best normalized margin %s over %d%s starts "
            "(seeds %llu..%llu), %s\n",
            r->n_values > 0 ? cli_g(r->best_gamma, 17) : "none", r->starts_done,
@@ -127,6 +163,17 @@ static void maxmargin_text(const mf_model *m, const mf_data *data, const mf_maxm
     printf("failures: %d of %d starts reached no feasible point (%d needed a training run to "
            "separate the data)\n",
            r->failures, r->starts_done, r->feasibility_runs);
+    if (g) {
+        printf("REFERENCE (%s): gamma* %s %s over every width (bracket [%s, %s], relative gap %.2e; "
+               "convex program over %d activation patterns, mf_global_relu2; network %s, "
+               "`marginflow global --out` writes it)\n",
+               g->upper_certified ? "certified" : "lower bound certified, upper evidence only",
+               g->upper_certified ? "=" : ">=", cli_g(g->gamma_lower, 17), cli_g(g->gamma_lower, 12),
+               cli_g(g->gamma_upper, 12), fmax(g->gap, 0.0), g->n_patterns, g->spec);
+        if (r->n_values > 0) printf("best found / gamma* = %s\n", cli_f(r->best_gamma / g->gamma_lower, 9));
+    } else if (gwhy && gwhy[0]) {
+        printf("reference: none (%s)\n", gwhy);
+    }
     if (r->n_values > 0 && m->n_params <= 64) {
         printf("best theta (q_min = 1; order of `marginflow layout`):");
         for (size_t i = 0; i < m->n_params; i++) printf("%s%s", i ? "," : " ", cli_g(r->best_theta[i], 17));
@@ -258,8 +305,10 @@ int mf_cli_maxmargin(int argc, char **argv) {
         return cli_exit_for(rc, 1);
     }
     code = res->interrupted ? CLI_EXIT_INTERRUPTED : res->n_values > 0 ? CLI_EXIT_OK : CLI_EXIT_ERROR;
+    char gwhy[MF_ERR_LEN];
+    mf_global_result *g = relu2_reference(m, data, gwhy, sizeof gwhy);
     if (json) {
-        cJSON *root = maxmargin_json(m, data, res, s.rel_tol);
+        cJSON *root = maxmargin_json(m, data, res, s.rel_tol, g, gwhy);
         char *text = root ? cJSON_Print(root) : NULL;
         if (text) {
             printf("%s\n", text);
@@ -270,8 +319,9 @@ int mf_cli_maxmargin(int argc, char **argv) {
         }
         cJSON_Delete(root);
     } else {
-        maxmargin_text(m, data, res, s.rel_tol);
+        maxmargin_text(m, data, res, s.rel_tol, g, gwhy);
     }
+    mf_global_result_free(g);
     if (res->interrupted) cli_error("maxmargin: interrupted after %d of %d starts; the best so far is above",
                                     res->starts_done, res->starts);
     else if (res->n_values == 0) cli_error("maxmargin: no start reached a feasible point");

@@ -186,6 +186,7 @@ static void write_result(const char *cdir, const char *name, const rp_experiment
     cli_json_str(res, "title", x->title);
     cli_json_str(res, "paper", x->paper);
     cli_json_str(res, "reference", x->reference);
+    cli_json_str(res, "paper_result", x->paper_result);
     cli_json_str(res, "statement", x->statement);
     cJSON_AddItemToObject(res, "checks", checks);
     cJSON_AddItemToObject(res, "figures", figs);

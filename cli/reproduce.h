@@ -59,6 +59,18 @@ int rp_report(const char *dir, char *const *names, int n, int quick);
  * coordinates) for a relu2 model: cos[M]. Units with zero weights get 0. */
 void rp_unit_cosines(const mf_model *m, const double *theta, const double *ref, double *cos);
 
+/* gamma_svm and the unit w_svm (d entries; wsvm may be NULL) of binary data
+ * by mf_svm_solve (cli/checks.c); returns gamma_svm, or NAN when not solved. */
+double rp_svm_unit(const mf_data *d, double *wsvm);
+
+/* [LLWA21]'s odd/even split (cli/checks_relu2.c) of a bias-free relu2 net
+ * at theta on binary data D (d <= 64): *cosv = cos(v, wsvm), v = sum_k a_k
+ * w_k (wsvm a unit vector), *ratio = max_n |E(x_n)| / max_n |L(x_n)| (NAN
+ * when undefined).
+ * Returns 0, or -1 for another model. */
+int rp_odd_even(const mf_model *m, const mf_data *D, const double *theta, const double *wsvm,
+                double *cosv, double *ratio);
+
 /* NNLS (eps, delta) of (P) and Lyu & Li's certificate eps relative to
  * ||theta~||, sqrt(2 (1 - beta)) (lleps may be NULL; like eps it is
  * relative, so the two share an axis), 

@@ -157,7 +157,11 @@ static int verdict_kkt(const mf__evidence *ev, mf_verdict *v, char *reason, size
 static void say_global(const mf__evidence *ev, char *reason, size_t cap) {
     const double lo = ev->gamma_lower, up = ev->gamma_upper, tol = ev->global_tol;
     if (ev->has_global && ev->ratio < 1.0 - tol) {
-        mf__say(reason, cap, " Not global: gamma / gamma* = %.6g (%s).", ev->ratio, ev->global_source);
+        mf__say(reason, cap, " Not global: gamma / gamma* = %.6g (%s", ev->ratio, ev->global_source);
+        if (ev->global_spec) /* a reference solver's network attains gamma* */
+            mf__say(reason, cap, "; attained by the network %s in analysis.json global.theta",
+                    ev->global_spec);
+        mf__say(reason, cap, ").");
     } else if (ev->has_global) {
         mf__say(reason, cap, " gamma / gamma* = %.6g (%s).", ev->ratio, ev->global_source);
     } else if (isfinite(lo) && isfinite(up) && ev->gamma < lo * (1.0 - tol)) {

@@ -544,6 +544,93 @@ TEST(allocation_failures) {
     }
 }
 
+/* The analysis' global reference for bias-free relu2 (src/model/relu2.c:
+ * mf_global_relu2 as an exact reference with its network). On the
+ * two-rays data (x1 = (1, 0), x2 = (cos 100deg, sin 100deg), both +1) the
+ * exact KKT point w_k = x_k, a = (1, 1) (every pre-activation nonzero) is a
+ * strict local optimum with gamma = 1/4, and gamma* = cos(50deg) / 2: the
+ * verdict is local-certified, "Not global" with the reference network,
+ * whose own margin (forward pass here) is gamma*; analysing that network
+ * gives "global". Case D's data gives gamma* = 1 / (2 sqrt 2) beside its
+ * verdict. A set whose arrangement may have too many cells gets no
+ * reference, and says why. */
+TEST(analysis_reference) {
+    const double pi = acos(-1.0), c = cos(100 * pi / 180), sn = sin(100 * pi / 180);
+    const double x[4] = {1, 0, c, sn}, y[2] = {1, 1};
+    const double want = cos(50 * pi / 180) / 2;
+    mf_data *d = data_pts(2, x, y);
+    mf_model *m = d ? model_of("relu2:width=2,alpha=0", 2) : NULL;
+    double theta[6] = {1, 0, c, sn, 1, 1};
+    mf_analysis *a = NULL;
+    mf_err e = {0, ""};
+    int rc = m ? mf_analyze(m, d, theta, MF_LOSS_EXP, NULL, &a, &e) : -1;
+    CHECK(rc == MF_OK, "two rays: %s", e.msg);
+    if (a) {
+        CHECK(a->verdict == MF_VERDICT_LOCAL_CERTIFIED, "two rays: verdict %s (%s)", mf_verdict_name(a->verdict),
+              a->verdict_reason);
+        CHECK(a->has_global && fabs(a->gamma_star - want) <= 1e-9 * want, "two rays: gamma* %.17g, want %.17g",
+              a->gamma_star, want);
+        CHECK_NEAR(a->gamma, 0.25, 1e-12);
+        /* the second-order certificate: lambda = (1, 1), Euler 4 = 2 * 2, H
+         * positive definite on the critical subspace (min eigenvalue 1), and
+         * the local re-solves find nothing */
+        CHECK_NEAR(a->lambda[0], 1.0, 1e-9);
+        CHECK_NEAR(a->lambda[1], 1.0, 1e-9);
+        CHECK_NEAR(a->euler_lhs, 4.0, 1e-12);
+        CHECK_NEAR(a->euler_rhs, 4.0, 1e-9);
+        CHECK(a->second_order_done && fabs(a->min_eig - 1.0) < 1e-6, "two rays: min eigenvalue %g",
+              a->min_eig);
+        CHECK(a->local != NULL && a->local->best_gain <= 1e-9, "two rays: local search gain %g",
+              a->local ? a->local->best_gain : NAN);
+        CHECK(strstr(a->verdict_reason, "Not global") && strstr(a->verdict_reason, "relu2:width=1"),
+              "two rays: reason '%s'", a->verdict_reason);
+        CHECK(a->global_theta != NULL, "two rays: no reference network");
+        if (a->global_theta) {
+            double g = gamma_of(d, a->global_spec, a->global_theta);
+            CHECK(fabs(g - want) <= 1e-9 * want, "two rays: the reference network's margin %.17g", g);
+            mf_model *gm = model_of(a->global_spec, 2);
+            mf_analysis *b = NULL;
+            CHECK(gm && mf_analyze(gm, d, a->global_theta, MF_LOSS_EXP, NULL, &b, &e) == MF_OK, "%s", e.msg);
+            if (b)
+                CHECK(b->verdict == MF_VERDICT_GLOBAL, "the reference network: verdict %s (%s)",
+                      mf_verdict_name(b->verdict), b->verdict_reason);
+            mf_analysis_free(b);
+            mf_model_free(gm);
+        }
+    }
+    mf_analysis_free(a);
+    mf_model_free(m);
+    mf_data_free(d);
+    /* case D: the reference beside the verdict */
+    d = data_of("builtin:D");
+    m = d ? model_of("relu2:width=2,alpha=0", 2) : NULL;
+    double td[6] = {1, 0, 0, 1, 1, 1};
+    a = NULL;
+    rc = m ? mf_analyze(m, d, td, MF_LOSS_EXP, NULL, &a, &e) : -1;
+    CHECK(rc == MF_OK, "D: %s", e.msg);
+    if (a) CHECK(a->has_global && fabs(a->gamma_star - 1 / sqrt(8.0)) <= 1e-9, "D: gamma* %.17g", a->gamma_star);
+    mf_analysis_free(a);
+    mf_model_free(m);
+    mf_data_free(d);
+    /* 40 points in R^5: up to 2 (1 + 39 + 741 + 9139 + 82251) cells, no reference */
+    d = data_of("gauss:n=40,d=5,margin=0.1,seed=1");
+    m = d ? model_of("relu2:width=2,alpha=0.2", 5) : NULL;
+    double *tg = calloc(12, sizeof(double));
+    mf_svm_result *sv = NULL; /* a separating net: units +-w_svm, a = (1, -1), a linear function */
+    if (tg && d && mf_svm_solve(d, MF_SVM_L2, NULL, &sv, &e) == MF_OK && sv->status == MF_SVM_SOLVED)
+        for (int j = 0; j < 5; j++) tg[j] = sv->w[j], tg[5 + j] = -sv->w[j], tg[10] = 1, tg[11] = -1;
+    mf_svm_result_free(sv);
+    a = NULL;
+    rc = m && tg ? mf_analyze(m, d, tg, MF_LOSS_EXP, NULL, &a, &e) : -1;
+    CHECK(rc == MF_OK, "gauss 40x5: %s", e.msg);
+    if (a) CHECK(!a->has_global && strstr(a->verdict_reason, "beyond the analysis' limit of 256"),
+                 "gauss 40x5: has_global %d, reason '%s'", a->has_global, a->verdict_reason);
+    mf_analysis_free(a);
+    free(tg);
+    mf_model_free(m);
+    mf_data_free(d);
+}
+
 int main(void) {
     RUN(sym4_known_value);
     RUN(case_D_known_value);
@@ -554,5 +641,6 @@ int main(void) {
     RUN(sampled_2d_upper_certified);
     RUN(bad_inputs);
     RUN(allocation_failures);
+    RUN(analysis_reference);
     return TEST_REPORT();
 }

@@ -23,6 +23,10 @@
  * at the global margin with a dead unit within 1e-4 of its kink, where the
  * directional LP finds <theta~, d> ~ -3e-5 but the margin falls along d:
  * evidence without a witness, inconclusive (it was once "not-local").
+ * Where a point is at gamma* of the certified two-layer ReLU reference
+ * (mf_global_relu2, analysis' global reference since issue 17) the verdict
+ * is "global"; the local rule is then checked with global_tol 1e-12, where
+ * the reference decides nothing.
  * A third sweep limit, smooth with a dead unit 2e-6 from its kink, is
  * inconclusive rather than local-certified (the limit is a kink).
  * Every not-local witness is re-evaluated here
@@ -39,11 +43,11 @@
 
 /* Analyse theta with the default settings; check the verdict (and the
  * witness of a not-local one). */
-static void expect(const mf_model *m, const mf_data *D, const double *theta, mf_verdict want,
-                   const char *kind, const char *what) {
+static void expect_s(const mf_model *m, const mf_data *D, const double *theta, const mf_analyze_settings *s,
+                     mf_verdict want, const char *kind, const char *what) {
     mf_analysis *a = NULL;
     mf_err e = {0, ""};
-    int rc = mf_analyze(m, D, theta, MF_LOSS_EXP, NULL, &a, &e);
+    int rc = mf_analyze(m, D, theta, MF_LOSS_EXP, s, &a, &e);
     CHECK(rc == MF_OK, "%s: %s", what, e.msg);
     if (!a) return;
     fprintf(stderr, "  [%s] %s: %.300s\n", what, mf_verdict_name(a->verdict), a->verdict_reason);
@@ -53,6 +57,21 @@ static void expect(const mf_model *m, const mf_data *D, const double *theta, mf_
         check_witness(m, D, a, kind);
     }
     mf_analysis_free(a);
+}
+
+static void expect(const mf_model *m, const mf_data *D, const double *theta, mf_verdict want,
+                   const char *kind, const char *what) {
+    expect_s(m, D, theta, NULL, want, kind, what);
+}
+
+/* Settings under which a bias-free relu2 net's certified reference
+ * (mf_global_relu2, gap ~1e-12) decides nothing for a trained point: the
+ * local rule is what is tested. */
+static const mf_analyze_settings *tight_global(void) {
+    static mf_analyze_settings s;
+    mf_analyze_settings_default(&s);
+    s.global_tol = 1e-12;
+    return &s;
 }
 
 TEST(theory_cases) {
@@ -112,7 +131,11 @@ TEST(near_flat_trained) {
                   mt.normalized_margin, r->best_gamma);
         }
         mf_maxmargin_result_free(r);
-        expect(t.model, t.data, t.st->theta, MF_VERDICT_INCONCLUSIVE, NULL, "relu2 6 points, near flat");
+        /* the certified reference (mf_global_relu2) makes it global; without it
+         * (tolerance 1e-12) the local rule must say inconclusive, never not-local */
+        expect(t.model, t.data, t.st->theta, MF_VERDICT_GLOBAL, NULL, "relu2 6 points, near flat");
+        expect_s(t.model, t.data, t.st->theta, tight_global(), MF_VERDICT_INCONCLUSIVE, NULL,
+                 "relu2 6 points, near flat, global_tol 1e-12");
     }
     trained_free(&t);
 }
@@ -129,7 +152,8 @@ TEST(near_kink_constructed) {
         const double eps = k == 0 ? 1e-7 : 0.0;
         /* W = [w1; w2], a = (a1, a2): unit 2 dead on both samples */
         double th[6] = {c / sqrt(2.0), c / sqrt(2.0), -eps, -eps, c, eps};
-        expect(m, D, th, MF_VERDICT_INCONCLUSIVE, NULL, k == 0 ? "D global + unit at 1e-7" : "D global + zero unit");
+        /* gamma = gamma* (certified by mf_global_relu2): global, never not-local */
+        expect(m, D, th, MF_VERDICT_GLOBAL, NULL, k == 0 ? "D global + unit at 1e-7" : "D global + zero unit");
     }
     mf_model_free(m);
     mf_data_free(D);
@@ -154,7 +178,13 @@ TEST(directional_without_witness) {
     for (int k = 0; k < 2 && m; k++) {
         mf_analysis *a = NULL;
         mf_err e = {0, ""};
+        /* certified global with the reference at the default tolerance ... */
         CHECK_EQ_INT(mf_analyze(m, D, th[k], MF_LOSS_EXP, NULL, &a, &e), MF_OK);
+        if (a) CHECK(a->verdict == MF_VERDICT_GLOBAL, "default: verdict %s", mf_verdict_name(a->verdict));
+        mf_analysis_free(a);
+        a = NULL;
+        /* ... and the local rule on its own (the reference decides nothing at 1e-12) */
+        CHECK_EQ_INT(mf_analyze(m, D, th[k], MF_LOSS_EXP, tight_global(), &a, &e), MF_OK);
         if (!a) continue;
         fprintf(stderr, "  [sweep limit %d] %s: %.300s\n", k, mf_verdict_name(a->verdict),
                 a->verdict_reason);
@@ -189,7 +219,11 @@ TEST(dead_unit_not_certified) {
     mf_data_from_spec("builtin:D", NULL, &D, NULL);
     mf_model_parse("relu2:width=2,alpha=0", D->d, 0, &m, NULL);
     mf_analysis *a = NULL;
-    CHECK_EQ_INT(mf_analyze(m, D, th, MF_LOSS_EXP, NULL, &a, NULL), MF_OK);
+    CHECK_EQ_INT(mf_analyze(m, D, th, MF_LOSS_EXP, NULL, &a, NULL), MF_OK); /* at gamma*: global */
+    if (a) CHECK(a->verdict == MF_VERDICT_GLOBAL, "default: verdict %s", mf_verdict_name(a->verdict));
+    mf_analysis_free(a);
+    a = NULL;
+    CHECK_EQ_INT(mf_analyze(m, D, th, MF_LOSS_EXP, tight_global(), &a, NULL), MF_OK); /* the local rule */
     if (a) {
         fprintf(stderr, "  [dead unit] %s: %.300s\n", mf_verdict_name(a->verdict), a->verdict_reason);
         CHECK(a->n_kinks == 0 && a->second_order_done && a->min_eig > 0.5, "kinks %d, min eig %g",

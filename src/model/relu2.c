@@ -18,8 +18,9 @@
  * sigma(z) is stored: sigma(z) > 0 iff z > 0 because alpha >= 0.
  *
  * For the analysis this file also gives the pre-activations z_nk = <w_k, x~_n>,
- * the Clarke data at kinks (the KKT columns of src/kkt.c), the closed-form
- * optimum on symmetric data (docs/theory.md s.3), and the unit view.
+ * the Clarke data at kinks (the KKT columns of src/kkt.c), the global
+ * reference (the closed form on symmetric data, docs/theory.md s.3, else
+ * the certified convex program of mf_global_relu2, s.5), and the unit view.
  */
 #include "model_internal.h"
 
@@ -580,14 +581,87 @@ static void relu2_piece_grad(const mf_model *m, mf_work *wk, const double *theta
 /* With the hidden layer frozen the margins are linear in a (layer 1). */
 static int relu2_layer_is_linear(const mf_model *m, int l) { return !m->fix_outer && l == 1; }
 
-/* docs/theory.md s.3: a bias-free two-layer leaky ReLU net (alpha > 0, trained
- * outer layer) on symmetric data ((x, y) in the set iff (-x, -y) is) has the
- * global optimum (1 + alpha) gamma_svm / 4 ([VSS22] / [LLWA21]). */
+/* The most cells of the arrangement the analysis enumerates for its global
+ * reference (mf_global_relu2's own default is 4096; `marginflow global
+ * --max-patterns` goes further): the reference is computed in every
+ * analysis, so it must stay well below a second. */
+#define RELU2_REF_MAX_CELLS 256
+
+/* An upper bound on the number of cells of the central arrangement of the
+ * hyperplanes {u : <x_n, u> = 0} in R^d: 2 sum_{i < d} C(N - 1, i) (Cover
+ * 1965; attained in general position), 2N for d = 2; INFINITY past 1e9. */
+static double relu2_cells_bound(const mf_data *D) {
+    if (D->d <= 1) return 2.0;
+    double sum = 0, c = 1; /* c = C(N-1, i) */
+    for (int i = 0; i < D->d && sum < 1e9; i++) {
+        sum += c;
+        c = c * (double)(D->n - 1 - i) / (double)(i + 1);
+        if (c <= 0) break;
+    }
+    return sum < 1e9 ? 2.0 * sum : INFINITY;
+}
+
+/* The certified global optimum of a bias-free two-layer (leaky) ReLU net
+ * over every width (mf_global_relu2, docs/theory.md s.5): the bracket
+ * gamma_lower <= gamma* <= gamma_upper, each side re-evaluated by
+ * mf_global_relu2 itself (the primal network's forward pass; weak duality
+ * with rho over every direction), and the primal network as the reference
+ * network. Refused (MF_ERR_UNSUPPORTED, so the analysis has no reference
+ * and says why) when the arrangement may have more than
+ * RELU2_REF_MAX_CELLS cells or the upper bound is not certified. */
+static int relu2_global_solve(const mf_model *m, const mf_data *data, mf__exact_ref *out, mf_err *e) {
+    const double cells = relu2_cells_bound(data);
+    if (cells > RELU2_REF_MAX_CELLS)
+        return mf__err(e, MF_ERR_UNSUPPORTED,
+                       "the arrangement of %d hyperplanes in R^%d may have up to %.3g cells, beyond "
+                       "the analysis' limit of %d for the convex program (marginflow global "
+                       "--max-patterns solves it)",
+                       data->n, data->d, cells, RELU2_REF_MAX_CELLS);
+    mf_global_settings gs;
+    mf_global_settings_default(&gs);
+    gs.max_patterns = RELU2_REF_MAX_CELLS;
+    mf_global_result *g = NULL;
+    int rc = mf_global_relu2(m, data, &gs, &g, e);
+    if (rc) return rc;
+    if (!g->upper_certified || !(g->gamma_lower > 0) || !(g->gamma_upper >= g->gamma_lower)) {
+        mf_global_result_free(g);
+        return mf__err(e, MF_ERR_UNSUPPORTED, "the convex program's upper bound is not certified");
+    }
+    out->gamma_star = g->gamma_lower;
+    out->lower = g->gamma_lower;
+    out->upper = g->gamma_upper;
+    snprintf(out->source, sizeof out->source,
+             "convex program over %d activation patterns (mf_global_relu2, relative gap %.1e)",
+             g->n_patterns, fmax(g->gap, 0.0));
+    out->theta = mf__malloc(sizeof(double) * (g->n_params ? g->n_params : 1));
+    if (!out->theta) {
+        mf_global_result_free(g);
+        return mf__err(e, MF_ERR_NOMEM, "out of memory for the global reference network");
+    }
+    memcpy(out->theta, g->theta, sizeof(double) * g->n_params);
+    out->n_params = g->n_params;
+    snprintf(out->spec, sizeof out->spec, "%s", g->spec);
+    mf_global_result_free(g);
+    return MF_OK;
+}
+
+/* The global reference of a bias-free relu2 net with trained outer weights
+ * (docs/theory.md s.3 and s.5): on symmetric data ((x, y) in the set iff
+ * (-x, -y) is) with alpha > 0 the closed form (1 + alpha) gamma_svm / 4
+ * ([VSS22] / [LLWA21]); otherwise, for binary data and alpha < 1, the
+ * certified convex program over the activation patterns (relu2_global_solve). */
 static void relu2_global_ref(const mf_model *m, const mf_data *data, mf__global_ref *r) {
-    if (m->bias || m->fix_outer || !(m->alpha > 0) || !mf__data_symmetric(data)) return;
-    r->kind = MF__REF_SVM_L2;
-    r->factor = (1.0 + m->alpha) / 4.0;
-    snprintf(r->source, sizeof r->source, "leaky ReLU on symmetric data: (1 + alpha) gamma_svm / 4");
+    if (m->bias || m->fix_outer) return;
+    if (m->alpha > 0 && mf__data_symmetric(data)) {
+        r->kind = MF__REF_SVM_L2;
+        r->factor = (1.0 + m->alpha) / 4.0;
+        snprintf(r->source, sizeof r->source, "leaky ReLU on symmetric data: (1 + alpha) gamma_svm / 4");
+        return;
+    }
+    if (data->num_classes != 0 || !(m->alpha < 1.0)) return;
+    r->kind = MF__REF_SOLVER;
+    r->solve = relu2_global_solve;
+    snprintf(r->source, sizeof r->source, "convex program over the activation patterns (mf_global_relu2)");
 }
 
 static int relu2_units(const mf_model *m, mf_units *u) {
