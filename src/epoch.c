@@ -4,7 +4,7 @@
  * epoch schedule (sgd-lyu-li), the setting of their CNN experiments ([LL20]
  * sec. 5 and App. K/L). Contract at mf_train_is_epoch_run (marginflow.h).
  *
- * Everything stays in the log domain (THEORY.md s.2): the reference mean
+ * Everything stays in the log domain (docs/theory.md s.2): the reference mean
  * loss Lbar of an epoch is kept as log Lbar, a batch's mean loss as
  * log Lbar_B, and the loss-based step
  *     theta -= (alpha / Lbar) grad Lbar_B = alpha exp(log Lbar_B - log Lbar) G_B,
