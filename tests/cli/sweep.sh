@@ -1,6 +1,6 @@
 #!/bin/sh
 # sweep.sh -- `marginflow sweep` and `marginflow sweep-report` on the smoke
-# grid experiments/sweeps/smoke.json (8 points of 0.1-2 s; needs
+# grid experiments/sweeps/smoke.json (8 points of 0.15-0.5 s; needs
 # ${BUILD:-build}/marginflow). Every sweep below is compared point by point
 # with a reference run (--jobs 1, uninterrupted) by tests/cli/sweepcmp.py:
 # same ids, one finished result each, identical numbers.
@@ -155,7 +155,7 @@ expect_rc 0 $? "concurrent sweeps == reference: $(tail -n 3 "$T/cmp")"
 R=$T/term
 "$MF" sweep "$G" --out "$R" --jobs 2 >"$T/out" 2>&1 &
 p=$!
-sleep 0.6
+wait_results "$R" 1 # then the other worker is inside a point (a fixed sleep was too long on fast machines)
 kill -TERM $p
 wait $p
 expect_rc 130 $? "SIGTERM: exit 130"
@@ -182,7 +182,7 @@ chmod +x "$T/bin/scontrol"
 PATH="$T/bin:$PATH" SLURM_ARRAY_JOB_ID=77 SLURM_ARRAY_TASK_ID=0 SLURM_ARRAY_TASK_MIN=0 \
     SLURM_ARRAY_TASK_COUNT=1 bash "$T/job.sh" >"$T/job.out" 2>&1 &
 j=$!
-sleep 0.7
+wait_results "$P" 1
 kill -USR1 $j
 wait $j
 expect_rc 0 $? "job script: exit 0 after USR1"
