@@ -148,7 +148,7 @@ $(FUZZ_DIR)/fuzz_experiment: tests/fuzz/fuzz_experiment.c tests/fuzz/fuzz.h $(FU
 
 # the grid parser: the claim parser it reuses for the base run, and the run
 # settings' JSON of cli/rundir.c (the harness defines cli_argc / cli_argv)
-FUZZ_GRID_CLI := cli/grid.c cli/rundir.c $(FUZZ_EXP_CLI)
+FUZZ_GRID_CLI := cli/grid.c $(FUZZ_EXP_CLI)
 $(FUZZ_DIR)/fuzz_grid: tests/fuzz/fuzz_grid.c tests/fuzz/fuzz.h $(FUZZ_GRID_CLI) \
                        $(wildcard cli/*.h) $(FUZZ_DIR)/libmarginflow.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icli -fsanitize=fuzzer -o $@ $< $(FUZZ_GRID_CLI) \
