@@ -172,7 +172,11 @@ TEST(wall_budget_inside_retry_loops) {
               mf_outcome_name(res.outcome));
         CHECK_EQ_INT(res.steps, 0);
         CHECK(res.rejected > 0, "%s: rejected %lld", mf_optimizer_name(opts[k]), res.rejected);
-        CHECK(secs < 2.0 + budget, "%s: took %g s for a %g s budget", mf_optimizer_name(opts[k]), secs,
+        /* one attempt may overrun the budget (up to 4 passes, plus flow's
+         * stiffness probe); 3 budgets stay far below the ~90 budgets that
+         * the 465 rejections before an accepted step would take (under
+         * valgrind: 7.5 s for a 3.7 s budget) */
+        CHECK(secs < 2.0 + 3 * budget, "%s: took %g s for a %g s budget", mf_optimizer_name(opts[k]), secs,
               budget);
     }
     mf_data_free(D);
