@@ -892,7 +892,8 @@ static void ck_compare(const cJSON *ck, rp_claim *c, rp_check_out *o) {
  * states (first and last of the chosen ones) on the first n inputs of its
  * test set (mf_robust_eval: PGD-L2 and Carlini-Wagner L2): robust accuracy
  * under both attacks at the largest eps. Passes when the last is >= the
- * first - tol. Draws the claim's robustness figures (fig-robust-eps,
+ * first - tol and the first is above 0 there (at 0 the comparison could not
+ * fail). Draws the claim's robustness figures (fig-robust-eps,
  * fig-robust-epoch) as `marginflow robust` does. */
 static void ck_robust(const cJSON *ck, rp_claim *c, rp_check_out *o) {
     const char *sel = cli_jstr_or(ck, "run", NULL), *which = cli_jstr_or(ck, "checkpoints", "first,last");
@@ -932,7 +933,11 @@ static void ck_robust(const cJSON *ck, rp_claim *c, rp_check_out *o) {
         return;
     }
     const robust_point *a = &t.p[0], *b = &t.p[t.n - 1];
-    o->pass = t.n >= 2 && b->r->acc_min[L] >= a->r->acc_min[L] - tol;
+    /* a comparison at a radius where the first state is already at 0 cannot
+     * fail: it is not evidence, so the check fails and says to pick a
+     * smaller radius */
+    const int informative = a->r->acc_min[L] > 0;
+    o->pass = t.n >= 2 && informative && b->r->acc_min[L] >= a->r->acc_min[L] - tol;
     cli_fmt(o->measured, sizeof o->measured,
             "%s on %d test inputs at eps %g: epoch %lld (log10 loss %.4g) %.4f (PGD %.4f, CW %.4f), "
             "epoch %lld (log10 loss %.4g) %.4f (PGD %.4f, CW %.4f); median norm %.4g -> %.4g",
@@ -940,6 +945,10 @@ static void ck_robust(const cJSON *ck, rp_claim *c, rp_check_out *o) {
             a->r->acc_cw[L], b->epoch, b->log10_loss, b->r->acc_min[L], b->r->acc_pgd[L], b->r->acc_cw[L],
             a->r->median_norm, b->r->median_norm);
     if (t.n < 2) cli_cat(o->measured, sizeof o->measured, " (only one state archived)");
+    if (!informative)
+        cli_cat(o->measured, sizeof o->measured,
+                " (the first state is at 0 at eps %g: uninformative, choose a smaller largest eps)",
+                s.eps[L]);
     if (robust_write(c->dir, "fig-robust", &t, why, sizeof why)) cli_cat(o->measured, sizeof o->measured, "; %s", why);
     robust_table_free(&t);
 }

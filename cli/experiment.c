@@ -130,7 +130,8 @@ static const char *const run_keys[] = {"name",  "data",  "model", "init", "seeds
                                        "train_limit", "test_limit", "classes", "data_seed",
                                        "epochs", "batch", "archive_epochs", "archive_decades",
                                        "loss_cap", "alpha_min", "comment", NULL};
-static const char *const init_keys[] = {"params", "kind", "scale", "seed", "comment", NULL};
+static const char *const init_keys[] = {"params", "kind", "scale", "seed", "from_run", "multiply",
+                                        "comment", NULL};
 static const char *const vary_keys[] = {"name", "values", "comment", NULL};
 
 #define MAX_LOG_POINTS 1000000.0
@@ -258,7 +259,23 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
     out->seed = (uint64_t)(has_seed ? seed : iseed);
     s->seed = out->seed;
     const cJSON *params = cli_jget(init, "params");
-    if (params) {
+    out->init_multiply = 1.0;
+    if (get_tnum(p, init, ip, "multiply", var, has, v, &out->init_multiply) < 0) return -1;
+    if (!(out->init_multiply > 0)) {
+        char fm[200];
+        return cli_jbad(p, cli_jfield(fm, sizeof fm, ip, "multiply", 0), "must be > 0, got %g",
+                        out->init_multiply);
+    }
+    const char *from = NULL;
+    if (cli_jstr(p, init, ip, "from_run", 0, sizeof out->init_from - 1, &from) < 0) return -1;
+    if (from) {
+        if (params || cli_jget(init, "kind") || cli_jget(init, "scale"))
+            return cli_jbad(p, ip, "\"from_run\" excludes \"params\", \"kind\" and \"scale\"");
+        snprintf(out->init_from, sizeof out->init_from, "%s", from);
+        snprintf(out->init_kind, sizeof out->init_kind, "file");
+        snprintf(out->init_desc, sizeof out->init_desc, "run %s's final parameters x %.6g",
+                 out->init_from, out->init_multiply);
+    } else if (params) {
         int n = 0;
         if (cli_jnumarr(p, init, ip, "params", 1 << 24, NULL, &n) < 0) return -1;
         out->init_params = calloc((size_t)n + 1, sizeof(double));
@@ -289,6 +306,10 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
         if (get_tnum(p, init, ip, "scale", var, has, v, &out->init_scale) < 0) return -1;
         snprintf(out->init_desc, sizeof out->init_desc, "%s scale %.3g seed %llu", out->init_kind,
                  out->init_scale, (unsigned long long)out->seed);
+    }
+    if (!from && out->init_multiply != 1.0) {
+        size_t dl = strlen(out->init_desc);
+        snprintf(out->init_desc + dl, sizeof out->init_desc - dl, " x %.6g", out->init_multiply);
     }
     const char *why = mf_train_settings_validate(s);
     if (why) {
@@ -450,6 +471,19 @@ static int expand_runs(cli_jr *p, const cJSON *root, rp_run **out, int *n) {
             goto out;
         }
     free(by);
+    /* a run that starts from another's final parameters: that run comes first */
+    for (int i = 0; i < k; i++) {
+        if (!list[i].init_from[0]) continue;
+        int j = 0;
+        while (j < i && strcmp(list[j].name, list[i].init_from)) j++;
+        if (j == i) {
+            char fr[200];
+            cli_jbad(p, cli_jfield(fr, sizeof fr, list[i].path, "init.from_run", 0),
+                     "'%s' is not an earlier run of the claim (runs train in order; name one "
+                     "listed before this one)", cli_q(list[i].init_from));
+            goto out;
+        }
+    }
     rc = 0;
 out:
     free(vals);

@@ -43,6 +43,9 @@ typedef struct rp_run {
     int n_init;
     char init_kind[32];
     double init_scale;
+    char init_from[160];      /* "" or an earlier run of the claim: start from its final
+                                 parameters (its params.txt), times init_multiply */
+    double init_multiply;     /* the initial parameters times this (default 1) */
     uint64_t seed;
     int has_vary;
     double vary;              /* value of the claim's varied quantity */

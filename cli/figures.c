@@ -267,11 +267,25 @@ static int fig_epochs(const rp_claim *c, gp_fig *g) {
     gp_key_below(b, (groups > 1 ? groups : k), 3);
     gp_multiplot(g, 2, 2, "Loss and margins per epoch ([LL20] Fig. 1)", 0, c->title);
     fprintf(b, "set xlabel 'epoch'\n");
+    /* a run that starts from another's final parameters (init.from_run) is
+     * its continuation: drawn from that run's last epoch on */
+    long long off[24]; /* n_drawn(c) <= 24 */
+    for (int i = 0; i < n_drawn(c) && i < 24; i++) {
+        off[i] = 0;
+        for (int j = 0; j < i && c->runs[i].init_from[0]; j++)
+            if (!strcmp(c->runs[j].name, c->runs[i].init_from) && c->runs[j].done)
+                off[i] = c->runs[j].res.final.epoch;
+    }
     for (int p = 0; p < 4; p++) {
-        char u[64];
-        cli_fmt(u, sizeof u, "%d:%d", gp_csv_col(hdr, "epoch"), gp_csv_col(hdr, panel[p].col));
         fprintf(b, "set ylabel '%s'\nplot ", panel[p].label);
-        run_lines(b, c, groups, u);
+        for (int i = 0, n = 0; i < n_drawn(c) && i < 24; i++) {
+            if (!c->runs[i].done) continue;
+            fprintf(b, "%s'", n++ ? ", " : "");
+            gp_str(b, c->runs[i].name);
+            fprintf(b, "/metrics.csv' skip 1 using ($%d + %lld):%d lt %d", gp_csv_col(hdr, "epoch"),
+                    off[i], gp_csv_col(hdr, panel[p].col), group_of(c, i) + 1);
+            clause_title(b, c, i, groups, off[i] ? " (continued)" : "");
+        }
         fprintf(b, "\n");
     }
     return 0;

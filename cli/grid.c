@@ -242,6 +242,12 @@ int grid_point(const sweep_grid *g, int i, rp_run *out, char *why, size_t cap) {
         if (cap) cli_cat(why, cap, " (point %d: %s)", i, d);
         return -1;
     }
+    if (out->init_from[0]) {
+        free(out->init_params);
+        out->init_params = NULL;
+        return cli_jbad(&p, "base.init.from_run", "applies to claims only (a sweep point has no "
+                        "earlier run)");
+    }
     out->s.checkpoint_every = g->checkpoint_every;
     return 0;
 }
@@ -259,6 +265,7 @@ cJSON *grid_identity(const sweep_grid *g, const rp_run *r) {
         cli_json_str(ij, "kind", r->init_kind);
         cli_json_num(ij, "scale", r->init_scale);
     }
+    if (ij && r->init_multiply != 1.0) cli_json_num(ij, "multiply", r->init_multiply);
     cJSON *sj = run_settings_json(&r->s, 1);
     if (!sj || !cJSON_AddItemToObject(o, "settings", sj)) {
         cJSON_Delete(sj);

@@ -51,6 +51,7 @@ void rp_run_config(const rp_run *r, run_config *c) {
         c->init_kind = r->init_kind;
         c->init_scale = r->init_scale;
     }
+    c->init_multiply = r->init_multiply;
     c->s = r->s;
     if (r->test_spec[0]) c->test_spec = c->test_path = r->test_spec;
     c->train_limit = r->train_limit, c->test_limit = r->test_limit, c->data_seed = r->data_seed;
@@ -63,6 +64,18 @@ void rp_run_config(const rp_run *r, run_config *c) {
 static void train_run(rp_run *r, const char *dir, const char *claim) {
     run_config c;
     rp_run_config(r, &c);
+    char *from = NULL; /* init.from_run: the earlier run's params.txt, beside dir */
+    if (r->init_from[0]) {
+        const char *slash = strrchr(dir, '/');
+        int len = slash ? (int)(slash - dir) : 1;
+        from = cli_aprintf("%.*s/%s/params.txt", len, slash ? dir : ".", r->init_from);
+        if (!from) {
+            cli_fmt(r->err, sizeof r->err, "out of memory");
+            return;
+        }
+        c.init_kind = "file";
+        c.init_file = from;
+    }
     c.made_by = "marginflow reproduce";
     c.claim = claim;
     run_exec x;
@@ -76,6 +89,7 @@ static void train_run(rp_run *r, const char *dir, const char *claim) {
     run_output out;
     if (run_execute(&c, &x, &out)) cli_fmt(r->err, sizeof r->err, "%s", out.err);
     else r->done = 1;
+    free(from);
     mf_data_free(out.test); /* robustness checks reload it with the archives */
     r->data = out.data, r->model = out.model, r->theta = out.theta, r->res = out.res;
     r->rows = out.rows, r->nrows = out.nrows, r->caprows = out.caprows, r->snaps = out.snaps;

@@ -42,6 +42,7 @@ void run_config_default(run_config *c) {
     c->model_spec = "linear";
     c->init_kind = "gauss";
     c->init_scale = 0.1;
+    c->init_multiply = 1.0;
     c->made_by = "marginflow train";
     c->version = RUN_CONFIG_VERSION;
     c->data_seed = 1;
@@ -181,6 +182,8 @@ static cJSON *config_json(const run_config *c, const mf_data *d, const mf_model 
         if (c->init_values) cli_json_num_array(ij, "params", c->init_values, c->n_init);
         else cJSON_AddNullToObject(ij, "params");
         cli_json_str(ij, "file", c->init_file);
+        /* only when set, so the identity of every earlier run is unchanged */
+        if (c->init_multiply != 1.0) cli_json_num(ij, "multiply", c->init_multiply);
     }
     cJSON_AddItemToObject(root, "settings", run_settings_json(&c->s, full));
     return root;
@@ -306,6 +309,10 @@ static void read_init(cli_jr *r, const cJSON *ij, run_config *c) {
         cli_jstr(r, ij, P, "params", CLI_J_NULL, (size_t)-1, &text);
     }
     cli_jstr(r, ij, P, "file", CLI_J_NULL, (size_t)-1, &file);
+    double mult = 1.0;
+    if (cli_jnum(r, ij, P, "multiply", 0, &mult) == 1 && !(mult > 0 && isfinite(mult)))
+        cli_jbadk(r, P, "multiply", "must be a finite number > 0");
+    c->init_multiply = mult;
     if (c->version == 1 && !c->claim && cli_jget(ij, "file")) { /* written by train */
         c->v1.present = 1;
         c->v1.kind = kind, c->v1.scale = scale, c->v1.params = text, c->v1.file = file;
@@ -1233,16 +1240,16 @@ static int exec_prepare(run_config *rc, const run_exec *x, run_output *o, double
     return 0;
 }
 
-/* The initial parameters of a new run into theta (c->init_kind); a params
- * file must be one of this model (mf_params_read_for checks its header). */
+/* The initial parameters of a new run into theta (c->init_kind), times
+ * c->init_multiply; a params file must be one of this model
+ * (mf_params_read_for checks its header). */
 static int exec_init(const run_config *c, const mf_model *m, double *theta, char *why, size_t cap) {
     mf_err e = {0, ""};
     int rc;
     if (c->init_values) {
         memcpy(theta, c->init_values, m->n_params * sizeof(double));
-        return 0;
-    }
-    if (c->init_file) {
+        rc = MF_OK;
+    } else if (c->init_file) {
         rc = mf_params_read_for(c->init_file, m, theta, &e);
     } else {
         mf_rng rng;
@@ -1250,6 +1257,8 @@ static int exec_init(const run_config *c, const mf_model *m, double *theta, char
         rc = mf_model_init(m, c->init_kind, c->init_scale, &rng, theta, &e);
     }
     if (rc) cli_fmt(why, cap, "%s", e.msg);
+    else if (c->init_multiply != 1.0)
+        for (size_t k = 0; k < m->n_params; k++) theta[k] *= c->init_multiply;
     return rc ? cli_exit_for(rc, 1) : 0;
 }
 

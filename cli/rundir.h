@@ -61,6 +61,8 @@ typedef struct run_config {
     const char *init_text;      /* params as typed (--init-params "v1,v2,.."): run_execute
                                    parses it into values, which config.json then holds */
     const char *init_file;      /* file: the path, read once when the run starts */
+    double init_multiply;       /* the initial parameters (any kind) times this, > 0
+                                   (default 1; config.json records it only when not 1) */
     /* data.data_hash (mf_data_hash, "%08x" in config.json; part of the
      * identity): NEW computed from the data loaded (a new run), RECORDED
      * read from config.json (a resume or analysis refuses data with another

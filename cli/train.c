@@ -116,6 +116,11 @@ static void train_help(void) {
         "  --init-scale S         standard deviation of the init (default 0.1)\n"
         "  --init-params v1,v2,.. explicit values, in the order of marginflow layout\n"
         "  --init-file F          values from a file (params.txt format or a plain list)\n"
+        "  --init-multiply C      multiply the initial parameters (any of the above) by\n"
+        "                         C > 0: an L-homogeneous net's outputs and margins by C^L,\n"
+        "                         its normalized margins and predictions unchanged; e.g.\n"
+        "                         a trained params.txt times C continues it deeper in the\n"
+        "                         loss (default 1)\n"
         "output:\n"
         "  --out DIR              run directory (default runs/train-YYYYmmdd-HHMMSS); it\n"
         "                         must be new or empty: a folder holding other files\n"
@@ -141,7 +146,7 @@ enum {
     O_MODEL, O_LOSS, O_OPTIMIZER, O_LR, O_TOL, O_BATCH, O_LOG_POINTS, O_CKPT, O_SEED, O_INIT,
     O_INIT_SCALE, O_INIT_PARAMS, O_INIT_FILE, O_OUT, O_LOG_HORIZON, O_MAX_REL_STEP, O_TEST_DATA,
     O_TRAIN_LIMIT, O_TEST_LIMIT, O_CLASSES, O_DATA_SEED, O_LOSS_CAP, O_ALPHA_MIN, O_ARCH_DECADES,
-    O_ARCH_EPOCHS
+    O_ARCH_EPOCHS, O_INIT_MULT
 };
 static const char *const opt_names[] = {
     "--resume", "--steps", "--until-log10-loss", "--until-time", "--wall-seconds",
@@ -149,7 +154,7 @@ static const char *const opt_names[] = {
     "--lr", "--tol", "--batch", "--log-points", "--checkpoint-every", "--seed", "--init",
     "--init-scale", "--init-params", "--init-file", "--out", "--log-horizon", "--max-rel-step",
     "--test-data", "--train-limit", "--test-limit", "--classes", "--data-seed", "--loss-cap",
-    "--alpha-min", "--archive-decades", "--archive-epochs"};
+    "--alpha-min", "--archive-decades", "--archive-epochs", "--init-multiply"};
 #define N_OPTS (int)(sizeof opt_names / sizeof opt_names[0])
 
 /* "A,B,..." (at most max integers in [lo, hi], ascending when asc) into v;
@@ -346,6 +351,13 @@ static int parse_args(int argc, char **argv, train_opts *o, int *set_mask,
             break;
         case O_INIT_PARAMS: c->init_text = v; break;
         case O_INIT_FILE: c->init_file = v; break;
+        case O_INIT_MULT:
+            if (cli_parse_double(name, v, &c->init_multiply)) return CLI_EXIT_USAGE;
+            if (!(c->init_multiply > 0) || !isfinite(c->init_multiply)) {
+                cli_error("--init-multiply: must be a finite number > 0, got '%s'", cli_q(v));
+                return CLI_EXIT_USAGE;
+            }
+            break;
         case O_OUT:
             if (!v[0]) {
                 cli_error("--out: the run directory name is empty");

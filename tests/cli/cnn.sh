@@ -162,7 +162,7 @@ cat >"$T/exp/img.json" <<EOF2
            "loss": "ce", "optimizer": "sgd-lyu-li", "lr": 0.1, "batch": 10, "epochs": 3,
            "archive_epochs": [1]}],
  "checks": [{"quantity": "final", "run": "a", "column": "log10_loss", "op": "le", "expect": 100},
-            {"quantity": "robust", "run": "a", "checkpoints": "first,last", "eps": [0.1, 1],
+            {"quantity": "robust", "run": "a", "checkpoints": "first,last", "eps": [0.05, 0.1],
              "n": 6, "pgd_steps": 2, "restarts": 1, "cw_steps": 2, "cw_search": 1}],
  "figures": ["epochs", "robust"]}
 EOF2
@@ -171,6 +171,17 @@ expect_rc 0 $? "image claim: $(cat "$T/out")"
 check "image claim: the final state archived" test -s "$T/rp/img/a/archive/epoch-00000003.bin"
 check "image claim: robust figure" test -s "$T/rp/img/fig-robust-eps.png"
 check "image claim: 30 training images" test "$(json "$T/rp/img/a/config.json" "d['data']['n']")" = 30
+# a continuation (init.from_run, multiply) is drawn from its source's last
+# epoch on; a robust check at a radius where the first state is already at 0
+# could not fail, so it FAILs and says so
+sed -e 's/"archive_epochs": \[1\]}\],/"archive_epochs": [1]}, {"name": "b", "data": "$TRS", "test_data": "$TES", "train_limit": 30, "test_limit": 12, "model": "cnn:layers=c2k3,p2,f3", "init": {"from_run": "a", "multiply": 2}, "loss": "ce", "optimizer": "sgd-lyu-li", "lr": 0.1, "batch": 10, "epochs": 2}],/' \
+    -e 's/"eps": \[0.05, 0.1\]/"eps": [0.05, 50]/' -e 's/"name": "img"/"name": "img2"/' "$T/exp/img.json" |
+    sed -e "s|\$TRS|$TR|" -e "s|\$TES|$TE|" >"$T/exp/img2.json"
+"$MF" reproduce img2 --experiments "$T/exp" --out "$T/rp" >"$T/out" 2>&1
+expect_rc 1 $? "uninformative robust check fails"
+expect_msg "$T/out" "the first state is at 0 at eps 50: uninformative" "uninformative robust check says why"
+check "continuation: starts from a's params x 2" test "$(json "$T/rp/img2/b/config.json" "d['init']['multiply']")" = 2
+check "continuation drawn from epoch 3 on" grep -q 'using (\$2 + 3):4 .*(continued)' "$T/rp/img2/fig-epochs.gp"
 
 # ------------------------------------------------------------ cifar10
 "$MF" train --data "cifar10:$T/cifar:test" --model cnn:layers=c2k3,p4,f10 --init he --init-scale 1 \

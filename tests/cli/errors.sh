@@ -209,6 +209,7 @@ case_ "--init-file: header of another model and count" "MF_ERR_FOREIGN" 2 "param
 case_ "--init-file: params file of another model, same n" "MF_ERR_FOREIGN" 2 "params-model\\.txt:1:[0-9]+: the file holds parameters of model 'diag:depth=1', not of 'linear'" --data builtin:B --init-file params-model.txt
 case_ "--init-file: unknown header version" "$P" 2 "params-v2\\.txt:1:[0-9]+: unsupported params file version 'v2'" --data builtin:B --init-file params-v2.txt
 case_ "--init: unknown kind" "(CLI)" 2 "--init: expected gauss, balanced or he" --data builtin:B --init uniform
+case_ "--init-multiply: not positive" "(CLI)" 2 "--init-multiply: must be a finite number > 0" --data builtin:B --init-multiply 0
 section "image data, cnn models, epoch runs"
 case_ "IDX images truncated" "$P" 2 "trunc\\.idx: truncated: the header promises 24 image bytes, the file holds 14" --data idx:trunc.idx,labels.idx --model cnn:small
 case_ "IDX file of the wrong kind" "$P" 2 "not an IDX label file: magic 0x00000803" --data idx:images.idx,images.idx --model cnn:small

@@ -80,6 +80,7 @@ claim() {
 }
 RUN='"name": "main", "data": "builtin:B", "model": "diag:depth=2", "optimizer": "scaled", "lr": 0.1, "until_log10_loss": -3'
 P='"init": {"params": [1, 1, 1, -1]}'
+BODY='"data": "builtin:B", "model": "diag:depth=2", "optimizer": "scaled", "lr": 0.1, "until_log10_loss": -3'
 claim huge-seeds "{$RUN, \"seeds\": 1e18}"
 claim huge-seed-list "{$RUN, \"seeds\": [1, 2, 1e300]}"
 claim vary-times-seeds "{$RUN, \"vary\": {\"name\": \"s\", \"values\": [$(seq -s, 1 200)]}, \"seeds\": 100}"
@@ -96,12 +97,15 @@ claim string-vary "{$RUN, $P, \"vary\": {\"name\": \"s\", \"values\": [1, \"2\"]
 claim empty-data "{\"name\": \"main\", \"data\": \"\", \"until_log10_loss\": -3}"
 claim second-bad "{$RUN, $P}, {$RUN, $P}"
 claim typo-key "{$RUN, $P}" '{"quantity": "final", "expect": 0.5, "tolerance": 0.001}'
+claim from-later "{$RUN, \"init\": {\"from_run\": \"later\"}}, {$BODY, $P, \"name\": \"later\"}"
+claim from-params "{$RUN, $P}, {$BODY, \"name\": \"two\", \"init\": {\"from_run\": \"main\", \"params\": [1, 1, 1, -1]}}"
+claim neg-multiply "{$RUN, \"init\": {\"params\": [1, 1, 1, -1], \"multiply\": -2}}"
 printf '{"name": "x", "runs": [{%s, %s}], "checks": [{"quantity": "final", "expect": 0.5}]} trailing\n' \
     "$RUN" "$P" >"$B/trailing.json"
 "$MF" reproduce --experiments "$B" --out "$T/bo" >"$T/outb" 2>"$T/errb"
 rc=$?
 check "bad claim files exit 2 (bad input)" test $rc -eq 2
-check "bad claim files: all 17 refused, nothing run" grep -q "17 claim files refused; nothing was run" "$T/errb"
+check "bad claim files: all 20 refused, nothing run" grep -q "20 claim files refused; nothing was run" "$T/errb"
 check "no leak or sanitizer report on refused files" sh -c "! grep -Eq 'Sanitizer|runtime error' '$T/errb'"
 expect_err() { # claim, message (fixed string)
     check "$1: $2" grep -qF "marginflow: $B/$1.json: $2" "$T/errb"
@@ -122,9 +126,27 @@ expect_err string-vary "runs[0].vary.values[1]: must be a finite number"
 expect_err empty-data "runs[0].data: must not be empty"
 expect_err second-bad "runs: two runs expand to the same name 'main'"
 expect_err typo-key "checks[0].tolerance: unknown key"
+expect_err from-later "runs[0].init.from_run: 'later' is not an earlier run of the claim"
+expect_err from-params "runs[1].init: \"from_run\" excludes \"params\", \"kind\" and \"scale\""
+expect_err neg-multiply "runs[0].init.multiply: must be > 0, got -2"
 check "trailing text after the JSON" grep -qF "marginflow: $B/trailing.json:1:" "$T/errb"
 check "trailing text message" grep -qF "text after the JSON value" "$T/errb"
 check "refused claims train nothing" test ! -e "$T/bo/second-bad/main"
+
+# init.from_run: a run starts from an earlier run's final parameters, times
+# init.multiply (diag:depth=2 is 2-homogeneous: q_min exactly x 4 for 2)
+F="$T/from"
+mkdir -p "$F"
+printf '{"name": "from-ok", "runs": [{%s, %s}, {"name": "twice", %s, "steps": 5, "init": {"from_run": "main", "multiply": 2}}], "checks": [{"quantity": "final", "run": "twice", "column": "normalized_margin", "op": "ge", "expect": 0}]}\n' \
+    "$RUN" "$P" "$BODY" >"$F/from-ok.json"
+"$MF" reproduce --experiments "$F" --out "$T/fo" >"$T/outf" 2>&1
+expect_rc 0 $? "from_run claim"
+check "from_run: config.json names main's params.txt" \
+    test "$(json "$T/fo/from-ok/twice/config.json" "d['init']['file'].endswith('from-ok/main/params.txt')")" = True
+check "from_run: config.json records multiply 2" test "$(json "$T/fo/from-ok/twice/config.json" "d['init']['multiply']")" = 2
+check "from_run x 2: the first q_min is 4 x main's last" awk -F, '
+    FNR == 2 && FILENAME == ARGV[2] { b = $6 } FILENAME == ARGV[1] && FNR > 1 { a = $6 }
+    END { exit !(b == 4 * a && a > 0) }' "$T/fo/from-ok/main/metrics.csv" "$T/fo/from-ok/twice/metrics.csv"
 
 "$MF" reproduce no-such-claim --out "$T/d" >/dev/null 2>"$T/erru"
 rc=$?

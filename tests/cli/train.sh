@@ -69,7 +69,7 @@ expect_rc 0 $? "train --help"
 for o in --data --format --model --loss --optimizer --lr --tol --batch --steps \
     --until-log10-loss --until-margin-gap --until-time --wall-seconds --log-points \
     --checkpoint-every --init \
-    --init-scale --seed --init-params --init-file --out -q --quiet --resume --help; do
+    --init-scale --seed --init-params --init-file --init-multiply --out -q --quiet --resume --help; do
     check "--help lists $o" grep -q -- "$o" "$T/help"
 done
 for d in "default linear" "default exp" "default flow" "default 0.1" "default 1e-6" \
@@ -275,5 +275,28 @@ k2=$(json "$S/summary.json" "d['steps']")
 check "resumed past step $k (now $k2)" test "$k2" -gt "$k"
 check "metrics steps strictly increase after resume" awk -F, '
     NR > 2 && $1 + 0 <= prev { bad = 1 } NR > 1 { prev = $1 + 0 } END { exit bad }' "$S/metrics.csv"
+
+# --init-multiply C: a 2-homogeneous relu2's step-0 q_min is C^2 times the
+# unmultiplied start's, its norm C times, its normalized margin unchanged;
+# config.json records the factor; C <= 0 and a resume with it are refused
+"$MF" train --data builtin:sym4 --model relu2:width=4,alpha=0 --init gauss --init-scale 0.5 \
+    --steps 1 --out "$T/im0" -q
+for c in 1 3; do
+    "$MF" train --data builtin:sym4 --model relu2:width=4,alpha=0 --init-file "$T/im0/params.txt" \
+        --init-multiply $c --steps 1 --out "$T/im$c" -q
+    expect_rc 0 $? "--init-multiply $c"
+done
+check "--init-multiply 3: q_min x 9, norm x 3, same normalized margin" awk -F, '
+    FNR == 2 { q[FILENAME] = $6; n[FILENAME] = $5; g[FILENAME] = $7 }
+    END { a = ARGV[1]; b = ARGV[2]; r = q[b] / q[a]; s = n[b] / n[a]; d = g[b] - g[a]
+          exit !(r > 9 - 1e-12 && r < 9 + 1e-12 && s > 3 - 1e-13 && s < 3 + 1e-13 &&
+                 d < 1e-15 && d > -1e-15) }' "$T/im1/metrics.csv" "$T/im3/metrics.csv"
+check "config.json records multiply 3" test "$(json "$T/im3/config.json" "d['init']['multiply']")" = 3
+check "config.json of factor 1 has no multiply" test "$(json "$T/im1/config.json" "'multiply' in d['init']")" = False
+"$MF" train --data builtin:sym4 --init-multiply -1 --out "$T/im4" -q 2>"$T/err"
+expect_rc 2 $? "--init-multiply -1"
+expect_msg "$T/err" "--init-multiply: must be a finite number > 0" "--init-multiply -1 says why"
+"$MF" train --resume "$T/im3" --init-multiply 2 2>"$T/err"
+expect_rc 2 $? "--init-multiply with --resume"
 
 cli_test_done
