@@ -11,6 +11,7 @@
  * a run without archives contributes its checkpoint.bin.
  */
 #define _XOPEN_SOURCE 700
+#include "gp.h"
 #include "robust.h"
 
 #include "rundir.h"
@@ -222,20 +223,23 @@ static int mem_commit(mem_file *m, const char *path, char *why, size_t cap) {
     return bad ? -1 : 0;
 }
 
-/* The figures of table t in dir: PREFIX-eps (robust accuracy, min over the
- * attacks, vs eps, one line per state; log x) and, with two or more archived
- * states, PREFIX-epoch (vs epoch, one line per eps), each as a gnuplot
- * script and its PNG and SVG; eps reads PREFIX.csv (columns 1 epoch, 4 eps,
- * 8 min), epoch PREFIX-epoch.dat (a block per eps, so its lines join). Without gnuplot the scripts stay. All of robust's figure code. */
+/* The figures of table t in dir, drawn through cli/gp (the look of every
+ * marginflow figure; PDF, SVG and PNG, the script kept to re-run):
+ * PREFIX-eps (robust accuracy, min over the attacks, vs eps, one line per
+ * state; log x) and, with two or more archived states, PREFIX-epoch (vs
+ * epoch, one line per eps). eps reads PREFIX.csv (columns 1 epoch, 4 eps,
+ * 8 min), epoch PREFIX-epoch.dat (a block per eps, so its lines join).
+ * Without gnuplot the scripts stay. All of robust's figure code. */
 static void robust_figures(const char *dir, const char *prefix, const robust_table *t) {
-    char p[1400], why[MF_ERR_LEN];
+    char p[1400], why[MF_ERR_LEN], name[300], sub[200];
+    cli_fmt(sub, sizeof sub, "%s, %d test inputs", t->model, t->n_test);
     for (int fig = 0; fig < 2; fig++) {
         if (fig == 1 && (t->n < 2 || t->p[0].epoch < 0)) break;
         const char *kind = fig ? "epoch" : "eps";
-        mem_file mf;
-        FILE *g;
         if (fig) { /* PREFIX-epoch.dat: one block (index l) per eps of "epoch,min" rows */
-            if (!(g = mem_open(&mf))) continue;
+            mem_file mf;
+            FILE *g = mem_open(&mf);
+            if (!g) continue;
             fprintf(g, "# robust accuracy (min over the attacks) per epoch, one block per eps\n");
             for (int l = 0; l < t->s.n_eps; l++) {
                 fprintf(g, "%s# eps %.17g\n", l ? "\n\n" : "", t->s.eps[l]);
@@ -245,36 +249,38 @@ static void robust_figures(const char *dir, const char *prefix, const robust_tab
             cli_fmt(p, sizeof p, "%s/%s-epoch.dat", dir, prefix);
             if (mem_commit(&mf, p, why, sizeof why)) continue;
         }
-        if (!(g = mem_open(&mf))) continue;
-        fprintf(g, "# marginflow robust figure; edit and re-run: gnuplot %s-%s.gp\n", prefix, kind);
-        fprintf(g, "set datafile separator ','\nset key outside right\nset grid\n");
-        for (int term = 0; term < 2; term++) {
-            if (term == 0) fprintf(g, "set terminal pngcairo size 1000,560 font ',10'\nset output '%s-%s.png'\n", prefix, kind);
-            else fprintf(g, "set terminal svg size 1000,560 dynamic font 'Helvetica,11'\nset output '%s-%s.svg'\n", prefix, kind);
-            fprintf(g, "set termoption noenhanced\nset yrange [0:1.02]\nset ylabel 'robust accuracy (min over PGD-L2, CW-L2)'\n");
-            fprintf(g, "set title \"%s: L2 robust accuracy on %d test inputs\" noenhanced\n", t->model, t->n_test);
-            if (!fig) {
-                fprintf(g, "set xlabel 'eps (L2 radius)'\nset logscale x\nset autoscale xfix\nplot ");
-                for (int i = 0; i < t->n; i++)
-                    fprintf(g, "%s'%s.csv' using ($1 == %lld ? $4 : 1/0):8 with linespoints lw 2 title 'epoch %lld (log10 Loss %s)'",
-                            i ? ", " : "", prefix, t->p[i].epoch, t->p[i].epoch, cli_g(t->p[i].log10_loss, 3));
-            } else {
-                fprintf(g, "unset logscale x\nset autoscale x\nset xlabel 'epoch'\nplot ");
-                for (int l = 0; l < t->s.n_eps; l++)
-                    fprintf(g, "%s'%s-epoch.dat' index %d using 1:2 with linespoints lw 2 title 'eps %g'",
-                            l ? ", " : "", prefix, l, t->s.eps[l]);
+        cli_fmt(name, sizeof name, "%s-%s", prefix, kind);
+        gp_fig gf;
+        if (gp_begin(&gf, dir, name, "marginflow robust", GP_W, GP_H, GP_ALL)) continue;
+        FILE *b = GP_BODY(&gf);
+        gp_title(&gf, fig ? "L2 robust accuracy per epoch" : "L2 robust accuracy vs radius", sub);
+        fprintf(b, "set datafile separator ','\nset yrange [-0.03:1.03]\n"
+                   "set ylabel 'robust accuracy (min over PGD-L2, CW-L2)'\n");
+        gp_key_below(b, fig ? t->s.n_eps : t->n, 2);
+        if (!fig) {
+            fprintf(b, "set xlabel 'ε (L2 radius)'\nset logscale x\nset autoscale xfix\nplot ");
+            for (int i = 0; i < t->n; i++) {
+                char tl[120];
+                cli_fmt(tl, sizeof tl, "epoch %lld (log10 Loss %s)", t->p[i].epoch,
+                        cli_g(t->p[i].log10_loss, 3));
+                fprintf(b, "%s'", i ? ", " : "");
+                gp_str(b, prefix);
+                fprintf(b, ".csv' using ($1 == %lld ? $4 : 1/0):8 with linespoints lt %d title '",
+                        t->p[i].epoch, i + 1);
+                gp_str(b, tl);
+                fprintf(b, "' noenhanced");
             }
-            fprintf(g, "\nunset logscale x\n");
+        } else {
+            fprintf(b, "set xlabel 'epoch'\nplot ");
+            for (int l = 0; l < t->s.n_eps; l++) {
+                fprintf(b, "%s'", l ? ", " : "");
+                gp_str(b, prefix);
+                fprintf(b, "-epoch.dat' index %d using 1:2 with linespoints lt %d title 'ε = %s'", l,
+                        l + 1, gp_num(t->s.eps[l]));
+            }
         }
-        fprintf(g, "set output\n");
-        cli_fmt(p, sizeof p, "%s/%s-%s.gp", dir, prefix, kind);
-        if (mem_commit(&mf, p, why, sizeof why)) continue;
-        char *dirs = (char *)dir, *dq = cli_shell_quote(1, &dirs);
-        char cmd[2048];
-        cli_fmt(cmd, sizeof cmd, "cd %s && gnuplot %s-%s.gp >/dev/null 2>&1", dq ? dq : ".", prefix, kind);
-        free(dq);
-        if (system(cmd) != 0) { /* the script stays for a machine with gnuplot */
-        }
+        fprintf(b, "\n");
+        gp_end(&gf); /* without gnuplot the script stays */
     }
 }
 
