@@ -139,8 +139,8 @@ $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(FUZZ_DIR)/libmarginf
 
 # the experiment-file parser lives in the CLI: compiled into its harness with
 # what it uses (typed JSON getters, the check table, the common helpers, and
-# what the robust check calls: cli/robust.c and the run directory)
-FUZZ_EXP_CLI := cli/experiment.c cli/json.c cli/checks.c cli/checks_relu2.c cli/common.c cli/robust.c cli/rundir.c
+# what the robust check calls: cli/robust.c, its figures (cli/gp.c) and the run directory)
+FUZZ_EXP_CLI := cli/experiment.c cli/json.c cli/checks.c cli/checks_relu2.c cli/common.c cli/robust.c cli/gp.c cli/rundir.c
 $(FUZZ_DIR)/fuzz_experiment: tests/fuzz/fuzz_experiment.c tests/fuzz/fuzz.h $(FUZZ_EXP_CLI) \
                              $(wildcard cli/*.h) $(FUZZ_DIR)/libmarginflow.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Icli -fsanitize=fuzzer -o $@ $< $(FUZZ_EXP_CLI) \
