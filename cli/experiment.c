@@ -260,6 +260,7 @@ static int make_run(cli_jr *p, const cJSON *r, const char *path, const char *var
     s->seed = out->seed;
     const cJSON *params = cli_jget(init, "params");
     out->init_multiply = 1.0;
+    out->init_from_index = -1; /* set by expand_runs, which knows the other runs */
     if (get_tnum(p, init, ip, "multiply", var, has, v, &out->init_multiply) < 0) return -1;
     if (!(out->init_multiply > 0)) {
         char fm[200];
@@ -483,6 +484,7 @@ static int expand_runs(cli_jr *p, const cJSON *root, rp_run **out, int *n) {
                      "listed before this one)", cli_q(list[i].init_from));
             goto out;
         }
+        list[i].init_from_index = j;
     }
     rc = 0;
 out:

@@ -45,6 +45,7 @@ typedef struct rp_run {
     double init_scale;
     char init_from[160];      /* "" or an earlier run of the claim: start from its final
                                  parameters (its params.txt), times init_multiply */
+    int init_from_index;      /* that run's index in the claim's runs (set by the parser), -1 */
     double init_multiply;     /* the initial parameters times this (default 1) */
     uint64_t seed;
     int has_vary;

@@ -148,15 +148,25 @@ static void clause_title(FILE *b, const rp_claim *c, int i, int groups, const ch
 }
 
 /* One plot clause per finished drawn run reading its metrics.csv with
- * `using` (a gnuplot using spec), coloured by group, comma-separated (the
- * caller writes "plot " before and what follows after). */
-static void run_lines(FILE *b, const rp_claim *c, int groups, const char *using) {
+ * `using x:y` (gnuplot using fields), coloured by group, comma-separated
+ * (the caller writes "plot " before and what follows after). epochs: x is
+ * the number of the epoch column, and a run that starts from another's
+ * final parameters (init.from_run) is its continuation, drawn from that
+ * run's last epoch on. */
+static void run_lines(FILE *b, const rp_claim *c, int groups, const char *x, const char *y,
+                      int epochs) {
     for (int i = 0, k = 0; i < n_drawn(c); i++) {
-        if (!c->runs[i].done) continue;
+        const rp_run *r = &c->runs[i];
+        if (!r->done) continue;
+        const int src = epochs ? r->init_from_index : -1;
         fprintf(b, "%s'", k++ ? ", " : "");
-        gp_str(b, c->runs[i].name);
-        fprintf(b, "/metrics.csv' skip 1 using %s lt %d", using, group_of(c, i) + 1);
-        clause_title(b, c, i, groups, "");
+        gp_str(b, r->name);
+        if (src >= 0 && c->runs[src].done)
+            fprintf(b, "/metrics.csv' skip 1 using ($%s + %lld):%s lt %d", x,
+                    c->runs[src].res.final.epoch, y, group_of(c, i) + 1);
+        else
+            fprintf(b, "/metrics.csv' skip 1 using %s:%s lt %d", x, y, group_of(c, i) + 1);
+        clause_title(b, c, i, groups, src >= 0 ? " (continued)" : "");
     }
 }
 
@@ -267,25 +277,13 @@ static int fig_epochs(const rp_claim *c, gp_fig *g) {
     gp_key_below(b, (groups > 1 ? groups : k), 3);
     gp_multiplot(g, 2, 2, "Loss and margins per epoch ([LL20] Fig. 1)", 0, c->title);
     fprintf(b, "set xlabel 'epoch'\n");
-    /* a run that starts from another's final parameters (init.from_run) is
-     * its continuation: drawn from that run's last epoch on */
-    long long off[24]; /* n_drawn(c) <= 24 */
-    for (int i = 0; i < n_drawn(c) && i < 24; i++) {
-        off[i] = 0;
-        for (int j = 0; j < i && c->runs[i].init_from[0]; j++)
-            if (!strcmp(c->runs[j].name, c->runs[i].init_from) && c->runs[j].done)
-                off[i] = c->runs[j].res.final.epoch;
-    }
+    char x[16];
+    cli_fmt(x, sizeof x, "%d", gp_csv_col(hdr, "epoch"));
     for (int p = 0; p < 4; p++) {
+        char y[16];
+        cli_fmt(y, sizeof y, "%d", gp_csv_col(hdr, panel[p].col));
         fprintf(b, "set ylabel '%s'\nplot ", panel[p].label);
-        for (int i = 0, n = 0; i < n_drawn(c) && i < 24; i++) {
-            if (!c->runs[i].done) continue;
-            fprintf(b, "%s'", n++ ? ", " : "");
-            gp_str(b, c->runs[i].name);
-            fprintf(b, "/metrics.csv' skip 1 using ($%d + %lld):%d lt %d", gp_csv_col(hdr, "epoch"),
-                    off[i], gp_csv_col(hdr, panel[p].col), group_of(c, i) + 1);
-            clause_title(b, c, i, groups, off[i] ? " (continued)" : "");
-        }
+        run_lines(b, c, groups, x, y, 1);
         fprintf(b, "\n");
     }
     return 0;
@@ -469,24 +467,25 @@ static int fig_loss(const rp_claim *c, gp_fig *g, int norm) {
         fprintf(b, "set format x '%%h'\nset format y '%%h'\nset xlabel '%s'\nset ylabel 'log_{10} Loss'\n",
                 GP_LABEL_LOG10_T);
         fprintf(b, "plot [0:*] ");
-        char u[192];
-        cli_fmt(u, sizeof u, "%d:%d", lt, ll);
-        run_lines(b, c, groups, u);
+        char u[16], v[96];
+        cli_fmt(u, sizeof u, "%d", lt);
+        cli_fmt(v, sizeof v, "%d", ll);
+        run_lines(b, c, groups, u, v, 0);
         fprintf(b, ", x > 0 ? -x - %s * log10(x * log(10)) + %s : 1/0 lc rgb 'black' lw 1 dt 2 "
                    "title 'Θ(1 / (t (ln t)^{%.3g}))'\n",
                 gp_num(p), gp_num(c0), p);
         fprintf(b, "set xlabel '%s'\nset ylabel 'log_{10} (Loss · t)'\nplot ", GP_LABEL_LOG10_LN_T);
-        cli_fmt(u, sizeof u, "%s:($%d + $%d)", lnt, ll, lt);
-        run_lines(b, c, groups, u);
+        cli_fmt(v, sizeof v, "($%d + $%d)", ll, lt);
+        run_lines(b, c, groups, lnt, v, 0);
         fprintf(b, ", %s - %s * (x - %s) lc rgb 'black' lw 1 dt 2 title 'slope -(2 - 2/L) = %.3g'\n",
                 gp_num(le + xe), gp_num(p), gp_num(xl), -p);
     } else {
         double ne = log10(e->norm);
         gp_title(g, "Norm growth of [LL20]: ‖θ‖ = Θ((ln t)^{1/L})", c->title);
         fprintf(b, "set xlabel '%s'\nset ylabel 'log_{10} ‖θ‖'\nplot ", GP_LABEL_LOG10_LN_T);
-        char u[192];
-        cli_fmt(u, sizeof u, "%s:(log10($%d))", lnt, ln);
-        run_lines(b, c, groups, u);
+        char v[96];
+        cli_fmt(v, sizeof v, "(log10($%d))", ln);
+        run_lines(b, c, groups, lnt, v, 0);
         fprintf(b, ", %s + (x - %s) / %d.0 lc rgb 'black' lw 1 dt 2 title 'slope 1/L, L = %d'\n",
                 gp_num(ne), gp_num(xl), L, L);
     }
