@@ -27,7 +27,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #define LN10 2.302585092994045684017991454684364208
 
@@ -131,12 +130,6 @@ typedef struct driver {
     mf_metrics last;
 } driver;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 static int finite_all(const double *v, size_t n) {
     double acc = 0;
     for (size_t i = 0; i < n; i++) acc += v[i] * 0.0;
@@ -206,7 +199,7 @@ static int row(driver *d, const mf_train_state *st, mf_metrics *mt, mf_err *e) {
         for (int i = 0; i < d->T->n; i++) wrong += !(mf__margin(d->T, d->tout, d->m->n_out, i) > 0);
         mt->test_error = (double)wrong / d->T->n;
     }
-    double t = now_s();
+    double t = mf__now();
     mt->epoch_seconds = t - d->t_epoch;
     mt->wall_seconds = t - d->t0;
     return MF_OK;
@@ -261,7 +254,7 @@ static mf_outcome stop_reason(const driver *d, const mf_train_state *st) {
         return MF_OUT_LOSS_TARGET;
     if (s->max_epochs > 0 && epoch >= s->max_epochs) return MF_OUT_STEP_BUDGET;
     if (s->max_steps > 0 && st->step >= s->max_steps) return MF_OUT_STEP_BUDGET;
-    if (!isnan(s->wall_seconds) && now_s() - d->t0 >= s->wall_seconds) return MF_OUT_WALL_BUDGET;
+    if (!isnan(s->wall_seconds) && mf__now() - d->t0 >= s->wall_seconds) return MF_OUT_WALL_BUDGET;
     if (d->cb && d->cb->should_stop && d->cb->should_stop(d->cb->user)) return MF_OUT_INTERRUPTED;
     return MF_OUT_RUNNING;
 }
@@ -337,7 +330,7 @@ int mf__train_epochs(const mf_model *m, const mf_data *data, const mf_train_sett
         return rc;
     }
     if (st->lr == 0) st->lr = s->lr;
-    d.t0 = d.t_epoch = now_s();
+    d.t0 = d.t_epoch = mf__now();
     long long steps_done = 0;
     mf_outcome out = MF_OUT_RUNNING;
     double log_ref = train_log_loss(&d, st->theta);
@@ -372,7 +365,7 @@ int mf__train_epochs(const mf_model *m, const mf_data *data, const mf_train_sett
                 if (st->lr > DBL_MAX) st->lr = DBL_MAX;
             }
             if ((rc = emit(&d, st, 1, 0, e))) goto done;
-            d.t_epoch = now_s();
+            d.t_epoch = mf__now();
             continue;
         }
         memcpy(st->theta, d.theta0, sizeof(double) * m->n_params);
@@ -401,7 +394,7 @@ done:
     result->final = d.last;
     result->steps = st->step;
     result->rejected = st->rejected;
-    result->wall_seconds = now_s() - d.t0;
+    result->wall_seconds = mf__now() - d.t0;
     result->steps_per_second = result->wall_seconds > 0 ? steps_done / result->wall_seconds : 0;
     driver_free(&d);
     return rc;

@@ -92,7 +92,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define GR_PI 3.14159265358979323846
 
@@ -105,12 +104,6 @@
 #define GR_INTERIOR 1e-10
 /* Neurons from IPOPT with ||u_b|| <= GR_DROP max_b ||u_b|| are not columns. */
 #define GR_DROP 1e-12
-
-static double gr_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static double gr_dot(int d, const double *a, const double *b) {
     double s = 0.0;
@@ -1044,7 +1037,7 @@ int mf_global_relu2(const mf_model *m, const mf_data *data, const mf_global_sett
     if (why) return mf__err(e, MF_ERR_INVALID, "global settings: %s", why);
 
     int n = data->n, d = data->d;
-    double alpha = m->alpha, t0 = gr_now();
+    double alpha = m->alpha, t0 = mf__now();
     gr_pats pats = {n, 0, 0, NULL, NULL, 0};
     gr_qp q = {0};
     mf_global_result *r = mf__calloc(1, sizeof *r);
@@ -1068,7 +1061,7 @@ int mf_global_relu2(const mf_model *m, const mf_data *data, const mf_global_sett
     if (!r->n_lines) rc = gr_n_lines(data, &r->n_lines, e);
     if (!rc) rc = gr_separable(data, &pats, alpha, r->enumerated, e);
     if (rc) goto done;
-    double t1 = gr_now();
+    double t1 = mf__now();
     r->seconds_patterns = t1 - t0;
 
     /* (C*) on data scaled to max_n ||x_n|| = 1 */
@@ -1165,7 +1158,7 @@ int mf_global_relu2(const mf_model *m, const mf_data *data, const mf_global_sett
     snprintf(r->spec, sizeof r->spec, "%s", mo->spec);
     double nn = mf_param_norm(mo, r->theta);
     r->path_norm = 0.5 * nn * nn;
-    double t2 = gr_now();
+    double t2 = mf__now();
     r->seconds_solve = t2 - t1;
 
     /* dual bound from IPOPT's lambda, evaluated on the original data */
@@ -1192,7 +1185,7 @@ int mf_global_relu2(const mf_model *m, const mf_data *data, const mf_global_sett
         r->n_support += r->lambda[k] > 1e-9 * lmax;
         r->lambda[k] /= r->rho;
     }
-    r->seconds_certify = gr_now() - t2;
+    r->seconds_certify = mf__now() - t2;
 done:
     gr_pats_free(&pats);
     mf__free(q.coef);

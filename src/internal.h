@@ -27,6 +27,10 @@ int mf__err(mf_err *e, int code, const char *fmt, ...)
 /* log(e^a + e^b), exact for a or b = -INFINITY. */
 double mf__lse2(double a, double b);
 
+/* Seconds on the monotonic clock (CLOCK_MONOTONIC): differences are wall
+ * time, unaffected by changes of the system clock (util.c). */
+double mf__now(void);
+
 /* True margin of sample i from outputs out[n][n_out] (loss.c). */
 double mf__margin(const mf_data *data, const double *out, int n_out, int i);
 

@@ -23,7 +23,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 /* ----------------------------------------------------------- settings */
 
@@ -189,12 +188,6 @@ typedef struct {
     const char *reason; /* why the run stalled (static text), or NULL */
 } trainer;
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 static void trainer_free(trainer *t) {
     mf_work_free(t->w);
     mf__evalset *sets[2] = {&t->cur, &t->cand};
@@ -297,7 +290,7 @@ static const char *const STALL_REJECTS = "100000 attempts in a row were rejected
 
 /* After a rejected attempt of a retry loop (the step size shrunk from
  * lr_before to lr; *tries counts the rejections of this step; t0 is
- * now_seconds() at the start of mf_train): stop the loop whatever the
+ * mf__now() at the start of mf_train): stop the loop whatever the
  * numerics do -- MF_OUT_STALLED (*reason set) when the step size did not
  * shrink or the budget of rejections is spent, MF_OUT_WALL_BUDGET when the
  * wall budget is spent, MF_OUT_INTERRUPTED when should_stop asks -- or
@@ -312,7 +305,7 @@ mf_outcome mf__retry_stop(const mf_train_settings *s, const mf_callbacks *cb, do
         *reason = STALL_REJECTS;
         return MF_OUT_STALLED;
     }
-    if (!isnan(s->wall_seconds) && now_seconds() - t0 >= s->wall_seconds)
+    if (!isnan(s->wall_seconds) && mf__now() - t0 >= s->wall_seconds)
         return MF_OUT_WALL_BUDGET;
     if (cb && cb->should_stop && cb->should_stop(cb->user)) return MF_OUT_INTERRUPTED;
     return MF_OUT_RUNNING;
@@ -636,7 +629,7 @@ static mf_outcome check_stop(trainer *t, const mf_train_state *st) {
         return MF_OUT_MARGIN_GAP;
     if (!isnan(s->until_time) && st->time_log >= log(s->until_time)) return MF_OUT_TIME_TARGET;
     if (s->max_steps > 0 && st->step >= s->max_steps) return MF_OUT_STEP_BUDGET;
-    if (!isnan(s->wall_seconds) && now_seconds() - t->t0 >= s->wall_seconds)
+    if (!isnan(s->wall_seconds) && mf__now() - t->t0 >= s->wall_seconds)
         return MF_OUT_WALL_BUDGET;
     if (t->cb && t->cb->should_stop && t->cb->should_stop(t->cb->user)) return MF_OUT_INTERRUPTED;
     return MF_OUT_RUNNING;
@@ -691,7 +684,7 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
     t.warned = st->smoothed_decrease > 1e-9 || st->loss_increase > 1;
 
     double progress_every = cb && cb->progress_seconds > 0 ? cb->progress_seconds : 0.5;
-    t.t0 = now_seconds();
+    t.t0 = mf__now();
     double next_progress = t.t0 + progress_every;
     long long steps_done = 0;
     double t0_loop = t.t0;
@@ -712,7 +705,7 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
         t.mchange_now = margin_change(st, t.gamma_now);
         if (mf_is_log_step(s, st->step) && (rc = emit(&t, st, 1, e))) goto done;
     }
-    t0_loop = now_seconds(); /* steps_per_second: the step loop only, not the setup */
+    t0_loop = mf__now(); /* steps_per_second: the step loop only, not the setup */
 
     while (out == MF_OUT_RUNNING) {
         out = check_stop(&t, st);
@@ -765,7 +758,7 @@ int mf_train(const mf_model *m, const mf_data *data, const mf_train_settings *s,
             goto done;
         }
         if (cb && cb->on_progress) {
-            double now = now_seconds();
+            double now = mf__now();
             if (now >= next_progress) {
                 mf_metrics pm;
                 if (current_metrics(&t, st, &pm, 0, NULL) == MF_OK)
@@ -817,9 +810,9 @@ done:
         result->forward_evals += fw;
         result->term_gradients = tg;
     }
-    result->wall_seconds = now_seconds() - t.t0;
+    result->wall_seconds = mf__now() - t.t0;
     {
-        double loop_seconds = now_seconds() - t0_loop;
+        double loop_seconds = mf__now() - t0_loop;
         result->steps_per_second = loop_seconds > 0 ? steps_done / loop_seconds : 0;
     }
     trainer_free(&t);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zlib.h>
 
 /* ---------------------------------------------------------------- errors */
@@ -134,6 +135,12 @@ double mf_rng_normal(mf_rng *r) {
 }
 
 /* --------------------------------------------------------------- numeric */
+
+double mf__now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 double mf__lse2(double a, double b) {
     if (a < b) {
